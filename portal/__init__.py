@@ -1,0 +1,68 @@
+"""The portal: a Flask application built by `create_app`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+from portal.config import PACKAGE_DIR, ConfigurationError, load_config
+
+
+def create_app(config: dict[str, Any] | None = None, env_name: str | None = None) -> Flask:
+    """Build the app for `PORTAL_ENV` (or `env_name`), with `config` overriding settings."""
+    settings = load_config(env_name)
+    app = Flask(
+        __name__,
+        instance_path=None,
+        template_folder=str(PACKAGE_DIR / "templates"),
+        static_folder=str(PACKAGE_DIR / "static"),
+    )
+    app.config.from_object(settings)
+    if config:
+        app.config.update(config)
+    _check_settings(app)
+
+    from portal import models  # noqa: F401  (register every table with the metadata)
+    from portal.extensions import babel, csrf, db, limiter, login_manager, migrate
+    from portal.i18n import init_i18n
+    from portal.security import init_security
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(PACKAGE_DIR.parent / "migrations"))
+    csrf.init_app(app)
+    limiter.init_app(app)
+    login_manager.init_app(app)
+    init_i18n(app, babel)
+    init_security(app)
+
+    from portal.access.sessions import init_sessions
+
+    init_sessions(app)
+
+    from portal.access.views import bp as access_bp
+    from portal.customers.views import bp as customers_bp
+    from portal.errors import init_errors
+    from portal.invoices.views import bp as invoices_bp
+    from portal.site.views import bp as site_bp
+
+    app.register_blueprint(site_bp)
+    app.register_blueprint(access_bp)
+    app.register_blueprint(customers_bp)
+    app.register_blueprint(invoices_bp)
+    init_errors(app)
+
+    from portal.cli import register_cli
+
+    register_cli(app)
+    return app
+
+
+def _check_settings(app: Flask) -> None:
+    if not app.config.get("SECRET_KEY"):
+        raise ConfigurationError("SECRET_KEY is required.")
+    base_url = app.config["PORTAL_BASE_URL"]
+    if not base_url.startswith(("http://", "https://")):
+        raise ConfigurationError("PORTAL_BASE_URL must be an absolute http(s) URL.")
+    if app.config["ENV_NAME"] == "production" and not base_url.startswith("https://"):
+        raise ConfigurationError("PORTAL_BASE_URL must use https in production.")

@@ -1,0 +1,1 @@
+"""Emailed links: the only way a customer gets into the portal."""

@@ -1,0 +1,190 @@
+"""Emailed links: issue, open, revoke, and re-send on request."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy import func, select
+
+from portal.access.models import AccessLink
+from portal.audit.services import record_event
+from portal.customers.models import Customer
+from portal.errors import DomainError
+from portal.extensions import db
+from portal.invoices.models import Invoice
+
+TOKEN_BYTES = 32  # 256 bits of randomness; DESIGN.md asks for at least 128
+
+
+class LinkProblem(StrEnum):
+    UNKNOWN = "unknown"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+
+
+class LinkNotUsable(DomainError):
+    def __init__(self, problem: LinkProblem) -> None:
+        super().__init__(problem.value)
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class IssuedLink:
+    link: AccessLink
+    token: str  # shown once, never stored
+
+    def url(self, base_url: str) -> str:
+        return build_link_url(base_url, self.token)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def build_link_url(base_url: str, token: str) -> str:
+    """Links are built from the configured base URL, never from a request's Host header."""
+    return f"{base_url.rstrip('/')}/l/{token}"
+
+
+def issue_link(
+    customer: Customer,
+    *,
+    now: datetime,
+    ttl: timedelta,
+    actor: str,
+    invoice: Invoice | None = None,
+    purpose: str = "manual",
+) -> IssuedLink:
+    """Create a link to this customer's account (or one of their invoices)."""
+    if invoice is not None and invoice.customer_id != customer.id:
+        raise DomainError("the invoice belongs to another customer")
+    if ttl <= timedelta(0):
+        raise DomainError("a link must live for a positive time")
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    link = AccessLink(
+        customer_id=customer.id,
+        invoice_id=invoice.id if invoice else None,
+        token_hash=hash_token(token),
+        purpose=purpose,
+        created_at=now,
+        expires_at=now + ttl,
+    )
+    db.session.add(link)
+    db.session.flush()
+    record_event(
+        "link.issued",
+        actor=actor,
+        now=now,
+        customer_id=customer.id,
+        subject=link,
+        data={"purpose": purpose, "invoice": invoice.number if invoice else None},
+    )
+    return IssuedLink(link, token)
+
+
+def find_link(token: str) -> AccessLink | None:
+    if not token or len(token) > 128:
+        return None
+    return db.session.scalar(select(AccessLink).where(AccessLink.token_hash == hash_token(token)))
+
+
+def check_link(token: str, now: datetime) -> AccessLink:
+    """The usable link for this token, or LinkNotUsable saying why."""
+    link = find_link(token)
+    if link is None:
+        raise LinkNotUsable(LinkProblem.UNKNOWN)
+    if link.is_revoked:
+        raise LinkNotUsable(LinkProblem.REVOKED)
+    if link.is_expired(now):
+        raise LinkNotUsable(LinkProblem.EXPIRED)
+    return link
+
+
+def open_link(token: str, *, now: datetime, ip_address: str | None) -> AccessLink:
+    """Record that a person (not a mail scanner: this is the POST) opened the link."""
+    link = check_link(token, now)
+    link.last_opened_at = now
+    record_event(
+        "link.opened",
+        actor=f"customer:{link.customer_id}",
+        now=now,
+        customer_id=link.customer_id,
+        subject=link,
+        data={"ip": ip_address},
+    )
+    return link
+
+
+def revoke_link(link: AccessLink, *, now: datetime, actor: str) -> None:
+    if link.revoked_at is None:
+        link.revoked_at = now
+        record_event(
+            "link.revoked", actor=actor, now=now, customer_id=link.customer_id, subject=link
+        )
+
+
+def is_session_link_valid(link_id: int | None, customer_id: int) -> bool:
+    """A session dies with its link: revoking the link ends sessions opened from it."""
+    if link_id is None:
+        return False
+    link = db.session.get(AccessLink, link_id)
+    return link is not None and link.customer_id == customer_id and not link.is_revoked
+
+
+def find_customer_for_recovery(account_number: str, email: str) -> Customer | None:
+    account_number = account_number.strip()
+    email = email.strip()
+    if not account_number or not email:
+        return None
+    customer = db.session.scalar(
+        select(Customer).where(Customer.account_number == account_number)
+    )
+    if customer is None:
+        return None
+    # Constant-time comparison of the normalized addresses.
+    if not hmac.compare_digest(customer.email.strip().lower(), email.lower()):
+        return None
+    return customer
+
+
+def count_recent_recoveries(customer: Customer, since: datetime) -> int:
+    return db.session.scalar(
+        select(func.count(AccessLink.id)).where(
+            AccessLink.customer_id == customer.id,
+            AccessLink.purpose == "recovery",
+            AccessLink.created_at >= since,
+        )
+    ) or 0
+
+
+RECOVERY_LINKS_PER_HOUR = 3
+
+
+def request_new_link(
+    account_number: str, email: str, *, now: datetime, ttl: timedelta, base_url: str
+) -> None:
+    """Mail a fresh link if the pair matches; say nothing either way (no enumeration).
+
+    At most RECOVERY_LINKS_PER_HOUR links per account per hour, so that the form
+    cannot be used to flood someone's mailbox.
+    """
+    from portal.notifications.services import queue_email
+
+    customer = find_customer_for_recovery(account_number, email)
+    if customer is None:
+        return
+    if count_recent_recoveries(customer, now - timedelta(hours=1)) >= RECOVERY_LINKS_PER_HOUR:
+        return
+    issued = issue_link(customer, now=now, ttl=ttl, actor="customer:recovery", purpose="recovery")
+    queue_email(
+        customer,
+        kind="access_link",
+        template="access_link",
+        context={"url": issued.url(base_url), "expires_at": issued.link.expires_at},
+        now=now,
+    )

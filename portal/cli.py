@@ -1,0 +1,113 @@
+"""The `portal` command: Flask's commands plus import, link and demo."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import click
+from flask import Flask, current_app
+from flask.cli import FlaskGroup
+from sqlalchemy import select
+
+from portal.extensions import db
+
+
+def _create_app() -> Flask:
+    from portal import create_app
+
+    return create_app()
+
+
+@click.group(cls=FlaskGroup, create_app=_create_app)
+def main() -> None:
+    """Manage the collections portal."""
+
+
+def register_cli(app: Flask) -> None:
+    app.cli.add_command(import_group)
+    app.cli.add_command(link_command)
+    app.cli.add_command(demo_command)
+
+
+@click.group("import")
+def import_group() -> None:
+    """Load a creditor's ledger from CSV files (see README for the columns)."""
+
+
+def _run_import(kind: str, path: Path, dry_run: bool) -> None:
+    from portal.db import utcnow
+    from portal.imports.services import ImportFailed, import_file
+
+    try:
+        report = import_file(kind, path, dry_run=dry_run, now=utcnow(), actor="cli")
+    except ImportFailed as failure:
+        db.session.rollback()
+        click.echo(f"{path}: {len(failure.errors)} bad row(s); nothing was imported.", err=True)
+        for error in failure.errors:
+            click.echo(f"  line {error.line}: {error.message}", err=True)
+        raise SystemExit(1) from None
+    if dry_run:
+        db.session.rollback()
+        click.echo(f"{path}: valid ({report.summary()}); dry run, nothing written.")
+    else:
+        db.session.commit()
+        click.echo(f"{path}: imported ({report.summary()}).")
+
+
+for _kind in ("customers", "invoices", "payments"):
+
+    def _make(kind: str) -> click.Command:
+        @click.command(kind, help=f"Import {kind} from a CSV file.")
+        @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+        @click.option("--dry-run", is_flag=True, help="Validate only; write nothing.")
+        def command(path: Path, dry_run: bool) -> None:
+            _run_import(kind, path, dry_run)
+
+        return command
+
+    import_group.add_command(_make(_kind))
+
+
+@click.command("link")
+@click.argument("account_number")
+@click.option("--invoice", "invoice_number", help="Open this invoice rather than the account.")
+@click.option("--ttl-days", type=click.IntRange(min=1, max=365), default=None,
+              help="Days before the link expires (default ACCESS_LINK_TTL_DAYS).")
+def link_command(account_number: str, invoice_number: str | None, ttl_days: int | None) -> None:
+    """Print a new portal link for a customer."""
+    from portal.access.services import issue_link
+    from portal.customers.queries import get_customer_by_account
+    from portal.db import utcnow
+    from portal.invoices.models import Invoice
+
+    customer = get_customer_by_account(account_number)
+    if customer is None:
+        raise click.ClickException(f"no customer with account number {account_number!r}")
+    invoice = None
+    if invoice_number:
+        invoice = db.session.scalar(
+            select(Invoice).where(
+                Invoice.number == invoice_number, Invoice.customer_id == customer.id
+            )
+        )
+        if invoice is None:
+            raise click.ClickException(
+                f"customer {account_number} has no invoice {invoice_number!r}"
+            )
+    days = ttl_days or current_app.config["ACCESS_LINK_TTL_DAYS"]
+    issued = issue_link(
+        customer, now=utcnow(), ttl=timedelta(days=days), actor="cli", invoice=invoice
+    )
+    db.session.commit()
+    click.echo(issued.url(current_app.config["PORTAL_BASE_URL"]))
+
+
+@click.command("demo")
+@click.option("--links/--no-links", default=True, help="Print two customer links.")
+def demo_command(links: bool) -> None:
+    """Load the demo ledger (once) and print links for two customers."""
+    from portal.demo.loader import load_demo
+
+    for line in load_demo(print_links=links):
+        click.echo(line)

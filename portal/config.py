@@ -1,0 +1,127 @@
+"""Settings from the environment, one class per environment.
+
+Every variable read here is listed in the README's configuration table.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+PROJECT_DIR = PACKAGE_DIR.parent
+INSTANCE_DIR = Path(os.environ.get("PORTAL_INSTANCE_PATH", PROJECT_DIR / "instance"))
+
+SUPPORTED_LOCALES = ("en", "es", "fr", "de")
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept the usual `postgres://` / `postgresql://` forms and use psycopg 3 for them."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def _development_secret_key() -> str:
+    """Generate once into instance/ so that sessions survive restarts in development."""
+    path = INSTANCE_DIR / "secret_key"
+    if not path.exists():
+        INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+class Config:
+    ENV_NAME = "base"
+    SQLALCHEMY_DATABASE_URI = normalize_database_url(
+        os.environ.get("DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'portal.sqlite3'}")
+    )
+    SQLALCHEMY_ENGINE_OPTIONS: dict[str, object] = {"pool_pre_ping": True}
+    SECRET_KEY: str | None = os.environ.get("SECRET_KEY")
+    PORTAL_BASE_URL = os.environ.get("PORTAL_BASE_URL", "http://127.0.0.1:5000").rstrip("/")
+
+    # The creditor whose receivables this portal collects.
+    CREDITOR_NAME = os.environ.get("CREDITOR_NAME", "Northwind Supplies Ltd")
+    CREDITOR_EMAIL = os.environ.get("CREDITOR_EMAIL", "billing@northwind.example")
+    CREDITOR_PHONE = os.environ.get("CREDITOR_PHONE", "+1 555 0100")
+    CREDITOR_ADDRESS = os.environ.get("CREDITOR_ADDRESS", "1 Harbour Street, Springfield")
+    CREDITOR_TIMEZONE = os.environ.get("CREDITOR_TIMEZONE", "America/New_York")
+    DEFAULT_CURRENCY = os.environ.get("DEFAULT_CURRENCY", "USD")
+
+    ACCESS_LINK_TTL_DAYS = _env_int("ACCESS_LINK_TTL_DAYS", 30)
+    SESSION_IDLE_MINUTES = _env_int("SESSION_IDLE_MINUTES", 30)
+    PERMANENT_SESSION_LIFETIME = timedelta(minutes=SESSION_IDLE_MINUTES)
+    SESSION_COOKIE_NAME = "portal_session"
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = False
+
+    BABEL_DEFAULT_LOCALE = "en"
+    BABEL_DEFAULT_TIMEZONE = "UTC"
+    BABEL_TRANSLATION_DIRECTORIES = str(PACKAGE_DIR / "translations")
+    LANGUAGES = SUPPORTED_LOCALES
+
+    RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
+    RATELIMIT_ENABLED = True
+    RATELIMIT_HEADERS_ENABLED = True
+    LINK_RATE_LIMIT = os.environ.get("LINK_RATE_LIMIT", "20 per minute; 200 per hour")
+    LOST_LINK_RATE_LIMIT = os.environ.get("LOST_LINK_RATE_LIMIT", "5 per minute; 30 per hour")
+
+    WTF_CSRF_TIME_LIMIT = None  # the session's idle timeout already bounds a token's life
+    MAX_CONTENT_LENGTH = 2 * 1024 * 1024
+    FORCE_HTTPS = False
+    PROXY_FIX_X_FOR = _env_int("PROXY_FIX_X_FOR", 0)
+
+
+class DevelopmentConfig(Config):
+    ENV_NAME = "development"
+
+
+class TestingConfig(Config):
+    ENV_NAME = "testing"
+    TESTING = True
+    SECRET_KEY = "testing-secret-key-not-for-production"  # noqa: S105
+    SQLALCHEMY_DATABASE_URI = normalize_database_url(
+        os.environ.get("TEST_DATABASE_URL", "sqlite://")
+    )
+    RATELIMIT_STORAGE_URI = "memory://"
+
+
+class ProductionConfig(Config):
+    ENV_NAME = "production"
+    SESSION_COOKIE_SECURE = True
+    FORCE_HTTPS = True
+
+
+CONFIGS: dict[str, type[Config]] = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}
+
+
+class ConfigurationError(RuntimeError):
+    """The environment does not describe a safe, working portal."""
+
+
+def load_config(env_name: str | None = None) -> type[Config]:
+    name = env_name or os.environ.get("PORTAL_ENV", "development")
+    try:
+        config = CONFIGS[name]
+    except KeyError:
+        raise ConfigurationError(
+            f"PORTAL_ENV must be one of {', '.join(CONFIGS)}; got {name!r}"
+        ) from None
+    if config.SECRET_KEY is None:
+        if name == "production":
+            raise ConfigurationError("SECRET_KEY must be set in production.")
+        config.SECRET_KEY = _development_secret_key()
+    return config

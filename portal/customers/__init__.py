@@ -1,0 +1,1 @@
+"""Customers: the accounts whose receivables the portal collects."""

@@ -1,0 +1,49 @@
+"""The customer's account page and statement."""
+
+from __future__ import annotations
+
+from flask import Blueprint, render_template
+from flask_login import current_user, login_required
+
+from portal.creditor import current_creditor
+from portal.customers.queries import customer_today
+from portal.db import utcnow
+from portal.i18n import current_locale
+from portal.invoices.pdf import statement_pdf
+from portal.invoices.queries import invoice_balances_for, payments_for, summarize
+from portal.responses import pdf_response
+
+bp = Blueprint("customers", __name__)
+
+
+@bp.get("/account")
+@login_required
+def account():  # type: ignore[no-untyped-def]
+    customer = current_user
+    balances = invoice_balances_for(customer, customer_today(customer, utcnow()))
+    return render_template(
+        "customers/account.html",
+        customer=customer,
+        summary=summarize(balances, customer.currency),
+        open_invoices=[b for b in balances if b.is_open],
+        closed_invoices=[b for b in reversed(balances) if not b.is_open],
+    )
+
+
+@bp.get("/account/statement.pdf")
+@login_required
+def statement():  # type: ignore[no-untyped-def]
+    customer = current_user
+    today = customer_today(customer, utcnow())
+    balances = invoice_balances_for(customer, today)
+    pdf = statement_pdf(
+        customer,
+        balances,
+        summarize(balances, customer.currency),
+        payments_for(customer),
+        creditor=current_creditor(),
+        locale=current_locale(),
+        today=today,
+    )
+    return pdf_response(pdf, f"statement-{customer.account_number}-{today.isoformat()}.pdf")
+

@@ -1,0 +1,71 @@
+"""Locale choice and the template filters that format money and dates with Babel."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from flask import Flask, current_app, request, session
+from flask_babel import Babel, format_date, get_locale
+from flask_login import current_user
+
+from portal.config import SUPPORTED_LOCALES
+from portal.money import Money
+
+LANGUAGE_NAMES = {"en": "English", "es": "Español", "fr": "Français", "de": "Deutsch"}
+
+
+def select_locale() -> str:
+    """The switcher's choice, else the customer's stored locale, else Accept-Language."""
+    chosen = session.get("locale")
+    if chosen in SUPPORTED_LOCALES:
+        return str(chosen)
+    if current_user.is_authenticated:
+        stored = (getattr(current_user, "locale", None) or "").split("_")[0].lower()
+        if stored in SUPPORTED_LOCALES:
+            return stored
+    return request.accept_languages.best_match(SUPPORTED_LOCALES) or "en"
+
+
+def current_locale() -> str:
+    return str(get_locale() or "en")
+
+
+def money_filter(value: Money | None) -> str:
+    if value is None:
+        return ""
+    return value.format(current_locale())
+
+
+def date_filter(value: date | datetime | None, format: str = "medium") -> str:  # noqa: A002
+    if value is None:
+        return ""
+    return str(format_date(value, format=format))
+
+
+def creditor_zone() -> ZoneInfo:
+    return zone_or_default(None)
+
+
+def zone_or_default(name: str | None) -> ZoneInfo:
+    for candidate in (name, current_app.config["CREDITOR_TIMEZONE"], "UTC"):
+        if candidate:
+            try:
+                return ZoneInfo(candidate)
+            except (ZoneInfoNotFoundError, ValueError):
+                continue
+    return ZoneInfo("UTC")
+
+
+def init_i18n(app: Flask, babel: Babel) -> None:
+    babel.init_app(app, locale_selector=select_locale)
+    app.jinja_env.filters["money"] = money_filter
+    app.jinja_env.filters["date"] = date_filter
+    app.jinja_env.add_extension("jinja2.ext.i18n")
+
+    @app.context_processor
+    def inject_languages() -> dict[str, object]:
+        return {
+            "languages": [(code, LANGUAGE_NAMES[code]) for code in SUPPORTED_LOCALES],
+            "current_locale": current_locale(),
+        }

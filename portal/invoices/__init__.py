@@ -1,0 +1,1 @@
+"""Invoices, their line items and credit notes; balances are derived from records."""

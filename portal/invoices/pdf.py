@@ -1,0 +1,1 @@
+"""Invoice and statement PDFs (placeholder interface; replaced by the full renderer)."""

@@ -1,0 +1,162 @@
+"""Reads of invoices and balances, always scoped to one customer."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+
+from portal.customers.models import Customer
+from portal.extensions import db
+from portal.invoices.models import CreditNote, Invoice, InvoiceStatus
+from portal.money import Money
+from portal.payments.models import Payment, PaymentAllocation
+
+
+def _allocated_subquery():  # type: ignore[no-untyped-def]
+    return (
+        select(func.coalesce(func.sum(PaymentAllocation.amount_minor), 0))
+        .where(PaymentAllocation.invoice_id == Invoice.id)
+        .correlate(Invoice)
+        .scalar_subquery()
+    )
+
+
+def _credited_subquery():  # type: ignore[no-untyped-def]
+    return (
+        select(func.coalesce(func.sum(CreditNote.amount_minor), 0))
+        .where(CreditNote.invoice_id == Invoice.id)
+        .correlate(Invoice)
+        .scalar_subquery()
+    )
+
+
+@dataclass(frozen=True)
+class InvoiceBalance:
+    """An invoice with what was paid and credited against it, as of `today`."""
+
+    invoice: Invoice
+    paid: Money
+    credited: Money
+    today: date
+
+    @property
+    def balance(self) -> Money:
+        return self.invoice.total - self.paid - self.credited
+
+    @property
+    def status(self) -> InvoiceStatus:
+        if self.invoice.voided_at is not None:
+            return InvoiceStatus.VOID
+        if not self.balance.is_positive:
+            return InvoiceStatus.PAID
+        if self.paid.is_positive or self.credited.is_positive:
+            return InvoiceStatus.PARTIALLY_PAID
+        return InvoiceStatus.OPEN
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in (InvoiceStatus.OPEN, InvoiceStatus.PARTIALLY_PAID)
+
+    @property
+    def days_overdue(self) -> int:
+        if not self.is_open:
+            return 0
+        return max(0, (self.today - self.invoice.due_date).days)
+
+    @property
+    def is_overdue(self) -> bool:
+        return self.days_overdue > 0
+
+
+@dataclass(frozen=True)
+class AccountSummary:
+    total_due: Money
+    overdue: Money
+    next_due_date: date | None
+    open_count: int
+    overdue_count: int
+
+
+def invoice_balances_for(customer: Customer, today: date) -> list[InvoiceBalance]:
+    """Every invoice of this customer with its balance, oldest due first. One query."""
+    rows = db.session.execute(
+        select(Invoice, _allocated_subquery(), _credited_subquery())
+        .where(Invoice.customer_id == customer.id)
+        .order_by(Invoice.due_date, Invoice.number)
+    ).all()
+    return [
+        InvoiceBalance(
+            invoice, Money(paid, invoice.currency), Money(credited, invoice.currency), today
+        )
+        for invoice, paid, credited in rows
+    ]
+
+
+def get_invoice_for(customer: Customer, number: str) -> Invoice | None:
+    """The invoice if it is this customer's; None for anyone else's (the view answers 404)."""
+    return db.session.scalar(
+        select(Invoice)
+        .where(Invoice.customer_id == customer.id, Invoice.number == number)
+        .options(selectinload(Invoice.lines))
+    )
+
+
+def invoice_balance(invoice: Invoice, today: date) -> InvoiceBalance:
+    paid, credited = db.session.execute(
+        select(_allocated_subquery(), _credited_subquery())
+        .select_from(Invoice)
+        .where(Invoice.id == invoice.id)
+    ).one()
+    return InvoiceBalance(
+        invoice, Money(paid, invoice.currency), Money(credited, invoice.currency), today
+    )
+
+
+def summarize(balances: Sequence[InvoiceBalance], currency: str) -> AccountSummary:
+    open_ = [b for b in balances if b.is_open]
+    overdue = [b for b in open_ if b.is_overdue]
+    upcoming = [b.invoice.due_date for b in open_ if not b.is_overdue]
+    return AccountSummary(
+        total_due=Money.sum((b.balance for b in open_), currency),
+        overdue=Money.sum((b.balance for b in overdue), currency),
+        next_due_date=min(upcoming) if upcoming else None,
+        open_count=len(open_),
+        overdue_count=len(overdue),
+    )
+
+
+def payments_for(customer: Customer) -> list[Payment]:
+    return list(
+        db.session.scalars(
+            select(Payment)
+            .where(Payment.customer_id == customer.id)
+            .options(selectinload(Payment.allocations).selectinload(PaymentAllocation.invoice))
+            .order_by(Payment.paid_on.desc(), Payment.id.desc())
+        )
+    )
+
+
+def allocations_for_invoice(invoice: Invoice) -> list[PaymentAllocation]:
+    return list(
+        db.session.scalars(
+            select(PaymentAllocation)
+            .join(Payment)
+            .where(PaymentAllocation.invoice_id == invoice.id)
+            .options(selectinload(PaymentAllocation.payment))
+            .order_by(Payment.paid_on, Payment.id)
+        )
+    )
+
+
+def credits_for_invoice(invoice: Invoice) -> list[CreditNote]:
+    return list(
+        db.session.scalars(
+            select(CreditNote)
+            .where(CreditNote.invoice_id == invoice.id)
+            .order_by(CreditNote.issued_on, CreditNote.id)
+        )
+    )

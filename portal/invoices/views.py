@@ -1,0 +1,55 @@
+"""One invoice: its lines, what was paid and credited, and its PDF."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, render_template
+from flask_login import current_user, login_required
+
+from portal.creditor import current_creditor
+from portal.customers.queries import customer_today
+from portal.db import utcnow
+from portal.i18n import current_locale
+from portal.invoices.pdf import invoice_pdf
+from portal.invoices.queries import (
+    allocations_for_invoice,
+    credits_for_invoice,
+    get_invoice_for,
+    invoice_balance,
+)
+from portal.responses import pdf_response
+
+bp = Blueprint("invoices", __name__)
+
+
+def _invoice_or_404(number: str):  # type: ignore[no-untyped-def]
+    invoice = get_invoice_for(current_user, number)
+    if invoice is None:
+        abort(404)  # someone else's invoice is "not found", never "forbidden"
+    return invoice
+
+
+@bp.get("/invoices/<number>")
+@login_required
+def detail(number: str):  # type: ignore[no-untyped-def]
+    invoice = _invoice_or_404(number)
+    return render_template(
+        "invoices/detail.html",
+        balance=invoice_balance(invoice, customer_today(current_user, utcnow())),
+        invoice=invoice,
+        allocations=allocations_for_invoice(invoice),
+        credits=credits_for_invoice(invoice),
+    )
+
+
+@bp.get("/invoices/<number>/pdf")
+@login_required
+def pdf(number: str):  # type: ignore[no-untyped-def]
+    invoice = _invoice_or_404(number)
+    document = invoice_pdf(
+        invoice_balance(invoice, customer_today(current_user, utcnow())),
+        allocations_for_invoice(invoice),
+        credits_for_invoice(invoice),
+        creditor=current_creditor(),
+        locale=current_locale(),
+    )
+    return pdf_response(document, f"invoice-{invoice.number}.pdf")

@@ -1,0 +1,20 @@
+"""Import every model so that Alembic and `db.create_all` see the whole schema."""
+
+from portal.access.models import AccessLink
+from portal.audit.models import AuditEvent
+from portal.customers.models import Customer
+from portal.invoices.models import CreditNote, Invoice, InvoiceLine
+from portal.notifications.models import OutboxMessage
+from portal.payments.models import Payment, PaymentAllocation
+
+__all__ = [
+    "AccessLink",
+    "AuditEvent",
+    "CreditNote",
+    "Customer",
+    "Invoice",
+    "InvoiceLine",
+    "OutboxMessage",
+    "Payment",
+    "PaymentAllocation",
+]

@@ -1,0 +1,176 @@
+"""Money: integer minor units plus an ISO 4217 currency code.
+
+Amounts enter as decimal strings (CSV, forms) and are rounded half-up once, at that
+edge, to the currency's minor unit. The number of minor units comes from ISO 4217 as
+Babel's CLDR data knows it (JPY 0, USD 2, KWD 3). Nothing here ever uses a float.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from functools import cache
+
+from babel.numbers import format_currency, get_currency_precision, list_currencies
+
+
+class MoneyError(ValueError):
+    """Base class for every refusal of this module."""
+
+
+class UnknownCurrency(MoneyError):
+    pass
+
+
+class InvalidAmount(MoneyError):
+    pass
+
+
+class CurrencyMismatch(MoneyError):
+    pass
+
+
+@cache
+def _known_currencies() -> frozenset[str]:
+    return frozenset(list_currencies())
+
+
+def normalize_currency(code: str) -> str:
+    """Return the upper-case ISO 4217 code, or raise UnknownCurrency."""
+    normalized = (code or "").strip().upper()
+    if len(normalized) != 3 or normalized not in _known_currencies():
+        raise UnknownCurrency(f"unknown currency {code!r}")
+    return normalized
+
+
+@cache
+def minor_unit_exponent(currency: str) -> int:
+    """Digits after the decimal point for this currency (USD 2, JPY 0, KWD 3)."""
+    return int(get_currency_precision(normalize_currency(currency)))
+
+
+def parse_decimal(text: str) -> Decimal:
+    """Parse a plain decimal string ("12", "12.5", "-3.25"); no floats, exponents or NaN."""
+    cleaned = (text or "").strip()
+    if not cleaned:
+        raise InvalidAmount("an amount is required")
+    try:
+        value = Decimal(cleaned)
+    except InvalidOperation:
+        raise InvalidAmount(f"{text!r} is not a decimal number") from None
+    if not value.is_finite() or "e" in cleaned.lower():
+        raise InvalidAmount(f"{text!r} is not a plain decimal number")
+    return value
+
+
+def round_half_up(value: Decimal) -> int:
+    """Round a decimal number of minor units to an integer, halves away from zero."""
+    return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+@dataclass(frozen=True, slots=True, order=False)
+class Money:
+    """An amount in a currency's minor units (cents for USD, yen for JPY)."""
+
+    minor: int
+    currency: str
+
+    def __post_init__(self) -> None:
+        if isinstance(self.minor, bool) or not isinstance(self.minor, int):
+            raise InvalidAmount("minor units must be an int")
+        object.__setattr__(self, "currency", normalize_currency(self.currency))
+
+    # --- construction -------------------------------------------------------------
+    @classmethod
+    def zero(cls, currency: str) -> Money:
+        return cls(0, currency)
+
+    @classmethod
+    def from_decimal(cls, amount: Decimal | str, currency: str) -> Money:
+        """From major units ("12.345" USD -> 1235 cents), rounded half-up once."""
+        value = parse_decimal(amount) if isinstance(amount, str) else amount
+        if not value.is_finite():
+            raise InvalidAmount("amount must be finite")
+        exponent = minor_unit_exponent(currency)
+        return cls(round_half_up(value.scaleb(exponent)), currency)
+
+    @classmethod
+    def sum(cls, amounts: Iterable[Money], currency: str) -> Money:
+        total = cls.zero(currency)
+        for amount in amounts:
+            total = total + amount
+        return total
+
+    # --- conversion ----------------------------------------------------------------
+    @property
+    def exponent(self) -> int:
+        return minor_unit_exponent(self.currency)
+
+    def to_decimal(self) -> Decimal:
+        """Major units as an exact Decimal with the currency's number of places."""
+        return Decimal(self.minor).scaleb(-self.exponent).quantize(
+            Decimal(1).scaleb(-self.exponent)
+        )
+
+    def format(self, locale: str = "en") -> str:
+        """Localized display: `$1,234.50`, `1.234,50 €`, `1 234,50 $US`."""
+        return str(
+            format_currency(
+                self.to_decimal(), self.currency, locale=locale, currency_digits=True
+            )
+        )
+
+    def __str__(self) -> str:
+        return f"{self.to_decimal()} {self.currency}"
+
+    # --- arithmetic -------------------------------------------------------------------
+    def _check(self, other: object) -> Money:
+        if not isinstance(other, Money):
+            raise TypeError(f"cannot combine Money with {type(other).__name__}")
+        if other.currency != self.currency:
+            raise CurrencyMismatch(f"{self.currency} and {other.currency} do not mix")
+        return other
+
+    def __add__(self, other: object) -> Money:
+        return Money(self.minor + self._check(other).minor, self.currency)
+
+    def __sub__(self, other: object) -> Money:
+        return Money(self.minor - self._check(other).minor, self.currency)
+
+    def __neg__(self) -> Money:
+        return Money(-self.minor, self.currency)
+
+    def __lt__(self, other: object) -> bool:
+        return self.minor < self._check(other).minor
+
+    def __le__(self, other: object) -> bool:
+        return self.minor <= self._check(other).minor
+
+    def __gt__(self, other: object) -> bool:
+        return self.minor > self._check(other).minor
+
+    def __ge__(self, other: object) -> bool:
+        return self.minor >= self._check(other).minor
+
+    def __bool__(self) -> bool:
+        return self.minor != 0
+
+    @property
+    def is_positive(self) -> bool:
+        return self.minor > 0
+
+    @property
+    def is_negative(self) -> bool:
+        return self.minor < 0
+
+    def times(self, quantity: Decimal) -> Money:
+        """Multiply by a decimal quantity, rounding half-up to a whole minor unit."""
+        return Money(round_half_up(Decimal(self.minor) * quantity), self.currency)
+
+    def split(self, parts: int) -> list[Money]:
+        """Split into `parts` amounts that differ by at most one minor unit and sum exactly."""
+        if parts < 1:
+            raise InvalidAmount("split needs at least one part")
+        base, remainder = divmod(self.minor, parts)
+        return [Money(base + (1 if i < remainder else 0), self.currency) for i in range(parts)]

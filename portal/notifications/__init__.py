@@ -1,0 +1,1 @@
+"""Customer email: written to the outbox in the business transaction, delivered later."""

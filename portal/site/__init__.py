@@ -1,0 +1,1 @@
+"""Pages that belong to no account: home, accessibility statement, language choice."""
