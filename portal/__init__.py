@@ -24,12 +24,21 @@ def create_app(config: dict[str, Any] | None = None, env_name: str | None = None
     _check_settings(app)
 
     from portal import models  # noqa: F401  (register every table with the metadata)
+    from portal.db import configure_engine
     from portal.extensions import babel, csrf, db, limiter, login_manager, migrate
     from portal.i18n import init_i18n
     from portal.security import init_security
 
     db.init_app(app)
-    migrate.init_app(app, db, directory=str(PACKAGE_DIR.parent / "migrations"))
+    migrate.init_app(
+        app,
+        db,
+        directory=str(PACKAGE_DIR.parent / "migrations"),
+        render_as_batch=True,  # SQLite alters tables by copying them
+        compare_type=True,
+    )
+    with app.app_context():
+        configure_engine(db.engine)
     csrf.init_app(app)
     limiter.init_app(app)
     login_manager.init_app(app)

@@ -72,8 +72,12 @@ for _kind in ("customers", "invoices", "payments"):
 @click.command("link")
 @click.argument("account_number")
 @click.option("--invoice", "invoice_number", help="Open this invoice rather than the account.")
-@click.option("--ttl-days", type=click.IntRange(min=1, max=365), default=None,
-              help="Days before the link expires (default ACCESS_LINK_TTL_DAYS).")
+@click.option(
+    "--ttl-days",
+    type=click.IntRange(min=1, max=365),
+    default=None,
+    help="Days before the link expires (default ACCESS_LINK_TTL_DAYS).",
+)
 def link_command(account_number: str, invoice_number: str | None, ttl_days: int | None) -> None:
     """Print a new portal link for a customer."""
     from portal.access.services import issue_link

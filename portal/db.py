@@ -33,3 +33,29 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+def configure_engine(engine: Any) -> None:
+    """Dialect seams, in one place.
+
+    SQLite: enforce foreign keys (off by default there), wait for a busy writer rather
+    than failing at once, and let SQLAlchemy own BEGIN so that SAVEPOINTs work
+    (pysqlite's own transaction handling breaks them; see SQLAlchemy's pysqlite docs,
+    "Serializable isolation / Savepoints / Transactional DDL").
+    """
+    from sqlalchemy import event
+
+    if engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN")

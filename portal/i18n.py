@@ -6,7 +6,7 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import Flask, current_app, request, session
-from flask_babel import Babel, format_date, get_locale
+from flask_babel import Babel, format_date, format_decimal, get_locale
 from flask_login import current_user
 
 from portal.config import SUPPORTED_LOCALES
@@ -37,10 +37,14 @@ def money_filter(value: Money | None) -> str:
     return value.format(current_locale())
 
 
-def date_filter(value: date | datetime | None, format: str = "medium") -> str:  # noqa: A002
+def date_filter(value: date | datetime | None, format: str = "medium") -> str:
     if value is None:
         return ""
     return str(format_date(value, format=format))
+
+
+def number_filter(value: object) -> str:
+    return str(format_decimal(value))
 
 
 def creditor_zone() -> ZoneInfo:
@@ -61,6 +65,7 @@ def init_i18n(app: Flask, babel: Babel) -> None:
     babel.init_app(app, locale_selector=select_locale)
     app.jinja_env.filters["money"] = money_filter
     app.jinja_env.filters["date"] = date_filter
+    app.jinja_env.filters["number"] = number_filter
     app.jinja_env.add_extension("jinja2.ext.i18n")
 
     @app.context_processor

@@ -15,8 +15,7 @@ class ContinueForm(FlaskForm):
 class RequestLinkForm(FlaskForm):
     account_number = StringField(
         _l("Account number"),
-        validators=[DataRequired(message=_l("Please enter your account number.")),
-                    Length(max=64)],
+        validators=[DataRequired(message=_l("Please enter your account number.")), Length(max=64)],
         description=_l("You will find it on any invoice or email from us."),
     )
     email = EmailField(

@@ -141,9 +141,7 @@ def find_customer_for_recovery(account_number: str, email: str) -> Customer | No
     email = email.strip()
     if not account_number or not email:
         return None
-    customer = db.session.scalar(
-        select(Customer).where(Customer.account_number == account_number)
-    )
+    customer = db.session.scalar(select(Customer).where(Customer.account_number == account_number))
     if customer is None:
         return None
     # Constant-time comparison of the normalized addresses.
@@ -153,13 +151,16 @@ def find_customer_for_recovery(account_number: str, email: str) -> Customer | No
 
 
 def count_recent_recoveries(customer: Customer, since: datetime) -> int:
-    return db.session.scalar(
-        select(func.count(AccessLink.id)).where(
-            AccessLink.customer_id == customer.id,
-            AccessLink.purpose == "recovery",
-            AccessLink.created_at >= since,
+    return (
+        db.session.scalar(
+            select(func.count(AccessLink.id)).where(
+                AccessLink.customer_id == customer.id,
+                AccessLink.purpose == "recovery",
+                AccessLink.created_at >= since,
+            )
         )
-    ) or 0
+        or 0
+    )
 
 
 RECOVERY_LINKS_PER_HOUR = 3

@@ -63,8 +63,10 @@ def init_sessions(app: Flask) -> None:
         seen_at = session.get("seen_at", 0)
         if now - int(seen_at) > idle_limit:
             end_customer_session()
-            flash(_("Your session ended after a period of inactivity. Please open your link again."),
-                  "info")
+            flash(
+                _("Your session ended after a period of inactivity. Please open your link again."),
+                "info",
+            )
             return redirect(url_for("access.signed_out"))
         session["seen_at"] = now
         return None

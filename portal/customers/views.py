@@ -9,7 +9,7 @@ from portal.creditor import current_creditor
 from portal.customers.queries import customer_today
 from portal.db import utcnow
 from portal.i18n import current_locale
-from portal.invoices.pdf import statement_pdf
+from portal.invoices import pdf as documents
 from portal.invoices.queries import invoice_balances_for, payments_for, summarize
 from portal.responses import pdf_response
 
@@ -36,7 +36,7 @@ def statement():  # type: ignore[no-untyped-def]
     customer = current_user
     today = customer_today(customer, utcnow())
     balances = invoice_balances_for(customer, today)
-    pdf = statement_pdf(
+    pdf = documents.statement_pdf(
         customer,
         balances,
         summarize(balances, customer.currency),
@@ -46,4 +46,3 @@ def statement():  # type: ignore[no-untyped-def]
         today=today,
     )
     return pdf_response(pdf, f"statement-{customer.account_number}-{today.isoformat()}.pdf")
-

@@ -9,7 +9,7 @@ from portal.creditor import current_creditor
 from portal.customers.queries import customer_today
 from portal.db import utcnow
 from portal.i18n import current_locale
-from portal.invoices.pdf import invoice_pdf
+from portal.invoices import pdf as documents
 from portal.invoices.queries import (
     allocations_for_invoice,
     credits_for_invoice,
@@ -45,7 +45,7 @@ def detail(number: str):  # type: ignore[no-untyped-def]
 @login_required
 def pdf(number: str):  # type: ignore[no-untyped-def]
     invoice = _invoice_or_404(number)
-    document = invoice_pdf(
+    document = documents.invoice_pdf(
         invoice_balance(invoice, customer_today(current_user, utcnow())),
         allocations_for_invoice(invoice),
         credits_for_invoice(invoice),

@@ -66,3 +66,7 @@ class PaymentAllocation(db.Model):
 
     payment: Mapped[Payment] = relationship(back_populates="allocations")
     invoice: Mapped[Invoice] = relationship()
+
+    @property
+    def amount(self) -> Money:
+        return Money(self.amount_minor, self.payment.currency)
