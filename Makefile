@@ -1,0 +1,72 @@
+# The portal's commands. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 5000
+PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/test
+
+.PHONY: help install run test test-sqlite test-postgres test-e2e lint format translations \
+        translations-update translations-check bench browser clean
+
+help: ## List the commands
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-22s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) translations ## Create .venv and install the project with its dev tools
+
+translations: $(STAMP) ## Compile the Babel catalogs (.po -> .mo)
+	$(BIN)/pybabel -q compile -d portal/translations
+
+translations-update: $(STAMP) ## Extract messages.pot from the code and merge it into every catalog
+	$(BIN)/pybabel -q extract -F babel.cfg -k _l -k lazy_gettext --no-location --no-wrap --sort-output \
+		--project=portal -o portal/translations/messages.pot .
+	$(BIN)/pybabel -q update -N --no-wrap -i portal/translations/messages.pot -d portal/translations
+
+run: install ## Migrate the SQLite database, load the demo, print two links, serve on 127.0.0.1
+	$(BIN)/portal db upgrade
+	$(BIN)/portal demo
+	$(BIN)/portal run --host $(HOST) --port $(PORT)
+
+browser: ## Install Debian's Chromium for the browser tests (as root, when missing)
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+		echo "Installing chromium with apt-get for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "NOTE: /usr/bin/chromium is missing and we are not root: browser tests will be skipped."; \
+	fi
+
+test: install browser ## Run the whole suite on SQLite, then on PostgreSQL when TEST_DATABASE_URL is set
+	TEST_DATABASE_URL= $(BIN)/pytest
+	@if [ -n "$$TEST_DATABASE_URL" ]; then \
+		echo "== again on PostgreSQL ($$TEST_DATABASE_URL)"; \
+		$(BIN)/pytest -m "not e2e"; \
+	fi
+
+test-postgres: install ## Run the suite on the local PostgreSQL
+	TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/pytest -m "not e2e"
+
+lint: install ## ruff, the stale-catalog check, and alembic check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy portal/money.py
+
+format: install ## Format the code
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: install ## Run the benchmarks in bench/
+	$(BIN)/python bench/bench_import.py
+
+clean: ## Remove the venv, caches and the development database
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache instance
