@@ -1,0 +1,89 @@
+"""Balances are derived: total − allocated payments − credits; status follows."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from portal.invoices.models import InvoiceStatus
+from portal.invoices.queries import invoice_balance, invoice_balances_for, summarize
+from portal.money import Money
+from tests.factories import make_credit, make_customer, make_invoice, make_payment
+
+TODAY = date(2026, 11, 23)
+
+
+def test_line_amounts_round_half_up_and_add_tax(db_session):
+    customer = make_customer()
+    invoice = make_invoice(customer, lines=[("Widgets", "2.5", "0.15", "0.10"), ("Fee", "1", "5")])
+    # 2.5 × 15 cents = 37.5 -> 38 cents, + 10 cents tax; + 500
+    assert [line.amount_minor for line in invoice.lines] == [48, 500]
+    assert invoice.total == Money(548, "USD")
+
+
+def test_untouched_invoice_is_open_and_overdue_after_due_date(db_session):
+    invoice = make_invoice(make_customer(), due_date=date(2026, 11, 13), issue_date=date(2026, 10, 14))
+    balance = invoice_balance(invoice, TODAY)
+    assert balance.status == InvoiceStatus.OPEN
+    assert balance.balance == invoice.total
+    assert balance.days_overdue == 10
+
+
+def test_payment_and_credit_reduce_the_balance(db_session):
+    customer = make_customer()
+    invoice = make_invoice(customer, lines=[("Service", "1", "100.00")])
+    make_payment(customer, [(invoice, "30.00")])
+    make_credit(invoice, "20.00")
+    balance = invoice_balance(invoice, TODAY)
+    assert balance.paid == Money(3000, "USD")
+    assert balance.credited == Money(2000, "USD")
+    assert balance.balance == Money(5000, "USD")
+    assert balance.status == InvoiceStatus.PARTIALLY_PAID
+
+
+def test_fully_paid_invoice_is_paid_and_never_overdue(db_session):
+    customer = make_customer()
+    invoice = make_invoice(customer, due_date=date(2026, 1, 31), issue_date=date(2026, 1, 1))
+    make_payment(customer, [(invoice, "100.00")])
+    balance = invoice_balance(invoice, TODAY)
+    assert balance.status == InvoiceStatus.PAID
+    assert balance.days_overdue == 0
+    assert not balance.is_open
+
+
+def test_due_today_is_not_overdue(db_session):
+    invoice = make_invoice(make_customer(), issue_date=date(2026, 11, 1), due_date=TODAY)
+    assert invoice_balance(invoice, TODAY).days_overdue == 0
+
+
+def test_summary_totals_open_and_overdue_and_next_due_date(db_session):
+    customer = make_customer()
+    overdue = make_invoice(customer, issue_date=date(2026, 9, 1), due_date=date(2026, 10, 1))
+    soon = make_invoice(customer, issue_date=date(2026, 11, 1), due_date=date(2026, 12, 1),
+                        lines=[("A", "2", "50.00")])
+    later = make_invoice(customer, issue_date=date(2026, 11, 20), due_date=date(2026, 12, 20))
+    paid = make_invoice(customer, issue_date=date(2026, 8, 1), due_date=date(2026, 9, 1))
+    make_payment(customer, [(paid, "100.00"), (overdue, "25.50")])
+    balances = invoice_balances_for(customer, TODAY)
+    summary = summarize(balances, "USD")
+    assert summary.total_due == Money(7450 + 10000 + 10000, "USD")
+    assert summary.overdue == Money(7450, "USD")
+    assert summary.next_due_date == soon.due_date
+    assert summary.open_count == 3
+    assert summary.overdue_count == 1
+    assert [b.invoice.id for b in balances] == [paid.id, overdue.id, soon.id, later.id]
+
+
+def test_balances_never_include_another_customers_invoices(db_session):
+    mine, theirs = make_customer(), make_customer()
+    make_invoice(mine)
+    make_invoice(theirs)
+    assert {b.invoice.customer_id for b in invoice_balances_for(mine, TODAY)} == {mine.id}
+
+
+def test_zero_decimal_currency_balances(db_session):
+    customer = make_customer(currency="JPY")
+    invoice = make_invoice(customer, lines=[("Item", "3", "333.5")])  # 3 × 334 yen
+    make_payment(customer, [(invoice, "2")])
+    balance = invoice_balance(invoice, TODAY)
+    assert invoice.total == Money(1002, "JPY")
+    assert balance.balance == Money(1000, "JPY")

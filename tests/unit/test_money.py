@@ -1,0 +1,146 @@
+"""Money: integer minor units, half-up rounding at the edge, no mixed currencies."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from portal.money import (
+    CurrencyMismatch,
+    InvalidAmount,
+    Money,
+    UnknownCurrency,
+    minor_unit_exponent,
+    normalize_currency,
+)
+
+CURRENCIES = ["USD", "EUR", "JPY", "KWD", "GBP", "CHF"]
+minor_amounts = st.integers(min_value=-(10**15), max_value=10**15)
+currencies = st.sampled_from(CURRENCIES)
+
+
+@pytest.mark.parametrize(("currency", "digits"), [("USD", 2), ("EUR", 2), ("JPY", 0), ("KWD", 3)])
+def test_minor_unit_exponent_comes_from_iso_4217(currency, digits):
+    assert minor_unit_exponent(currency) == digits
+
+
+@pytest.mark.parametrize(
+    ("text", "currency", "minor"),
+    [
+        ("12", "USD", 1200),
+        ("12.3", "USD", 1230),
+        ("12.345", "USD", 1235),  # half-up
+        ("12.344", "USD", 1234),
+        ("0.005", "USD", 1),
+        ("-0.005", "USD", -1),  # halves round away from zero
+        ("100.5", "JPY", 101),
+        ("100.4", "JPY", 100),
+        ("1.2345", "KWD", 1235),
+        (" 7.10 ", "EUR", 710),
+    ],
+)
+def test_from_decimal_rounds_half_up_to_minor_units(text, currency, minor):
+    assert Money.from_decimal(text, currency) == Money(minor, currency)
+
+
+@pytest.mark.parametrize("text", ["", "abc", "1,000.00", "1e3", "NaN", "Infinity", "12.3.4", "--1"])
+def test_malformed_amounts_are_refused(text):
+    with pytest.raises(InvalidAmount):
+        Money.from_decimal(text, "USD")
+
+
+@pytest.mark.parametrize("code", ["", "US", "XYZ", "usdd", "12$"])
+def test_unknown_currencies_are_refused(code):
+    with pytest.raises(UnknownCurrency):
+        Money(1, code)
+
+
+def test_currency_codes_are_normalized():
+    assert normalize_currency(" usd ") == "USD"
+    assert Money(1, "eur").currency == "EUR"
+
+
+def test_floats_are_refused():
+    with pytest.raises(InvalidAmount):
+        Money(1.5, "USD")  # type: ignore[arg-type]
+    with pytest.raises(InvalidAmount):
+        Money(True, "USD")  # type: ignore[arg-type]
+
+
+def test_mixed_currencies_do_not_add_subtract_or_compare():
+    usd, eur = Money(100, "USD"), Money(100, "EUR")
+    with pytest.raises(CurrencyMismatch):
+        usd + eur  # noqa: B018
+    with pytest.raises(CurrencyMismatch):
+        usd - eur  # noqa: B018
+    with pytest.raises(CurrencyMismatch):
+        usd < eur  # noqa: B018
+    with pytest.raises(TypeError):
+        usd + 1  # noqa: B018
+
+
+@pytest.mark.parametrize(
+    ("locale", "expected"),
+    [
+        ("en", "$1,234.50"),
+        ("es", "1.234,50\xa0US$"),
+        ("fr", "1\u202f234,50\xa0$US"),
+        ("de", "1.234,50\xa0$"),
+    ],
+)
+def test_format_follows_the_locale(locale, expected):
+    assert Money(123450, "USD").format(locale) == expected
+
+
+def test_format_uses_the_currency_digits():
+    assert Money(1234, "JPY").format("en") == "¥1,234"
+    assert Money(1234, "KWD").format("en") == "KWD1.234"
+
+
+def test_split_sums_exactly_and_differs_by_at_most_one_unit():
+    parts = Money(1000, "USD").split(3)
+    assert [p.minor for p in parts] == [334, 333, 333]
+
+
+@given(minor_amounts, minor_amounts, currencies)
+def test_addition_is_exact_and_reversible(a, b, currency):
+    x, y = Money(a, currency), Money(b, currency)
+    assert (x + y).minor == a + b
+    assert (x + y) - y == x
+    assert -(-x) == x
+
+
+@given(minor_amounts, currencies)
+def test_decimal_round_trip_is_lossless(minor, currency):
+    money = Money(minor, currency)
+    assert Money.from_decimal(money.to_decimal(), currency) == money
+    assert Money.from_decimal(str(money.to_decimal()), currency) == money
+
+
+@given(
+    st.decimals(min_value=-(10**9), max_value=10**9, allow_nan=False, allow_infinity=False, places=6),
+    currencies,
+)
+def test_parsing_rounds_to_nearest_minor_unit(value, currency):
+    money = Money.from_decimal(value, currency)
+    scaled = value.scaleb(minor_unit_exponent(currency))
+    assert abs(Decimal(money.minor) - scaled) <= Decimal("0.5")
+
+
+@given(st.integers(min_value=0, max_value=10**12), st.integers(min_value=1, max_value=120), currencies)
+def test_split_always_sums_to_the_whole(minor, parts, currency):
+    pieces = Money(minor, currency).split(parts)
+    assert len(pieces) == parts
+    assert Money.sum(pieces, currency) == Money(minor, currency)
+    assert max(p.minor for p in pieces) - min(p.minor for p in pieces) <= 1
+
+
+@given(minor_amounts, st.integers(min_value=1, max_value=10**6), currencies)
+def test_times_rounds_half_up(minor, milli, currency):
+    quantity = Decimal(milli) / 1000
+    result = Money(minor, currency).times(quantity)
+    exact = Decimal(minor) * quantity
+    assert abs(Decimal(result.minor) - exact) <= Decimal("0.5")
