@@ -21,7 +21,9 @@ def test_line_amounts_round_half_up_and_add_tax(db_session):
 
 
 def test_untouched_invoice_is_open_and_overdue_after_due_date(db_session):
-    invoice = make_invoice(make_customer(), due_date=date(2026, 11, 13), issue_date=date(2026, 10, 14))
+    invoice = make_invoice(
+        make_customer(), due_date=date(2026, 11, 13), issue_date=date(2026, 10, 14)
+    )
     balance = invoice_balance(invoice, TODAY)
     assert balance.status == InvoiceStatus.OPEN
     assert balance.balance == invoice.total
@@ -58,8 +60,12 @@ def test_due_today_is_not_overdue(db_session):
 def test_summary_totals_open_and_overdue_and_next_due_date(db_session):
     customer = make_customer()
     overdue = make_invoice(customer, issue_date=date(2026, 9, 1), due_date=date(2026, 10, 1))
-    soon = make_invoice(customer, issue_date=date(2026, 11, 1), due_date=date(2026, 12, 1),
-                        lines=[("A", "2", "50.00")])
+    soon = make_invoice(
+        customer,
+        issue_date=date(2026, 11, 1),
+        due_date=date(2026, 12, 1),
+        lines=[("A", "2", "50.00")],
+    )
     later = make_invoice(customer, issue_date=date(2026, 11, 20), due_date=date(2026, 12, 20))
     paid = make_invoice(customer, issue_date=date(2026, 8, 1), due_date=date(2026, 9, 1))
     make_payment(customer, [(paid, "100.00"), (overdue, "25.50")])

@@ -73,13 +73,13 @@ def test_floats_are_refused():
 def test_mixed_currencies_do_not_add_subtract_or_compare():
     usd, eur = Money(100, "USD"), Money(100, "EUR")
     with pytest.raises(CurrencyMismatch):
-        usd + eur  # noqa: B018
+        usd + eur
     with pytest.raises(CurrencyMismatch):
-        usd - eur  # noqa: B018
+        usd - eur
     with pytest.raises(CurrencyMismatch):
-        usd < eur  # noqa: B018
+        usd < eur
     with pytest.raises(TypeError):
-        usd + 1  # noqa: B018
+        usd + 1
 
 
 @pytest.mark.parametrize(
@@ -121,7 +121,9 @@ def test_decimal_round_trip_is_lossless(minor, currency):
 
 
 @given(
-    st.decimals(min_value=-(10**9), max_value=10**9, allow_nan=False, allow_infinity=False, places=6),
+    st.decimals(
+        min_value=-(10**9), max_value=10**9, allow_nan=False, allow_infinity=False, places=6
+    ),
     currencies,
 )
 def test_parsing_rounds_to_nearest_minor_unit(value, currency):
@@ -130,7 +132,9 @@ def test_parsing_rounds_to_nearest_minor_unit(value, currency):
     assert abs(Decimal(money.minor) - scaled) <= Decimal("0.5")
 
 
-@given(st.integers(min_value=0, max_value=10**12), st.integers(min_value=1, max_value=120), currencies)
+@given(
+    st.integers(min_value=0, max_value=10**12), st.integers(min_value=1, max_value=120), currencies
+)
 def test_split_always_sums_to_the_whole(minor, parts, currency):
     pieces = Money(minor, currency).split(parts)
     assert len(pieces) == parts

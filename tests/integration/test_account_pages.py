@@ -1,0 +1,124 @@
+"""What a signed-in customer sees, and what they never see."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pytest
+
+from portal.db import utcnow
+from tests.factories import login_as, make_credit, make_customer, make_invoice, make_payment
+
+
+@pytest.fixture
+def today():
+    return utcnow().date()
+
+
+def test_account_page_shows_summary_open_and_paid_invoices(client, today):
+    # given
+    customer = make_customer(name="Globex", timezone="UTC")
+    overdue = make_invoice(
+        customer,
+        number="INV-OVERDUE",
+        issue_date=today - timedelta(days=40),
+        due_date=today - timedelta(days=10),
+        lines=[("Service", "1", "1200.50")],
+    )
+    make_invoice(
+        customer,
+        number="INV-UPCOMING",
+        issue_date=today,
+        due_date=today + timedelta(days=30),
+        lines=[("Service", "1", "99.50")],
+    )
+    paid = make_invoice(
+        customer, number="INV-PAID", issue_date=date(2026, 1, 1), due_date=date(2026, 1, 31)
+    )
+    make_payment(customer, [(paid, "100.00"), (overdue, "200.50")])
+    login_as(client, customer)
+    # when
+    page = client.get("/account")
+    # then
+    assert page.status_code == 200
+    text = page.text
+    assert "Total due" in text and "$1,099.50" in text  # 1000.00 + 99.50
+    assert "Overdue" in text and "$1,000.00" in text
+    assert "INV-OVERDUE" in text and "10 days overdue" in text
+    assert "Partially paid" in text
+    assert "INV-UPCOMING" in text
+    paid_section = text[text.index("Paid invoices") :]
+    assert "INV-PAID" in paid_section
+
+
+def test_invoice_detail_shows_lines_and_payments(client):
+    customer = make_customer()
+    invoice = make_invoice(
+        customer,
+        number="INV-LINES",
+        lines=[("Consulting hours", "2.5", "80.00", "20.00"), ("Travel", "1", "45.10")],
+    )
+    make_payment(customer, [(invoice, "50.00")], reference="BANK-77")
+    make_credit(invoice, "10.00")
+    login_as(client, customer)
+    page = client.get("/invoices/INV-LINES")
+    assert page.status_code == 200
+    for expected in (
+        "Consulting hours",
+        "2.5",
+        "$80.00",
+        "$20.00",
+        "$220.00",
+        "Travel",
+        "$265.10",
+        "BANK-77",
+        "$205.10",
+    ):
+        assert expected in page.text
+
+
+def test_another_customers_invoice_is_not_found(client):
+    me, them = make_customer(), make_customer()
+    make_invoice(them, number="INV-THEIRS")
+    login_as(client, me)
+    assert client.get("/invoices/INV-THEIRS").status_code == 404
+    assert client.get("/invoices/INV-THEIRS/pdf").status_code == 404
+    assert client.get("/invoices/INV-DOES-NOT-EXIST").status_code == 404
+
+
+def test_invoice_pages_need_a_session(client):
+    customer = make_customer()
+    make_invoice(customer, number="INV-PRIVATE")
+    assert client.get("/invoices/INV-PRIVATE").status_code == 401
+    assert client.get("/account/statement.pdf").status_code == 401
+
+
+def test_invoice_pdf_downloads(client):
+    customer = make_customer()
+    make_invoice(customer, number="INV-PDF")
+    login_as(client, customer)
+    response = client.get("/invoices/INV-PDF/pdf")
+    assert response.status_code == 200
+    assert response.mimetype == "application/pdf"
+    assert response.data.startswith(b"%PDF")
+    assert 'filename="invoice-INV-PDF.pdf"' in response.headers["Content-Disposition"]
+
+
+def test_statement_pdf_downloads(client):
+    customer = make_customer(account_number="ACC-STMT")
+    make_invoice(customer)
+    login_as(client, customer)
+    response = client.get("/account/statement.pdf")
+    assert response.status_code == 200
+    assert response.data.startswith(b"%PDF")
+    assert "statement-ACC-STMT" in response.headers["Content-Disposition"]
+
+
+def test_customer_with_nothing_open_is_thanked(client):
+    login_as(client, make_customer())
+    assert "You have no open invoices" in client.get("/account").text
+
+
+def test_home_redirects_a_signed_in_customer_to_the_account(client):
+    login_as(client, make_customer())
+    assert client.get("/").headers["Location"] == "/account"
