@@ -109,16 +109,14 @@ class Money:
 
     def to_decimal(self) -> Decimal:
         """Major units as an exact Decimal with the currency's number of places."""
-        return Decimal(self.minor).scaleb(-self.exponent).quantize(
-            Decimal(1).scaleb(-self.exponent)
+        return (
+            Decimal(self.minor).scaleb(-self.exponent).quantize(Decimal(1).scaleb(-self.exponent))
         )
 
     def format(self, locale: str = "en") -> str:
         """Localized display: `$1,234.50`, `1.234,50 €`, `1 234,50 $US`."""
         return str(
-            format_currency(
-                self.to_decimal(), self.currency, locale=locale, currency_digits=True
-            )
+            format_currency(self.to_decimal(), self.currency, locale=locale, currency_digits=True)
         )
 
     def __str__(self) -> str:
