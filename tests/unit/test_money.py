@@ -73,13 +73,13 @@ def test_floats_are_refused():
 def test_mixed_currencies_do_not_add_subtract_or_compare():
     usd, eur = Money(100, "USD"), Money(100, "EUR")
     with pytest.raises(CurrencyMismatch):
-        usd + eur
+        _ = usd + eur
     with pytest.raises(CurrencyMismatch):
-        usd - eur
+        _ = usd - eur
     with pytest.raises(CurrencyMismatch):
-        usd < eur
+        _ = usd < eur
     with pytest.raises(TypeError):
-        usd + 1
+        _ = usd + 1
 
 
 @pytest.mark.parametrize(
