@@ -4,7 +4,8 @@ from portal.access.models import AccessLink
 from portal.audit.models import AuditEvent
 from portal.customers.models import Customer
 from portal.invoices.models import CreditNote, Invoice, InvoiceLine
-from portal.notifications.models import OutboxMessage
+from portal.jobs.models import JobRun, JobSchedule
+from portal.notifications.models import EmailOptOut, OutboxMessage, ReminderStep
 from portal.payments.models import Payment, PaymentAllocation
 
 __all__ = [
@@ -12,9 +13,13 @@ __all__ = [
     "AuditEvent",
     "CreditNote",
     "Customer",
+    "EmailOptOut",
     "Invoice",
     "InvoiceLine",
+    "JobRun",
+    "JobSchedule",
     "OutboxMessage",
     "Payment",
     "PaymentAllocation",
+    "ReminderStep",
 ]

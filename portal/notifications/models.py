@@ -3,7 +3,8 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal.db import UTCDateTime, utcnow
@@ -11,17 +12,53 @@ from portal.extensions import db
 
 
 class OutboxStatus(StrEnum):
-    QUEUED = "queued"
+    QUEUED = "queued"  # waiting for its not_before time
+    SENDING = "sending"  # claimed by a runner; reclaimed if the lease runs out
     SENT = "sent"
-    FAILED = "failed"
+    FAILED = "failed"  # every attempt used; visible, never retried automatically
+    SUPPRESSED = "suppressed"  # the customer opted out before it went
+
+    @property
+    def label(self) -> str:
+        return str(OUTBOX_STATUS_LABELS[self])
+
+
+OUTBOX_STATUS_LABELS = {
+    OutboxStatus.QUEUED: _l("Queued"),
+    OutboxStatus.SENDING: _l("Sending"),
+    OutboxStatus.SENT: _l("Sent"),
+    OutboxStatus.FAILED: _l("Failed"),
+    OutboxStatus.SUPPRESSED: _l("Not sent (opted out)"),
+}
+
+# Which status may follow which; `services.py` is the only code that moves them.
+OUTBOX_TRANSITIONS: dict[OutboxStatus, frozenset[OutboxStatus]] = {
+    OutboxStatus.QUEUED: frozenset({OutboxStatus.SENDING, OutboxStatus.SUPPRESSED}),
+    OutboxStatus.SENDING: frozenset(
+        {OutboxStatus.SENT, OutboxStatus.QUEUED, OutboxStatus.FAILED, OutboxStatus.SENDING}
+    ),
+    OutboxStatus.SENT: frozenset(),
+    OutboxStatus.FAILED: frozenset(),
+    OutboxStatus.SUPPRESSED: frozenset(),
+}
+
+
+class EmailCategory(StrEnum):
+    COLLECTION = "collection"  # invoice notices and reminders: stop on opt-out
+    TRANSACTIONAL = "transactional"  # links asked for, receipts, dispute updates
 
 
 class OutboxMessage(db.Model):
-    """An email waiting to be delivered (delivery itself is the notifications runner's job)."""
+    """An email, written in the business transaction and delivered by the jobs runner."""
 
     __tablename__ = "outbox_messages"
     __table_args__ = (
-        CheckConstraint("status IN ('queued', 'sent', 'failed')", name="status_known"),
+        CheckConstraint(
+            "status IN ('queued', 'sending', 'sent', 'failed', 'suppressed')",
+            name="status_known",
+        ),
+        CheckConstraint("category IN ('collection', 'transactional')", name="category_known"),
+        CheckConstraint("attempts >= 0", name="attempts_not_negative"),
         Index("ix_outbox_messages_status_due", "status", "not_before"),
     )
 
@@ -29,13 +66,48 @@ class OutboxMessage(db.Model):
     customer_id: Mapped[int | None] = mapped_column(
         ForeignKey("customers.id", ondelete="SET NULL"), index=True
     )
+    invoice_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id", ondelete="SET NULL"))
     kind: Mapped[str] = mapped_column(String(40))
+    category: Mapped[str] = mapped_column(String(16), default=EmailCategory.TRANSACTIONAL)
+    # At most one message per key (a reminder stage of one invoice): the database, not
+    # the scheduler's memory, guarantees that a stage is queued once.
+    dedupe_key: Mapped[str | None] = mapped_column(String(120), unique=True)
+    # Stable across retries, so a receiver can drop a duplicate after a runner crash.
+    message_id: Mapped[str] = mapped_column(String(200), unique=True)
     to_address: Mapped[str] = mapped_column(String(254))
     locale: Mapped[str] = mapped_column(String(8))
     subject: Mapped[str] = mapped_column(String(300))
     body_text: Mapped[str] = mapped_column(Text)
     body_html: Mapped[str | None] = mapped_column(Text)
+    unsubscribe_url: Mapped[str | None] = mapped_column(String(500))
     status: Mapped[str] = mapped_column(String(16), default=OutboxStatus.QUEUED)
+    attempts: Mapped[int] = mapped_column(default=0)
     not_before: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    claimed_by: Mapped[str | None] = mapped_column(String(120))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class EmailOptOut(db.Model):
+    """A customer who asked for no more collection emails (Regulation F §1006.6(e))."""
+
+    __tablename__ = "email_opt_outs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), unique=True
+    )
+    opted_out_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    source: Mapped[str] = mapped_column(String(32))  # "page" or "one-click"
+
+
+class ReminderStep(db.Model):
+    """One step of the dunning cadence, in days relative to the due date (−3 = before)."""
+
+    __tablename__ = "reminder_steps"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    offset_days: Mapped[int] = mapped_column(unique=True)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
-from flask import render_template
+from flask import current_app, render_template
 from flask_babel import force_locale
 
 from portal.config import SUPPORTED_LOCALES
 from portal.customers.models import Customer
 from portal.extensions import db
 from portal.notifications.models import OutboxMessage
+
+
+def new_message_id() -> str:
+    """An RFC 5322 Message-ID fixed at queue time, so that retries reuse it."""
+    domain = current_app.config["CREDITOR_EMAIL"].rpartition("@")[2] or "portal.invalid"
+    return f"<{uuid.uuid4().hex}@{domain}>"
 
 
 def locale_for(customer: Customer) -> str:
@@ -35,6 +42,7 @@ def queue_email(
         text = render_template(f"emails/{template}.txt", **context)
         html = render_template(f"emails/{template}.html", **context)
     message = OutboxMessage(
+        message_id=new_message_id(),
         customer_id=customer.id,
         kind=kind,
         to_address=customer.email,
