@@ -1,1 +1,411 @@
-"""Invoice and statement PDFs (placeholder interface; replaced by the full renderer)."""
+"""Invoice and statement PDFs, drawn with fpdf2 in the reader's language.
+
+Text uses the bundled DejaVu fonts (embedded as subsets), which cover every character
+Babel produces for our four languages, such as the narrow no-break space in French
+amounts. Labels, dates and amounts all follow the `locale` argument (the labels through
+`force_locale`), so a document can be made in a language other than the request's. The
+creation date comes from the document's "as of" day, so the same data gives the same bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+from typing import NamedTuple
+
+from babel.dates import format_date
+from babel.numbers import format_decimal
+from flask_babel import force_locale
+from flask_babel import gettext as _
+from fpdf import FPDF, FontFace
+from fpdf.enums import XPos, YPos
+
+from portal.creditor import Creditor
+from portal.customers.models import Customer
+from portal.invoices.models import CreditNote, Invoice
+from portal.invoices.queries import AccountSummary, InvoiceBalance
+from portal.money import Money
+from portal.payments.models import Payment, PaymentAllocation
+
+FONT_DIR = Path(__file__).resolve().parent.parent / "static" / "fonts"
+FONT = "DejaVu"
+PAGE_COUNT = "{nb}"  # fpdf2 replaces this alias with the number of pages when it closes
+RECENT_PAYMENTS = 10  # a statement lists the latest few; the account page has them all
+
+INK = (33, 37, 41)
+MUTED = (108, 117, 125)
+RULE = (206, 212, 218)
+ALERT = (176, 42, 55)
+HEADINGS = FontFace(emphasis="BOLD", fill_color=(233, 236, 239))
+OVERDUE = FontFace(emphasis="BOLD", color=ALERT)
+
+Cell = str | dict[str, object]  # plain text, or the keyword arguments of fpdf2's Row.cell
+
+
+class Column(NamedTuple):
+    heading: str
+    width: float  # relative to the other columns
+    align: str = "LEFT"
+
+
+class Fact(NamedTuple):
+    label: str
+    value: str
+    strong: bool = False
+
+
+class _Document(FPDF):
+    """An A4 document with our fonts and colours, and a footer naming it on every page."""
+
+    def __init__(self, *, title: str, creditor: Creditor, locale: str, as_of: date) -> None:
+        super().__init__(orientation="portrait", unit="mm", format="A4")
+        self.add_font(FONT, "", FONT_DIR / "DejaVuSans.ttf")
+        self.add_font(FONT, "B", FONT_DIR / "DejaVuSans-Bold.ttf")
+        self.set_title(title)
+        self.set_author(creditor.name)
+        self.set_lang(locale)
+        self.set_creation_date(datetime.combine(as_of, time(), tzinfo=UTC))
+        self.set_margins(left=18, top=16, right=18)
+        self.set_auto_page_break(auto=True, margin=20)
+        self.set_draw_color(*RULE)
+        self.alias_nb_pages(PAGE_COUNT)
+        self._footer_text = f"{creditor.name} · {title}"
+        self.add_page()
+
+    def footer(self) -> None:
+        self.set_y(-13)
+        self.set_font(FONT, size=7.5)
+        self.set_text_color(*MUTED)
+        self.cell(self.epw * 0.7, 5, self._footer_text)
+        page = _("Page %(page)s of %(pages)s", page=self.page_no(), pages=PAGE_COUNT)
+        self.cell(0, 5, page, align="R")
+        self.set_text_color(*INK)
+
+    def rendered(self) -> bytes:
+        return bytes(self.output())
+
+
+def invoice_pdf(
+    balance: InvoiceBalance,
+    allocations: list[PaymentAllocation],
+    credits: list[CreditNote],
+    *,
+    creditor: Creditor,
+    locale: str,
+) -> bytes:
+    """The invoice: its lines, what was paid and credited against it, and the balance due."""
+    invoice = balance.invoice
+    with force_locale(locale):
+        title = _("Invoice %(number)s", number=invoice.number)
+        pdf = _Document(title=title, creditor=creditor, locale=locale, as_of=balance.today)
+        _creditor_header(pdf, creditor)
+        _title(pdf, title)
+        _party_and_facts(
+            pdf,
+            heading=_("Bill to"),
+            party=_customer_lines(invoice.customer),
+            facts=[
+                Fact(_("Issue date"), _date(invoice.issue_date, locale)),
+                Fact(_("Due date"), _date(invoice.due_date, locale), strong=True),
+                Fact(_("Status"), balance.status.label),
+            ],
+        )
+        _line_items(pdf, invoice, locale)
+        _totals(pdf, balance, locale)
+        if allocations:
+            _payments_applied(pdf, allocations, locale)
+        if credits:
+            _credit_notes(pdf, credits, locale)
+        return pdf.rendered()
+
+
+def statement_pdf(
+    customer: Customer,
+    balances: list[InvoiceBalance],
+    summary: AccountSummary,
+    payments: list[Payment],
+    *,
+    creditor: Creditor,
+    locale: str,
+    today: date,
+) -> bytes:
+    """The customer's open invoices and recent payments, as of `today`."""
+    with force_locale(locale):
+        title = _("Statement as of %(date)s", date=_date(today, locale))
+        pdf = _Document(title=title, creditor=creditor, locale=locale, as_of=today)
+        _creditor_header(pdf, creditor)
+        _title(pdf, title)
+        next_due = summary.next_due_date
+        _party_and_facts(
+            pdf,
+            heading=_("Customer"),
+            party=_customer_lines(customer),
+            facts=[
+                Fact(_("Total due"), summary.total_due.format(locale), strong=True),
+                Fact(_("Overdue"), summary.overdue.format(locale)),
+                Fact(
+                    _("Next due date"),
+                    _date(next_due, locale) if next_due else _("Nothing upcoming"),
+                ),
+            ],
+        )
+        _open_invoices(pdf, [b for b in balances if b.is_open], locale)
+        _recent_payments(pdf, payments, locale)
+        _closing(pdf, creditor)
+        return pdf.rendered()
+
+
+# --- blocks ---------------------------------------------------------------------------------
+
+
+def _creditor_header(pdf: FPDF, creditor: Creditor) -> None:
+    pdf.set_font(FONT, "B", 15)
+    pdf.set_text_color(*INK)
+    pdf.multi_cell(0, 7, creditor.name, align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.set_font(FONT, size=9)
+    pdf.set_text_color(*MUTED)
+    contact = " · ".join(part for part in (creditor.email, creditor.phone) if part)
+    for line in [*creditor.address.splitlines(), contact]:
+        if line.strip():
+            pdf.multi_cell(0, 4.5, line.strip(), align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.set_text_color(*INK)
+    pdf.ln(3)
+    pdf.line(pdf.l_margin, pdf.get_y(), pdf.l_margin + pdf.epw, pdf.get_y())
+    pdf.ln(6)
+
+
+def _title(pdf: FPDF, text: str) -> None:
+    pdf.set_font(FONT, "B", 18)
+    pdf.multi_cell(0, 9, text, align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.ln(4)
+
+
+def _party_and_facts(
+    pdf: FPDF, *, heading: str, party: Sequence[str], facts: Sequence[Fact]
+) -> None:
+    """Who the document is for on the left; its key dates or amounts on the right."""
+    top = pdf.get_y()
+    half = pdf.epw / 2
+    pdf.set_font(FONT, "B", 8)
+    pdf.set_text_color(*MUTED)
+    pdf.cell(half, 5, heading, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.set_text_color(*INK)
+    for index, line in enumerate(party):
+        pdf.set_font(FONT, "B" if index == 0 else "", 10 if index == 0 else 9)
+        pdf.multi_cell(half - 6, 5, line, align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    left_bottom = pdf.get_y()
+
+    pdf.set_y(top)
+    for fact in facts:
+        pdf.set_x(pdf.l_margin + half)
+        pdf.set_font(FONT, size=9)
+        pdf.set_text_color(*MUTED)
+        pdf.cell(half * 0.5, 6, fact.label)
+        pdf.set_font(FONT, "B" if fact.strong else "", 10 if fact.strong else 9)
+        pdf.set_text_color(*INK)
+        pdf.cell(0, 6, fact.value, align="R", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.set_y(max(left_bottom, pdf.get_y()) + 8)
+
+
+def _line_items(pdf: FPDF, invoice: Invoice, locale: str) -> None:
+    _table(
+        pdf,
+        [
+            Column(_("Description"), 8),
+            Column(_("Quantity"), 2.2, "RIGHT"),
+            Column(_("Unit price"), 3.2, "RIGHT"),
+            Column(_("Tax"), 2.8, "RIGHT"),
+            Column(_("Amount"), 3.4, "RIGHT"),
+        ],
+        [
+            (
+                line.description,
+                format_decimal(line.quantity, locale=locale),
+                line.unit_price.format(locale),
+                line.tax.format(locale),
+                line.amount.format(locale),
+            )
+            for line in invoice.lines
+        ],
+    )
+
+
+def _totals(pdf: FPDF, balance: InvoiceBalance, locale: str) -> None:
+    rows = [
+        (_("Total"), balance.invoice.total.format(locale)),
+        (_("Paid"), _deduction(balance.paid, locale)),
+        (_("Credited"), _deduction(balance.credited, locale)),
+    ]
+    label_width, amount_width, height = 50.0, 36.0, 6.0
+    if pdf.will_page_break(height * (len(rows) + 1) + 2):
+        pdf.add_page()  # keep the totals together, with the balance due under them
+    left = pdf.l_margin + pdf.epw - label_width - amount_width
+    pdf.set_font(FONT, size=9.5)
+    for label, amount in rows:
+        pdf.set_x(left)
+        pdf.cell(label_width, height, label, align="R")
+        pdf.cell(amount_width, height, amount, align="R", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.ln(1)
+    pdf.line(left + 10, pdf.get_y(), pdf.l_margin + pdf.epw, pdf.get_y())
+    pdf.ln(1)
+    pdf.set_x(left)
+    pdf.set_font(FONT, "B", 11)
+    pdf.cell(label_width, height + 1, _("Balance due"), align="R")
+    pdf.cell(
+        amount_width,
+        height + 1,
+        balance.balance.format(locale),
+        align="R",
+        new_x=XPos.LMARGIN,
+        new_y=YPos.NEXT,
+    )
+    pdf.ln(6)
+
+
+def _payments_applied(pdf: FPDF, allocations: Iterable[PaymentAllocation], locale: str) -> None:
+    _heading(pdf, _("Payments applied"))
+    _table(
+        pdf,
+        [Column(_("Date"), 3), Column(_("Reference"), 7), Column(_("Amount"), 3, "RIGHT")],
+        [
+            (_date(a.payment.paid_on, locale), a.payment.reference, a.amount.format(locale))
+            for a in allocations
+        ],
+    )
+
+
+def _credit_notes(pdf: FPDF, credits: Iterable[CreditNote], locale: str) -> None:
+    _heading(pdf, _("Credit notes"))
+    _table(
+        pdf,
+        [
+            Column(_("Date"), 3),
+            Column(_("Reference"), 3),
+            Column(_("Reason"), 4),
+            Column(_("Amount"), 3, "RIGHT"),
+        ],
+        [
+            (_date(c.issued_on, locale), c.reference, c.reason or "", c.amount.format(locale))
+            for c in credits
+        ],
+    )
+
+
+def _open_invoices(pdf: FPDF, open_balances: Sequence[InvoiceBalance], locale: str) -> None:
+    _heading(pdf, _("Open invoices"))
+    if not open_balances:
+        _paragraph(pdf, _("You have no open invoices. Thank you!"))
+        return
+    _table(
+        pdf,
+        [
+            Column(_("Invoice"), 3.2),
+            Column(_("Issue date"), 2.8),
+            Column(_("Due date"), 2.8),
+            Column(_("Days overdue"), 2.2, "RIGHT"),
+            Column(_("Total"), 3, "RIGHT"),
+            Column(_("Balance"), 3, "RIGHT"),
+        ],
+        [
+            (
+                b.invoice.number,
+                _date(b.invoice.issue_date, locale),
+                _date(b.invoice.due_date, locale),
+                _days_overdue(b, locale),
+                b.invoice.total.format(locale),
+                b.balance.format(locale),
+            )
+            for b in open_balances
+        ],
+    )
+
+
+def _recent_payments(pdf: FPDF, payments: Iterable[Payment], locale: str) -> None:
+    _heading(pdf, _("Recent payments"))
+    recent = sorted(payments, key=lambda p: p.paid_on, reverse=True)[:RECENT_PAYMENTS]
+    if not recent:
+        _paragraph(pdf, _("No payments received yet."))
+        return
+    _table(
+        pdf,
+        [Column(_("Date"), 3), Column(_("Reference"), 7), Column(_("Amount"), 3, "RIGHT")],
+        [(_date(p.paid_on, locale), p.reference, p.amount.format(locale)) for p in recent],
+    )
+
+
+def _closing(pdf: FPDF, creditor: Creditor) -> None:
+    pdf.ln(2)
+    _paragraph(
+        pdf,
+        _(
+            "To pay online, open your account from the link in any email from %(creditor)s.",
+            creditor=creditor.name,
+        ),
+    )
+    _paragraph(
+        pdf,
+        _(
+            "Questions? Email %(email)s or call %(phone)s.",
+            email=creditor.email,
+            phone=creditor.phone,
+        ),
+    )
+
+
+# --- primitives -----------------------------------------------------------------------------
+
+
+def _heading(pdf: FPDF, text: str) -> None:
+    if pdf.will_page_break(22):
+        pdf.add_page()  # never strand a heading at the foot of a page
+    pdf.set_font(FONT, "B", 11)
+    pdf.set_text_color(*INK)
+    pdf.cell(0, 7, text, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.ln(1)
+
+
+def _paragraph(pdf: FPDF, text: str) -> None:
+    pdf.set_font(FONT, size=9.5)
+    pdf.set_text_color(*INK)
+    pdf.multi_cell(0, 5, text, align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.ln(2)
+
+
+def _table(pdf: FPDF, columns: Sequence[Column], rows: Iterable[Sequence[Cell]]) -> None:
+    """A full-width table whose heading row repeats on every page it runs onto."""
+    pdf.set_font(FONT, size=9)
+    pdf.set_text_color(*INK)
+    with pdf.table(
+        col_widths=tuple(c.width for c in columns),
+        text_align=tuple(c.align for c in columns),
+        borders_layout="HORIZONTAL_LINES",
+        headings_style=HEADINGS,
+        line_height=4.6,
+        padding=(1.4, 1.8),
+        v_align="TOP",
+        repeat_headings=1,
+    ) as table:
+        table.row([c.heading for c in columns])
+        for cells in rows:
+            table.row(cells)  # type: ignore[arg-type]  # fpdf2 also takes dicts of Row.cell kwargs
+    pdf.ln(6)
+
+
+def _customer_lines(customer: Customer) -> list[str]:
+    return [customer.name, _("Account number %(number)s", number=customer.account_number)]
+
+
+def _date(value: date, locale: str) -> str:
+    return str(format_date(value, format="medium", locale=locale))
+
+
+def _deduction(amount: Money, locale: str) -> str:
+    """Paid and credited amounts reduce the total: shown negative once there is any."""
+    return (-amount if amount.is_positive else amount).format(locale)
+
+
+def _days_overdue(balance: InvoiceBalance, locale: str) -> Cell:
+    if not balance.is_overdue:
+        return "–"
+    return {"text": format_decimal(balance.days_overdue, locale=locale), "style": OVERDUE}
