@@ -48,6 +48,17 @@ class InvoiceBalance:
         return self.invoice.total - self.paid - self.credited
 
     @property
+    def held(self) -> Money:
+        """What open disputes and active plans keep out of collection (none yet)."""
+        return Money.zero(self.invoice.currency)
+
+    @property
+    def payable(self) -> Money:
+        """What may be paid, reminded or planned now: the balance less what is held."""
+        remaining = self.balance - self.held
+        return remaining if remaining.is_positive else Money.zero(self.invoice.currency)
+
+    @property
     def status(self) -> InvoiceStatus:
         if self.invoice.voided_at is not None:
             return InvoiceStatus.VOID
@@ -94,6 +105,35 @@ def invoice_balances_for(customer: Customer, today: date) -> list[InvoiceBalance
         )
         for invoice, paid, credited in rows
     ]
+
+
+@dataclass(frozen=True)
+class PayableInvoice:
+    invoice: Invoice
+    payable: Money
+
+
+def payable_invoices() -> list[PayableInvoice]:
+    """Every invoice, of every customer, with something payable; for the jobs runner.
+
+    The payable rule is `InvoiceBalance.payable`, so what it leaves out (disputed or
+    planned amounts) is never dunned.
+    """
+    allocated, credited = _allocated_subquery(), _credited_subquery()
+    rows = db.session.execute(
+        select(Invoice, allocated, credited)
+        .where(Invoice.voided_at.is_(None), Invoice.total_minor - allocated - credited > 0)
+        .options(selectinload(Invoice.customer))
+        .order_by(Invoice.customer_id, Invoice.due_date, Invoice.id)
+    ).all()
+    result = []
+    for invoice, paid, credit in rows:
+        balance = InvoiceBalance(
+            invoice, Money(paid, invoice.currency), Money(credit, invoice.currency), date.min
+        )
+        if balance.payable.is_positive:
+            result.append(PayableInvoice(invoice, balance.payable))
+    return result
 
 
 def get_invoice_for(customer: Customer, number: str) -> Invoice | None:
