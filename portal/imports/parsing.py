@@ -1,0 +1,315 @@
+"""Reading the import CSV files: header checks, rows with their line numbers, field parsers.
+
+Everything here is pure (no database): it turns text into values or into a plain-English
+reason why not. Line numbers are the file's physical lines, the header being line 1.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from email_validator import EmailNotValidError, validate_email
+
+from portal.config import SUPPORTED_LOCALES
+from portal.errors import DomainError
+from portal.money import UnknownCurrency, normalize_currency
+
+# Columns holding amounts or counts are 32-bit integers on PostgreSQL.
+MAX_DB_INT = 2**31 - 1
+MAX_LINE_NUMBER = 100_000
+QUANTITY_DECIMALS = 3
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, order=True)
+class RowError:
+    """One reason a file was refused: the CSV line number (header = 1) and why."""
+
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}"
+
+
+class ImportFailed(DomainError):
+    """The file has bad rows; nothing was written. `errors` lists every one of them."""
+
+    def __init__(self, errors: Iterable[RowError]) -> None:
+        self.errors = sorted(errors)
+        count = len(self.errors)
+        super().__init__(f"{count} bad row{'s' if count != 1 else ''}; nothing was imported")
+
+
+class BadValue(ValueError):
+    """A field that cannot be read; the message completes "<column> '<value>' …"."""
+
+
+@dataclass(frozen=True, slots=True)
+class CsvRow:
+    line: int
+    values: dict[str, str]
+
+
+@dataclass(frozen=True)
+class CsvTable:
+    columns: tuple[str, ...]
+    rows: list[CsvRow]
+    errors: list[RowError]  # rows of the wrong shape; the caller adds its own
+
+    def has_column(self, column: str) -> bool:
+        return column in self.columns
+
+
+Source = Path | str | IO[str] | IO[bytes]
+
+
+def read_text(source: Source) -> str:
+    """The file's text: UTF-8, with or without a byte-order mark."""
+    if isinstance(source, (str, Path)):
+        data: str | bytes = Path(source).read_bytes()
+    else:
+        data = source.read()
+    if isinstance(data, bytes):
+        try:
+            return data.decode("utf-8-sig")
+        except UnicodeDecodeError as error:
+            line = data[: error.start].count(b"\n") + 1
+            raise ImportFailed(
+                [RowError(line, "the file is not UTF-8 text; save it as CSV UTF-8 and try again")]
+            ) from None
+    return data.removeprefix("\ufeff")
+
+
+def read_table(text: str, *, required: Sequence[str], optional: Sequence[str] = ()) -> CsvTable:
+    """Split the text into rows keyed by column name.
+
+    A missing, duplicated or unknown column fails the whole file at once (line 1):
+    no row can be trusted when the header is wrong.
+    """
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = next(reader, None)
+        while header is not None and not any(cell.strip() for cell in header):
+            header = next(reader, None)
+    except csv.Error as error:
+        raise ImportFailed([RowError(reader.line_num or 1, f"unreadable CSV: {error}")]) from None
+    if header is None:
+        raise ImportFailed([RowError(1, "the file is empty; a header row is required")])
+    header_line = reader.line_num
+    columns = tuple(cell.strip().lower() for cell in header)
+    _check_header(columns, header_line, required, optional)
+
+    rows: list[CsvRow] = []
+    errors: list[RowError] = []
+    width = len(columns)
+    last_line = reader.line_num
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as error:
+            errors.append(RowError(last_line + 1, f"unreadable CSV: {error}"))
+            last_line = reader.line_num
+            continue
+        line = last_line + 1
+        last_line = reader.line_num
+        if not cells or (len(cells) == 1 and not cells[0].strip()):
+            continue  # blank line
+        if len(cells) != width:
+            errors.append(
+                RowError(line, f"expected {width} fields as in the header, found {len(cells)}")
+            )
+            continue
+        rows.append(CsvRow(line, {c: v.strip() for c, v in zip(columns, cells, strict=True)}))
+    return CsvTable(columns, rows, errors)
+
+
+def _check_header(
+    columns: tuple[str, ...], line: int, required: Sequence[str], optional: Sequence[str]
+) -> None:
+    errors: list[str] = []
+    known = (*required, *optional)
+    if any(not column for column in columns):
+        errors.append("the header has an empty column name")
+    seen: set[str] = set()
+    for column in columns:
+        if column and column in seen:
+            errors.append(f"column {column!r} appears twice in the header")
+        seen.add(column)
+    unknown = [column for column in columns if column and column not in known]
+    if unknown:
+        errors.append(
+            f"unknown column{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(repr(c) for c in unknown)}; the columns are {', '.join(known)}"
+        )
+    missing = [column for column in required if column not in seen]
+    if missing:
+        errors.append(
+            f"missing required column{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(repr(c) for c in missing)}"
+        )
+    if errors:
+        raise ImportFailed([RowError(line, message) for message in errors])
+
+
+class RowReader:
+    """Reads the fields of one row, recording every problem instead of stopping at the first."""
+
+    __slots__ = ("errors", "line", "ok", "values")
+
+    def __init__(self, row: CsvRow, errors: list[RowError]) -> None:
+        self.values = row.values
+        self.line = row.line
+        self.errors = errors
+        self.ok = True
+
+    def error(self, message: str) -> None:
+        self.errors.append(RowError(self.line, message))
+        self.ok = False
+
+    def text(self, column: str, *, required: bool = False, max_length: int | None = None) -> str:
+        value = self.values.get(column, "")
+        if required and not value:
+            self.error(f"{column} is required")
+        elif max_length is not None and len(value) > max_length:
+            self.error(f"{column} is longer than {max_length} characters")
+        return value
+
+    def parse(self, column: str, parser: Callable[[str], T], *, required: bool = True) -> T | None:
+        value = self.values.get(column, "")
+        if not value:
+            if required:
+                self.error(f"{column} is required")
+            return None
+        try:
+            return parser(value)
+        except BadValue as problem:
+            self.error(f"{column} {_quote(value)} {problem}")
+            return None
+
+
+def _quote(value: str) -> str:
+    return repr(value if len(value) <= 40 else value[:37] + "...")
+
+
+# --- field parsers ----------------------------------------------------------------------
+
+_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DECIMAL_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
+_dates: dict[str, date] = {}
+
+
+def parse_date(text: str) -> date:
+    """An ISO date, YYYY-MM-DD."""
+    cached = _dates.get(text)
+    if cached is not None:
+        return cached
+    if not _DATE_RE.fullmatch(text):
+        raise BadValue("is not a date in the form YYYY-MM-DD")
+    try:
+        value = date.fromisoformat(text)
+    except ValueError:
+        raise BadValue("is not a real date") from None
+    if len(_dates) < 10_000:
+        _dates[text] = value
+    return value
+
+
+def parse_decimal_text(text: str) -> Decimal:
+    """A plain decimal number with a '.' point: no thousands separators, exponents or NaN."""
+    if not _DECIMAL_RE.fullmatch(text):
+        raise BadValue("is not a decimal number (use digits and a '.' point, e.g. 1234.50)")
+    return Decimal(text)
+
+
+def parse_amount(text: str) -> Decimal:
+    """An amount in major units that is zero or more."""
+    value = parse_decimal_text(text)
+    if value < 0:
+        raise BadValue("must not be negative")
+    return value
+
+
+def parse_positive_amount(text: str) -> Decimal:
+    value = parse_decimal_text(text)
+    if value <= 0:
+        raise BadValue("must be more than zero")
+    return value
+
+
+def parse_quantity_milli(text: str) -> int:
+    """A quantity > 0 with at most three decimals, as thousandths of a unit."""
+    value = parse_decimal_text(text)
+    if value <= 0:
+        raise BadValue("must be more than zero")
+    milli = value.scaleb(QUANTITY_DECIMALS)
+    if milli != milli.to_integral_value():
+        raise BadValue(f"has more than {QUANTITY_DECIMALS} decimal places")
+    if milli > MAX_DB_INT:
+        raise BadValue("is too large")
+    return int(milli)
+
+
+def parse_line_number(text: str) -> int:
+    if not text.isdigit() or not text.isascii():
+        raise BadValue("is not a whole number")
+    value = int(text)
+    if not 1 <= value <= MAX_LINE_NUMBER:
+        raise BadValue(f"must be between 1 and {MAX_LINE_NUMBER}")
+    return value
+
+
+def parse_currency(text: str) -> str:
+    try:
+        return normalize_currency(text)
+    except UnknownCurrency:
+        raise BadValue("is not an ISO 4217 currency code (e.g. USD, EUR)") from None
+
+
+def parse_email(text: str) -> str:
+    if len(text) > 254:
+        raise BadValue("is longer than 254 characters")
+    try:
+        validate_email(text, check_deliverability=False)
+    except EmailNotValidError:
+        raise BadValue("is not a valid email address") from None
+    return text
+
+
+def parse_locale(text: str) -> str:
+    value = text.lower()
+    if value not in SUPPORTED_LOCALES:
+        raise BadValue(f"is not a supported language; use one of {', '.join(SUPPORTED_LOCALES)}")
+    return value
+
+
+def parse_timezone(text: str) -> str:
+    if len(text) > 64:
+        raise BadValue("is not a time zone name")
+    try:
+        ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise BadValue("is not a time zone name (e.g. Europe/Paris)") from None
+    return text
+
+
+def parse_choice(choices: Sequence[str]) -> Callable[[str], str]:
+    def parser(text: str) -> str:
+        value = text.lower()
+        if value not in choices:
+            raise BadValue(f"must be one of {', '.join(choices)}")
+        return value
+
+    return parser
