@@ -53,12 +53,16 @@ def create_app(config: dict[str, Any] | None = None, env_name: str | None = None
     from portal.customers.views import bp as customers_bp
     from portal.errors import init_errors
     from portal.invoices.views import bp as invoices_bp
+    from portal.notifications.views import bp as notifications_bp
+    from portal.notifications.views import mailbox as mailbox_bp
     from portal.site.views import bp as site_bp
 
     app.register_blueprint(site_bp)
     app.register_blueprint(access_bp)
     app.register_blueprint(customers_bp)
     app.register_blueprint(invoices_bp)
+    app.register_blueprint(notifications_bp)
+    app.register_blueprint(mailbox_bp)
     init_errors(app)
 
     from portal.cli import register_cli

@@ -11,6 +11,9 @@ from flask.cli import FlaskGroup
 from sqlalchemy import select
 
 from portal.extensions import db
+from portal.jobs.registry import JOBS as _JOBS
+
+JOBS_KINDS = tuple(_JOBS)
 
 
 def _create_app() -> Flask:
@@ -28,6 +31,7 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(import_group)
     app.cli.add_command(link_command)
     app.cli.add_command(demo_command)
+    app.cli.add_command(jobs_group)
 
 
 @click.group("import")
@@ -115,3 +119,29 @@ def demo_command(links: bool) -> None:
 
     for line in load_demo(print_links=links):
         click.echo(line)
+
+
+@click.group("jobs")
+def jobs_group() -> None:
+    """The background worker: email delivery, reminders and every timed action."""
+
+
+@jobs_group.command("run")
+@click.option("--once", is_flag=True, help="Run every job now, due or not, then exit.")
+@click.option("--loop", is_flag=True, help="Keep running; a pass every JOBS_LOOP_SECONDS.")
+@click.option("--only", "only", type=click.Choice(sorted(JOBS_KINDS)), help="Run one kind only.")
+def jobs_run(once: bool, loop: bool, only: str | None) -> None:
+    """Do whatever is due and exit (for cron), or keep at it with --loop."""
+    import time
+
+    from portal.db import utcnow
+    from portal.jobs.runner import run_jobs, runner_id
+
+    me = runner_id()
+    while True:
+        for outcome in run_jobs(now=utcnow(), runner=me, only=only, force=once):
+            click.echo(f"{outcome.kind}: {outcome.outcome} ({outcome.detail})")
+        if not loop:
+            return
+        once = False
+        time.sleep(current_app.config["JOBS_LOOP_SECONDS"])

@@ -55,6 +55,21 @@ class Config:
     CREDITOR_ADDRESS = os.environ.get("CREDITOR_ADDRESS", "1 Harbour Street, Springfield")
     CREDITOR_TIMEZONE = os.environ.get("CREDITOR_TIMEZONE", "America/New_York")
     DEFAULT_CURRENCY = os.environ.get("DEFAULT_CURRENCY", "USD")
+    # A third-party debt collector must say so in every collection message (FDCPA §807(11)).
+    CREDITOR_IS_DEBT_COLLECTOR = os.environ.get("CREDITOR_IS_DEBT_COLLECTOR", "false").lower() in (
+        "1",
+        "true",
+        "yes",
+    )
+
+    # Email: SMTP_URL like smtp://user:pass@host:587?starttls=true; unset in development,
+    # where messages stay in the outbox and show at /dev/mailbox.
+    SMTP_URL = os.environ.get("SMTP_URL")
+    MAIL_FROM = os.environ.get(
+        "MAIL_FROM", os.environ.get("CREDITOR_EMAIL", "billing@northwind.example")
+    )
+    DEV_MAILBOX = False
+    JOBS_LOOP_SECONDS = _env_int("JOBS_LOOP_SECONDS", 30)
 
     ACCESS_LINK_TTL_DAYS = _env_int("ACCESS_LINK_TTL_DAYS", 30)
     SESSION_IDLE_MINUTES = _env_int("SESSION_IDLE_MINUTES", 30)
@@ -83,6 +98,7 @@ class Config:
 
 class DevelopmentConfig(Config):
     ENV_NAME = "development"
+    DEV_MAILBOX = True
 
 
 class TestingConfig(Config):

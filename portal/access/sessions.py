@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask import Flask, current_app, flash, redirect, request, session, url_for
+from flask import (
+    Flask,
+    current_app,
+    flash,
+    has_request_context,
+    redirect,
+    request,
+    session,
+    url_for,
+)
 from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
 
@@ -73,4 +82,5 @@ def init_sessions(app: Flask) -> None:
 
     @app.context_processor
     def inject_customer():  # type: ignore[no-untyped-def]
-        return {"signed_in": current_user.is_authenticated}
+        # Emails are rendered by the jobs runner, outside any request.
+        return {"signed_in": has_request_context() and current_user.is_authenticated}

@@ -1,20 +1,102 @@
-"""Queue customer email in the outbox, rendered in the customer's language."""
+"""Customer email: queued in the business transaction, delivered by the jobs runner.
+
+Delivery guarantee (read before changing `deliver_due_messages`): at-least-once, with
+duplicates made detectable. A runner claims a message (status `sending`, a lease, one
+commit), sends it, then records the outcome (a second commit). If the runner dies
+between the SMTP server's acceptance and that second commit, the lease runs out and
+another runner sends the message again, with the same Message-ID, fixed when the
+message was queued, so that receivers (and their mail clients) can drop the
+duplicate. No other path sends a message twice: claims are exclusive (row locks with
+SKIP LOCKED on PostgreSQL; one runner at a time on SQLite, see `portal.jobs.runner`).
+"""
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app, render_template
 from flask_babel import force_locale
+from itsdangerous import BadSignature, URLSafeSerializer
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
 
+from portal.audit.services import record_event
 from portal.config import SUPPORTED_LOCALES
 from portal.customers.models import Customer
 from portal.extensions import db
-from portal.notifications.models import OutboxMessage
+from portal.i18n import zone_or_default
+from portal.invoices.models import Invoice
+from portal.notifications.models import (
+    EmailCategory,
+    EmailOptOut,
+    OutboxMessage,
+    OutboxStatus,
+    ReminderStep,
+)
+from portal.notifications.policy import (
+    has_attempts_left,
+    next_delivery_time,
+    reminder_stage,
+    retry_delay,
+)
+from portal.notifications.sender import DeliveryError, Sender, build_email
+
+CLAIM_LEASE = timedelta(minutes=10)
+UNSUBSCRIBE_SALT = "email-opt-out"
 
 
+# --- opt-out ----------------------------------------------------------------------------
+def _serializer() -> URLSafeSerializer:
+    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt=UNSUBSCRIBE_SALT)
+
+
+def unsubscribe_token(customer: Customer) -> str:
+    return str(_serializer().dumps(customer.id))
+
+
+def customer_for_unsubscribe_token(token: str) -> Customer | None:
+    try:
+        customer_id = _serializer().loads(token)
+    except BadSignature:
+        return None
+    if not isinstance(customer_id, int):
+        return None
+    return db.session.get(Customer, customer_id)
+
+
+def unsubscribe_url(customer: Customer) -> str:
+    base = current_app.config["PORTAL_BASE_URL"]
+    return f"{base}/email/opt-out/{unsubscribe_token(customer)}"
+
+
+def is_opted_out(customer_id: int) -> bool:
+    return (
+        db.session.scalar(select(EmailOptOut.id).where(EmailOptOut.customer_id == customer_id))
+        is not None
+    )
+
+
+def opt_out(customer: Customer, *, source: str, now: datetime) -> bool:
+    """Stop collection email to this customer. True if this call changed anything."""
+    if is_opted_out(customer.id):
+        return False
+    db.session.add(EmailOptOut(customer_id=customer.id, opted_out_at=now, source=source))
+    record_event(
+        "email.opted_out",
+        actor=f"customer:{customer.id}",
+        now=now,
+        customer_id=customer.id,
+        subject=customer,
+        data={"source": source},
+    )
+    return True
+
+
+# --- queueing ---------------------------------------------------------------------------
 def new_message_id() -> str:
     """An RFC 5322 Message-ID fixed at queue time, so that retries reuse it."""
     domain = current_app.config["CREDITOR_EMAIL"].rpartition("@")[2] or "portal.invalid"
@@ -33,25 +115,287 @@ def queue_email(
     template: str,
     context: dict[str, Any],
     now: datetime,
-) -> OutboxMessage:
-    """Render `emails/<template>.{subject,txt,html}` in the customer's locale into the outbox."""
+    category: EmailCategory = EmailCategory.TRANSACTIONAL,
+    invoice: Invoice | None = None,
+    dedupe_key: str | None = None,
+    with_portal_link: bool = False,
+) -> OutboxMessage | None:
+    """Render `emails/<template>.{subject.txt,txt,html}` in the customer's locale into the outbox.
+
+    Collection email to an opted-out customer is not queued (None). With
+    `with_portal_link`, a fresh link (to `invoice` if given) is issued for the email.
+    """
+    if category == EmailCategory.COLLECTION and is_opted_out(customer.id):
+        return None
+    context = {"customer": customer, "invoice": invoice, **context}
+    if with_portal_link:
+        from portal.access.services import issue_link
+
+        issued = issue_link(
+            customer,
+            now=now,
+            ttl=timedelta(days=current_app.config["ACCESS_LINK_TTL_DAYS"]),
+            actor="system",
+            invoice=invoice,
+            purpose=kind,
+        )
+        context["portal_url"] = issued.url(current_app.config["PORTAL_BASE_URL"])
+    opt_out_url = None
+    if category == EmailCategory.COLLECTION and customer.is_consumer:
+        opt_out_url = unsubscribe_url(customer)
     locale = locale_for(customer)
     with force_locale(locale):
-        context = {"customer": customer, "locale": locale, **context}
+        context |= {
+            "locale": locale,
+            "category": category.value,
+            "opt_out_url": opt_out_url,
+            "is_debt_collector": current_app.config["CREDITOR_IS_DEBT_COLLECTOR"],
+        }
         subject = render_template(f"emails/{template}.subject.txt", **context).strip()
         text = render_template(f"emails/{template}.txt", **context)
         html = render_template(f"emails/{template}.html", **context)
     message = OutboxMessage(
         message_id=new_message_id(),
         customer_id=customer.id,
+        invoice_id=invoice.id if invoice else None,
         kind=kind,
+        category=category,
+        dedupe_key=dedupe_key,
         to_address=customer.email,
         locale=locale,
         subject=subject,
         body_text=text,
         body_html=html,
+        unsubscribe_url=opt_out_url,
         created_at=now,
-        not_before=now,
+        not_before=next_delivery_time(now, zone_or_default(customer.timezone)),
     )
     db.session.add(message)
     return message
+
+
+# --- delivery ---------------------------------------------------------------------------
+@dataclass
+class DeliveryReport:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    suppressed: int = 0
+    deferred: int = 0
+
+    def summary(self) -> str:
+        return ", ".join(f"{value} {name}" for name, value in vars(self).items())
+
+
+def claim_due_messages(*, now: datetime, runner: str, limit: int) -> list[int]:
+    """Claim up to `limit` due messages for this runner and commit the claim.
+
+    PostgreSQL: FOR UPDATE SKIP LOCKED, so concurrent runners take disjoint rows.
+    SQLite has no row locks: the runner lock in `portal.jobs.runner` admits one runner.
+    The conditional UPDATE re-checks the status, so even a lost race claims nothing.
+    """
+    due = (
+        select(OutboxMessage.id)
+        .where(
+            or_(
+                (OutboxMessage.status == OutboxStatus.QUEUED) & (OutboxMessage.not_before <= now),
+                # A runner died mid-send: its lease ran out; send again (same Message-ID).
+                (OutboxMessage.status == OutboxStatus.SENDING) & (OutboxMessage.lease_until < now),
+            )
+        )
+        .order_by(OutboxMessage.not_before, OutboxMessage.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    ids = list(db.session.scalars(due))
+    claimed: list[int] = []
+    for message_id in ids:
+        result = db.session.execute(
+            update(OutboxMessage)
+            .where(
+                OutboxMessage.id == message_id,
+                or_(
+                    OutboxMessage.status == OutboxStatus.QUEUED,
+                    (OutboxMessage.status == OutboxStatus.SENDING)
+                    & (OutboxMessage.lease_until < now),
+                ),
+            )
+            .values(status=OutboxStatus.SENDING, claimed_by=runner, lease_until=now + CLAIM_LEASE)
+        )
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            claimed.append(message_id)
+    db.session.commit()
+    return claimed
+
+
+def deliver_due_messages(
+    sender: Sender, *, now: datetime, runner: str, limit: int = 200
+) -> DeliveryReport:
+    """Send what is due; each outcome is committed on its own (see the module docstring)."""
+    report = DeliveryReport()
+    config = current_app.config
+    for message_id in claim_due_messages(now=now, runner=runner, limit=limit):
+        message = db.session.get(OutboxMessage, message_id)
+        if message is None or message.claimed_by != runner:
+            continue
+        _deliver_one(
+            message,
+            sender,
+            now=now,
+            report=report,
+            sender_name=config["CREDITOR_NAME"],
+            sender_address=config["MAIL_FROM"],
+        )
+        db.session.commit()
+    return report
+
+
+def _deliver_one(
+    message: OutboxMessage,
+    sender: Sender,
+    *,
+    now: datetime,
+    report: DeliveryReport,
+    sender_name: str,
+    sender_address: str,
+) -> None:
+    customer = db.session.get(Customer, message.customer_id) if message.customer_id else None
+    if message.category == EmailCategory.COLLECTION and customer and is_opted_out(customer.id):
+        _release(message, OutboxStatus.SUPPRESSED)
+        report.suppressed += 1
+        return
+    if customer is not None:
+        window = next_delivery_time(now, zone_or_default(customer.timezone))
+        if window > now:
+            _release(message, OutboxStatus.QUEUED, not_before=window)
+            report.deferred += 1
+            return
+    message.attempts += 1
+    try:
+        sender.send(build_email(message, sender_name=sender_name, sender_address=sender_address))
+    except DeliveryError as error:
+        message.last_error = str(error)[:500]
+        if has_attempts_left(message.attempts):
+            _release(message, OutboxStatus.QUEUED, not_before=now + retry_delay(message.attempts))
+            report.retried += 1
+        else:
+            _release(message, OutboxStatus.FAILED)
+            report.failed += 1
+        return
+    _release(message, OutboxStatus.SENT)
+    message.sent_at = now
+    message.last_error = None
+    report.sent += 1
+
+
+def _release(
+    message: OutboxMessage, status: OutboxStatus, *, not_before: datetime | None = None
+) -> None:
+    message.status = status
+    message.claimed_by = None
+    message.lease_until = None
+    if not_before is not None:
+        message.not_before = not_before
+
+
+# --- reminders --------------------------------------------------------------------------
+@dataclass
+class ScheduleReport:
+    notices: int = 0
+    reminders: int = 0
+
+    def summary(self) -> str:
+        return f"{self.notices} invoice notices, {self.reminders} reminders queued"
+
+
+NOTICE_WINDOW = timedelta(days=7)  # an invoice imported longer ago gets no "new invoice" mail
+
+
+def active_offsets() -> list[int]:
+    return list(
+        db.session.scalars(
+            select(ReminderStep.offset_days)
+            .where(ReminderStep.is_active.is_(True))
+            .order_by(ReminderStep.offset_days)
+        )
+    )
+
+
+def schedule_collection_emails(*, now: datetime) -> ScheduleReport:
+    """Queue invoice notices and the cadence's reminders that are due; idempotent.
+
+    Only the *payable* amount is dunned: `payable_invoices` leaves out what is paid,
+    disputed or covered by a plan. Each (invoice, step) is queued at most once; the
+    outbox's unique `dedupe_key` enforces it even against a concurrent runner.
+    """
+    from portal.invoices.queries import payable_invoices
+
+    report = ScheduleReport()
+    offsets = active_offsets()
+    candidates = payable_invoices()
+    keys = _existing_keys(item.invoice.id for item in candidates)
+    for item in candidates:
+        invoice, customer = item.invoice, item.invoice.customer
+        if is_opted_out(customer.id):
+            continue
+        today = now.astimezone(zone_or_default(customer.timezone)).date()
+        notice_key = f"notice:{invoice.id}"
+        if notice_key not in keys and invoice.created_at >= now - NOTICE_WINDOW:
+            if _queue_once(customer, invoice, item.payable, "invoice_notice", notice_key, now):
+                report.notices += 1
+            continue  # a new invoice's first email is its notice, not a reminder
+        stage = reminder_stage(invoice.due_date, today, offsets)
+        if stage is None or any(
+            _stage_of(k) >= stage for k in keys if _is_reminder_for(k, invoice)
+        ):
+            continue
+        kind = "reminder_before_due" if stage < 0 else "reminder_overdue"
+        if _queue_once(
+            customer, invoice, item.payable, kind, f"reminder:{invoice.id}:{stage}", now
+        ):
+            report.reminders += 1
+    return report
+
+
+def _existing_keys(invoice_ids: Iterable[int]) -> set[str]:
+    ids = list(invoice_ids)
+    keys: set[str] = set()
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        keys.update(
+            key
+            for key in db.session.scalars(
+                select(OutboxMessage.dedupe_key).where(
+                    OutboxMessage.invoice_id.in_(chunk), OutboxMessage.dedupe_key.is_not(None)
+                )
+            )
+            if key
+        )
+    return keys
+
+
+def _is_reminder_for(key: str, invoice: Invoice) -> bool:
+    return key.startswith(f"reminder:{invoice.id}:")
+
+
+def _stage_of(key: str) -> int:
+    return int(key.rsplit(":", 1)[1])
+
+
+def _queue_once(customer, invoice, payable, kind, key, now) -> bool:  # type: ignore[no-untyped-def]
+    try:
+        with db.session.begin_nested():
+            queued = queue_email(
+                customer,
+                kind=kind,
+                template=kind,
+                context={"payable": payable},
+                now=now,
+                category=EmailCategory.COLLECTION,
+                invoice=invoice,
+                dedupe_key=key,
+                with_portal_link=True,
+            )
+    except IntegrityError:  # another runner queued this step first
+        return False
+    return queued is not None

@@ -1,0 +1,65 @@
+"""Every kind of job, in one place: what it does and how often it runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from flask import current_app
+
+from portal.config import ConfigurationError
+
+
+@dataclass(frozen=True)
+class Job:
+    kind: str
+    every: timedelta
+    run: Callable[[datetime, str], str]  # (now, runner id) -> a one-line outcome
+    description: str
+
+
+def _deliver_email(now: datetime, runner: str) -> str:
+    from portal.notifications.services import deliver_due_messages
+
+    sender = sender_from_config()
+    try:
+        return deliver_due_messages(sender, now=now, runner=runner).summary()
+    finally:
+        sender.close()
+
+
+def _schedule_collection_emails(now: datetime, runner: str) -> str:
+    from portal.extensions import db
+    from portal.notifications.services import schedule_collection_emails
+
+    report = schedule_collection_emails(now=now)
+    db.session.commit()
+    return report.summary()
+
+
+def sender_from_config():  # type: ignore[no-untyped-def]
+    from portal.notifications.sender import ConsoleSender, SmtpSender, SmtpSettings
+
+    url = current_app.config.get("SMTP_URL")
+    if url:
+        return SmtpSender(SmtpSettings.from_url(url))
+    if current_app.config["ENV_NAME"] == "production":
+        raise ConfigurationError("SMTP_URL must be set in production to deliver email.")
+    return ConsoleSender()
+
+
+JOBS: dict[str, Job] = {
+    job.kind: job
+    for job in (
+        Job(
+            "schedule_emails",
+            timedelta(minutes=15),
+            _schedule_collection_emails,
+            "queue invoice notices and reminders that are due",
+        ),
+        Job(
+            "deliver_email", timedelta(minutes=1), _deliver_email, "send due email from the outbox"
+        ),
+    )
+}

@@ -1,0 +1,124 @@
+"""Turning an outbox row into a MIME message, and handing it to an SMTP server."""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import ssl
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr
+from typing import Protocol
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from portal.db import utcnow
+from portal.notifications.models import OutboxMessage
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryError(Exception):
+    """The message was not accepted; it stays in the outbox and is retried."""
+
+
+def build_email(message: OutboxMessage, *, sender_name: str, sender_address: str) -> EmailMessage:
+    email = EmailMessage()
+    email["From"] = formataddr((sender_name, sender_address))
+    email["To"] = message.to_address
+    email["Subject"] = message.subject
+    email["Message-ID"] = message.message_id
+    email["Date"] = format_datetime(utcnow())
+    if message.unsubscribe_url:
+        # RFC 8058 one-click: the mail client POSTs "List-Unsubscribe=One-Click" to the URL.
+        email["List-Unsubscribe"] = f"<{message.unsubscribe_url}>"
+        email["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    email.set_content(message.body_text)
+    if message.body_html:
+        email.add_alternative(message.body_html, subtype="html")
+    # After the body: setting the content clears Content-* headers.
+    email["Content-Language"] = message.locale
+    return email
+
+
+class Sender(Protocol):
+    def send(self, email: EmailMessage) -> None: ...
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+    implicit_tls: bool
+    starttls: bool
+    timeout: float
+
+    @classmethod
+    def from_url(cls, url: str) -> SmtpSettings:
+        """`smtp://user:pass@host:587?starttls=true`, or `smtps://…:465` for implicit TLS."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ValueError("SMTP_URL must look like smtp://user:pass@host:587?starttls=true")
+        query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+        implicit_tls = parts.scheme == "smtps"
+        return cls(
+            host=parts.hostname,
+            port=parts.port or (465 if implicit_tls else 25),
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            implicit_tls=implicit_tls,
+            starttls=query.get("starttls", "false").lower() in ("1", "true", "yes"),
+            timeout=float(query.get("timeout", "20")),
+        )
+
+
+class SmtpSender:
+    """Delivers through the standard library's smtplib: one connection per batch."""
+
+    def __init__(self, settings: SmtpSettings) -> None:
+        self.settings = settings
+        self._connection: smtplib.SMTP | None = None
+
+    def _connect(self) -> smtplib.SMTP:
+        s = self.settings
+        context = ssl.create_default_context()
+        connection: smtplib.SMTP
+        if s.implicit_tls:
+            connection = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=context)
+        else:
+            connection = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+            if s.starttls:
+                connection.starttls(context=context)
+        if s.username:
+            connection.login(s.username, s.password or "")
+        return connection
+
+    def send(self, email: EmailMessage) -> None:
+        try:
+            if self._connection is None:
+                self._connection = self._connect()
+            refused = self._connection.send_message(email)
+        except (OSError, smtplib.SMTPException) as error:
+            self.close()
+            raise DeliveryError(f"{type(error).__name__}: {error}"[:500]) from error
+        if refused:
+            raise DeliveryError(f"refused recipients: {sorted(refused)}"[:500])
+
+    def close(self) -> None:
+        if self._connection is not None:
+            try:
+                self._connection.quit()
+            except (OSError, smtplib.SMTPException):
+                self._connection.close()
+            self._connection = None
+
+
+class ConsoleSender:
+    """Development: nothing leaves the machine; the mailbox page shows what would have."""
+
+    def send(self, email: EmailMessage) -> None:
+        log.warning("email to %s: %s (read it at /dev/mailbox)", email["To"], email["Subject"])
+
+    def close(self) -> None:
+        return None

@@ -1,0 +1,81 @@
+"""Email opt-out (no session needed) and the development mailbox."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, render_template, request
+from sqlalchemy import select
+
+from portal.db import utcnow
+from portal.extensions import csrf, db, limiter, talisman
+from portal.notifications.forms import ConfirmOptOutForm
+from portal.notifications.models import OutboxMessage
+from portal.notifications.services import customer_for_unsubscribe_token, is_opted_out, opt_out
+
+bp = Blueprint("notifications", __name__)
+mailbox = Blueprint("mailbox", __name__, url_prefix="/dev/mailbox")
+
+
+@bp.get("/email/opt-out/<token>")
+@limiter.limit("30 per minute")
+def opt_out_page(token: str):  # type: ignore[no-untyped-def]
+    # A GET (or HEAD) only shows the page: mail scanners open every link in an email.
+    customer = customer_for_unsubscribe_token(token)
+    if customer is None:
+        abort(404)
+    return render_template(
+        "notifications/opt_out.html",
+        form=ConfirmOptOutForm(),
+        token=token,
+        already=is_opted_out(customer.id),
+    )
+
+
+@bp.post("/email/opt-out/<token>")
+@csrf.exempt  # RFC 8058: a mail client POSTs without our cookie; the signed token authenticates
+@limiter.limit("30 per minute")
+def opt_out_confirm(token: str):  # type: ignore[no-untyped-def]
+    customer = customer_for_unsubscribe_token(token)
+    if customer is None:
+        abort(404)
+    one_click = request.form.get("List-Unsubscribe") == "One-Click"
+    opt_out(customer, source="one-click" if one_click else "page", now=utcnow())
+    db.session.commit()
+    if one_click:
+        return "", 204
+    return render_template("notifications/opted_out.html")
+
+
+@mailbox.before_request
+def development_only():  # type: ignore[no-untyped-def]
+    if not current_app.config["DEV_MAILBOX"]:
+        abort(404)
+
+
+@mailbox.get("/")
+def index():  # type: ignore[no-untyped-def]
+    messages = db.session.scalars(
+        select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(200)
+    ).all()
+    return render_template("notifications/mailbox.html", messages=messages)
+
+
+@mailbox.get("/<int:message_id>")
+def show(message_id: int):  # type: ignore[no-untyped-def]
+    message = db.get_or_404(OutboxMessage, message_id)
+    return render_template("notifications/mailbox_message.html", message=message)
+
+
+@mailbox.get("/<int:message_id>/html")
+@talisman(
+    frame_options="SAMEORIGIN",
+    content_security_policy={
+        "default-src": "'none'",
+        "style-src": "'unsafe-inline'",  # email HTML is styled inline, as mail clients need
+        "img-src": "data:",
+        "frame-ancestors": "'self'",
+        "sandbox": "allow-popups allow-popups-to-escape-sandbox",
+    },
+)
+def show_html(message_id: int):  # type: ignore[no-untyped-def]
+    message = db.get_or_404(OutboxMessage, message_id)
+    return message.body_html or ""

@@ -1,0 +1,55 @@
+"""A real SMTP server on loopback (aiosmtpd) that records what it receives."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+
+import pytest
+from aiosmtpd.controller import Controller
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class RecordingHandler:
+    received: list[EmailMessage] = field(default_factory=list)
+    refuse_with: str | None = None  # e.g. "550 5.7.1 rejected" to refuse every message
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]  # noqa: N802
+        if self.refuse_with:
+            return self.refuse_with
+        self.received.append(message_from_bytes(envelope.content, policy=policy.default))
+        return "250 OK"
+
+
+@dataclass
+class SmtpFixture:
+    handler: RecordingHandler
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}?timeout=5"
+
+    @property
+    def received(self) -> list[EmailMessage]:
+        return self.handler.received
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpFixture]:
+    handler = RecordingHandler()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        yield SmtpFixture(handler, controller.port)
+    finally:
+        controller.stop()
