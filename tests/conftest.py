@@ -22,6 +22,8 @@ from portal import create_app
 from portal.config import normalize_database_url
 from portal.extensions import db, limiter
 
+pytest_plugins = ["tests.smtp_server"]
+
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 
 

@@ -15,7 +15,7 @@ from portal.notifications.policy import MAX_ATTEMPTS
 from portal.notifications.sender import SmtpSender, SmtpSettings
 from portal.notifications.services import deliver_due_messages, queue_email
 from tests.factories import csrf_token_from, make_customer, make_invoice
-from tests.smtp_server import free_port, smtp_server  # noqa: F401  (fixture)
+from tests.smtp_server import free_port
 
 # 15:00 UTC is inside 08:00-21:00 in New York, Madrid and UTC alike.
 NOON = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
