@@ -34,8 +34,15 @@ translations-update: $(STAMP) ## Extract messages.pot from the code and merge it
 
 run: install ## Migrate the SQLite database, load the demo, print two links, serve on 127.0.0.1
 	$(BIN)/portal db upgrade
+	$(BIN)/portal demo --no-links
+	@mkdir -p instance
+	@echo "Queueing the demo's due emails (log: instance/jobs.log; read them at /dev/mailbox)"
+	$(BIN)/portal jobs run --once > instance/jobs.log 2>&1
 	$(BIN)/portal demo
-	$(BIN)/portal run --host $(HOST) --port $(PORT)
+	@echo "Mailbox: http://$(HOST):$(PORT)/dev/mailbox/"
+	$(BIN)/portal jobs run --loop >> instance/jobs.log 2>&1 & worker=$$!; \
+		trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
+		$(BIN)/portal run --host $(HOST) --port $(PORT)
 
 browser: ## Install Debian's Chromium for the browser tests (as root, when missing)
 	@if [ -x /usr/bin/chromium ]; then :; \

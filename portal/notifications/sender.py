@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import smtplib
 import ssl
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from portal.db import utcnow
 from portal.notifications.models import OutboxMessage
 
 log = logging.getLogger(__name__)
+PORTAL_LINK = re.compile(r"https?://\S+/l/[A-Za-z0-9_-]+")
 
 
 class DeliveryError(Exception):
@@ -118,7 +120,12 @@ class ConsoleSender:
     """Development: nothing leaves the machine; the mailbox page shows what would have."""
 
     def send(self, email: EmailMessage) -> None:
-        log.warning("email to %s: %s (read it at /dev/mailbox)", email["To"], email["Subject"])
+        body = email.get_body(("plain",))
+        links = PORTAL_LINK.findall(body.get_content()) if body is not None else []
+        print(  # the console is this sender's mailbox
+            f"[mailbox] to {email['To']}: {email['Subject']}"
+            + (f"\n          link: {links[0]}" if links else "")
+        )
 
     def close(self) -> None:
         return None

@@ -308,7 +308,9 @@ class ScheduleReport:
         return f"{self.notices} invoice notices, {self.reminders} reminders queued"
 
 
-NOTICE_WINDOW = timedelta(days=7)  # an invoice imported longer ago gets no "new invoice" mail
+# A "new invoice" notice goes only for an invoice imported lately and not yet due;
+# one imported already overdue gets the cadence's reminder instead.
+NOTICE_WINDOW = timedelta(days=7)
 
 
 def active_offsets() -> list[int]:
@@ -340,7 +342,8 @@ def schedule_collection_emails(*, now: datetime) -> ScheduleReport:
             continue
         today = now.astimezone(zone_or_default(customer.timezone)).date()
         notice_key = f"notice:{invoice.id}"
-        if notice_key not in keys and invoice.created_at >= now - NOTICE_WINDOW:
+        is_new = invoice.created_at >= now - NOTICE_WINDOW and invoice.due_date >= today
+        if notice_key not in keys and is_new:
             if _queue_once(customer, invoice, item.payable, "invoice_notice", notice_key, now):
                 report.notices += 1
             continue  # a new invoice's first email is its notice, not a reminder
