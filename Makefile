@@ -32,6 +32,8 @@ translations-update: $(STAMP) ## Extract messages.pot from the code and merge it
 		--project=portal -o portal/translations/messages.pot .
 	$(BIN)/pybabel -q update -N --no-wrap -i portal/translations/messages.pot -d portal/translations
 
+# Links printed by `make run` must point at the server it starts.
+run: export PORTAL_BASE_URL ?= http://$(HOST):$(PORT)
 run: install ## Migrate the SQLite database, load the demo, print two links, serve on 127.0.0.1
 	$(BIN)/portal db upgrade
 	$(BIN)/portal demo --no-links
