@@ -1,4 +1,4 @@
-"""Benchmark: import 1,000 customers and 100,000 invoice lines (20,000 invoices x 5 lines).
+"""Benchmark: import 1,000 customers, 100,000 invoice lines (20,000 invoices x 5 lines), payments.
 
     .venv/bin/python bench/bench_import.py                      # a fresh SQLite file
     .venv/bin/python bench/bench_import.py --database-url postgresql://postgres@127.0.0.1/bench
@@ -40,9 +40,10 @@ PRODUCTS = [
 ]
 
 
-def write_files(directory: Path, customers: int, lines: int) -> tuple[Path, Path]:
+def write_files(directory: Path, customers: int, lines: int) -> tuple[Path, Path, Path]:
     customers_csv = directory / "customers.csv"
     invoices_csv = directory / "invoices.csv"
+    payments_csv = directory / "payments.csv"
     with customers_csv.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["account_number", "name", "email", "locale", "currency", "kind"])
@@ -87,7 +88,15 @@ def write_files(directory: Path, customers: int, lines: int) -> tuple[Path, Path
                 description, price = PRODUCTS[(n + line) % len(PRODUCTS)]
                 quantity = f"{1 + (n * line) % 12}.{(n + line) % 4 * 25}"
                 writer.writerow([*head, line, description, quantity, price, f"{line}.00"])
-    return customers_csv, invoices_csv
+    with payments_csv.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        handle.write("account_number,payment_reference,paid_on,amount,currency,invoice_number\n")
+        # One small payment per invoice; every other one left for oldest-first allocation.
+        for n in range(lines // LINES_PER_INVOICE):
+            invoice_number = f"BI-{n:08d}" if n % 2 else ""
+            account = f"B-{n % customers:06d}"
+            writer.writerow([account, f"BP-{n:08d}", "2025-12-31", "1.00", "USD", invoice_number])
+    return customers_csv, invoices_csv, payments_csv
 
 
 def timed_import(kind: str, path: Path, rows: int) -> float:
@@ -116,7 +125,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-import-") as tmp:
         directory = Path(tmp)
         url = args.database_url or f"sqlite:///{directory / 'bench.sqlite3'}"
-        customers_csv, invoices_csv = write_files(directory, args.customers, args.lines)
+        customers_csv, invoices_csv, payments_csv = write_files(
+            directory, args.customers, args.lines
+        )
         app = create_app({"SQLALCHEMY_DATABASE_URI": normalize_database_url(url)}, "testing")
         with app.app_context():
             if args.reset:
@@ -132,6 +143,7 @@ def main() -> int:
             seconds = timed_import("invoices", invoices_csv, args.lines)
             again = timed_import("invoices", invoices_csv, args.lines)
             print(f"re-import of the same invoices (all unchanged): {again:.2f} s")
+            timed_import("payments", payments_csv, args.lines // LINES_PER_INVOICE)
             db.engine.dispose()
     if seconds > args.budget:
         print(f"FAIL: invoices took {seconds:.2f} s, over the {args.budget:.0f} s budget")

@@ -162,10 +162,10 @@ def _import_customers(text: str, dry_run: bool, now: datetime, actor: str) -> Im
 
     existing: dict[str, Customer] = {}
     for batch in _chunks(sorted(parsed)):
-        for customer in db.session.scalars(
+        for loaded in db.session.scalars(
             select(Customer).where(Customer.account_number.in_(batch))
         ):
-            existing[customer.account_number] = customer
+            existing[loaded.account_number] = loaded
     _check_currency_changes(parsed, existing, errors)
     if errors:
         raise ImportFailed(errors)
@@ -471,15 +471,15 @@ def _existing_invoices(numbers: Sequence[str]) -> dict[str, _ExistingInvoice]:
             found[number] = by_id[id_] = _ExistingInvoice(
                 id_, customer_id, issue, due, currency, total, voided_at is not None
             )
-    for batch in _chunks(sorted(by_id)):
+    for id_batch in _chunks(sorted(by_id)):
         lines = db.session.execute(
             select(InvoiceLine.invoice_id, InvoiceLine.line_number, InvoiceLine.id)
             .add_columns(*(getattr(InvoiceLine, name) for name in _LINE_FIELDS))
-            .where(InvoiceLine.invoice_id.in_(batch))
+            .where(InvoiceLine.invoice_id.in_(id_batch))
         )
         for invoice_id, line_number, line_id, *content in lines:
             by_id[invoice_id].lines[line_number] = (line_id, tuple(content))
-        for invoice_id, settled in _settled_by_invoice(batch).items():
+        for invoice_id, settled in _settled_by_invoice(id_batch).items():
             by_id[invoice_id].settled_minor = settled
     return found
 
