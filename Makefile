@@ -68,7 +68,8 @@ test-postgres: install ## Run the suite on the local PostgreSQL
 lint: install ## ruff, the stale-catalog check, and alembic check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy portal/money.py
+	$(BIN)/mypy portal/money.py portal/payments/policy.py portal/notifications/policy.py \
+		portal/imports portal/demo
 
 format: install ## Format the code
 	$(BIN)/ruff format .

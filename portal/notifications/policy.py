@@ -31,7 +31,8 @@ def retry_delay(attempts: int) -> timedelta:
     """Exponential backoff after `attempts` failed attempts: 1, 2, 4 … minutes, capped."""
     if attempts < 1:
         return timedelta(0)
-    return min(FIRST_RETRY * (2 ** (attempts - 1)), LONGEST_RETRY)
+    delay: timedelta = FIRST_RETRY * (2 ** (attempts - 1))
+    return min(delay, LONGEST_RETRY)
 
 
 def has_attempts_left(attempts: int) -> bool:
