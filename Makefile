@@ -65,7 +65,7 @@ test: install browser ## Run the whole suite on SQLite, then on PostgreSQL when 
 test-postgres: install ## Run the suite on the local PostgreSQL
 	TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/pytest -m "not e2e"
 
-lint: install ## ruff, the stale-catalog check, and alembic check
+lint: install ## ruff (check and format) and mypy strict on the money rules
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy portal/money.py portal/payments/policy.py portal/notifications/policy.py \
