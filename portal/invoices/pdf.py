@@ -212,8 +212,8 @@ def _line_items(pdf: FPDF, invoice: Invoice, locale: str) -> None:
     _table(
         pdf,
         [
-            Column(_("Description"), 8),
-            Column(_("Quantity"), 2.2, "RIGHT"),
+            Column(_("Description"), 7.4),
+            Column(_("Quantity"), 2.8, "RIGHT"),
             Column(_("Unit price"), 3.2, "RIGHT"),
             Column(_("Tax"), 2.8, "RIGHT"),
             Column(_("Amount"), 3.4, "RIGHT"),
