@@ -27,7 +27,7 @@ from portal.config import normalize_database_url
 from portal.customers.models import Customer
 from portal.db import utcnow
 from portal.extensions import db
-from portal.imports.services import import_file
+from portal.imports.services import INVOICE_COLUMNS, import_file
 
 LINES_PER_INVOICE = 5
 PRODUCTS = [
@@ -61,20 +61,7 @@ def write_files(directory: Path, customers: int, lines: int) -> tuple[Path, Path
     start = date(2025, 1, 1)
     with invoices_csv.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(
-            [
-                "account_number",
-                "invoice_number",
-                "issue_date",
-                "due_date",
-                "currency",
-                "line_number",
-                "description",
-                "quantity",
-                "unit_price",
-                "tax_amount",
-            ]
-        )
+        writer.writerow(INVOICE_COLUMNS)
         for n in range(lines // LINES_PER_INVOICE):
             issued = start + timedelta(days=n % 365)
             head = [

@@ -21,44 +21,14 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
+from portal.imports.services import CUSTOMER_COLUMNS, INVOICE_COLUMNS, PAYMENT_COLUMNS
+
 SOURCE_CSV = Path(__file__).resolve().parent / "ibm-late-payment-histories.csv"
 CURRENCY = "USD"
 # The newest invoice of the ledger is dated this many days before today.
 LAST_INVOICE_DAYS_AGO = 3
 TAX_RATE = Decimal("0.0825")
 FEATURED_CUSTOMERS = 2  # the first accounts get multi-line invoices to show off
-
-CUSTOMER_COLUMNS = (
-    "account_number",
-    "name",
-    "email",
-    "phone",
-    "locale",
-    "currency",
-    "kind",
-    "segment",
-    "timezone",
-)
-INVOICE_COLUMNS = (
-    "account_number",
-    "invoice_number",
-    "issue_date",
-    "due_date",
-    "currency",
-    "line_number",
-    "description",
-    "quantity",
-    "unit_price",
-    "tax_amount",
-)
-PAYMENT_COLUMNS = (
-    "account_number",
-    "payment_reference",
-    "paid_on",
-    "amount",
-    "currency",
-    "invoice_number",
-)
 
 
 @dataclass(frozen=True)

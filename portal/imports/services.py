@@ -141,6 +141,7 @@ def _customer_keys(accounts: Iterable[str]) -> dict[str, _CustomerKey]:
 
 CUSTOMER_REQUIRED = ("account_number", "name", "email")
 CUSTOMER_OPTIONAL = ("phone", "locale", "currency", "kind", "segment", "timezone")
+CUSTOMER_COLUMNS = CUSTOMER_REQUIRED + CUSTOMER_OPTIONAL
 _parse_kind = parse_choice([kind.value for kind in CustomerKind])
 
 
@@ -268,6 +269,7 @@ INVOICE_REQUIRED = (
     "unit_price",
 )
 INVOICE_OPTIONAL = ("tax_amount",)
+INVOICE_COLUMNS = INVOICE_REQUIRED + INVOICE_OPTIONAL
 
 # What identifies a line's content, in the order of _LineDraft.content().
 _LINE_FIELDS = ("description", "quantity_milli", "unit_price_minor", "tax_minor", "amount_minor")
@@ -613,6 +615,7 @@ def _update_invoices(changed: list[tuple[_InvoiceDraft, _ExistingInvoice]]) -> N
 
 PAYMENT_REQUIRED = ("account_number", "payment_reference", "paid_on", "amount", "currency")
 PAYMENT_OPTIONAL = ("invoice_number",)
+PAYMENT_COLUMNS = PAYMENT_REQUIRED + PAYMENT_OPTIONAL
 
 
 @dataclass(slots=True)
