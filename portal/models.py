@@ -6,11 +6,23 @@ from portal.customers.models import Customer
 from portal.invoices.models import CreditNote, Invoice, InvoiceLine
 from portal.jobs.models import JobRun, JobSchedule
 from portal.notifications.models import EmailOptOut, OutboxMessage, ReminderStep
-from portal.payments.models import Payment, PaymentAllocation
+from portal.payments.models import (
+    Checkout,
+    CheckoutInvoice,
+    Payment,
+    PaymentAccount,
+    PaymentAllocation,
+    Refund,
+    RefundAllocation,
+    SavedCard,
+    WebhookEvent,
+)
 
 __all__ = [
     "AccessLink",
     "AuditEvent",
+    "Checkout",
+    "CheckoutInvoice",
     "CreditNote",
     "Customer",
     "EmailOptOut",
@@ -20,6 +32,11 @@ __all__ = [
     "JobSchedule",
     "OutboxMessage",
     "Payment",
+    "PaymentAccount",
     "PaymentAllocation",
+    "Refund",
+    "RefundAllocation",
     "ReminderStep",
+    "SavedCard",
+    "WebhookEvent",
 ]

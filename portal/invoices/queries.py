@@ -13,16 +13,24 @@ from portal.customers.models import Customer
 from portal.extensions import db
 from portal.invoices.models import CreditNote, Invoice, InvoiceStatus
 from portal.money import Money
-from portal.payments.models import Payment, PaymentAllocation
+from portal.payments.models import Payment, PaymentAllocation, RefundAllocation
 
 
 def _allocated_subquery():  # type: ignore[no-untyped-def]
-    return (
+    """Payments applied to the invoice, less what refunds took back from it."""
+    paid = (
         select(func.coalesce(func.sum(PaymentAllocation.amount_minor), 0))
         .where(PaymentAllocation.invoice_id == Invoice.id)
         .correlate(Invoice)
         .scalar_subquery()
     )
+    refunded = (
+        select(func.coalesce(func.sum(RefundAllocation.amount_minor), 0))
+        .where(RefundAllocation.invoice_id == Invoice.id)
+        .correlate(Invoice)
+        .scalar_subquery()
+    )
+    return paid - refunded
 
 
 def _credited_subquery():  # type: ignore[no-untyped-def]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from enum import StrEnum
 
 from portal.errors import DomainError
 from portal.money import Money
@@ -43,3 +44,88 @@ def allocate(amount: Money, items: Sequence[OpenItem]) -> list[tuple[int, Money]
     if remaining.is_positive:
         raise Overpayment(f"{remaining} more than the open balance")
     return allocations
+
+
+# --- what a customer may pay ------------------------------------------------------------
+class AmountProblem(StrEnum):
+    NOT_POSITIVE = "not_positive"
+    BELOW_MINIMUM = "below_minimum"
+    ABOVE_PAYABLE = "above_payable"
+
+
+def minimum_payment(currency: str, default: str, overrides: str = "") -> Money:
+    """The smallest partial payment, in major units: `default`, or `overrides` ("JPY=100,…")."""
+    for entry in overrides.split(","):
+        code, _sep, value = entry.partition("=")
+        if code.strip().upper() == currency.upper() and value.strip():
+            return Money.from_decimal(value.strip(), currency)
+    return Money.from_decimal(default, currency)
+
+
+def check_amount(amount: Money, payable: Money, minimum: Money) -> AmountProblem | None:
+    """A payment is positive, at most what is payable, and at least the minimum.
+
+    The minimum bounds partial payments only: paying everything that is payable is
+    always allowed, even when that is less than the minimum.
+    """
+    if not amount.is_positive:
+        return AmountProblem.NOT_POSITIVE
+    if amount > payable:
+        return AmountProblem.ABOVE_PAYABLE
+    if amount < minimum and amount != payable:
+        return AmountProblem.BELOW_MINIMUM
+    return None
+
+
+def allocate_received(
+    amount: Money, chosen: Sequence[OpenItem], others: Sequence[OpenItem]
+) -> tuple[list[tuple[int, Money]], Money]:
+    """Apply money already received: the chosen invoices first, then the oldest due.
+
+    Unlike `allocate`, this never refuses: the money is in. Whatever no invoice owes
+    any more (the customer paid the same invoice twice) comes back as `unapplied`.
+    """
+    allocations: list[tuple[int, Money]] = []
+    remaining = amount
+    for group in (chosen, others):
+        owed = [item for item in group if item.balance.is_positive]
+        if not remaining.is_positive or not owed:
+            continue
+        capacity = Money.sum((item.balance for item in owed), amount.currency)
+        applied = min(remaining, capacity)
+        allocations.extend(allocate(applied, owed))
+        remaining = remaining - applied
+    return allocations, remaining
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What one payment put on one invoice, net of earlier refunds."""
+
+    invoice_id: int
+    due_date: date
+    number: str
+    amount: Money
+
+
+def take_back(amount: Money, applied: Sequence[Applied]) -> list[tuple[int, Money]]:
+    """Spread a refund over a payment's invoices, latest due first.
+
+    The latest invoice reopens first, so the oldest debt stays paid. Raises
+    Overpayment when the refund is larger than what the payment still covers.
+    """
+    if not amount.is_positive:
+        raise DomainError("a refund must be positive")
+    remaining = amount
+    result: list[tuple[int, Money]] = []
+    for item in sorted(applied, key=lambda a: (a.due_date, a.number), reverse=True):
+        if not remaining.is_positive:
+            break
+        if not item.amount.is_positive:
+            continue
+        taken = min(remaining, item.amount)
+        result.append((item.invoice_id, taken))
+        remaining = remaining - taken
+    if remaining.is_positive:
+        raise Overpayment(f"{remaining} more than the payment still covers")
+    return result
