@@ -55,6 +55,8 @@ def create_app(config: dict[str, Any] | None = None, env_name: str | None = None
     from portal.invoices.views import bp as invoices_bp
     from portal.notifications.views import bp as notifications_bp
     from portal.notifications.views import mailbox as mailbox_bp
+    from portal.payments.views import bp as payments_bp
+    from portal.payments.webhooks import bp as stripe_webhooks_bp
     from portal.site.views import bp as site_bp
 
     app.register_blueprint(site_bp)
@@ -63,6 +65,8 @@ def create_app(config: dict[str, Any] | None = None, env_name: str | None = None
     app.register_blueprint(invoices_bp)
     app.register_blueprint(notifications_bp)
     app.register_blueprint(mailbox_bp)
+    app.register_blueprint(payments_bp)
+    app.register_blueprint(stripe_webhooks_bp)
     init_errors(app)
 
     from portal.cli import register_cli
@@ -79,3 +83,8 @@ def _check_settings(app: Flask) -> None:
         raise ConfigurationError("PORTAL_BASE_URL must be an absolute http(s) URL.")
     if app.config["ENV_NAME"] == "production" and not base_url.startswith("https://"):
         raise ConfigurationError("PORTAL_BASE_URL must use https in production.")
+    from portal.payments.gateway import settings_problems
+
+    problems = settings_problems(app.config)
+    if problems:
+        raise ConfigurationError(" ".join(problems))

@@ -95,6 +95,20 @@ class Config:
     FORCE_HTTPS = False
     PROXY_FIX_X_FOR = _env_int("PROXY_FIX_X_FOR", 0)
 
+    # Card payments through Stripe (README, "Payments"). Without a secret key the portal
+    # takes no card payments. STRIPE_API_BASE and STRIPE_JS_URL point at localstripe in
+    # development and tests; a live key refuses any other API than Stripe's own.
+    STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY")
+    STRIPE_PUBLISHABLE_KEY = os.environ.get("STRIPE_PUBLISHABLE_KEY")
+    STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET")
+    STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "https://api.stripe.com").rstrip("/")
+    STRIPE_JS_URL = os.environ.get("STRIPE_JS_URL", "https://js.stripe.com/v3/")
+    STRIPE_TIMEOUT_SECONDS = _env_int("STRIPE_TIMEOUT_SECONDS", 20)
+    # The smallest partial payment, in major units of the invoice currency, and
+    # per-currency exceptions ("JPY=100,KWD=0.5"); paying everything is always allowed.
+    PAYMENT_MINIMUM = os.environ.get("PAYMENT_MINIMUM", "1.00")
+    PAYMENT_MINIMUMS = os.environ.get("PAYMENT_MINIMUMS", "")
+
 
 class DevelopmentConfig(Config):
     ENV_NAME = "development"
@@ -109,6 +123,8 @@ class TestingConfig(Config):
         os.environ.get("TEST_DATABASE_URL", "sqlite://")
     )
     RATELIMIT_STORAGE_URI = "memory://"
+    # Tests that take card payments start localstripe and set these themselves.
+    STRIPE_SECRET_KEY = STRIPE_PUBLISHABLE_KEY = STRIPE_WEBHOOK_SECRET = None
 
 
 class ProductionConfig(Config):

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Flask
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Flask, current_app
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from portal.extensions import talisman
@@ -20,6 +24,55 @@ BASE_CSP: dict[str, str | list[str]] = {
     "base-uri": "'none'",
     "object-src": "'none'",
 }
+
+
+# Stripe's own origins for Stripe.js, its card frames and 3-D Secure, and its API
+# (https://docs.stripe.com/security/guide#content-security-policy). Any other
+# STRIPE_JS_URL (localstripe in development and tests) serves all of these itself.
+STRIPE_JS_ORIGINS = {
+    "script-src": ["https://js.stripe.com", "https://*.js.stripe.com"],
+    "frame-src": ["https://js.stripe.com", "https://*.js.stripe.com", "https://hooks.stripe.com"],
+    "connect-src": ["https://api.stripe.com"],
+}
+
+
+def card_page_csp(config: Mapping[str, Any]) -> dict[str, str | list[str]]:
+    """The card page's policy: ours, plus the configured Stripe.js origin only."""
+    parts = urlsplit(config["STRIPE_JS_URL"])
+    origin = f"{parts.scheme}://{parts.netloc}"
+    if origin == "https://js.stripe.com":
+        extra = STRIPE_JS_ORIGINS
+    else:
+        extra = {"script-src": [origin], "frame-src": [origin], "connect-src": [origin]}
+    policy = dict(BASE_CSP)
+    policy["script-src"] = ["'self'", *extra["script-src"]]
+    policy["frame-src"] = list(extra["frame-src"])
+    policy["connect-src"] = ["'self'", *extra["connect-src"]]
+    return policy
+
+
+class PolicyFromConfig(Mapping[str, str | list[str]]):
+    """A per-view CSP for `@talisman(content_security_policy=…)` built from the app's
+    config on each response (flask-talisman reads it through `items()`), so that the
+    Stripe origin follows STRIPE_JS_URL rather than the value at import time."""
+
+    def __init__(self, build: Callable[[Mapping[str, Any]], dict[str, str | list[str]]]) -> None:
+        self._build = build
+
+    def _policy(self) -> dict[str, str | list[str]]:
+        return self._build(current_app.config)
+
+    def __getitem__(self, key: str) -> str | list[str]:
+        return self._policy()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._policy())
+
+    def __len__(self) -> int:
+        return len(self._policy())
+
+
+CARD_PAGE_CSP = PolicyFromConfig(card_page_csp)
 
 
 def init_security(app: Flask) -> None:

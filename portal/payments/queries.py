@@ -1,0 +1,93 @@
+"""Reads for card payments, always scoped to one customer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from portal.customers.models import Customer
+from portal.extensions import db
+from portal.invoices.models import Invoice
+from portal.invoices.queries import invoice_balances_for
+from portal.money import Money
+from portal.payments.models import (
+    Checkout,
+    CheckoutInvoice,
+    Payment,
+    PaymentAccount,
+    PaymentAllocation,
+    SavedCard,
+)
+from portal.payments.policy import OpenItem
+
+
+@dataclass(frozen=True)
+class PayableItem:
+    """An invoice with something to pay now. `payable` is `InvoiceBalance.payable`:
+    the balance less what disputes and plans hold, the one rule for what may be paid."""
+
+    invoice: Invoice
+    payable: Money
+    balance: Money
+    is_overdue: bool
+    days_overdue: int
+
+    @property
+    def open_item(self) -> OpenItem:
+        return OpenItem(self.invoice.id, self.invoice.due_date, self.invoice.number, self.payable)
+
+
+def payable_items(customer: Customer, today: date) -> list[PayableItem]:
+    """Every invoice of this customer with a payable amount, oldest due first."""
+    return [
+        PayableItem(b.invoice, b.payable, b.balance, b.is_overdue, b.days_overdue)
+        for b in invoice_balances_for(customer, today)
+        if b.is_open and b.payable.is_positive
+    ]
+
+
+def get_checkout_for(customer: Customer, checkout_id: int) -> Checkout | None:
+    """The checkout if it is this customer's; None for anyone else's."""
+    return db.session.scalar(
+        select(Checkout)
+        .where(Checkout.id == checkout_id, Checkout.customer_id == customer.id)
+        .options(selectinload(Checkout.invoices).selectinload(CheckoutInvoice.invoice))
+    )
+
+
+def account_for(customer_id: int) -> PaymentAccount | None:
+    return db.session.scalar(
+        select(PaymentAccount).where(PaymentAccount.customer_id == customer_id)
+    )
+
+
+def saved_card_for(customer: Customer) -> SavedCard | None:
+    return saved_card_for_id(customer.id)
+
+
+def saved_card_for_id(customer_id: int) -> SavedCard | None:
+    return db.session.scalar(select(SavedCard).where(SavedCard.customer_id == customer_id))
+
+
+def payment_by_reference(reference: str) -> Payment | None:
+    return db.session.scalar(select(Payment).where(Payment.reference == reference))
+
+
+def get_payment_for(customer: Customer, payment_id: int) -> Payment | None:
+    """A card payment of this customer, with its allocations; None for anyone else's."""
+    return db.session.scalar(
+        select(Payment)
+        .where(Payment.id == payment_id, Payment.customer_id == customer.id)
+        .options(selectinload(Payment.allocations).selectinload(PaymentAllocation.invoice))
+    )
+
+
+def in_flight_checkout(customer_id: int) -> Checkout | None:
+    return db.session.scalar(
+        select(Checkout)
+        .where(Checkout.in_flight_customer_id == customer_id)
+        .execution_options(populate_existing=True)
+    )

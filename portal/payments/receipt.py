@@ -1,0 +1,70 @@
+"""The receipt of a card payment as a PDF, in the style of the invoice PDFs."""
+
+from __future__ import annotations
+
+from flask_babel import force_locale
+from flask_babel import gettext as _
+
+from portal.creditor import Creditor
+from portal.invoices.pdf import (
+    Column,
+    Fact,
+    _creditor_header,
+    _customer_lines,
+    _date,
+    _Document,
+    _heading,
+    _paragraph,
+    _party_and_facts,
+    _table,
+    _title,
+)
+from portal.payments.models import Payment
+
+
+def receipt_pdf(payment: Payment, *, creditor: Creditor, locale: str) -> bytes:
+    """What was paid, when, by which card, and how it was applied to invoices."""
+    checkout = payment.checkout
+    with force_locale(locale):
+        title = _("Receipt %(number)s", number=payment.receipt_number)
+        pdf = _Document(title=title, creditor=creditor, locale=locale, as_of=payment.paid_on)
+        _creditor_header(pdf, creditor)
+        _title(pdf, title)
+        facts = [
+            Fact(_("Amount paid"), payment.amount.format(locale), strong=True),
+            Fact(_("Date"), _date(payment.paid_on, locale)),
+        ]
+        if checkout is not None and checkout.card_last4:
+            facts.append(Fact(_("Card"), _card_label(checkout.card_brand, checkout.card_last4)))
+        facts.append(Fact(_("Reference"), payment.reference))
+        _party_and_facts(
+            pdf, heading=_("Received from"), party=_customer_lines(payment.customer), facts=facts
+        )
+        _heading(pdf, _("Applied to"))
+        rows = [
+            (a.invoice.number, _date(a.invoice.due_date, locale), a.amount.format(locale))
+            for a in sorted(
+                payment.allocations, key=lambda a: (a.invoice.due_date, a.invoice.number)
+            )
+        ]
+        if payment.unapplied.is_positive:
+            rows.append((_("Not applied to an invoice"), "", payment.unapplied.format(locale)))
+        _table(
+            pdf,
+            [Column(_("Invoice"), 5), Column(_("Due date"), 4), Column(_("Amount"), 4, "RIGHT")],
+            rows,
+        )
+        _paragraph(pdf, _("Thank you for your payment."))
+        _paragraph(
+            pdf,
+            _(
+                "Questions? Email %(email)s or call %(phone)s.",
+                email=creditor.email,
+                phone=creditor.phone,
+            ),
+        )
+        return pdf.rendered()
+
+
+def _card_label(brand: str | None, last4: str) -> str:
+    return _("%(brand)s ending in %(last4)s", brand=(brand or "card").title(), last4=last4)
