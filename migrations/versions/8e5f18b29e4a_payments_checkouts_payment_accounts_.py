@@ -37,7 +37,7 @@ def upgrade():
     sa.Column('last_error_code', sa.String(length=64), nullable=True),
     sa.Column('created_at', portal.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', portal.db.UTCDateTime(timezone=True), nullable=False),
-    sa.CheckConstraint("(status IN ('processing', 'requires_action') AND in_flight_customer_id = customer_id) OR (status NOT IN ('processing', 'requires_action') AND in_flight_customer_id IS NULL)", name=op.f('ck_checkouts_in_flight_slot')),
+    sa.CheckConstraint("(status IN ('processing', 'requires_action') AND in_flight_customer_id IS NOT NULL AND in_flight_customer_id = customer_id) OR (status NOT IN ('processing', 'requires_action') AND in_flight_customer_id IS NULL)", name=op.f('ck_checkouts_in_flight_slot')),
     sa.CheckConstraint("status IN ('open', 'processing', 'requires_action', 'succeeded', 'canceled')", name=op.f('ck_checkouts_status_known')),
     sa.CheckConstraint('amount_minor > 0', name=op.f('ck_checkouts_amount_positive')),
     sa.CheckConstraint('attempt >= 0', name=op.f('ck_checkouts_attempt_not_negative')),

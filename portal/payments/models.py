@@ -249,8 +249,10 @@ class Checkout(db.Model):
         CheckConstraint("attempt >= 0", name="attempt_not_negative"),
         # A checkout holds its customer's single in-flight slot exactly while a charge is
         # in flight; the unique column below then admits one such checkout per customer.
+        # (IS NOT NULL is needed: a comparison with NULL is unknown, and CHECK lets it pass.)
         CheckConstraint(
-            "(status IN ('processing', 'requires_action') AND in_flight_customer_id = customer_id)"
+            "(status IN ('processing', 'requires_action') AND in_flight_customer_id IS NOT NULL"
+            " AND in_flight_customer_id = customer_id)"
             " OR (status NOT IN ('processing', 'requires_action')"
             " AND in_flight_customer_id IS NULL)",
             name="in_flight_slot",

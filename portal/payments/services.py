@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from flask import current_app
+from flask import current_app, has_request_context
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select, update
@@ -47,6 +47,7 @@ from portal.customers.models import Customer
 from portal.customers.queries import customer_today
 from portal.errors import DomainError
 from portal.extensions import db
+from portal.i18n import current_locale
 from portal.money import InvalidAmount, Money
 from portal.notifications.models import EmailCategory
 from portal.notifications.services import queue_email
@@ -187,9 +188,9 @@ DECLINE_MESSAGES = {
 def card_form_messages() -> dict[str, str]:
     """The reasons the card form shows in the browser, by Stripe.js error code."""
     codes = ("card_declined", "insufficient_funds", "expired_card", "incorrect_cvc")
-    codes += ("incorrect_number", "processing_error", "invalid_expiry_year")
-    messages = {code: decline_message(code) for code in codes}
+    messages = {code: decline_message(code) for code in (*codes, "incorrect_number")}
     messages["invalid_expiry_year"] = decline_message("expired_card")
+    messages["processing_error"] = decline_message("processing_error")
     messages["default"] = decline_message("setup_failed")
     return messages
 
@@ -308,9 +309,7 @@ def select_invoices(customer: Customer, numbers: Sequence[str], *, now: datetime
 
 
 def _amount_error(problem: AmountProblem, selection: Selection) -> InvalidPaymentAmount:
-    from portal.i18n import current_locale
-
-    locale = current_locale()
+    locale = current_locale() if has_request_context() else "en"
     match problem:
         case AmountProblem.ABOVE_PAYABLE:
             return InvalidPaymentAmount(

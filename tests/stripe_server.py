@@ -1,0 +1,188 @@
+"""localstripe, the fake Stripe, as fixtures: a real HTTP server on loopback.
+
+The portal talks to it through its real gateway and the real `stripe` library; tests
+play the browser's part (Stripe.js) with plain HTTP calls to it. It runs in a process
+of its own (`python -m portal.payments.devserver`): localstripe is GPL and is never
+imported by the portal or by the tests.
+
+Import the fixtures into a test module:
+
+    from tests.stripe_server import localstripe, stripe_app  # noqa: F401
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import requests
+import stripe
+from flask import Flask
+
+SECRET_KEY = "sk_test_portal_localstripe"
+PUBLISHABLE_KEY = "pk_test_portal_localstripe"
+WEBHOOK_SECRET = "whsec_portal_localstripe"
+
+CARD_OK = "4242424242424242"
+CARD_3DS = "4000002500003155"  # asks for 3-D Secure
+CARD_DECLINED_AT_PAYMENT = "4000000000000341"  # sets up fine, then the charge is declined
+CARD_DECLINED_AT_SETUP = "4000000000000002"
+
+
+@dataclass
+class LocalStripe:
+    url: str
+    process: subprocess.Popen[str]
+
+    @property
+    def js_url(self) -> str:
+        return f"{self.url}/js.stripe.com/v3/"
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "STRIPE_SECRET_KEY": SECRET_KEY,
+            "STRIPE_PUBLISHABLE_KEY": PUBLISHABLE_KEY,
+            "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "STRIPE_API_BASE": self.url,
+            "STRIPE_JS_URL": self.js_url,
+            "STRIPE_TIMEOUT_SECONDS": 10,
+        }
+
+    def reset(self) -> None:
+        requests.delete(f"{self.url}/_config/data", timeout=5).raise_for_status()
+
+    def register_webhook(self, url: str, secret: str = WEBHOOK_SECRET) -> None:
+        requests.post(
+            f"{self.url}/_config/webhooks/portal", data={"url": url, "secret": secret}, timeout=5
+        ).raise_for_status()
+
+    # --- what Stripe.js does in the browser ---------------------------------------------
+    def confirm_setup(self, client_secret: str, number: str = CARD_OK) -> requests.Response:
+        """Confirm a SetupIntent with a card, as `stripe.confirmCardSetup` does."""
+        setup_id = client_secret.split("_secret_")[0]
+        return requests.post(
+            f"{self.url}/v1/setup_intents/{setup_id}/confirm",
+            json={
+                "key": PUBLISHABLE_KEY,
+                "client_secret": client_secret,
+                "payment_method_data": {
+                    "type": "card",
+                    "card": {"number": number, "exp_month": "12", "exp_year": "2034", "cvc": "123"},
+                },
+            },
+            timeout=5,
+        )
+
+    def set_up_card(self, client_secret: str, number: str = CARD_OK) -> str:
+        """A confirmed SetupIntent's id (what our card form posts back)."""
+        response = self.confirm_setup(client_secret, number)
+        body = response.json()
+        if body.get("status") == "requires_action":  # 3-D Secure at setup: complete it
+            setup_id = client_secret.split("_secret_")[0]
+            body = requests.post(
+                f"{self.url}/v1/setup_intents/{setup_id}/confirm",
+                json={"key": PUBLISHABLE_KEY, "client_secret": client_secret},
+                timeout=5,
+            ).json()
+        assert body.get("status") == "succeeded", body
+        return str(body["id"])
+
+    def authenticate(self, payment_intent_id: str, *, success: bool = True) -> dict[str, Any]:
+        """Complete (or fail) 3-D Secure, as `stripe.confirmCardPayment` does."""
+        intent = self.get(f"/v1/payment_intents/{payment_intent_id}")
+        response = requests.post(
+            f"{self.url}/v1/payment_intents/{payment_intent_id}/_authenticate"
+            f"?success={'true' if success else 'false'}",
+            json={"key": PUBLISHABLE_KEY, "client_secret": intent["client_secret"]},
+            timeout=5,
+        )
+        return dict(response.json())
+
+    # --- what the Stripe dashboard would show ------------------------------------------
+    def get(self, path: str) -> dict[str, Any]:
+        response = requests.get(f"{self.url}{path}", auth=(SECRET_KEY, ""), timeout=5)
+        response.raise_for_status()
+        return dict(response.json())
+
+    def payment_intents(self) -> list[dict[str, Any]]:
+        return list(self.get("/v1/payment_intents?limit=100")["data"])
+
+    def charged(self) -> list[dict[str, Any]]:
+        """PaymentIntents that took money."""
+        return [pi for pi in self.payment_intents() if pi["status"] == "succeeded"]
+
+
+def _start() -> LocalStripe:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "portal.payments.devserver", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if "listening on" not in line:
+        process.kill()
+        raise RuntimeError(f"localstripe did not start: {line}{process.stdout.read()}")
+    url = line.rsplit(" ", 1)[1].strip()
+    for _attempt in range(50):
+        try:
+            requests.get(f"{url}/js.stripe.com/v3/", timeout=1)
+            break
+        except requests.ConnectionError:
+            time.sleep(0.05)
+    return LocalStripe(url=url, process=process)
+
+
+@pytest.fixture(scope="session")
+def localstripe() -> Iterator[LocalStripe]:
+    server = _start()
+    try:
+        yield server
+    finally:
+        server.process.terminate()
+        try:
+            server.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+        if server.process.stdout is not None:
+            server.process.stdout.close()
+
+
+@pytest.fixture
+def stripe_app(app: Flask, localstripe: LocalStripe) -> Iterator[Flask]:
+    """The session's app, configured for localstripe for one test, which starts empty."""
+    localstripe.reset()
+    saved = {key: app.config.get(key) for key in localstripe.config()}
+    app.config.update(localstripe.config())
+    try:
+        yield app
+    finally:
+        app.config.update(saved)
+
+
+# --- signed webhook fixtures -------------------------------------------------------------
+def event_body(
+    event_id: str, event_type: str, obj: dict[str, Any], created: int | None = None
+) -> str:
+    return json.dumps(
+        {
+            "id": event_id,
+            "object": "event",
+            "type": event_type,
+            "created": created or int(time.time()),
+            "api_version": "2017-08-15",
+            "data": {"object": obj},
+        }
+    )
+
+
+def signature(body: str, *, secret: str = WEBHOOK_SECRET, timestamp: int | None = None) -> str:
+    """The Stripe-Signature header Stripe would send with `body`."""
+    return str(stripe.WebhookSignature.generate_signature_header(body, secret, timestamp=timestamp))
