@@ -1,38 +1,32 @@
-"""localstripe, the fake Stripe, as fixtures: a real HTTP server on loopback.
+"""localstripe, the fake Stripe, as a pytest plugin: a real HTTP server on loopback.
 
 The portal talks to it through its real gateway and the real `stripe` library; tests
 play the browser's part (Stripe.js) with plain HTTP calls to it. It runs in a process
 of its own (`python -m portal.payments.devserver`): localstripe is GPL and is never
 imported by the portal or by the tests.
 
-Import the fixtures into a test module:
-
-    from tests.stripe_server import localstripe, stripe_app  # noqa: F401
+A test module that needs it says `pytest_plugins = ["tests.stripe_server"]` and takes
+its helpers from `tests.stripe_journeys` (never from this module, which pytest must
+import first to rewrite its asserts).
 """
 
 from __future__ import annotations
 
-import json
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 import requests
-import stripe
 from flask import Flask
 
-SECRET_KEY = "sk_test_portal_localstripe"
-PUBLISHABLE_KEY = "pk_test_portal_localstripe"
-WEBHOOK_SECRET = "whsec_portal_localstripe"
-
-CARD_OK = "4242424242424242"
-CARD_3DS = "4000002500003155"  # asks for 3-D Secure
-CARD_DECLINED_AT_PAYMENT = "4000000000000341"  # sets up fine, then the charge is declined
-CARD_DECLINED_AT_SETUP = "4000000000000002"
+from tests.stripe_journeys import CARD_OK, PUBLISHABLE_KEY, SECRET_KEY, WEBHOOK_SECRET
 
 
 @dataclass
@@ -167,22 +161,47 @@ def stripe_app(app: Flask, localstripe: LocalStripe) -> Iterator[Flask]:
         app.config.update(saved)
 
 
-# --- signed webhook fixtures -------------------------------------------------------------
-def event_body(
-    event_id: str, event_type: str, obj: dict[str, Any], created: int | None = None
-) -> str:
-    return json.dumps(
-        {
-            "id": event_id,
-            "object": "event",
-            "type": event_type,
-            "created": created or int(time.time()),
-            "api_version": "2017-08-15",
-            "data": {"object": obj},
-        }
-    )
+@pytest.fixture
+def request_context(app: Flask, db_session: object) -> Iterator[None]:
+    """Services run inside a request (a view or the webhook); so do their direct tests."""
+    with app.test_request_context():
+        yield
 
 
-def signature(body: str, *, secret: str = WEBHOOK_SECRET, timestamp: int | None = None) -> str:
-    """The Stripe-Signature header Stripe would send with `body`."""
-    return str(stripe.WebhookSignature.generate_signature_header(body, secret, timestamp=timestamp))
+# --- a failing Stripe: answers 500 to everything -----------------------------------------
+class _Failing(BaseHTTPRequestHandler):
+    def _fail(self) -> None:
+        body = b'{"error": {"type": "api_error", "message": "boom"}}'
+        self.send_response(500)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_DELETE = _fail  # noqa: N815
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def failing_stripe() -> Iterator[str]:
+    """The URL of a server that answers every request with a 500, like a Stripe outage."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Failing)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def unreachable_stripe() -> str:
+    """A loopback URL where nothing listens: Stripe unreachable."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"

@@ -676,7 +676,9 @@ def _settle_stale(checkout: Checkout, gateway: StripeGateway, *, now: datetime) 
             intent = gateway.cancel_payment(intent.id)
     except GatewayError:
         return
-    if not _apply_intent(checkout, intent, actor=actor, now=now) and checkout.state.is_in_flight:
+    if intent.is_succeeded:
+        _record_success(checkout, intent, actor=actor, now=now)
+    elif intent.status != "processing":
         move_checkout(checkout, CheckoutStatus.CANCELED, actor=actor, now=now, reason="abandoned")
     db.session.flush()
 

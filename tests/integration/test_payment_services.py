@@ -1,0 +1,471 @@
+"""Card payments through the services, against localstripe through the real gateway."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from portal.audit.models import AuditEvent
+from portal.customers.queries import customer_today
+from portal.db import utcnow
+from portal.extensions import db
+from portal.invoices.models import InvoiceStatus
+from portal.invoices.queries import invoice_balance
+from portal.money import Money
+from portal.notifications.models import OutboxMessage
+from portal.payments.models import Checkout, CheckoutStatus, Payment, PaymentAccount, SavedCard
+from portal.payments.services import (
+    AmountNoLongerPayable,
+    CardNotUsable,
+    CheckoutNotOpen,
+    InvalidPaymentAmount,
+    MixedCurrencies,
+    NothingToPay,
+    PaymentInProgress,
+    PaymentsUnavailable,
+    begin_charge,
+    finish_charge,
+    remove_saved_card,
+    start_checkout,
+    sync_checkout,
+)
+from tests.factories import make_customer, make_invoice, make_payment
+from tests.stripe_journeys import (
+    CARD_3DS,
+    CARD_DECLINED_AT_PAYMENT,
+    CARD_DECLINED_AT_SETUP,
+    charge,
+    pay,
+    set_up_card,
+)
+
+pytest_plugins = ["tests.stripe_server"]
+pytestmark = pytest.mark.usefixtures("stripe_app", "db_session", "request_context")
+
+
+def _balance(invoice):
+    return invoice_balance(invoice, customer_today(invoice.customer, utcnow()))
+
+
+def _payments(customer):
+    return list(db.session.scalars(select(Payment).where(Payment.customer_id == customer.id)))
+
+
+def _claim(customer, checkout, setup_intent_id):
+    return begin_charge(
+        customer,
+        checkout,
+        setup_intent_id=setup_intent_id,
+        use_saved_card=False,
+        save_card=False,
+        now=utcnow(),
+    )
+
+
+def _checkouts():
+    return db.session.scalar(select(func.count()).select_from(Checkout))
+
+
+# --- paying ---------------------------------------------------------------------------------
+def test_full_payment_is_charged_once_recorded_once_and_receipted(localstripe):
+    # given
+    customer = make_customer()
+    invoice = make_invoice(customer, number="INV-FULL", lines=[("Consulting", "2", "60.00")])
+    # when
+    checkout = pay(localstripe, customer, ["INV-FULL"])
+    # then Stripe took exactly the balance, once
+    [charged] = localstripe.charged()
+    assert (charged["amount"], charged["currency"]) == (12000, "usd")
+    assert charged["metadata"]["portal_checkout"] == str(checkout.id)
+    # and the ledger says so, once
+    assert checkout.state == CheckoutStatus.SUCCEEDED
+    [payment] = _payments(customer)
+    assert (payment.reference, payment.amount, payment.source) == (
+        charged["id"],
+        Money(12000, "USD"),
+        "card",
+    )
+    assert [(a.invoice_id, a.amount_minor) for a in payment.allocations] == [(invoice.id, 12000)]
+    assert _balance(invoice).status == InvoiceStatus.PAID
+    # and a receipt waits in the outbox
+    receipt = db.session.scalar(select(OutboxMessage).where(OutboxMessage.kind == "receipt"))
+    assert receipt.to_address == customer.email
+    assert receipt.category == "transactional"
+    assert payment.receipt_number in receipt.subject
+    assert "$120.00" in receipt.body_text
+    assert "INV-FULL" in receipt.body_text
+    assert "/l/" in receipt.body_text  # a fresh portal link
+    actions = set(db.session.scalars(select(AuditEvent.action)))
+    assert {
+        "checkout.opened",
+        "checkout.processing",
+        "checkout.succeeded",
+        "payment.received",
+    } <= actions
+
+
+def test_several_invoices_are_each_paid_in_full(localstripe):
+    customer = make_customer()
+    first = make_invoice(
+        customer,
+        issue_date=date(2025, 12, 1),
+        due_date=date(2026, 1, 10),
+        lines=[("A", "1", "10.00")],
+    )
+    second = make_invoice(
+        customer,
+        issue_date=date(2025, 12, 1),
+        due_date=date(2026, 2, 10),
+        lines=[("B", "1", "25.50")],
+    )
+    pay(localstripe, customer, [first.number, second.number])
+    [payment] = _payments(customer)
+    assert payment.amount == Money(3550, "USD")
+    assert sorted((a.invoice_id, a.amount_minor) for a in payment.allocations) == [
+        (first.id, 1000),
+        (second.id, 2550),
+    ]
+
+
+def test_partial_payment_goes_to_the_oldest_chosen_invoice_first(localstripe):
+    # given three invoices, of which the customer chooses the two later ones
+    customer = make_customer()
+    oldest = make_invoice(
+        customer,
+        issue_date=date(2025, 12, 1),
+        due_date=date(2026, 1, 1),
+        lines=[("A", "1", "40.00")],
+    )
+    middle = make_invoice(
+        customer,
+        issue_date=date(2025, 12, 1),
+        due_date=date(2026, 2, 1),
+        lines=[("B", "1", "30.00")],
+    )
+    latest = make_invoice(
+        customer,
+        issue_date=date(2025, 12, 1),
+        due_date=date(2026, 3, 1),
+        lines=[("C", "1", "50.00")],
+    )
+    # when they pay part of those two
+    pay(localstripe, customer, [latest.number, middle.number], amount="45.00")
+    # then the older chosen one is paid in full, the later one in part, the unchosen not at all
+    assert localstripe.charged()[0]["amount"] == 4500
+    assert _balance(middle).status == InvoiceStatus.PAID
+    assert _balance(latest).balance == Money(3500, "USD")
+    assert _balance(latest).status == InvoiceStatus.PARTIALLY_PAID
+    assert _balance(oldest).status == InvoiceStatus.OPEN
+
+
+def test_an_amount_is_rounded_half_up_once_to_minor_units(localstripe):
+    customer = make_customer()
+    make_invoice(customer, number="INV-ROUND", lines=[("A", "1", "100.00")])
+    checkout = pay(localstripe, customer, ["INV-ROUND"], amount="33.335")
+    assert checkout.amount == Money(3334, "USD")
+    assert localstripe.charged()[0]["amount"] == 3334
+
+
+def test_a_zero_decimal_currency_is_charged_in_whole_yen(localstripe, app, monkeypatch):
+    monkeypatch.setitem(app.config, "PAYMENT_MINIMUMS", "JPY=100")
+    customer = make_customer(currency="JPY")
+    invoice = make_invoice(customer, number="INV-JPY", lines=[("Widget", "3", "4115")])
+    checkout = pay(localstripe, customer, ["INV-JPY"], amount="5000")
+    [charged] = localstripe.charged()
+    assert (charged["amount"], charged["currency"]) == (5000, "jpy")
+    assert checkout.amount == Money(5000, "JPY")
+    assert _balance(invoice).balance == Money(12345 - 5000, "JPY")
+
+
+# --- what may not be paid -----------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("amount", "message"),
+    [
+        ("0.50", "The smallest amount you can pay is $5.00."),
+        ("100.01", "You can pay at most $100.00."),
+        ("0", "Please enter an amount greater than zero."),
+        ("1e3", "Please enter a valid amount."),
+        ("ten dollars", "Please enter a valid amount."),
+    ],
+)
+def test_a_bad_amount_is_refused_and_nothing_is_written(app, monkeypatch, amount, message):
+    monkeypatch.setitem(app.config, "PAYMENT_MINIMUM", "5.00")
+    customer = make_customer()
+    make_invoice(customer, number="INV-AMT", lines=[("A", "1", "100.00")])
+    with pytest.raises(InvalidPaymentAmount) as refused:
+        start_checkout(customer, ["INV-AMT"], amount, now=utcnow())
+    assert refused.value.message == message
+    assert _checkouts() == 0
+
+
+def test_someone_elses_invoice_cannot_be_chosen():
+    mine, theirs = make_customer(), make_customer()
+    make_invoice(theirs, number="INV-THEIRS")
+    with pytest.raises(NothingToPay):
+        start_checkout(mine, ["INV-THEIRS"], None, now=utcnow())
+
+
+def test_a_paid_invoice_cannot_be_chosen():
+    customer = make_customer()
+    invoice = make_invoice(customer, number="INV-PAID", lines=[("A", "1", "10.00")])
+    make_payment(customer, [(invoice, "10.00")])
+    with pytest.raises(NothingToPay):
+        start_checkout(customer, ["INV-PAID"], None, now=utcnow())
+
+
+def test_invoices_in_two_currencies_are_paid_separately():
+    customer = make_customer()
+    make_invoice(customer, number="INV-USD")
+    euro = make_invoice(customer, number="INV-EUR")
+    euro.currency = "EUR"
+    db.session.flush()
+    with pytest.raises(MixedCurrencies):
+        start_checkout(customer, ["INV-USD", "INV-EUR"], None, now=utcnow())
+
+
+# --- cards that do not work ---------------------------------------------------------------
+def test_a_declined_card_records_nothing_and_another_card_pays(localstripe):
+    # given
+    customer = make_customer()
+    invoice = make_invoice(customer, number="INV-DECL", lines=[("A", "1", "80.00")])
+    checkout = start_checkout(customer, ["INV-DECL"], None, now=utcnow())
+    # when the first card is declined at payment
+    declined = set_up_card(localstripe, customer, checkout, CARD_DECLINED_AT_PAYMENT)
+    checkout = charge(customer, checkout, setup_intent_id=declined)
+    # then nothing is paid and the customer learns why
+    assert checkout.state == CheckoutStatus.OPEN
+    assert checkout.last_error_code == "card_declined"
+    assert _payments(customer) == []
+    assert localstripe.charged() == []
+    # when another card is used on the same checkout
+    good = set_up_card(localstripe, customer, checkout)
+    checkout = charge(customer, checkout, setup_intent_id=good)
+    # then it pays, once
+    assert checkout.state == CheckoutStatus.SUCCEEDED
+    assert checkout.attempt == 2
+    assert len(localstripe.charged()) == 1
+    assert _balance(invoice).status == InvoiceStatus.PAID
+
+
+def test_a_card_declined_at_setup_never_reaches_a_charge(localstripe):
+    customer = make_customer()
+    make_invoice(customer, number="INV-SETUP")
+    checkout = start_checkout(customer, ["INV-SETUP"], None, now=utcnow())
+    from portal.payments.services import prepare_card_form
+
+    secret = prepare_card_form(customer, checkout).setup_client_secret
+    response = localstripe.confirm_setup(secret, CARD_DECLINED_AT_SETUP)
+    assert response.status_code == 402
+    setup_id = secret.split("_secret_")[0]
+    with pytest.raises(CardNotUsable):
+        begin_charge(
+            customer,
+            checkout,
+            setup_intent_id=setup_id,
+            use_saved_card=False,
+            save_card=False,
+            now=utcnow(),
+        )
+    assert checkout.state == CheckoutStatus.OPEN
+    assert localstripe.payment_intents() == []
+
+
+def test_a_setup_intent_of_another_customer_is_refused(localstripe):
+    alice, mallory = make_customer(), make_customer()
+    make_invoice(alice, number="INV-ALICE")
+    make_invoice(mallory, number="INV-MALLORY")
+    alices = start_checkout(alice, ["INV-ALICE"], None, now=utcnow())
+    alices_card = set_up_card(localstripe, alice, alices)
+    mallorys = start_checkout(mallory, ["INV-MALLORY"], None, now=utcnow())
+    with pytest.raises(CardNotUsable):
+        charge(mallory, mallorys, setup_intent_id=alices_card)
+    assert localstripe.payment_intents() == []
+
+
+# --- 3-D Secure ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("approved", [True, False])
+def test_three_d_secure_pays_only_when_the_bank_approves(localstripe, approved):
+    # given a card that asks for 3-D Secure
+    customer = make_customer()
+    invoice = make_invoice(customer, number="INV-3DS", lines=[("A", "1", "70.00")])
+    checkout = pay(localstripe, customer, ["INV-3DS"], card=CARD_3DS)
+    assert checkout.state == CheckoutStatus.REQUIRES_ACTION
+    assert _payments(customer) == []
+    # when the customer completes (or fails) the bank's check and comes back
+    localstripe.authenticate(checkout.payment_intent_id, success=approved)
+    checkout = sync_checkout(customer, checkout, now=utcnow())
+    # then
+    if approved:
+        assert checkout.state == CheckoutStatus.SUCCEEDED
+        assert _balance(invoice).status == InvoiceStatus.PAID
+    else:
+        assert checkout.state == CheckoutStatus.OPEN
+        assert checkout.last_error_code == "payment_intent_authentication_failure"
+        assert _payments(customer) == []
+        assert _balance(invoice).status == InvoiceStatus.OPEN
+
+
+# --- Stripe down -----------------------------------------------------------------------------
+def test_stripe_unreachable_when_starting_writes_nothing(app, monkeypatch, unreachable_stripe):
+    monkeypatch.setitem(app.config, "STRIPE_API_BASE", unreachable_stripe)
+    customer = make_customer()
+    make_invoice(customer, number="INV-DOWN")
+    with pytest.raises(PaymentsUnavailable):
+        start_checkout(customer, ["INV-DOWN"], None, now=utcnow())
+    assert _checkouts() == 0
+    assert db.session.scalar(select(func.count()).select_from(PaymentAccount)) == 0
+
+
+def test_stripe_failing_during_the_charge_leaves_it_open_and_a_retry_pays_once(
+    app, localstripe, failing_stripe, monkeypatch
+):
+    # given a claimed charge
+    customer = make_customer()
+    invoice = make_invoice(customer, number="INV-500", lines=[("A", "1", "30.00")])
+    checkout = start_checkout(customer, ["INV-500"], None, now=utcnow())
+    card = set_up_card(localstripe, customer, checkout)
+    claim = begin_charge(
+        customer,
+        checkout,
+        setup_intent_id=card,
+        use_saved_card=False,
+        save_card=False,
+        now=utcnow(),
+    )
+    # when Stripe answers 500
+    monkeypatch.setitem(app.config, "STRIPE_API_BASE", failing_stripe)
+    checkout = finish_charge(claim, now=utcnow())
+    # then nothing is recorded, the customer may retry, and the same card keeps its key
+    assert checkout.state == CheckoutStatus.OPEN
+    assert checkout.last_error_code == "gateway_unavailable"
+    assert _payments(customer) == []
+    first_key = checkout.attempt_key
+    monkeypatch.setitem(app.config, "STRIPE_API_BASE", localstripe.url)
+    retry = begin_charge(
+        customer,
+        checkout,
+        setup_intent_id=card,
+        use_saved_card=False,
+        save_card=False,
+        now=utcnow(),
+    )
+    assert retry.idempotency_key == first_key
+    checkout = finish_charge(retry, now=utcnow())
+    assert checkout.state == CheckoutStatus.SUCCEEDED
+    assert len(_payments(customer)) == 1
+    assert _balance(invoice).status == InvoiceStatus.PAID
+
+
+# --- one charge in flight ---------------------------------------------------------------------
+def test_a_second_charge_waits_while_one_is_in_flight(localstripe):
+    customer = make_customer()
+    make_invoice(customer, number="INV-TABS", lines=[("A", "1", "50.00")])
+    tab_one = start_checkout(customer, ["INV-TABS"], None, now=utcnow())
+    tab_two = start_checkout(customer, ["INV-TABS"], None, now=utcnow())
+    card_one = set_up_card(localstripe, customer, tab_one)
+    card_two = set_up_card(localstripe, customer, tab_two)
+    claim = begin_charge(
+        customer,
+        tab_one,
+        setup_intent_id=card_one,
+        use_saved_card=False,
+        save_card=False,
+        now=utcnow(),
+    )
+    # the same checkout twice (a double click), and the other tab, are both refused
+    with pytest.raises(CheckoutNotOpen):
+        begin_charge(
+            customer,
+            tab_one,
+            setup_intent_id=card_one,
+            use_saved_card=False,
+            save_card=False,
+            now=utcnow(),
+        )
+    with pytest.raises(PaymentInProgress):
+        begin_charge(
+            customer,
+            tab_two,
+            setup_intent_id=card_two,
+            use_saved_card=False,
+            save_card=False,
+            now=utcnow(),
+        )
+    finish_charge(claim, now=utcnow())
+    # once paid, the other tab finds nothing left to pay
+    with pytest.raises(AmountNoLongerPayable):
+        begin_charge(
+            customer,
+            tab_two,
+            setup_intent_id=card_two,
+            use_saved_card=False,
+            save_card=False,
+            now=utcnow(),
+        )
+    assert len(localstripe.charged()) == 1
+
+
+def test_a_charge_is_refused_when_the_balance_dropped_meanwhile(localstripe):
+    customer = make_customer()
+    invoice = make_invoice(customer, number="INV-DROP", lines=[("A", "1", "100.00")])
+    checkout = start_checkout(customer, ["INV-DROP"], None, now=utcnow())
+    card = set_up_card(localstripe, customer, checkout)
+    make_payment(customer, [(invoice, "60.00")])  # an ERP import arrives meanwhile
+    with pytest.raises(AmountNoLongerPayable):
+        charge(customer, checkout, setup_intent_id=card)
+    assert localstripe.payment_intents() == []
+
+
+def test_a_checkout_abandoned_in_three_d_secure_is_settled_before_the_next_charge(localstripe):
+    # given a 3-D Secure charge left hanging twenty minutes ago
+    customer = make_customer()
+    make_invoice(customer, number="INV-OLD", lines=[("A", "1", "20.00")])
+    make_invoice(customer, number="INV-NEW", lines=[("B", "1", "30.00")])
+    abandoned = pay(localstripe, customer, ["INV-OLD"], card=CARD_3DS)
+    assert abandoned.state == CheckoutStatus.REQUIRES_ACTION
+    abandoned.updated_at = utcnow() - timedelta(minutes=20)
+    db.session.flush()
+    # when the customer pays again
+    fresh = pay(localstripe, customer, ["INV-NEW"])
+    # then the old attempt was cancelled at Stripe, and the new one paid
+    assert abandoned.state == CheckoutStatus.CANCELED
+    assert (
+        localstripe.get(f"/v1/payment_intents/{abandoned.payment_intent_id}")["status"]
+        == "canceled"
+    )
+    assert fresh.state == CheckoutStatus.SUCCEEDED
+
+
+# --- cards kept and not kept -------------------------------------------------------------------
+def test_a_card_is_kept_only_when_asked_and_can_be_reused_and_removed(localstripe):
+    customer = make_customer()
+    make_invoice(customer, number="INV-K1", lines=[("A", "1", "10.00")])
+    make_invoice(customer, number="INV-K2", lines=[("B", "1", "20.00")])
+    first = pay(localstripe, customer, ["INV-K1"], save_card=True)
+    saved = db.session.scalar(select(SavedCard).where(SavedCard.customer_id == customer.id))
+    assert (saved.brand, saved.last4) == ("visa", "4242")
+    assert saved.payment_method_id == first.payment_method_id
+    # reused without typing the card again
+    second = start_checkout(customer, ["INV-K2"], None, now=utcnow())
+    second = charge(customer, second, use_saved_card=True)
+    assert second.state == CheckoutStatus.SUCCEEDED
+    assert second.payment_method_id == saved.payment_method_id
+    # removed here and at Stripe
+    assert remove_saved_card(customer, now=utcnow())
+    assert db.session.scalar(select(SavedCard).where(SavedCard.customer_id == customer.id)) is None
+    assert localstripe.get(f"/v1/payment_methods/{first.payment_method_id}")["customer"] is None
+
+
+def test_a_card_not_kept_is_detached_after_the_payment(localstripe):
+    customer = make_customer()
+    make_invoice(customer, number="INV-NK")
+    checkout = pay(localstripe, customer, ["INV-NK"], save_card=False)
+    assert checkout.state == CheckoutStatus.SUCCEEDED
+    assert localstripe.get(f"/v1/payment_methods/{checkout.payment_method_id}")["customer"] is None
+    assert db.session.scalar(select(SavedCard)) is None
+    make_invoice(customer, number="INV-NK2")
+    later = start_checkout(customer, ["INV-NK2"], None, now=utcnow())
+    with pytest.raises(CardNotUsable):
+        charge(customer, later, use_saved_card=True)

@@ -1,0 +1,95 @@
+"""The customer's and Stripe's parts in payment tests: cards, journeys, signed events.
+
+Plain helpers (no fixtures); the localstripe fixtures are in `tests.stripe_server`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Protocol
+
+import stripe
+
+from portal.customers.models import Customer
+from portal.db import utcnow
+from portal.payments.models import Checkout
+from portal.payments.services import begin_charge, finish_charge, prepare_card_form, start_checkout
+
+SECRET_KEY = "sk_test_portal_localstripe"
+PUBLISHABLE_KEY = "pk_test_portal_localstripe"
+WEBHOOK_SECRET = "whsec_portal_localstripe"
+
+CARD_OK = "4242424242424242"
+CARD_3DS = "4000002500003155"  # asks for 3-D Secure
+CARD_DECLINED_AT_PAYMENT = "4000000000000341"  # sets up fine, then the charge is declined
+CARD_DECLINED_AT_SETUP = "4000000000000002"
+
+
+class StripeServer(Protocol):
+    def set_up_card(self, client_secret: str, number: str = ...) -> str: ...
+
+
+# --- the customer's part, driven through the services ---------------------------------------
+def set_up_card(
+    server: StripeServer, customer: Customer, checkout: Checkout, number: str = CARD_OK
+) -> str:
+    """Open the card form and confirm a card in it, as the browser would."""
+    form = prepare_card_form(customer, checkout)
+    return server.set_up_card(form.setup_client_secret, number)
+
+
+def charge(
+    customer: Customer,
+    checkout: Checkout,
+    *,
+    setup_intent_id: str | None = None,
+    use_saved_card: bool = False,
+    save_card: bool = False,
+) -> Checkout:
+    now = utcnow()
+    claim = begin_charge(
+        customer,
+        checkout,
+        setup_intent_id=setup_intent_id,
+        use_saved_card=use_saved_card,
+        save_card=save_card,
+        now=now,
+    )
+    return finish_charge(claim, now=now)
+
+
+def pay(
+    server: StripeServer,
+    customer: Customer,
+    numbers: list[str],
+    *,
+    amount: str | None = None,
+    card: str = CARD_OK,
+    save_card: bool = False,
+) -> Checkout:
+    """Choose invoices, enter a card, press Pay: the whole journey through the services."""
+    checkout = start_checkout(customer, numbers, amount, now=utcnow())
+    setup_intent_id = set_up_card(server, customer, checkout, card)
+    return charge(customer, checkout, setup_intent_id=setup_intent_id, save_card=save_card)
+
+
+# --- signed webhook events -------------------------------------------------------------
+def event_body(
+    event_id: str, event_type: str, obj: dict[str, Any], created: int | None = None
+) -> str:
+    return json.dumps(
+        {
+            "id": event_id,
+            "object": "event",
+            "type": event_type,
+            "created": created or int(time.time()),
+            "api_version": "2017-08-15",
+            "data": {"object": obj},
+        }
+    )
+
+
+def signature(body: str, *, secret: str = WEBHOOK_SECRET, timestamp: int | None = None) -> str:
+    """The Stripe-Signature header Stripe would send with `body`."""
+    return str(stripe.WebhookSignature.generate_signature_header(body, secret, timestamp=timestamp))
