@@ -1,0 +1,221 @@
+"""Stripe's webhook: signed on the raw body, stored by event id, applied once, never backwards."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from portal.audit.models import AuditEvent
+from portal.db import utcnow
+from portal.extensions import db
+from portal.notifications.models import OutboxMessage
+from portal.payments.gateway import GatewayEvent, StripeGateway
+from portal.payments.models import Checkout, CheckoutStatus, Payment, WebhookEvent
+from portal.payments.services import apply_gateway_event
+from tests.factories import make_customer, make_invoice
+from tests.stripe_journeys import CARD_3DS, WEBHOOK_SECRET, event_body, pay, signature
+
+pytest_plugins = ["tests.stripe_server"]
+pytestmark = pytest.mark.usefixtures("stripe_app")
+
+URL = "/stripe/webhook"
+
+
+def _post(client, body: str, header: str | None = None):
+    headers = {"Content-Type": "application/json"}
+    if header is not False:
+        headers["Stripe-Signature"] = header or signature(body)
+    return client.post(URL, data=body, headers=headers)
+
+
+def _count(model) -> int:
+    return db.session.scalar(select(func.count()).select_from(model))
+
+
+def _awaiting_bank(localstripe) -> Checkout:
+    """A 3-D Secure payment the customer approved at the bank; the portal not told yet."""
+    customer = make_customer()
+    make_invoice(customer, number=f"INV-WH-{customer.id}", lines=[("A", "1", "42.00")])
+    with client_context():
+        checkout = pay(localstripe, customer, [f"INV-WH-{customer.id}"], card=CARD_3DS)
+    assert checkout.state == CheckoutStatus.REQUIRES_ACTION
+    localstripe.authenticate(checkout.payment_intent_id, success=True)
+    return checkout
+
+
+def client_context():
+    from flask import current_app
+
+    return current_app.test_request_context()
+
+
+def _intent(localstripe, checkout) -> dict:
+    return localstripe.get(f"/v1/payment_intents/{checkout.payment_intent_id}")
+
+
+# --- applied once -------------------------------------------------------------------------
+def test_succeeded_event_records_the_payment(client, localstripe):
+    checkout = _awaiting_bank(localstripe)
+    body = event_body("evt_ok_1", "payment_intent.succeeded", _intent(localstripe, checkout))
+    response = _post(client, body)
+    assert response.status_code == 200
+    assert response.json["outcome"] == "applied"
+    assert checkout.state == CheckoutStatus.SUCCEEDED
+    [payment] = db.session.scalars(select(Payment).where(Payment.checkout_id == checkout.id)).all()
+    assert payment.reference == checkout.payment_intent_id
+    assert payment.amount_minor == 4200
+    event = db.session.scalar(select(WebhookEvent).where(WebhookEvent.event_id == "evt_ok_1"))
+    assert (event.outcome, event.checkout_id) == ("applied", checkout.id)
+
+
+def test_a_duplicate_delivery_changes_nothing(client, localstripe):
+    checkout = _awaiting_bank(localstripe)
+    body = event_body("evt_dup", "payment_intent.succeeded", _intent(localstripe, checkout))
+    assert _post(client, body).json["outcome"] == "applied"
+    again = _post(client, body)
+    assert again.status_code == 200
+    assert again.json["outcome"] == "duplicate"
+    assert _count(Payment) == 1
+    assert _count(WebhookEvent) == 1
+    assert db.session.scalar(select(func.count()).where(OutboxMessage.kind == "receipt")) == 1
+
+
+def test_two_events_about_one_payment_credit_it_once(client, localstripe):
+    checkout = _awaiting_bank(localstripe)
+    intent = _intent(localstripe, checkout)
+    _post(client, event_body("evt_a", "payment_intent.succeeded", intent))
+    second = _post(client, event_body("evt_b", "payment_intent.succeeded", intent))
+    assert second.json["outcome"] == "ignored"
+    assert _count(Payment) == 1
+
+
+def test_a_late_failure_never_undoes_a_success(client, localstripe):
+    # given a payment recorded on success
+    checkout = _awaiting_bank(localstripe)
+    intent = _intent(localstripe, checkout)
+    _post(client, event_body("evt_s", "payment_intent.succeeded", intent))
+    # when an older failure arrives late (out of order)
+    failed = intent | {
+        "status": "requires_payment_method",
+        "last_payment_error": {"code": "card_declined", "message": "Your card was declined."},
+    }
+    response = _post(
+        client,
+        event_body("evt_f", "payment_intent.payment_failed", failed, created=int(time.time()) - 60),
+    )
+    # then it is stored and ignored
+    assert response.json["outcome"] == "ignored"
+    assert checkout.state == CheckoutStatus.SUCCEEDED
+    assert _count(Payment) == 1
+
+
+def test_a_failure_while_waiting_for_the_bank_reopens_the_checkout(client, localstripe):
+    customer = make_customer()
+    make_invoice(customer, number="INV-WH-FAIL")
+    with client_context():
+        checkout = pay(localstripe, customer, ["INV-WH-FAIL"], card=CARD_3DS)
+    localstripe.authenticate(checkout.payment_intent_id, success=False)
+    body = event_body("evt_fail", "payment_intent.payment_failed", _intent(localstripe, checkout))
+    assert _post(client, body).json["outcome"] == "applied"
+    assert checkout.state == CheckoutStatus.OPEN
+    assert checkout.last_error_code == "payment_intent_authentication_failure"
+    assert _count(Payment) == 0
+
+
+def test_the_webhook_may_arrive_before_stripes_answer(db_session, localstripe, monkeypatch):
+    # given Stripe delivers the webhook while our create call is still waiting for its answer
+    customer = make_customer()
+    make_invoice(customer, number="INV-EARLY", lines=[("A", "1", "15.00")])
+    original = StripeGateway.create_payment
+
+    def create_then_deliver(self, **kwargs):
+        intent = original(self, **kwargs)
+        raw = localstripe.get(f"/v1/payment_intents/{intent.id}")
+        event = GatewayEvent("evt_early", "payment_intent.succeeded", int(time.time()), raw)
+        assert apply_gateway_event(event, now=utcnow()).value == "applied"
+        return intent
+
+    monkeypatch.setattr(StripeGateway, "create_payment", create_then_deliver)
+    # when the answer comes back
+    with client_context():
+        checkout = pay(localstripe, customer, ["INV-EARLY"])
+    # then the payment exists once
+    assert checkout.state == CheckoutStatus.SUCCEEDED
+    assert _count(Payment) == 1
+
+
+# --- refused: nothing written ---------------------------------------------------------------
+@pytest.mark.parametrize("problem", ["tampered", "stale", "wrong_secret", "missing", "garbage"])
+def test_a_bad_signature_is_a_400_and_writes_nothing(client, localstripe, problem):
+    checkout = _awaiting_bank(localstripe)
+    body = event_body("evt_bad", "payment_intent.succeeded", _intent(localstripe, checkout))
+    header = signature(body)
+    match problem:
+        case "tampered":
+            body = body.replace('"amount": 4200', '"amount": 1')
+        case "stale":  # signed ten minutes ago: past the five-minute tolerance
+            header = signature(body, timestamp=int(time.time()) - 600)
+        case "wrong_secret":
+            header = signature(body, secret="whsec_someone_else")
+        case "missing":
+            header = False
+        case "garbage":
+            header = "t=notanumber,v1=deadbeef"
+    response = _post(client, body, header)
+    assert response.status_code == 400
+    assert _count(WebhookEvent) == 0
+    assert _count(Payment) == 0
+    assert checkout.state == CheckoutStatus.REQUIRES_ACTION
+
+
+def test_an_event_that_is_not_ours_is_stored_and_ignored(client):
+    body = event_body("evt_customer", "customer.created", {"object": "customer", "id": "cus_x"})
+    assert _post(client, body).json["outcome"] == "ignored"
+    other = {"object": "payment_intent", "id": "pi_other", "amount": 500, "currency": "usd",
+             "status": "succeeded", "metadata": {}}  # fmt: skip
+    assert (
+        _post(client, event_body("evt_other", "payment_intent.succeeded", other)).json["outcome"]
+        == "ignored"
+    )
+    assert _count(WebhookEvent) == 2
+    assert _count(Payment) == 0
+
+
+def test_an_amount_that_disagrees_with_our_record_is_never_credited(client, localstripe):
+    checkout = _awaiting_bank(localstripe)
+    forged = _intent(localstripe, checkout) | {"amount": 1}
+    response = _post(client, event_body("evt_forged", "payment_intent.succeeded", forged))
+    assert response.json["outcome"] == "rejected"
+    assert _count(Payment) == 0
+    assert checkout.state == CheckoutStatus.REQUIRES_ACTION
+    audit = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "payment.mismatch"))
+    assert audit.customer_id == checkout.customer_id
+
+
+def test_metadata_naming_another_customer_is_rejected(client, localstripe):
+    checkout = _awaiting_bank(localstripe)
+    intent = _intent(localstripe, checkout)
+    intent["metadata"] = dict(intent["metadata"], portal_customer="999999")
+    response = _post(client, event_body("evt_meta", "payment_intent.succeeded", intent))
+    assert response.json["outcome"] == "rejected"
+    assert _count(Payment) == 0
+
+
+def test_the_endpoint_needs_no_csrf_token_but_is_off_without_stripe(app, client, monkeypatch):
+    body = event_body("evt_off", "customer.created", {"object": "customer"})
+    assert _post(client, body).status_code == 200  # no CSRF token needed
+    monkeypatch.setitem(app.config, "STRIPE_SECRET_KEY", None)
+    assert _post(client, json.dumps({"id": "evt_x"})).status_code == 404
+
+
+def test_a_signature_made_by_hand_as_stripe_documents_it_is_accepted(client):
+    """HMAC-SHA256 of `timestamp.body` (what Stripe and localstripe send), not only our fixtures."""
+    body = event_body("evt_hmac", "customer.created", {"object": "customer"})
+    stamp = int(time.time())
+    mac = hmac.new(WEBHOOK_SECRET.encode(), f"{stamp}.{body}".encode(), hashlib.sha256)
+    assert _post(client, body, f"t={stamp},v1={mac.hexdigest()}").status_code == 200
