@@ -22,7 +22,11 @@ Lock order (PostgreSQL row locks; on SQLite a write takes the single writer lock
   2. the `checkouts` row(s)                  (`_lock_checkout`)
   3. inserts: webhook_events, payments, payment_allocations, refunds, outbox.
 A webhook inserts its event row before step 1; only another delivery of the same event
-can wait on that key, and it takes the same path, so no cycle is possible.
+can wait on that key, and it takes the same path, so no cycle is possible. Foreign keys
+lock too: writing a row that references a checkout takes a KEY SHARE lock on it, which
+waits for a FOR UPDATE, so no such write may come before step 2 (the webhook's event row
+gets its checkout id only once the checkout is locked; tests/integration/
+test_payment_races.py found the deadlock this prevents).
 
 Calls to Stripe are made with no lock held, except when settling a checkout that was
 abandoned in flight (`_settle_stale`), which is rare and bounded by the HTTP timeout.
@@ -848,8 +852,8 @@ def apply_gateway_event(event: GatewayEvent, *, now: datetime) -> WebhookOutcome
     checkout = _checkout_for_intent(intent)
     if checkout is None:
         return WebhookOutcome.IGNORED
-    row.checkout_id = checkout.id
     if not _intent_matches(checkout, intent):
+        row.checkout_id = checkout.id
         row.outcome = WebhookOutcome.REJECTED
         log.error(
             "event %s: PaymentIntent %s disagrees with checkout %s",
@@ -873,6 +877,7 @@ def apply_gateway_event(event: GatewayEvent, *, now: datetime) -> WebhookOutcome
         return WebhookOutcome.REJECTED
     lock_account(checkout.customer_id)
     checkout = _lock_checkout(checkout.id)
+    row.checkout_id = checkout.id  # only now: a row naming a checkout locks it (KEY SHARE)
     changed = _apply_intent(checkout, intent, actor="stripe", now=now)
     row.outcome = WebhookOutcome.APPLIED if changed else WebhookOutcome.IGNORED
     db.session.flush()

@@ -1,0 +1,261 @@
+"""Races with real concurrency on PostgreSQL: threads, committed data, real row locks.
+
+Each scenario starts its requests together at a barrier and repeats a few times. The
+portal runs against a schema of its own (`pay_races`, dropped afterwards) in the test
+database, so committed rows never meet the other tests' rolled-back ones.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+from flask_migrate import upgrade
+from sqlalchemy import func, select
+
+from portal import create_app
+from portal.customers.models import Customer
+from portal.extensions import db
+from portal.invoices.queries import invoice_balance
+from portal.money import Money
+from portal.notifications.models import OutboxMessage
+from portal.payments.models import Checkout, CheckoutStatus, Payment, WebhookEvent
+from portal.payments.queries import account_for
+from tests.factories import csrf_token_from, login_as, make_customer, make_invoice
+from tests.stripe_journeys import CARD_3DS, event_body, signature
+
+pytest_plugins = ["tests.stripe_server"]
+
+SCHEMA = "pay_races"
+ROUNDS = 4
+SETUP_SECRET = re.compile(r'data-setup-secret="([^"]+)"')
+
+
+@pytest.fixture(scope="module")
+def race_app(app: Flask, localstripe) -> Iterator[Flask]:
+    with app.app_context():
+        url = db.engine.url
+    if url.get_backend_name() != "postgresql":
+        pytest.skip("real concurrency and row locks are tested on PostgreSQL")
+    admin = sa.create_engine(url)
+    with admin.begin() as connection:
+        connection.exec_driver_sql(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+        connection.exec_driver_sql(f"CREATE SCHEMA {SCHEMA}")
+    race = create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": url.update_query_dict(
+                {"options": f"-csearch_path={SCHEMA}"}
+            ).render_as_string(hide_password=False),
+            "SQLALCHEMY_ENGINE_OPTIONS": {"pool_size": 20, "max_overflow": 10},
+            "PORTAL_BASE_URL": "https://portal.example.test",
+            "LINK_RATE_LIMIT": "10000 per minute",
+            **localstripe.config(),
+        },
+        env_name="testing",
+    )
+    with race.app_context():
+        upgrade()
+    try:
+        yield race
+    finally:
+        with race.app_context():
+            db.session.remove()
+            db.engine.dispose()
+        with admin.begin() as connection:
+            connection.exec_driver_sql(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+        admin.dispose()
+
+
+@dataclass
+class Crowd:
+    """Several browsers of one signed-in customer, firing requests at the same moment."""
+
+    app: Flask
+    cookie: str
+    responses: list[Any] = field(default_factory=list)
+    errors: list[BaseException] = field(default_factory=list)
+
+    def client(self) -> FlaskClient:
+        client = self.app.test_client()
+        client.set_cookie("portal_session", self.cookie)
+        return client
+
+    def at_once(self, requests: list[Callable[[FlaskClient], Any]]) -> list[Any]:
+        barrier = threading.Barrier(len(requests))
+        results: list[Any] = [None] * len(requests)
+
+        def run(index: int, request: Callable[[FlaskClient], Any]) -> None:
+            try:
+                client = self.client()
+                barrier.wait()
+                results[index] = request(client)
+            except BaseException as error:  # surfaced below
+                self.errors.append(error)
+
+        threads = [threading.Thread(target=run, args=item) for item in enumerate(requests)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert self.errors == []
+        assert all(r is not None and r.status_code < 500 for r in results), [
+            r.status_code for r in results
+        ]
+        return results
+
+
+def _customer(race_app: Flask, invoices: int = 1) -> tuple[Crowd, int, list[str]]:
+    with race_app.app_context():
+        customer = make_customer(timezone="UTC")
+        numbers = [
+            make_invoice(customer, lines=[("Work", "1", "100.00")]).number for _ in range(invoices)
+        ]
+        db.session.commit()
+        client = race_app.test_client()
+        login_as(client, customer)
+        db.session.commit()
+        cookie = client.get_cookie("portal_session").value
+        return Crowd(race_app, cookie), customer.id, numbers
+
+
+def _open_checkout(crowd: Crowd, numbers: list[str], localstripe, card: str | None = None):
+    client = crowd.client()
+    page = client.get("/pay")
+    started = client.post(
+        "/pay", data={"csrf_token": csrf_token_from(page.text), "invoices": numbers}
+    )
+    location = started.headers["Location"]
+    card_page = client.get(location)
+    setup = localstripe.set_up_card(
+        SETUP_SECRET.search(card_page.text).group(1), card or "4242424242424242"
+    )
+    form = {
+        "csrf_token": csrf_token_from(card_page.text),
+        "setup_intent": setup,
+        "card_choice": "new",
+    }
+    crowd.cookie = _session_cookie(card_page)  # now holds the CSRF secret
+    return location, form
+
+
+def _session_cookie(response) -> str:
+    for header in response.headers.getlist("Set-Cookie"):
+        if header.startswith("portal_session="):
+            return header.split(";", 1)[0].split("=", 1)[1]
+    raise AssertionError("the response did not renew the session cookie")
+
+
+def _charges(race_app: Flask, localstripe, customer_id: int) -> list[dict]:
+    with race_app.app_context():
+        stripe_customer = account_for(customer_id).stripe_customer_id
+    return [pi for pi in localstripe.charged() if pi["customer"] == stripe_customer]
+
+
+def _ledger(race_app: Flask, customer_id: int) -> tuple[int, int]:
+    """(payments, total allocated in minor units) for this customer."""
+    with race_app.app_context():
+        payments = db.session.scalars(
+            select(Payment).where(Payment.customer_id == customer_id)
+        ).all()
+        allocated = sum(a.amount_minor for p in payments for a in p.allocations)
+        return len(payments), allocated
+
+
+@pytest.mark.parametrize("round_", range(ROUNDS))
+def test_double_clicking_pay_charges_once(race_app, localstripe, round_):
+    # given one checkout, and six clicks on Pay at the same moment
+    crowd, customer_id, numbers = _customer(race_app)
+    location, form = _open_checkout(crowd, numbers, localstripe)
+    # when
+    results = crowd.at_once([lambda c: c.post(f"{location}/confirm", data=form)] * 6)
+    # then one charge, one payment, the invoice paid once
+    assert {r.headers["Location"] for r in results} == {f"{location}/done"}
+    assert len(_charges(race_app, localstripe, customer_id)) == 1
+    assert _ledger(race_app, customer_id) == (1, 10000)
+
+
+@pytest.mark.parametrize("round_", range(ROUNDS))
+def test_several_tabs_paying_the_same_invoice_charge_once(race_app, localstripe, round_):
+    # given four tabs, each with a checkout for the same invoice and a card ready
+    crowd, customer_id, numbers = _customer(race_app)
+    tabs = [_open_checkout(crowd, numbers, localstripe) for _ in range(4)]
+    # when all press Pay at once
+    crowd.at_once(
+        [lambda c, loc=loc, form=form: c.post(f"{loc}/confirm", data=form) for loc, form in tabs]
+    )
+    # then exactly one charge went through, and the invoice was credited once
+    assert len(_charges(race_app, localstripe, customer_id)) == 1
+    assert _ledger(race_app, customer_id) == (1, 10000)
+    with race_app.app_context():
+        invoice_id = (
+            db.session.scalar(select(Checkout).where(Checkout.customer_id == customer_id))
+            .invoices[0]
+            .invoice
+        )
+        balance = invoice_balance(invoice_id, invoice_id.due_date)
+        assert balance.balance == Money(0, "USD")
+        assert (
+            db.session.scalar(
+                select(func.count()).where(Checkout.in_flight_customer_id.is_not(None))
+            )
+            == 0
+        )
+
+
+@pytest.mark.parametrize("round_", range(ROUNDS))
+def test_the_webhook_and_the_return_page_racing_record_once(race_app, localstripe, round_):
+    # given a 3-D Secure payment the bank approved, which the portal has not heard of yet
+    crowd, customer_id, numbers = _customer(race_app)
+    location, form = _open_checkout(crowd, numbers, localstripe, CARD_3DS)
+    crowd.client().post(f"{location}/confirm", data=form)
+    with race_app.app_context():
+        checkout = db.session.scalar(select(Checkout).where(Checkout.customer_id == customer_id))
+        assert checkout.state == CheckoutStatus.REQUIRES_ACTION
+        intent_id = checkout.payment_intent_id
+    localstripe.authenticate(intent_id, success=True)
+    intent = localstripe.get(f"/v1/payment_intents/{intent_id}")
+    same = event_body(f"evt_same_{round_}_{customer_id}", "payment_intent.succeeded", intent)
+    other = event_body(f"evt_other_{round_}_{customer_id}", "payment_intent.succeeded", intent)
+
+    def webhook(body: str) -> Callable[[FlaskClient], Any]:
+        headers = {"Stripe-Signature": signature(body), "Content-Type": "application/json"}
+        return lambda c: c.post("/stripe/webhook", data=body, headers=headers)
+
+    check_form = {"csrf_token": form["csrf_token"]}
+    # when the return page (twice), the confirmation page (twice) and four webhook
+    # deliveries (three of one event, one of another) all arrive together
+    crowd.at_once(
+        [
+            lambda c: c.post(f"{location}/check", data=check_form),
+            lambda c: c.post(f"{location}/check", data=check_form),
+            lambda c: c.get(f"{location}/done"),
+            lambda c: c.get(f"{location}/done"),
+            webhook(same),
+            webhook(same),
+            webhook(same),
+            webhook(other),
+        ]
+    )
+    # then the payment is recorded once, receipted once, and each event stored once
+    assert _ledger(race_app, customer_id) == (1, 10000)
+    with race_app.app_context():
+        receipts = db.session.scalar(
+            select(func.count()).where(
+                OutboxMessage.kind == "receipt", OutboxMessage.customer_id == customer_id
+            )
+        )
+        assert receipts == 1
+        events = db.session.scalars(
+            select(WebhookEvent.event_id).where(WebhookEvent.payment_intent_id == intent_id)
+        ).all()
+        assert sorted(events) == sorted(
+            {f"evt_same_{round_}_{customer_id}", f"evt_other_{round_}_{customer_id}"}
+        )
+        assert db.session.get(Customer, customer_id) is not None
