@@ -25,6 +25,9 @@ import stripe
 from portal.money import Money, minor_unit_exponent
 
 log = logging.getLogger(__name__)
+# The stripe library's DEBUG log prints whole API responses, card expiry dates included
+# (PaymentMethod objects): it never logs below INFO here, whatever the root level.
+logging.getLogger("stripe").setLevel(max(logging.getLogger("stripe").level, logging.INFO))
 
 STRIPE_API = "https://api.stripe.com"
 STRIPE_JS = "https://js.stripe.com/v3/"
