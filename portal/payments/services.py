@@ -44,7 +44,10 @@ from flask import current_app, has_request_context
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload
 
 from portal.audit.services import record_event
 from portal.customers.models import Customer
@@ -234,13 +237,22 @@ def lock_account(customer_id: int) -> PaymentAccount | None:
 
 
 def _lock_checkout(checkout_id: int) -> Checkout:
-    """Lock 2: a checkout row, re-read from the database (never the identity map's copy)."""
-    return db.session.scalars(
+    """Lock 2: a checkout row (and only it), re-read with its customer, never from the
+    identity map's copy."""
+    checkout = _lock_checkout_if_any(checkout_id)
+    if checkout is None:
+        raise CheckoutNotOpen()
+    return checkout
+
+
+def _lock_checkout_if_any(checkout_id: int) -> Checkout | None:
+    return db.session.scalar(
         select(Checkout)
         .where(Checkout.id == checkout_id)
-        .with_for_update()
+        .options(joinedload(Checkout.customer, innerjoin=True))
+        .with_for_update(of=Checkout)
         .execution_options(populate_existing=True)
-    ).one()
+    )
 
 
 def _customer_actor(customer_id: int) -> str:
@@ -711,8 +723,13 @@ def _release_cards(checkout_id: int, gateway: StripeGateway, *, succeeded: bool)
 
 # --- the ledger -------------------------------------------------------------------------
 def _record_success(checkout: Checkout, intent: IntentResult, *, actor: str, now: datetime) -> bool:
-    """Record money Stripe took, once per PaymentIntent. True if this call recorded it."""
-    if payment_by_reference(intent.id) is not None:
+    """Record money Stripe took, once per PaymentIntent. True if this call recorded it.
+
+    Every payment of a checkout is recorded by this function, which leaves the checkout
+    SUCCEEDED in the same transaction; so a checkout in any other state has no payment
+    yet, and only a SUCCEEDED one needs the look-up (the unique reference backs this).
+    """
+    if checkout.state == CheckoutStatus.SUCCEEDED and payment_by_reference(intent.id):
         return False
     customer = checkout.customer
     today = customer_today(customer, now)
@@ -735,11 +752,11 @@ def _record_success(checkout: Checkout, intent: IntentResult, *, actor: str, now
         allocations=[PaymentAllocation(invoice_id=i, amount_minor=m.minor) for i, m in allocations],
     )
     db.session.add(payment)
+    db.session.flush()  # the payment's id names its receipt
     if checkout.payment_intent_id is None:
         checkout.payment_intent_id = intent.id
     if checkout.state != CheckoutStatus.SUCCEEDED:
         move_checkout(checkout, CheckoutStatus.SUCCEEDED, actor=actor, now=now)
-    db.session.flush()
     record_event(
         "payment.received",
         actor=actor,
@@ -826,35 +843,71 @@ def remove_saved_card(customer: Customer, *, now: datetime) -> bool:
 
 
 # --- webhooks ---------------------------------------------------------------------------
-def apply_gateway_event(event: GatewayEvent, *, now: datetime) -> WebhookOutcome | None:
-    """Apply a verified Stripe event once. None when this event id was seen before."""
-    intent = event.intent()
-    row = WebhookEvent(
-        event_id=event.id,
-        type=event.type,
-        payment_intent_id=intent.id if intent else None,
-        outcome=WebhookOutcome.IGNORED,
-        received_at=now,
-    )
-    try:
-        with db.session.begin_nested():
-            db.session.add(row)
-    except IntegrityError:
-        return None
-    if intent is None or event.type not in (
+RELEVANT_EVENTS = frozenset(
+    {
         "payment_intent.succeeded",
         "payment_intent.payment_failed",
         "payment_intent.canceled",
         "payment_intent.requires_action",
         "payment_intent.processing",
-    ):
-        return WebhookOutcome.IGNORED
-    checkout = _checkout_for_intent(intent)
+    }
+)
+
+
+def apply_gateway_event(event: GatewayEvent, *, now: datetime) -> WebhookOutcome | None:
+    """Apply a verified Stripe event once. None when this event id was seen before."""
+    intent = event.intent()
+    event_row = _store_event_once(event, intent, now=now)
+    if event_row is None:
+        return None
+    outcome, checkout_id = _apply_event(event, intent, now=now)
+    db.session.execute(
+        update(WebhookEvent)
+        .where(WebhookEvent.id == event_row)
+        .values(outcome=outcome, checkout_id=checkout_id)
+    )
+    return outcome
+
+
+def _store_event_once(
+    event: GatewayEvent, intent: IntentResult | None, *, now: datetime
+) -> int | None:
+    """Insert the event's row, or nothing if its id is known: the id of the new row, or None.
+
+    INSERT … ON CONFLICT DO NOTHING (PostgreSQL and SQLite alike): a concurrent delivery
+    of the same event waits for the first transaction, then finds the row and stops.
+    """
+    dialect = db.session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    return db.session.scalar(
+        insert(WebhookEvent)
+        .values(
+            event_id=event.id,
+            type=event.type[:100],
+            payment_intent_id=intent.id if intent else None,
+            outcome=WebhookOutcome.IGNORED,
+            received_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=[WebhookEvent.event_id])
+        .returning(WebhookEvent.id)
+    )
+
+
+def _apply_event(
+    event: GatewayEvent, intent: IntentResult | None, *, now: datetime
+) -> tuple[WebhookOutcome, int | None]:
+    if intent is None or event.type not in RELEVANT_EVENTS:
+        return WebhookOutcome.IGNORED, None
+    checkout_id = _checkout_id_for(intent)
+    if checkout_id is None:
+        return WebhookOutcome.IGNORED, None
+    claimed_customer = intent.metadata.get(METADATA_CUSTOMER, "")
+    customer_id = int(claimed_customer) if claimed_customer.isdigit() else None
+    account = lock_account(customer_id) if customer_id is not None else None
+    checkout = _lock_checkout_if_any(checkout_id)
     if checkout is None:
-        return WebhookOutcome.IGNORED
-    if not _intent_matches(checkout, intent):
-        row.checkout_id = checkout.id
-        row.outcome = WebhookOutcome.REJECTED
+        return WebhookOutcome.IGNORED, None
+    if account is None or not _intent_matches(checkout, account, intent):
         log.error(
             "event %s: PaymentIntent %s disagrees with checkout %s",
             event.id,
@@ -874,31 +927,25 @@ def apply_gateway_event(event: GatewayEvent, *, now: datetime) -> WebhookOutcome
                 "currency": intent.amount.currency,
             },
         )
-        return WebhookOutcome.REJECTED
-    lock_account(checkout.customer_id)
-    checkout = _lock_checkout(checkout.id)
-    row.checkout_id = checkout.id  # only now: a row naming a checkout locks it (KEY SHARE)
+        return WebhookOutcome.REJECTED, checkout.id
     changed = _apply_intent(checkout, intent, actor="stripe", now=now)
-    row.outcome = WebhookOutcome.APPLIED if changed else WebhookOutcome.IGNORED
-    db.session.flush()
-    return WebhookOutcome(row.outcome)
+    return (WebhookOutcome.APPLIED if changed else WebhookOutcome.IGNORED), checkout.id
 
 
-def _checkout_for_intent(intent: IntentResult) -> Checkout | None:
+def _checkout_id_for(intent: IntentResult) -> int | None:
     """Our checkout for a PaymentIntent: by our metadata (set before Stripe answered us)."""
     raw = intent.metadata.get(METADATA_CHECKOUT, "")
     if raw.isdigit():
-        return db.session.get(Checkout, int(raw))
-    return db.session.scalar(select(Checkout).where(Checkout.payment_intent_id == intent.id))
+        return int(raw)
+    return db.session.scalar(select(Checkout.id).where(Checkout.payment_intent_id == intent.id))
 
 
-def _intent_matches(checkout: Checkout, intent: IntentResult) -> bool:
+def _intent_matches(checkout: Checkout, account: PaymentAccount, intent: IntentResult) -> bool:
     """Credit nothing that is not exactly what we asked for, from whom we asked it."""
-    account = account_for(checkout.customer_id)
     return (
         intent.amount == checkout.amount
+        and account.customer_id == checkout.customer_id
         and intent.metadata.get(METADATA_CUSTOMER) == str(checkout.customer_id)
-        and account is not None
         and intent.customer_id == account.stripe_customer_id
     )
 
