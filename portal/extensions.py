@@ -33,4 +33,4 @@ login_manager = LoginManager()
 csrf = CSRFProtect()
 babel = Babel()
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
-talisman = Talisman()
+talisman = Talisman()  # for @talisman(...) per-view options; each app gets its own in security.py

@@ -7,9 +7,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask, current_app
+from flask_talisman import Talisman
 from werkzeug.middleware.proxy_fix import ProxyFix
-
-from portal.extensions import talisman
 
 # No third-party origin yet: Stripe.js joins this list on the card page only.
 BASE_CSP: dict[str, str | list[str]] = {
@@ -82,7 +81,11 @@ def init_security(app: Flask) -> None:
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies
         )
-    talisman.init_app(
+    # One Talisman per app: init_app keeps its options on the instance, so sharing one
+    # would let the last app built (say, a production one in a test) set every app's
+    # headers. The shared `extensions.talisman` only serves as the per-view decorator,
+    # which merely tags the view function.
+    Talisman(
         app,
         force_https=app.config["FORCE_HTTPS"],
         strict_transport_security=production,

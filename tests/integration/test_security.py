@@ -106,6 +106,22 @@ def test_production_sends_hsts(monkeypatch, tmp_path):
     assert plain.headers["Location"].startswith("https://")
 
 
+def test_a_production_app_does_not_change_another_apps_headers(client, monkeypatch, tmp_path):
+    from portal import config
+
+    monkeypatch.setattr(config.ProductionConfig, "SECRET_KEY", "x" * 40)
+    create_app(
+        {
+            "PORTAL_BASE_URL": "https://pay.example.com",
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'p.db'}",
+        },
+        env_name="production",
+    )
+    response = client.get("/accessibility")
+    assert response.status_code == 200
+    assert "Strict-Transport-Security" not in response.headers
+
+
 def test_unknown_environment_is_refused():
     with pytest.raises(ConfigurationError):
         create_app(env_name="staging")
