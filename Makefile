@@ -9,6 +9,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 5000
 PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/test
+STRIPE_PORT ?= 8420
 
 .PHONY: help install run test test-sqlite test-postgres test-e2e lint format translations \
         translations-update translations-check bench browser clean
@@ -34,6 +35,12 @@ translations-update: $(STAMP) ## Extract messages.pot from the code and merge it
 
 # Links printed by `make run` must point at the server it starts.
 run: export PORTAL_BASE_URL ?= http://$(HOST):$(PORT)
+# Card payments go to localstripe (the fake Stripe) on loopback, started beside the portal.
+run: export STRIPE_SECRET_KEY ?= sk_test_localstripe
+run: export STRIPE_PUBLISHABLE_KEY ?= pk_test_localstripe
+run: export STRIPE_WEBHOOK_SECRET ?= whsec_localstripe
+run: export STRIPE_API_BASE ?= http://127.0.0.1:$(STRIPE_PORT)
+run: export STRIPE_JS_URL ?= http://127.0.0.1:$(STRIPE_PORT)/js.stripe.com/v3/
 run: install ## Migrate the SQLite database, load the demo, print two links, serve on 127.0.0.1
 	$(BIN)/portal db upgrade
 	$(BIN)/portal demo --no-links
@@ -42,8 +49,12 @@ run: install ## Migrate the SQLite database, load the demo, print two links, ser
 	$(BIN)/portal jobs run --once > instance/jobs.log 2>&1
 	$(BIN)/portal demo
 	@echo "Mailbox: http://$(HOST):$(PORT)/dev/mailbox/"
-	$(BIN)/portal jobs run --loop >> instance/jobs.log 2>&1 & worker=$$!; \
-		trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
+	@echo "Card payments: localstripe on $$STRIPE_API_BASE (log: instance/localstripe.log); test card 4242 4242 4242 4242"
+	$(BIN)/python -m portal.payments.devserver --port $(STRIPE_PORT) \
+		--webhook-url "$$PORTAL_BASE_URL/stripe/webhook" --webhook-secret "$$STRIPE_WEBHOOK_SECRET" \
+		> instance/localstripe.log 2>&1 & stripe=$$!; \
+		$(BIN)/portal jobs run --loop >> instance/jobs.log 2>&1 & worker=$$!; \
+		trap 'kill $$worker $$stripe 2>/dev/null' EXIT INT TERM; \
 		$(BIN)/portal run --host $(HOST) --port $(PORT)
 
 browser: ## Install Debian's Chromium for the browser tests (as root, when missing)
@@ -75,8 +86,10 @@ format: install ## Format the code
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: install ## Run the benchmarks in bench/
+bench: install ## Run the benchmarks in bench/ (webhooks on PostgreSQL when BENCH_DATABASE_URL is set)
 	$(BIN)/python bench/bench_import.py
+	$(BIN)/python bench/bench_webhooks.py $${BENCH_DATABASE_URL:+--database-url $$BENCH_DATABASE_URL}
+	$(BIN)/python bench/bench_pay_flow.py
 
 clean: ## Remove the venv, caches and the development database
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache instance
