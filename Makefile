@@ -88,7 +88,7 @@ format: install ## Format the code
 
 bench: install ## Run the benchmarks in bench/ (webhooks on PostgreSQL when BENCH_DATABASE_URL is set)
 	$(BIN)/python bench/bench_import.py
-	$(BIN)/python bench/bench_webhooks.py $${BENCH_DATABASE_URL:+--database-url $$BENCH_DATABASE_URL}
+	$(BIN)/python bench/bench_webhooks.py $${BENCH_DATABASE_URL:+--reset --database-url $$BENCH_DATABASE_URL}
 	$(BIN)/python bench/bench_pay_flow.py
 
 clean: ## Remove the venv, caches and the development database
