@@ -325,8 +325,8 @@ class CheckoutInvoice(db.Model):
 
 
 class WebhookOutcome(StrEnum):
-    APPLIED = "applied"  # changed our records (or confirmed what they already said)
-    IGNORED = "ignored"  # not ours, not a type we act on, or older than what we know
+    APPLIED = "applied"  # changed our records
+    IGNORED = "ignored"  # not ours, not a type we act on, or nothing new (already recorded)
     REJECTED = "rejected"  # ours, but its amount, currency or metadata disagree: staff look
 
 
