@@ -364,3 +364,39 @@ def test_a_finished_checkout_cannot_be_paid_again(client, localstripe):
     assert client.get(location).headers["Location"] == f"{location}/done"
     checkout = db.session.scalar(select(Checkout).where(Checkout.customer_id == customer.id))
     assert checkout.state == CheckoutStatus.SUCCEEDED
+
+
+@pytest.mark.parametrize("setup_intent", ["seti_doesnotexist", "pm_card_visa", "", "x" * 100])
+def test_a_forged_or_missing_card_is_refused_with_a_message(client, localstripe, setup_intent):
+    customer, overdue, _upcoming = _customer_with_invoices()
+    login_as(client, customer)
+    location, page = _card_page(client, _start(client, [overdue.number]))
+    response = client.post(
+        f"{location}/confirm",
+        data={"csrf_token": csrf_token_from(page.text), "setup_intent": setup_intent},
+    )
+    assert response.headers["Location"] == location
+    assert "This card cannot be used. Please enter your card again." in client.get(location).text
+    assert localstripe.payment_intents() == []
+    checkout = db.session.scalar(select(Checkout).where(Checkout.customer_id == customer.id))
+    assert checkout.state == CheckoutStatus.OPEN
+
+
+def test_stripe_down_when_paying_says_so_and_charges_nothing(
+    app, client, localstripe, monkeypatch, unreachable_stripe
+):
+    customer, overdue, _upcoming = _customer_with_invoices()
+    login_as(client, customer)
+    location, page = _card_page(client, _start(client, [overdue.number]))
+    setup = localstripe.set_up_card(SETUP_SECRET.search(page.text).group(1))
+    monkeypatch.setitem(app.config, "STRIPE_API_BASE", unreachable_stripe)
+    response = client.post(
+        f"{location}/confirm",
+        data={"csrf_token": csrf_token_from(page.text), "setup_intent": setup},
+    )
+    assert response.headers["Location"] == location
+    with client.session_transaction() as session:
+        flashed = [message for _category, message in session["_flashes"]]
+    assert flashed == ["We could not reach our card processor. Please try again in a minute."]
+    assert localstripe.payment_intents() == []
+    assert _count(Payment) == 0
