@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_webhooks.py            # a fresh SQLite file, one worker
     .venv/bin/python bench/bench_webhooks.py --reset \
-        --database-url postgresql://postgres@127.0.0.1/bench   # PostgreSQL, four workers
+        --database-url postgresql://postgres@127.0.0.1/bench   # PostgreSQL, a worker per CPU
 
 Seeds one in-flight card checkout per customer, then delivers signed
 `payment_intent.succeeded` events to POST /stripe/webhook through the whole app
@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import json
 import multiprocessing
+import os
 import random
 import sys
 import tempfile
@@ -226,7 +227,9 @@ def main() -> int:
     parser.add_argument("--reset", action="store_true", help="drop every table first")
     parser.add_argument("--events", type=int, default=3_000, help="distinct events")
     parser.add_argument("--duplicates", type=float, default=0.30, help="share of deliveries")
-    parser.add_argument("--workers", type=int, default=None, help="default: 4 (1 on SQLite)")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="default: one per CPU (one on SQLite)"
+    )
     parser.add_argument("--target", type=float, default=500.0, help="events per second")
     args = parser.parse_args()
 
@@ -243,7 +246,7 @@ def main() -> int:
                 print(f"{url} already holds customers; use --reset (destroys the data).")
                 return 2
             dialect = db.engine.dialect.name
-            workers = args.workers or (1 if dialect == "sqlite" else 4)
+            workers = args.workers or (1 if dialect == "sqlite" else os.cpu_count() or 2)
             seed(args.events)
             sent = deliveries(events(args.events), args.duplicates)
             db.engine.dispose()
