@@ -29,7 +29,9 @@ gets its checkout id only once the checkout is locked; tests/integration/
 test_payment_races.py found the deadlock this prevents).
 
 Calls to Stripe are made with no lock held, except when settling a checkout that was
-abandoned in flight (`_settle_stale`), which is rare and bounded by the HTTP timeout.
+abandoned in flight (`_settle_stale`, rare) and for refunds, which keep the customer's
+lock across the call so that two refunds cannot both spend what is left to refund; both
+are bounded by STRIPE_TIMEOUT_SECONDS.
 """
 
 from __future__ import annotations

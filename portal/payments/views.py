@@ -88,10 +88,10 @@ def start():  # type: ignore[no-untyped-def]
             )
         except InvalidPaymentAmount as error:
             db.session.rollback()
-            form.amount.errors = [error.message]
+            form.amount.errors = [str(error.message)]
         except DomainError as error:
             db.session.rollback()
-            form.invoices.errors = [error.message]
+            form.invoices.errors = [str(error.message)]
         else:
             db.session.commit()
             return redirect(url_for("payments.card", checkout_id=checkout.id))
@@ -122,7 +122,7 @@ def card(checkout_id: int):  # type: ignore[no-untyped-def]
             context["card_form"] = prepare_card_form(current_user, checkout)
             context["remove_form"] = RemoveCardForm()
     except PaymentsUnavailable as error:
-        return render_template("payments/unavailable.html", message=error.message), 503
+        return render_template("payments/unavailable.html", message=str(error.message)), 503
     db.session.commit()  # the Stripe Customer, if this visit created it
     return render_template("payments/card.html", **context)
 
@@ -149,7 +149,7 @@ def confirm(checkout_id: int):  # type: ignore[no-untyped-def]
         return redirect(url_for("payments.done", checkout_id=checkout.id))
     except DomainError as error:
         db.session.rollback()
-        flash(error.message, "error")
+        flash(str(error.message), "error")
         return redirect(url_for("payments.card", checkout_id=checkout.id))
     db.session.commit()  # the claim is visible before Stripe is called: a second click finds it
     checkout = finish_charge(claim, now=utcnow())

@@ -400,3 +400,15 @@ def test_stripe_down_when_paying_says_so_and_charges_nothing(
     assert flashed == ["We could not reach our card processor. Please try again in a minute."]
     assert localstripe.payment_intents() == []
     assert _count(Payment) == 0
+
+
+def test_a_second_tab_waits_while_the_first_is_with_the_bank(client, localstripe):
+    customer, overdue, _upcoming = _customer_with_invoices()
+    login_as(client, customer)
+    first, first_page = _card_page(client, _start(client, [overdue.number]))
+    second, second_page = _card_page(client, _start(client, [overdue.number]))
+    _confirm(client, localstripe, first, first_page, CARD_3DS)  # now waiting for 3-D Secure
+    response = _confirm(client, localstripe, second, second_page, CARD_OK)
+    assert response.headers["Location"] == second
+    assert "Another payment of yours is being processed" in client.get(second).text
+    assert localstripe.charged() == []
