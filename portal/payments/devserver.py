@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     from aiohttp import web
     from localstripe import resources
 
-    resources.Store.dump_to_disk = lambda self: None  # type: ignore[method-assign]
+    resources.Store.dump_to_disk = lambda self: None  # no pickle file in /tmp
     from localstripe.server import app
     from localstripe.webhooks import register_webhook
 

@@ -30,7 +30,7 @@ class PayForm(FlaskForm):
 
     @property
     def uses_saved_card(self) -> bool:
-        return self.card_choice.data == "saved"
+        return bool(self.card_choice.data == "saved")
 
 
 class CheckPaymentForm(FlaskForm):

@@ -112,7 +112,7 @@ def to_stripe_amount(amount: Money) -> int:
             raise AmountNotRepresentable(f"{amount} has more decimals than Stripe accepts")
     if amount.currency in THREE_DECIMAL and value % 10:
         raise AmountNotRepresentable(f"Stripe needs {amount.currency} amounts ending in 0")
-    return value
+    return int(value)
 
 
 def from_stripe_amount(value: int, currency: str) -> Money:
@@ -211,7 +211,8 @@ def _id_of(value: Any) -> str | None:
     """An expandable field: a plain id, or the expanded object's id."""
     if value is None or isinstance(value, str):
         return value
-    return _get(value, "id")
+    found = _get(value, "id")
+    return str(found) if found is not None else None
 
 
 def _intent(pi: Any) -> IntentResult:

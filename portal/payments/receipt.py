@@ -67,4 +67,4 @@ def receipt_pdf(payment: Payment, *, creditor: Creditor, locale: str) -> bytes:
 
 
 def _card_label(brand: str | None, last4: str) -> str:
-    return _("%(brand)s ending in %(last4)s", brand=(brand or "card").title(), last4=last4)
+    return str(_("%(brand)s ending in %(last4)s", brand=(brand or "card").title(), last4=last4))

@@ -513,7 +513,7 @@ def _card_for_charge(
         if card.customer_id is None:
             # Real Stripe attaches a card set up for a customer; localstripe does not.
             card = gateway.attach_card(
-                card.payment_method_id, customer_id=account.stripe_customer_id
+                card.payment_method_id, customer_id=str(account.stripe_customer_id)
             )
     except CardDeclined as error:
         raise CardNotUsable(error.code) from error
