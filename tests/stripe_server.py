@@ -26,6 +26,7 @@ import pytest
 import requests
 from flask import Flask
 
+from portal.payments.services import RELEVANT_EVENTS as WEBHOOK_EVENTS
 from tests.stripe_journeys import CARD_OK, PUBLISHABLE_KEY, SECRET_KEY, WEBHOOK_SECRET
 
 
@@ -52,8 +53,11 @@ class LocalStripe:
         requests.delete(f"{self.url}/_config/data", timeout=5).raise_for_status()
 
     def register_webhook(self, url: str, secret: str = WEBHOOK_SECRET) -> None:
+        """Send the PaymentIntent events the portal subscribes to to `url`, signed."""
         requests.post(
-            f"{self.url}/_config/webhooks/portal", data={"url": url, "secret": secret}, timeout=5
+            f"{self.url}/_config/webhooks/portal",
+            json={"url": url, "secret": secret, "events": list(WEBHOOK_EVENTS)},
+            timeout=5,
         ).raise_for_status()
 
     # --- what Stripe.js does in the browser ---------------------------------------------

@@ -37,7 +37,16 @@ def main(argv: list[str] | None = None) -> None:
     from localstripe.webhooks import register_webhook
 
     if args.webhook_url:
-        register_webhook("portal", args.webhook_url, args.webhook_secret, None)
+        # The events the portal acts on (services.RELEVANT_EVENTS), as one would
+        # subscribe the endpoint in Stripe's dashboard.
+        events = [
+            "payment_intent.succeeded",
+            "payment_intent.payment_failed",
+            "payment_intent.canceled",
+            "payment_intent.requires_action",
+            "payment_intent.processing",
+        ]
+        register_webhook("portal", args.webhook_url, args.webhook_secret, events)
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
