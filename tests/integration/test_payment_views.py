@@ -328,6 +328,8 @@ def test_every_script_on_the_card_page_is_in_the_inventory(client, localstripe):
         assert name in inventory, f"{tag} is not in the card page's script inventory"
         assert re.search(rf'src="{re.escape(expected_src[name])}"', tag)
         assert "nonce=" in tag
+    declared = re.search(r'<meta name="script-inventory" content="([^"]+)">', page.text)
+    assert declared.group(1).split() == [script.name for script in CARD_PAGE_SCRIPTS]
     ours = next(t for t in tags if "portal-card-form" in t)
     assert f'integrity="{_sri("js/pay.js")}"' in ours
     assert (STATIC_DIR / "js" / "pay.js").exists()
