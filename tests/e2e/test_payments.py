@@ -44,6 +44,9 @@ def shop(live_server: LiveServer, localstripe) -> Iterator[LiveServer]:
     config = localstripe.config()
     saved = {key: live_server.app.config.get(key) for key in config}
     live_server.app.config.update(config)
+    # localstripe sends an event a second after scheduling it, to whoever is registered
+    # then: let the events of earlier tests (other customers, other databases) go first.
+    time.sleep(1.2)
     localstripe.register_webhook(f"{live_server.url}/stripe/webhook")
     try:
         yield live_server
