@@ -48,7 +48,12 @@ from portal.imports.parsing import (
 )
 from portal.invoices.models import QUANTITY_SCALE, CreditNote, Invoice, InvoiceLine
 from portal.money import Money
-from portal.payments.models import Payment, PaymentAllocation, PaymentSource
+from portal.payments.models import (
+    Payment,
+    PaymentAllocation,
+    PaymentSource,
+    RefundAllocation,
+)
 from portal.payments.policy import OpenItem, Overpayment, allocate
 
 __all__ = ["KINDS", "ImportFailed", "ImportReport", "RowError", "import_file"]
@@ -487,16 +492,19 @@ def _existing_invoices(numbers: Sequence[str]) -> dict[str, _ExistingInvoice]:
 
 
 def _settled_by_invoice(invoice_ids: Sequence[int]) -> dict[int, int]:
-    """Allocated payments plus credits, per invoice."""
+    """Allocated payments plus credits, less what refunds took back, per invoice.
+
+    The same rule as `portal.invoices.queries` (balance = total - net paid - credited).
+    """
     settled: dict[int, int] = defaultdict(int)
-    for model in (PaymentAllocation, CreditNote):
+    for model, sign in ((PaymentAllocation, 1), (CreditNote, 1), (RefundAllocation, -1)):
         rows = db.session.execute(
             select(model.invoice_id, func.sum(model.amount_minor))
             .where(model.invoice_id.in_(invoice_ids))
             .group_by(model.invoice_id)
         )
         for invoice_id, amount in rows:
-            settled[invoice_id] += int(amount)
+            settled[invoice_id] += sign * int(amount)
     return settled
 
 

@@ -213,3 +213,26 @@ def test_dry_run_reports_but_writes_nothing(acme):
     assert report.summary() == "1 created, 0 updated, 0 unchanged"
     assert count(Payment) == 0
     assert count(AuditEvent) == 0
+
+
+def test_a_refund_reopens_the_balance_an_offline_payment_may_settle(db_session):
+    from portal.payments.models import Refund, RefundAllocation
+
+    # given an invoice paid in full, then refunded 40.00
+    customer = make_customer(account_number="ACC-REFUND")
+    invoice = make_invoice(customer, number="INV-REFUND", lines=[("Service", "1", "100.00")])
+    payment = make_payment(customer, [(invoice, "100.00")])
+    refund = Refund(
+        payment_id=payment.id,
+        reference="re_test_1",
+        amount_minor=4000,
+        currency="USD",
+        refunded_on=date(2026, 10, 20),
+        actor="staff:1",
+    )
+    refund.allocations.append(RefundAllocation(invoice_id=invoice.id, amount_minor=4000))
+    db.session.add(refund)
+    db.session.flush()
+    # then the 40.00 it reopened can be paid offline, and not a cent more
+    assert errors_of(HEADER + "ACC-REFUND,BANK-R2,2026-10-25,40.01,USD,INV-REFUND\n")
+    run(HEADER + "ACC-REFUND,BANK-R1,2026-10-25,40.00,USD,INV-REFUND\n")
