@@ -6,7 +6,7 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import Flask, current_app, request, session
-from flask_babel import Babel, format_date, format_decimal, get_locale
+from flask_babel import Babel, format_date, format_decimal, get_locale, gettext
 from flask_login import current_user
 
 from portal.config import SUPPORTED_LOCALES
@@ -47,6 +47,13 @@ def number_filter(value: object) -> str:
     return str(format_decimal(value))
 
 
+def card_brand_label(brand: str | None) -> str:
+    """ "Visa", "Mastercard"; the translated word "Card" when the brand is not known."""
+    if not brand or brand.lower() in ("card", "unknown"):
+        return str(gettext("Card"))
+    return brand.replace("_", " ").title()
+
+
 def creditor_zone() -> ZoneInfo:
     return zone_or_default(None)
 
@@ -66,6 +73,7 @@ def init_i18n(app: Flask, babel: Babel) -> None:
     app.jinja_env.filters["money"] = money_filter
     app.jinja_env.filters["date"] = date_filter
     app.jinja_env.filters["number"] = number_filter
+    app.jinja_env.filters["card_brand"] = card_brand_label
     app.jinja_env.add_extension("jinja2.ext.i18n")
 
     @app.context_processor

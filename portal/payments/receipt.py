@@ -6,6 +6,7 @@ from flask_babel import force_locale
 from flask_babel import gettext as _
 
 from portal.creditor import Creditor
+from portal.i18n import card_brand_label
 from portal.invoices.pdf import (
     Column,
     Fact,
@@ -67,4 +68,4 @@ def receipt_pdf(payment: Payment, *, creditor: Creditor, locale: str) -> bytes:
 
 
 def _card_label(brand: str | None, last4: str) -> str:
-    return str(_("%(brand)s ending in %(last4)s", brand=(brand or "card").title(), last4=last4))
+    return str(_("%(brand)s ending in %(last4)s", brand=card_brand_label(brand), last4=last4))

@@ -174,6 +174,7 @@ DECLINE_MESSAGES = {
     "expired_card": _l("Your card has expired. Please use another card."),
     "incorrect_cvc": _l("The security code (CVC) is not correct. Please check it and try again."),
     "incorrect_number": _l("The card number is not correct. Please check it and try again."),
+    "invalid_expiry": _l("The expiry date is not correct. Please check it and try again."),
     "processing_error": _l("Your bank could not process the card. Please try again."),
     "payment_intent_authentication_failure": _l(
         "Your bank could not confirm it is you, so nothing was charged. "
@@ -198,7 +199,9 @@ def card_form_messages() -> dict[str, str]:
     """The reasons the card form shows in the browser, by Stripe.js error code."""
     codes = ("card_declined", "insufficient_funds", "expired_card", "incorrect_cvc")
     messages = {code: decline_message(code) for code in (*codes, "incorrect_number")}
-    messages["invalid_expiry_year"] = decline_message("expired_card")
+    # A mistyped month or year is a typo to correct, not an expired card.
+    messages["invalid_expiry_year"] = decline_message("invalid_expiry")
+    messages["invalid_expiry_month"] = decline_message("invalid_expiry")
     messages["processing_error"] = decline_message("processing_error")
     messages["default"] = decline_message("setup_failed")
     return messages
