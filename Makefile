@@ -9,6 +9,8 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 5000
 PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/test
+# Branch coverage of the SQLite pass may only rise (measured 94 % on 2026-11-23).
+COVERAGE_FLOOR := 93
 STRIPE_PORT ?= 8420
 
 .PHONY: help install run test test-sqlite test-postgres test-e2e lint format translations \
@@ -67,7 +69,7 @@ browser: ## Install Debian's Chromium for the browser tests (as root, when missi
 	fi
 
 test: install browser ## Run the whole suite on SQLite, then on PostgreSQL when TEST_DATABASE_URL is set
-	TEST_DATABASE_URL= $(BIN)/pytest
+	TEST_DATABASE_URL= $(BIN)/pytest --cov=portal --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
 	@if [ -n "$$TEST_DATABASE_URL" ]; then \
 		echo "== again on PostgreSQL ($$TEST_DATABASE_URL)"; \
 		$(BIN)/pytest -m "not e2e"; \
@@ -86,9 +88,9 @@ format: install ## Format the code
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: install ## Run the benchmarks in bench/ (webhooks on PostgreSQL when BENCH_DATABASE_URL is set)
+bench: install ## Run the benchmarks in bench/ (webhooks on PostgreSQL when BENCH_DATABASE_URL is set; a missed target is reported, the rest still run)
 	$(BIN)/python bench/bench_import.py
-	$(BIN)/python bench/bench_webhooks.py $${BENCH_DATABASE_URL:+--reset --database-url $$BENCH_DATABASE_URL}
+	-$(BIN)/python bench/bench_webhooks.py $${BENCH_DATABASE_URL:+--reset --database-url $$BENCH_DATABASE_URL}
 	$(BIN)/python bench/bench_pay_flow.py
 
 clean: ## Remove the venv, caches and the development database
