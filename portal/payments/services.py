@@ -45,7 +45,7 @@ from datetime import datetime, timedelta
 from flask import current_app, has_request_context
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -867,9 +867,7 @@ def apply_gateway_event(event: GatewayEvent, *, now: datetime) -> WebhookOutcome
         return None
     outcome, checkout_id = _apply_event(event, intent, now=now)
     db.session.execute(
-        update(WebhookEvent)
-        .where(WebhookEvent.id == event_row)
-        .values(outcome=outcome, checkout_id=checkout_id)
+        _RECORD_OUTCOME, {"row": event_row, "outcome": outcome, "checkout_id": checkout_id}
     )
     return outcome
 
@@ -883,19 +881,32 @@ def _store_event_once(
     of the same event waits for the first transaction, then finds the row and stops.
     """
     dialect = db.session.get_bind().dialect.name
-    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
     return db.session.scalar(
-        insert(WebhookEvent)
-        .values(
-            event_id=event.id,
-            type=event.type[:100],
-            payment_intent_id=intent.id if intent else None,
-            outcome=WebhookOutcome.IGNORED,
-            received_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=[WebhookEvent.event_id])
-        .returning(WebhookEvent.id)
+        _STORE_EVENT[dialect],
+        {
+            "event_id": event.id,
+            "type": event.type[:100],
+            "payment_intent_id": intent.id if intent else None,
+            "outcome": WebhookOutcome.IGNORED,
+            "received_at": now,
+        },
     )
+
+
+# Built once and run on the table, not the mapped class: a webhook is a hot path, and
+# no WebhookEvent object is ever loaded in its session for the ORM to keep in step.
+_events = WebhookEvent.__table__
+_STORE_EVENT = {
+    name: insert(_events)
+    .on_conflict_do_nothing(index_elements=[_events.c.event_id])
+    .returning(_events.c.id)
+    for name, insert in (("postgresql", postgresql_insert), ("sqlite", sqlite_insert))
+}
+_RECORD_OUTCOME = (
+    update(_events)
+    .where(_events.c.id == bindparam("row"))
+    .values(outcome=bindparam("outcome"), checkout_id=bindparam("checkout_id"))
+)
 
 
 def _apply_event(

@@ -7,7 +7,7 @@ import logging
 from flask import Blueprint, current_app, request
 
 from portal.db import utcnow
-from portal.extensions import csrf, db
+from portal.extensions import csrf, db, limiter
 from portal.payments.gateway import BadSignature, gateway_from_config, is_enabled
 from portal.payments.services import apply_gateway_event
 
@@ -18,6 +18,7 @@ bp = Blueprint("stripe_webhooks", __name__)
 
 @bp.post("/stripe/webhook")
 @csrf.exempt  # Stripe signs the body instead; there is no session to forge
+@limiter.exempt  # Stripe's retries come in bursts; a refused delivery is only retried later
 def receive():  # type: ignore[no-untyped-def]
     if not is_enabled(current_app.config):
         return "", 404
