@@ -19,12 +19,10 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
-from flask_migrate import upgrade
-from sqlalchemy import func, select
+from benchsetup import empty_schema
 
 from portal import create_app
 from portal.config import normalize_database_url
-from portal.customers.models import Customer
 from portal.db import utcnow
 from portal.extensions import db
 from portal.imports.services import INVOICE_COLUMNS, import_file
@@ -117,13 +115,7 @@ def main() -> int:
         )
         app = create_app({"SQLALCHEMY_DATABASE_URI": normalize_database_url(url)}, "testing")
         with app.app_context():
-            if args.reset:
-                db.drop_all()
-                with db.engine.begin() as connection:
-                    connection.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
-            upgrade()
-            if db.session.scalar(select(func.count(Customer.id))):
-                print(f"{url} already holds customers; the benchmark needs an empty database.")
+            if not empty_schema(url, reset=args.reset):
                 return 2
             print(f"database: {db.engine.dialect.name}; files in {directory}")
             timed_import("customers", customers_csv, args.customers)

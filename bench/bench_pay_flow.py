@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from flask_migrate import upgrade
+from benchsetup import empty_schema
 from sqlalchemy import func, select
 
 from portal import create_app
@@ -223,13 +223,7 @@ def main() -> int:
         )
         total = args.warmup + args.payments
         with app.app_context():
-            if args.reset:
-                db.drop_all()
-                with db.engine.begin() as connection:
-                    connection.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
-            upgrade()
-            if db.session.scalar(select(func.count(Customer.id))):
-                print(f"{url} already holds customers; use --reset (destroys the data).")
+            if not empty_schema(url, reset=args.reset):
                 return 2
             dialect = db.engine.dialect.name
             today = utcnow().date()

@@ -28,7 +28,7 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
-from flask_migrate import upgrade
+from benchsetup import empty_schema
 from sqlalchemy import func, insert, select
 
 from portal import create_app
@@ -237,13 +237,7 @@ def main() -> int:
         url = args.database_url or f"sqlite:///{Path(tmp) / 'bench.sqlite3'}"
         app = create_app(settings(url), "testing")
         with app.app_context():
-            if args.reset:
-                db.drop_all()
-                with db.engine.begin() as connection:
-                    connection.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
-            upgrade()
-            if db.session.scalar(select(func.count(Customer.id))):
-                print(f"{url} already holds customers; use --reset (destroys the data).")
+            if not empty_schema(url, reset=args.reset):
                 return 2
             dialect = db.engine.dialect.name
             workers = args.workers or (1 if dialect == "sqlite" else os.cpu_count() or 2)
