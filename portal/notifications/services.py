@@ -30,6 +30,7 @@ from portal.customers.models import Customer
 from portal.extensions import db
 from portal.i18n import zone_or_default
 from portal.invoices.models import Invoice
+from portal.money import Money
 from portal.notifications.models import (
     EmailCategory,
     EmailOptOut,
@@ -335,22 +336,22 @@ def schedule_collection_emails(*, now: datetime) -> ScheduleReport:
     report = ScheduleReport()
     offsets = active_offsets()
     candidates = payable_invoices()
-    keys = _existing_keys(item.invoice.id for item in candidates)
+    opted_out = set(db.session.scalars(select(EmailOptOut.customer_id)))
+    history = _email_history(item.invoice.id for item in candidates)
     for item in candidates:
         invoice, customer = item.invoice, item.invoice.customer
-        if is_opted_out(customer.id):
+        if customer.id in opted_out:
             continue
         today = now.astimezone(zone_or_default(customer.timezone)).date()
-        notice_key = f"notice:{invoice.id}"
         is_new = invoice.created_at >= now - NOTICE_WINDOW and invoice.due_date >= today
-        if notice_key not in keys and is_new:
+        if is_new and invoice.id not in history.noticed:
+            notice_key = f"notice:{invoice.id}"
             if _queue_once(customer, invoice, item.payable, "invoice_notice", notice_key, now):
                 report.notices += 1
             continue  # a new invoice's first email is its notice, not a reminder
         stage = reminder_stage(invoice.due_date, today, offsets)
-        if stage is None or any(
-            _stage_of(k) >= stage for k in keys if _is_reminder_for(k, invoice)
-        ):
+        sent = history.latest_stage.get(invoice.id)
+        if stage is None or (sent is not None and sent >= stage):
             continue
         kind = "reminder_before_due" if stage < 0 else "reminder_overdue"
         if _queue_once(
@@ -360,32 +361,38 @@ def schedule_collection_emails(*, now: datetime) -> ScheduleReport:
     return report
 
 
-def _existing_keys(invoice_ids: Iterable[int]) -> set[str]:
+@dataclass
+class _EmailHistory:
+    noticed: set[int]  # invoice ids that had their notice
+    latest_stage: dict[int, int]  # invoice id -> latest reminder step queued
+
+
+def _email_history(invoice_ids: Iterable[int]) -> _EmailHistory:
+    """What was already queued for these invoices, read from the dedupe keys in one pass."""
+    history = _EmailHistory(set(), {})
     ids = list(invoice_ids)
-    keys: set[str] = set()
     for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        keys.update(
-            key
-            for key in db.session.scalars(
-                select(OutboxMessage.dedupe_key).where(
-                    OutboxMessage.invoice_id.in_(chunk), OutboxMessage.dedupe_key.is_not(None)
-                )
+        rows = db.session.execute(
+            select(OutboxMessage.invoice_id, OutboxMessage.dedupe_key).where(
+                OutboxMessage.invoice_id.in_(ids[start : start + 500]),
+                OutboxMessage.dedupe_key.is_not(None),
             )
-            if key
         )
-    return keys
+        for invoice_id, key in rows:
+            kind, _, rest = key.partition(":")
+            if kind == "notice":
+                history.noticed.add(invoice_id)
+            elif kind == "reminder":
+                step = int(rest.rsplit(":", 1)[1])
+                history.latest_stage[invoice_id] = max(
+                    step, history.latest_stage.get(invoice_id, step)
+                )
+    return history
 
 
-def _is_reminder_for(key: str, invoice: Invoice) -> bool:
-    return key.startswith(f"reminder:{invoice.id}:")
-
-
-def _stage_of(key: str) -> int:
-    return int(key.rsplit(":", 1)[1])
-
-
-def _queue_once(customer, invoice, payable, kind, key, now) -> bool:  # type: ignore[no-untyped-def]
+def _queue_once(
+    customer: Customer, invoice: Invoice, payable: Money, kind: str, key: str, now: datetime
+) -> bool:
     try:
         with db.session.begin_nested():
             queued = queue_email(
