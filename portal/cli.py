@@ -144,4 +144,21 @@ def jobs_run(once: bool, loop: bool, only: str | None) -> None:
         if not loop:
             return
         once = False
-        time.sleep(current_app.config["JOBS_LOOP_SECONDS"])
+        _apply_webhooks_until(time.monotonic() + current_app.config["JOBS_LOOP_SECONDS"])
+
+
+def _apply_webhooks_until(deadline: float) -> None:
+    """Between two passes, apply Stripe's events as they arrive."""
+    import time
+
+    from portal.db import utcnow
+    from portal.payments.inbox import EventWaiter, apply_all_pending
+
+    waiter = EventWaiter(db.engine.url, poll_seconds=current_app.config["WEBHOOK_POLL_SECONDS"])
+    try:
+        while (left := deadline - time.monotonic()) > 0:
+            waiter.wait(left)
+            if applied := apply_all_pending(now=utcnow()):
+                click.echo(f"apply_webhooks: ok ({applied} webhook events applied)")
+    finally:
+        waiter.close()

@@ -70,6 +70,8 @@ class Config:
     )
     DEV_MAILBOX = False
     JOBS_LOOP_SECONDS = _env_int("JOBS_LOOP_SECONDS", 30)
+    # Without PostgreSQL's LISTEN/NOTIFY (SQLite), how often the worker looks for events.
+    WEBHOOK_POLL_SECONDS = _env_int("WEBHOOK_POLL_SECONDS", 1)
 
     ACCESS_LINK_TTL_DAYS = _env_int("ACCESS_LINK_TTL_DAYS", 30)
     SESSION_IDLE_MINUTES = _env_int("SESSION_IDLE_MINUTES", 30)

@@ -26,7 +26,7 @@ import pytest
 import requests
 from flask import Flask
 
-from portal.payments.services import RELEVANT_EVENTS as WEBHOOK_EVENTS
+from portal.payments.inbox import RELEVANT_EVENTS as WEBHOOK_EVENTS
 from tests.stripe_journeys import CARD_OK, PUBLISHABLE_KEY, SECRET_KEY, WEBHOOK_SECRET
 
 

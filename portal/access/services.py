@@ -60,7 +60,23 @@ def issue_link(
     invoice: Invoice | None = None,
     purpose: str = "manual",
 ) -> IssuedLink:
-    """Create a link to this customer's account (or one of their invoices)."""
+    """Create a link to this customer's account (or one of their invoices), audited."""
+    issued = new_link(customer, now=now, ttl=ttl, invoice=invoice, purpose=purpose)
+    db.session.flush()
+    audit_issued(issued, actor=actor, now=now)
+    return issued
+
+
+def new_link(
+    customer: Customer,
+    *,
+    now: datetime,
+    ttl: timedelta,
+    invoice: Invoice | None = None,
+    purpose: str = "manual",
+) -> IssuedLink:
+    """The link row, added but not flushed: for callers issuing many links in one flush.
+    They must `audit_issued` each once it has its id."""
     if invoice is not None and invoice.customer_id != customer.id:
         raise DomainError("the invoice belongs to another customer")
     if ttl <= timedelta(0):
@@ -68,23 +84,26 @@ def issue_link(
     token = secrets.token_urlsafe(TOKEN_BYTES)
     link = AccessLink(
         customer_id=customer.id,
-        invoice_id=invoice.id if invoice else None,
+        invoice=invoice,
         token_hash=hash_token(token),
         purpose=purpose,
         created_at=now,
         expires_at=now + ttl,
     )
     db.session.add(link)
-    db.session.flush()
+    return IssuedLink(link, token)
+
+
+def audit_issued(issued: IssuedLink, *, actor: str, now: datetime) -> None:
+    link = issued.link
     record_event(
         "link.issued",
         actor=actor,
         now=now,
-        customer_id=customer.id,
+        customer_id=link.customer_id,
         subject=link,
-        data={"purpose": purpose, "invoice": invoice.number if invoice else None},
+        data={"purpose": link.purpose, "invoice": link.invoice.number if link.invoice else None},
     )
-    return IssuedLink(link, token)
 
 
 def find_link(token: str) -> AccessLink | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -102,17 +102,29 @@ class AccountSummary:
 
 def invoice_balances_for(customer: Customer, today: date) -> list[InvoiceBalance]:
     """Every invoice of this customer with its balance, oldest due first. One query."""
+    return invoice_balances_by_customer({customer.id: today}).get(customer.id, [])
+
+
+def invoice_balances_by_customer(
+    today_by_customer: Mapping[int, date],
+) -> dict[int, list[InvoiceBalance]]:
+    """`invoice_balances_for` for several customers (each with their own today), one query."""
     rows = db.session.execute(
         select(Invoice, _allocated_subquery(), _credited_subquery())
-        .where(Invoice.customer_id == customer.id)
-        .order_by(Invoice.due_date, Invoice.number)
+        .where(Invoice.customer_id.in_(list(today_by_customer)))
+        .order_by(Invoice.customer_id, Invoice.due_date, Invoice.number)
     ).all()
-    return [
-        InvoiceBalance(
-            invoice, Money(paid, invoice.currency), Money(credited, invoice.currency), today
+    balances: dict[int, list[InvoiceBalance]] = {}
+    for invoice, paid, credited in rows:
+        balances.setdefault(invoice.customer_id, []).append(
+            InvoiceBalance(
+                invoice,
+                Money(paid, invoice.currency),
+                Money(credited, invoice.currency),
+                today_by_customer[invoice.customer_id],
+            )
         )
-        for invoice, paid, credited in rows
-    ]
+    return balances
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,12 @@ def _schedule_collection_emails(now: datetime, runner: str) -> str:
     return report.summary()
 
 
+def _apply_webhooks(now: datetime, runner: str) -> str:
+    from portal.payments.inbox import apply_all_pending
+
+    return f"{apply_all_pending(now=now)} webhook events applied"
+
+
 def sender_from_config():  # type: ignore[no-untyped-def]
     from portal.notifications.sender import ConsoleSender, SmtpSender, SmtpSettings
 
@@ -60,6 +66,13 @@ JOBS: dict[str, Job] = {
         ),
         Job(
             "deliver_email", timedelta(minutes=1), _deliver_email, "send due email from the outbox"
+        ),
+        # `jobs run --loop` applies events as they arrive; this pass is for cron set-ups.
+        Job(
+            "apply_webhooks",
+            timedelta(minutes=1),
+            _apply_webhooks,
+            "apply the Stripe events the webhook stored",
         ),
     )
 }

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import current_app, render_template
 from flask_babel import force_locale
@@ -31,6 +31,9 @@ from portal.extensions import db
 from portal.i18n import zone_or_default
 from portal.invoices.models import Invoice
 from portal.money import Money
+
+if TYPE_CHECKING:
+    from portal.access.services import IssuedLink
 from portal.notifications.models import (
     EmailCategory,
     EmailOptOut,
@@ -120,16 +123,20 @@ def queue_email(
     invoice: Invoice | None = None,
     dedupe_key: str | None = None,
     with_portal_link: bool = False,
+    portal_link: IssuedLink | None = None,
 ) -> OutboxMessage | None:
     """Render `emails/<template>.{subject.txt,txt,html}` in the customer's locale into the outbox.
 
     Collection email to an opted-out customer is not queued (None). With
-    `with_portal_link`, a fresh link (to `invoice` if given) is issued for the email.
+    `with_portal_link`, a fresh link (to `invoice` if given) is issued for the email;
+    a caller that issued it already passes it as `portal_link`.
     """
     if category == EmailCategory.COLLECTION and is_opted_out(customer.id):
         return None
     context = {"customer": customer, "invoice": invoice, **context}
-    if with_portal_link:
+    if portal_link is not None:
+        context["portal_url"] = portal_link.url(current_app.config["PORTAL_BASE_URL"])
+    elif with_portal_link:
         from portal.access.services import issue_link
 
         issued = issue_link(

@@ -194,6 +194,27 @@ class GatewayEvent:
             return None
         return _intent(self.data)
 
+    def kept(self) -> dict[str, Any]:
+        """What the portal stores of the event's object to apply it later.
+
+        Only the fields `intent` reads, and of the last error only its codes: Stripe's
+        error carries the card's PaymentMethod (expiry date included), never stored here.
+        """
+        data = self.data
+        if data.get("object") != "payment_intent":
+            return {"object": data.get("object")}
+        error = _get(data, "last_payment_error")
+        return {
+            "object": "payment_intent",
+            **{key: data.get(key) for key in ("id", "status", "amount", "currency")},
+            "customer": _id_of(data.get("customer")),
+            "payment_method": _id_of(data.get("payment_method")),
+            "metadata": dict(data.get("metadata") or {}),
+            "last_payment_error": (
+                {key: _get(error, key) for key in ("code", "decline_code")} if error else None
+            ),
+        }
+
 
 def _plain(obj: Any) -> Any:
     """Stripe's objects as plain dicts (the library's own are not mappings)."""

@@ -10,9 +10,20 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from enum import StrEnum
+from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import Boolean, CheckConstraint, Date, ForeignKey, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    String,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.customers.models import Customer
@@ -325,17 +336,31 @@ class CheckoutInvoice(db.Model):
 
 
 class WebhookOutcome(StrEnum):
+    PENDING = "pending"  # stored on receipt; the applier has not taken it yet
     APPLIED = "applied"  # changed our records
     IGNORED = "ignored"  # not ours, not a type we act on, or nothing new (already recorded)
     REJECTED = "rejected"  # ours, but its amount, currency or metadata disagree: staff look
+    FAILED = "failed"  # applying it raised MAX_ATTEMPTS times: a bug for staff to look at
 
 
 class WebhookEvent(db.Model):
-    """A Stripe event, stored by its id in the transaction that applies it: once, ever."""
+    """A Stripe event, stored by its id on receipt (once, ever), then applied in a
+    transaction of its own that also records its outcome: the inbox of `payments.inbox`."""
 
     __tablename__ = "webhook_events"
     __table_args__ = (
-        CheckConstraint("outcome IN ('applied', 'ignored', 'rejected')", name="outcome_known"),
+        CheckConstraint(
+            "outcome IN ('pending', 'applied', 'ignored', 'rejected', 'failed')",
+            name="outcome_known",
+        ),
+        CheckConstraint("attempts >= 0", name="attempts_not_negative"),
+        # The applier's queue: only the pending rows, oldest first.
+        Index(
+            "ix_webhook_events_pending",
+            "id",
+            postgresql_where=text("outcome = 'pending'"),
+            sqlite_where=text("outcome = 'pending'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -344,4 +369,9 @@ class WebhookEvent(db.Model):
     payment_intent_id: Mapped[str | None] = mapped_column(String(64), index=True)
     checkout_id: Mapped[int | None] = mapped_column(ForeignKey("checkouts.id", ondelete="SET NULL"))
     outcome: Mapped[str] = mapped_column(String(16))
+    # What applying needs of the event's PaymentIntent, never card data (`GatewayEvent.kept`).
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(String(200))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -11,7 +12,7 @@ from sqlalchemy.orm import selectinload
 from portal.customers.models import Customer
 from portal.extensions import db
 from portal.invoices.models import Invoice
-from portal.invoices.queries import invoice_balances_for
+from portal.invoices.queries import invoice_balances_by_customer
 from portal.money import Money
 from portal.payments.models import (
     Checkout,
@@ -42,11 +43,21 @@ class PayableItem:
 
 def payable_items(customer: Customer, today: date) -> list[PayableItem]:
     """Every invoice of this customer with a payable amount, oldest due first."""
-    return [
-        PayableItem(b.invoice, b.payable, b.balance, b.is_overdue, b.days_overdue)
-        for b in invoice_balances_for(customer, today)
-        if b.is_open and b.payable.is_positive
-    ]
+    return payable_items_by_customer({customer.id: today}).get(customer.id, [])
+
+
+def payable_items_by_customer(
+    today_by_customer: Mapping[int, date],
+) -> dict[int, list[PayableItem]]:
+    """`payable_items` of several customers (each with their own today), in one query."""
+    return {
+        customer_id: [
+            PayableItem(b.invoice, b.payable, b.balance, b.is_overdue, b.days_overdue)
+            for b in balances
+            if b.is_open and b.payable.is_positive
+        ]
+        for customer_id, balances in invoice_balances_by_customer(today_by_customer).items()
+    }
 
 
 def get_checkout_for(customer: Customer, checkout_id: int) -> Checkout | None:
@@ -72,8 +83,20 @@ def saved_card_for_id(customer_id: int) -> SavedCard | None:
     return db.session.scalar(select(SavedCard).where(SavedCard.customer_id == customer_id))
 
 
+def saved_cards_by_customer(customer_ids: Sequence[int]) -> dict[int, SavedCard]:
+    cards = db.session.scalars(select(SavedCard).where(SavedCard.customer_id.in_(customer_ids)))
+    return {card.customer_id: card for card in cards}
+
+
 def payment_by_reference(reference: str) -> Payment | None:
     return db.session.scalar(select(Payment).where(Payment.reference == reference))
+
+
+def payment_references_of(checkout_ids: Sequence[int]) -> set[str]:
+    """The PaymentIntent ids already recorded for these checkouts."""
+    return set(
+        db.session.scalars(select(Payment.reference).where(Payment.checkout_id.in_(checkout_ids)))
+    )
 
 
 def get_payment_for(customer: Customer, payment_id: int) -> Payment | None:

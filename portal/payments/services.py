@@ -10,7 +10,7 @@ Exactly once — read this before changing anything here.
   holds the customer's single in-flight slot (`checkouts.in_flight_customer_id`,
   unique), so a double click, a second tab or a second device cannot start another
   charge before the first one is settled.
-* Money is recorded in one place, `_record_success`, only on Stripe's word (the
+* Money is recorded in one place, `Ledger.record`, only on Stripe's word (the
   synchronous answer, a webhook, or a retrieve), once per PaymentIntent: the
   `payments.reference` column is unique and the function first looks for the row.
   A failure never undoes a success (CHECKOUT_TRANSITIONS has no way out of SUCCEEDED).
@@ -39,18 +39,17 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from flask import current_app, has_request_context
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import bindparam, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
+from portal.access.services import audit_issued, new_link
 from portal.audit.services import record_event
 from portal.customers.models import Customer
 from portal.customers.queries import customer_today
@@ -64,7 +63,6 @@ from portal.payments.gateway import (
     AmountNotRepresentable,
     CardDeclined,
     GatewayError,
-    GatewayEvent,
     GatewayRejected,
     GatewayUnavailable,
     IntentResult,
@@ -85,8 +83,6 @@ from portal.payments.models import (
     Refund,
     RefundAllocation,
     SavedCard,
-    WebhookEvent,
-    WebhookOutcome,
 )
 from portal.payments.policy import (
     AmountProblem,
@@ -102,9 +98,12 @@ from portal.payments.queries import (
     account_for,
     in_flight_checkout,
     payable_items,
+    payable_items_by_customer,
     payment_by_reference,
+    payment_references_of,
     saved_card_for,
     saved_card_for_id,
+    saved_cards_by_customer,
 )
 
 log = logging.getLogger(__name__)
@@ -624,7 +623,9 @@ def finish_charge(claim: ChargeClaim, *, now: datetime) -> Checkout:
     checkout = _lock_checkout(claim.checkout_id)
     actor = _customer_actor(claim.customer_id)
     if intent is not None:
-        _apply_intent(checkout, intent, actor=actor, now=now)
+        ledger = Ledger(now=now)
+        apply_intent(checkout, intent, actor=actor, ledger=ledger)
+        ledger.write()
     elif checkout.state == CheckoutStatus.PROCESSING and checkout.attempt == claim.attempt:
         checkout.last_error_code = failure
         if failure != GatewayUnavailable.code:
@@ -647,19 +648,23 @@ def sync_checkout(customer: Customer, checkout: Checkout, *, now: datetime) -> C
         _release_cards(checkout.id, gateway, succeeded=intent.is_succeeded)
     lock_account(customer.id)
     checkout = _lock_checkout(checkout.id)
-    _apply_intent(checkout, intent, actor=_customer_actor(customer.id), now=now)
+    ledger = Ledger(now=now)
+    apply_intent(checkout, intent, actor=_customer_actor(customer.id), ledger=ledger)
+    ledger.write()
     db.session.flush()
     return checkout
 
 
-def _apply_intent(checkout: Checkout, intent: IntentResult, *, actor: str, now: datetime) -> bool:
+def apply_intent(checkout: Checkout, intent: IntentResult, *, actor: str, ledger: Ledger) -> bool:
     """Bring a locked checkout up to what Stripe says of one of its PaymentIntents.
 
     True if anything changed. Never moves backwards: a failure or a pending state
-    matters only for the PaymentIntent of the attempt in flight.
+    matters only for the PaymentIntent of the attempt in flight. A payment is left in
+    `ledger`, for the caller to `write`.
     """
+    now = ledger.now
     if intent.is_succeeded:
-        return _record_success(checkout, intent, actor=actor, now=now)
+        return ledger.record(checkout, intent, actor=actor)
     is_current = checkout.payment_intent_id in (None, intent.id)
     if not checkout.state.is_in_flight or not is_current:
         return False
@@ -698,7 +703,9 @@ def _settle_stale(checkout: Checkout, gateway: StripeGateway, *, now: datetime) 
     except GatewayError:
         return
     if intent.is_succeeded:
-        _record_success(checkout, intent, actor=actor, now=now)
+        ledger = Ledger(now=now)
+        ledger.record(checkout, intent, actor=actor)
+        ledger.write()
     elif intent.status != "processing":
         move_checkout(checkout, CheckoutStatus.CANCELED, actor=actor, now=now, reason="abandoned")
     db.session.flush()
@@ -727,104 +734,190 @@ def _release_cards(checkout_id: int, gateway: StripeGateway, *, succeeded: bool)
 
 
 # --- the ledger -------------------------------------------------------------------------
-def _record_success(checkout: Checkout, intent: IntentResult, *, actor: str, now: datetime) -> bool:
-    """Record money Stripe took, once per PaymentIntent. True if this call recorded it.
+@dataclass
+class _Recorded:
+    payment: Payment
+    checkout: Checkout
+    allocations: list[tuple[int, Money]]
+    unapplied: Money
+    actor: str
 
-    Every payment of a checkout is recorded by this function, which leaves the checkout
-    SUCCEEDED in the same transaction; so a checkout in any other state has no payment
-    yet, and only a SUCCEEDED one needs the look-up (the unique reference backs this).
+
+class Ledger:
+    """Payments recorded in one transaction, their rows written together by `write`.
+
+    One payment (a checkout, a return page) or a batch of webhook events go through the
+    same code; for a batch, `prefetch` reads in three queries what each payment needs,
+    and `write` adds every payment, audit row, link and receipt in three flushes.
     """
-    if checkout.state == CheckoutStatus.SUCCEEDED and payment_by_reference(intent.id):
-        return False
-    customer = checkout.customer
-    today = customer_today(customer, now)
-    items = payable_items(customer, today)
-    chosen_ids = {ci.invoice_id for ci in checkout.invoices}
-    allocations, unapplied = allocate_received(
-        intent.amount,
-        [i.open_item for i in items if i.invoice.id in chosen_ids],
-        [i.open_item for i in items if i.invoice.id not in chosen_ids],
-    )
-    payment = Payment(
-        customer_id=customer.id,
-        reference=intent.id,
-        source=PaymentSource.CARD,
-        amount_minor=intent.amount.minor,
-        currency=intent.amount.currency,
-        paid_on=today,
-        created_at=now,
-        checkout_id=checkout.id,
-        allocations=[PaymentAllocation(invoice_id=i, amount_minor=m.minor) for i, m in allocations],
-    )
-    db.session.add(payment)
-    db.session.flush()  # the payment's id names its receipt
-    if checkout.payment_intent_id is None:
-        checkout.payment_intent_id = intent.id
-    if checkout.state != CheckoutStatus.SUCCEEDED:
-        move_checkout(checkout, CheckoutStatus.SUCCEEDED, actor=actor, now=now)
-    record_event(
-        "payment.received",
-        actor=actor,
-        now=now,
-        customer_id=customer.id,
-        subject=payment,
-        data={
-            "reference": intent.id,
-            "amount_minor": payment.amount_minor,
-            "currency": payment.currency,
-            "checkout_id": checkout.id,
-            "allocations": {str(i): m.minor for i, m in allocations},
-        },
-    )
-    if unapplied.is_positive:
-        log.warning("payment %s: %s received that no invoice owes", intent.id, unapplied)
-        record_event(
-            "payment.unapplied",
-            actor=actor,
-            now=now,
+
+    def __init__(self, *, now: datetime) -> None:
+        self.now = now
+        self._payable: dict[int, list[PayableItem]] = {}
+        self._references: set[str] = set()
+        self._prefetched: set[int] = set()  # checkouts whose recorded references are known
+        self._saved: dict[int, SavedCard | None] = {}
+        self._recorded: list[_Recorded] = []
+
+    def prefetch(self, checkouts: Sequence[Checkout]) -> None:
+        if not checkouts:
+            return
+        ids = [c.id for c in checkouts]
+        self._references |= payment_references_of(ids)
+        self._prefetched.update(ids)
+        customers = {c.customer_id: c.customer for c in checkouts}
+        today = {cid: customer_today(customer, self.now) for cid, customer in customers.items()}
+        self._payable |= {cid: [] for cid in customers} | payable_items_by_customer(today)
+        keeping = [c.customer_id for c in checkouts if c.save_card]
+        if keeping:
+            saved = saved_cards_by_customer(keeping)
+            self._saved |= {cid: saved.get(cid) for cid in keeping}
+
+    def _is_recorded(self, checkout: Checkout, reference: str) -> bool:
+        if reference in self._references:
+            return True
+        if checkout.id in self._prefetched:
+            return False
+        return payment_by_reference(reference) is not None
+
+    def _payable_items(self, customer: Customer) -> list[PayableItem]:
+        if customer.id not in self._payable:
+            self._payable[customer.id] = payable_items(customer, customer_today(customer, self.now))
+        return self._payable[customer.id]
+
+    def _saved_card(self, customer_id: int) -> SavedCard | None:
+        if customer_id not in self._saved:
+            self._saved[customer_id] = saved_card_for_id(customer_id)
+        return self._saved[customer_id]
+
+    def record(self, checkout: Checkout, intent: IntentResult, *, actor: str) -> bool:
+        """Record money Stripe took, once per PaymentIntent. True if this call recorded it.
+
+        Every payment of a checkout is recorded here, which leaves the checkout
+        SUCCEEDED in the same transaction; so a checkout in any other state has no
+        payment yet, and only a SUCCEEDED one needs the look-up (the unique reference
+        backs this).
+        """
+        if checkout.state == CheckoutStatus.SUCCEEDED and self._is_recorded(checkout, intent.id):
+            return False
+        customer = checkout.customer
+        items = self._payable_items(customer)
+        chosen_ids = {ci.invoice_id for ci in checkout.invoices}
+        allocations, unapplied = allocate_received(
+            intent.amount,
+            [i.open_item for i in items if i.invoice.id in chosen_ids],
+            [i.open_item for i in items if i.invoice.id not in chosen_ids],
+        )
+        invoices = {item.invoice.id: item.invoice for item in items}
+        # A later payment in the same batch sees what this one took.
+        taken = dict(allocations)
+        self._payable[customer.id] = [
+            replace(item, payable=item.payable - taken[item.invoice.id])
+            if item.invoice.id in taken
+            else item
+            for item in items
+            if taken.get(item.invoice.id) != item.payable
+        ]
+        self._references.add(intent.id)
+        payment = Payment(
             customer_id=customer.id,
-            subject=payment,
-            data={"amount_minor": unapplied.minor, "currency": unapplied.currency},
+            reference=intent.id,
+            source=PaymentSource.CARD,
+            amount_minor=intent.amount.minor,
+            currency=intent.amount.currency,
+            paid_on=customer_today(customer, self.now),
+            created_at=self.now,
+            checkout_id=checkout.id,
+            allocations=[
+                PaymentAllocation(invoice=invoices[i], amount_minor=m.minor) for i, m in allocations
+            ],
         )
-    if checkout.save_card and checkout.payment_method_id == intent.payment_method_id:
-        _keep_card(checkout, now=now)
-    queue_email(
-        customer,
-        kind="receipt",
-        template="receipt",
-        context={"payment": payment, "checkout": checkout},
-        now=now,
-        category=EmailCategory.TRANSACTIONAL,
-        dedupe_key=f"receipt:{payment.id}",
-        with_portal_link=True,
-    )
-    return True
+        db.session.add(payment)
+        if checkout.payment_intent_id is None:
+            checkout.payment_intent_id = intent.id
+        if checkout.state != CheckoutStatus.SUCCEEDED:
+            move_checkout(checkout, CheckoutStatus.SUCCEEDED, actor=actor, now=self.now)
+        if checkout.save_card and checkout.payment_method_id == intent.payment_method_id:
+            self._keep_card(checkout)
+        self._recorded.append(_Recorded(payment, checkout, allocations, unapplied, actor))
+        return True
 
-
-def _keep_card(checkout: Checkout, *, now: datetime) -> None:
-    """The customer's saved card becomes the one just used (one saved card per customer)."""
-    saved = saved_card_for_id(checkout.customer_id)
-    if saved is not None and saved.payment_method_id == checkout.payment_method_id:
-        return
-    if saved is not None:
-        db.session.delete(saved)
-        db.session.flush()
-    db.session.add(
-        SavedCard(
+    def _keep_card(self, checkout: Checkout) -> None:
+        """The customer's saved card becomes the one just used (one per customer)."""
+        saved = self._saved_card(checkout.customer_id)
+        if saved is not None and saved.payment_method_id == checkout.payment_method_id:
+            return
+        if saved is None:
+            saved = SavedCard(customer_id=checkout.customer_id)
+            db.session.add(saved)
+            self._saved[checkout.customer_id] = saved
+        saved.payment_method_id = str(checkout.payment_method_id)
+        saved.brand = checkout.card_brand or "card"
+        saved.last4 = checkout.card_last4 or ""
+        saved.saved_at = self.now
+        record_event(
+            "card.saved",
+            actor=_customer_actor(checkout.customer_id),
+            now=self.now,
             customer_id=checkout.customer_id,
-            payment_method_id=str(checkout.payment_method_id),
-            brand=checkout.card_brand or "card",
-            last4=checkout.card_last4 or "",
-            saved_at=now,
+            data={"brand": checkout.card_brand, "last4": checkout.card_last4},
         )
-    )
-    record_event(
-        "card.saved",
-        actor=_customer_actor(checkout.customer_id),
-        now=now,
-        customer_id=checkout.customer_id,
-        data={"brand": checkout.card_brand, "last4": checkout.card_last4},
-    )
+
+    def write(self) -> None:
+        """Flush what `record` added, then audit each payment and queue its receipt."""
+        recorded, self._recorded = self._recorded, []
+        if not recorded:
+            return
+        db.session.flush()  # payments get the ids their audit rows and receipts name
+        ttl = timedelta(days=current_app.config["ACCESS_LINK_TTL_DAYS"])
+        links = []
+        for entry in recorded:
+            self._audit(entry)
+            links.append(
+                new_link(entry.checkout.customer, now=self.now, ttl=ttl, purpose="receipt")
+            )
+        db.session.flush()  # the links get ids for their audit rows
+        for entry, link in zip(recorded, links, strict=True):
+            audit_issued(link, actor="system", now=self.now)
+            queue_email(
+                entry.checkout.customer,
+                kind="receipt",
+                template="receipt",
+                context={"payment": entry.payment, "checkout": entry.checkout},
+                now=self.now,
+                category=EmailCategory.TRANSACTIONAL,
+                dedupe_key=f"receipt:{entry.payment.id}",
+                portal_link=link,
+            )
+
+    def _audit(self, entry: _Recorded) -> None:
+        payment, checkout = entry.payment, entry.checkout
+        record_event(
+            "payment.received",
+            actor=entry.actor,
+            now=self.now,
+            customer_id=payment.customer_id,
+            subject=payment,
+            data={
+                "reference": payment.reference,
+                "amount_minor": payment.amount_minor,
+                "currency": payment.currency,
+                "checkout_id": checkout.id,
+                "allocations": {str(i): m.minor for i, m in entry.allocations},
+            },
+        )
+        if entry.unapplied.is_positive:
+            log.warning(
+                "payment %s: %s received that no invoice owes", payment.reference, entry.unapplied
+            )
+            record_event(
+                "payment.unapplied",
+                actor=entry.actor,
+                now=self.now,
+                customer_id=payment.customer_id,
+                subject=payment,
+                data={"amount_minor": entry.unapplied.minor, "currency": entry.unapplied.currency},
+            )
 
 
 def remove_saved_card(customer: Customer, *, now: datetime) -> bool:
@@ -845,125 +938,6 @@ def remove_saved_card(customer: Customer, *, now: datetime) -> bool:
         data={"brand": saved.brand, "last4": saved.last4},
     )
     return True
-
-
-# --- webhooks ---------------------------------------------------------------------------
-RELEVANT_EVENTS = frozenset(
-    {
-        "payment_intent.succeeded",
-        "payment_intent.payment_failed",
-        "payment_intent.canceled",
-        "payment_intent.requires_action",
-        "payment_intent.processing",
-    }
-)
-
-
-def apply_gateway_event(event: GatewayEvent, *, now: datetime) -> WebhookOutcome | None:
-    """Apply a verified Stripe event once. None when this event id was seen before."""
-    intent = event.intent()
-    event_row = _store_event_once(event, intent, now=now)
-    if event_row is None:
-        return None
-    outcome, checkout_id = _apply_event(event, intent, now=now)
-    db.session.execute(
-        _RECORD_OUTCOME, {"row": event_row, "outcome": outcome, "checkout_id": checkout_id}
-    )
-    return outcome
-
-
-def _store_event_once(
-    event: GatewayEvent, intent: IntentResult | None, *, now: datetime
-) -> int | None:
-    """Insert the event's row, or nothing if its id is known: the id of the new row, or None.
-
-    INSERT … ON CONFLICT DO NOTHING (PostgreSQL and SQLite alike): a concurrent delivery
-    of the same event waits for the first transaction, then finds the row and stops.
-    """
-    dialect = db.session.get_bind().dialect.name
-    return db.session.scalar(
-        _STORE_EVENT[dialect],
-        {
-            "event_id": event.id,
-            "type": event.type[:100],
-            "payment_intent_id": intent.id if intent else None,
-            "outcome": WebhookOutcome.IGNORED,
-            "received_at": now,
-        },
-    )
-
-
-# Built once and run on the table, not the mapped class: a webhook is a hot path, and
-# no WebhookEvent object is ever loaded in its session for the ORM to keep in step.
-_events = WebhookEvent.__table__
-_STORE_EVENT = {
-    name: insert(_events)
-    .on_conflict_do_nothing(index_elements=[_events.c.event_id])
-    .returning(_events.c.id)
-    for name, insert in (("postgresql", postgresql_insert), ("sqlite", sqlite_insert))
-}
-_RECORD_OUTCOME = (
-    update(_events)
-    .where(_events.c.id == bindparam("row"))
-    .values(outcome=bindparam("outcome"), checkout_id=bindparam("checkout_id"))
-)
-
-
-def _apply_event(
-    event: GatewayEvent, intent: IntentResult | None, *, now: datetime
-) -> tuple[WebhookOutcome, int | None]:
-    if intent is None or event.type not in RELEVANT_EVENTS:
-        return WebhookOutcome.IGNORED, None
-    checkout_id = _checkout_id_for(intent)
-    if checkout_id is None:
-        return WebhookOutcome.IGNORED, None
-    claimed_customer = intent.metadata.get(METADATA_CUSTOMER, "")
-    customer_id = int(claimed_customer) if claimed_customer.isdigit() else None
-    account = lock_account(customer_id) if customer_id is not None else None
-    checkout = _lock_checkout_if_any(checkout_id)
-    if checkout is None:
-        return WebhookOutcome.IGNORED, None
-    if account is None or not _intent_matches(checkout, account, intent):
-        log.error(
-            "event %s: PaymentIntent %s disagrees with checkout %s",
-            event.id,
-            intent.id,
-            checkout.id,
-        )
-        record_event(
-            "payment.mismatch",
-            actor="stripe",
-            now=now,
-            customer_id=checkout.customer_id,
-            subject=checkout,
-            data={
-                "event": event.id,
-                "payment_intent": intent.id,
-                "amount_minor": intent.amount.minor,
-                "currency": intent.amount.currency,
-            },
-        )
-        return WebhookOutcome.REJECTED, checkout.id
-    changed = _apply_intent(checkout, intent, actor="stripe", now=now)
-    return (WebhookOutcome.APPLIED if changed else WebhookOutcome.IGNORED), checkout.id
-
-
-def _checkout_id_for(intent: IntentResult) -> int | None:
-    """Our checkout for a PaymentIntent: by our metadata (set before Stripe answered us)."""
-    raw = intent.metadata.get(METADATA_CHECKOUT, "")
-    if raw.isdigit():
-        return int(raw)
-    return db.session.scalar(select(Checkout.id).where(Checkout.payment_intent_id == intent.id))
-
-
-def _intent_matches(checkout: Checkout, account: PaymentAccount, intent: IntentResult) -> bool:
-    """Credit nothing that is not exactly what we asked for, from whom we asked it."""
-    return (
-        intent.amount == checkout.amount
-        and account.customer_id == checkout.customer_id
-        and intent.metadata.get(METADATA_CUSTOMER) == str(checkout.customer_id)
-        and intent.customer_id == account.stripe_customer_id
-    )
 
 
 # --- refunds ----------------------------------------------------------------------------

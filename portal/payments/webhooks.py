@@ -1,4 +1,6 @@
-"""Stripe's webhook endpoint: verify the signature on the raw body, apply the event once."""
+"""Stripe's webhook endpoint: verify the signature on the raw body, store the event once.
+
+The worker applies it (`portal.payments.inbox`)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from flask import Blueprint, current_app, request
 from portal.db import utcnow
 from portal.extensions import csrf, db, limiter
 from portal.payments.gateway import BadSignature, gateway_from_config, is_enabled
-from portal.payments.services import apply_gateway_event
+from portal.payments.inbox import receive_event
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +30,7 @@ def receive():  # type: ignore[no-untyped-def]
     except BadSignature:
         log.warning("webhook refused: bad or stale signature")
         return "", 400  # nothing written
-    outcome = apply_gateway_event(event, now=utcnow())
+    receipt = receive_event(event, now=utcnow())
     db.session.commit()
     # 200 for duplicates and for events we ignore, or Stripe would keep retrying them.
-    return {"received": event.id, "outcome": outcome.value if outcome else "duplicate"}, 200
+    return {"received": event.id, "status": receipt.value}, 200

@@ -23,11 +23,16 @@ NOON = datetime(2026, 11, 23, 17, 0, tzinfo=UTC)
 
 def test_run_logs_every_job_and_reschedules_it(db_session):
     outcomes = run_jobs(now=NOON, runner="r1")
-    assert {o.kind: o.outcome for o in outcomes} == {"schedule_emails": "ok", "deliver_email": "ok"}
+    assert {o.kind: o.outcome for o in outcomes} == {
+        "schedule_emails": "ok",
+        "deliver_email": "ok",
+        "apply_webhooks": "ok",
+    }
     runs = db.session.scalars(select(JobRun).order_by(JobRun.id)).all()
     assert [(r.kind, r.outcome, r.runner) for r in runs] == [
         ("schedule_emails", "ok", "r1"),
         ("deliver_email", "ok", "r1"),
+        ("apply_webhooks", "ok", "r1"),
     ]
     assert all(r.finished_at is not None for r in runs)
     schedule = db.session.get(JobSchedule, "deliver_email")
@@ -60,7 +65,11 @@ def test_job_held_by_a_live_runner_is_not_run_again(db_session):
     if db.engine.dialect.name == "sqlite":
         assert by_kind == {SQLITE_RUNNER_LOCK: "skipped"}  # the single-runner lock
     else:
-        assert by_kind == {"schedule_emails": "ok", "deliver_email": "skipped"}
+        assert by_kind == {
+            "schedule_emails": "ok",
+            "deliver_email": "skipped",
+            "apply_webhooks": "ok",
+        }
     # once the lease runs out, the job is free again
     outcomes = run_jobs(now=NOON + timedelta(hours=2), runner="r1", force=True)
     assert {o.kind: o.outcome for o in outcomes}["deliver_email"] == "ok"
@@ -81,6 +90,7 @@ def test_a_failing_job_is_logged_and_the_runner_goes_on(db_session, app, monkeyp
     assert [(o.kind, o.outcome) for o in outcomes] == [
         ("schedule_emails", "error"),
         ("deliver_email", "ok"),
+        ("apply_webhooks", "ok"),
     ]
     assert "RuntimeError: boom" in outcomes[0].detail
 

@@ -20,12 +20,11 @@ from portal.payments.models import Payment, Refund, WebhookOutcome
 from portal.payments.queries import account_for
 from portal.payments.services import (
     RefundRefused,
-    apply_gateway_event,
     current_gateway,
     refund_payment,
 )
 from tests.factories import make_customer, make_invoice, make_payment
-from tests.stripe_journeys import pay
+from tests.stripe_journeys import deliver, pay
 
 pytest_plugins = ["tests.stripe_server"]
 pytestmark = pytest.mark.usefixtures("stripe_app", "request_context")
@@ -124,7 +123,7 @@ def test_a_second_charge_is_recorded_unapplied_and_refunded_without_reopening(lo
     )
     raw = localstripe.get(f"/v1/payment_intents/{intent.id}")
     event = GatewayEvent("evt_second", "payment_intent.succeeded", int(time.time()), raw)
-    assert apply_gateway_event(event, now=utcnow()) == WebhookOutcome.APPLIED
+    assert deliver(event) == WebhookOutcome.APPLIED
     # then the money is in the ledger, applied to nothing, and flagged for staff
     second = db.session.scalar(select(Payment).where(Payment.reference == intent.id))
     assert second.allocations == []

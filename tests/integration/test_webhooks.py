@@ -1,4 +1,5 @@
-"""Stripe's webhook: signed on the raw body, stored by event id, applied once, never backwards."""
+"""Stripe's webhook: signed on the raw body, stored by event id on receipt, then applied by
+the worker once, never backwards."""
 
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ from portal.extensions import db
 from portal.notifications.models import OutboxMessage
 from portal.payments.gateway import GatewayEvent, StripeGateway
 from portal.payments.models import Checkout, CheckoutStatus, Payment, WebhookEvent
-from portal.payments.services import apply_gateway_event
+from portal.payments.inbox import apply_pending_events
 from tests.factories import make_customer, make_invoice
-from tests.stripe_journeys import CARD_3DS, WEBHOOK_SECRET, event_body, pay, signature
+from tests.stripe_journeys import CARD_3DS, WEBHOOK_SECRET, deliver, event_body, pay, signature
 
 pytest_plugins = ["tests.stripe_server"]
 pytestmark = pytest.mark.usefixtures("stripe_app")
@@ -31,6 +32,18 @@ def _post(client, body: str, header: str | None = None):
     if header is not False:
         headers["Stripe-Signature"] = header or signature(body)
     return client.post(URL, data=body, headers=headers)
+
+
+def _deliver(client, body: str) -> str:
+    """Post as Stripe does, then let the worker apply what is pending: the stored outcome."""
+    response = _post(client, body)
+    assert response.status_code == 200, response.data
+    apply_pending_events(now=utcnow())
+    return _outcome(json.loads(body)["id"])
+
+
+def _outcome(event_id: str) -> str | None:
+    return db.session.scalar(select(WebhookEvent.outcome).where(WebhookEvent.event_id == event_id))
 
 
 def _count(model) -> int:
@@ -64,7 +77,10 @@ def test_succeeded_event_records_the_payment(client, localstripe):
     body = event_body("evt_ok_1", "payment_intent.succeeded", _intent(localstripe, checkout))
     response = _post(client, body)
     assert response.status_code == 200
-    assert response.json["outcome"] == "applied"
+    assert response.json == {"received": "evt_ok_1", "status": "queued"}
+    assert _count(Payment) == 0  # stored, answered, not applied yet
+    assert apply_pending_events(now=utcnow()) == 1
+    assert _outcome("evt_ok_1") == "applied"
     assert checkout.state == CheckoutStatus.SUCCEEDED
     [payment] = db.session.scalars(select(Payment).where(Payment.checkout_id == checkout.id)).all()
     assert payment.reference == checkout.payment_intent_id
@@ -76,10 +92,11 @@ def test_succeeded_event_records_the_payment(client, localstripe):
 def test_a_duplicate_delivery_changes_nothing(client, localstripe):
     checkout = _awaiting_bank(localstripe)
     body = event_body("evt_dup", "payment_intent.succeeded", _intent(localstripe, checkout))
-    assert _post(client, body).json["outcome"] == "applied"
+    assert _deliver(client, body) == "applied"
     again = _post(client, body)
     assert again.status_code == 200
-    assert again.json["outcome"] == "duplicate"
+    assert again.json["status"] == "duplicate"
+    assert apply_pending_events(now=utcnow()) == 0
     assert _count(Payment) == 1
     assert _count(WebhookEvent) == 1
     assert db.session.scalar(select(func.count()).where(OutboxMessage.kind == "receipt")) == 1
@@ -88,9 +105,8 @@ def test_a_duplicate_delivery_changes_nothing(client, localstripe):
 def test_two_events_about_one_payment_credit_it_once(client, localstripe):
     checkout = _awaiting_bank(localstripe)
     intent = _intent(localstripe, checkout)
-    _post(client, event_body("evt_a", "payment_intent.succeeded", intent))
-    second = _post(client, event_body("evt_b", "payment_intent.succeeded", intent))
-    assert second.json["outcome"] == "ignored"
+    assert _deliver(client, event_body("evt_a", "payment_intent.succeeded", intent)) == "applied"
+    assert _deliver(client, event_body("evt_b", "payment_intent.succeeded", intent)) == "ignored"
     assert _count(Payment) == 1
 
 
@@ -98,18 +114,18 @@ def test_a_late_failure_never_undoes_a_success(client, localstripe):
     # given a payment recorded on success
     checkout = _awaiting_bank(localstripe)
     intent = _intent(localstripe, checkout)
-    _post(client, event_body("evt_s", "payment_intent.succeeded", intent))
+    _deliver(client, event_body("evt_s", "payment_intent.succeeded", intent))
     # when an older failure arrives late (out of order)
     failed = intent | {
         "status": "requires_payment_method",
         "last_payment_error": {"code": "card_declined", "message": "Your card was declined."},
     }
-    response = _post(
+    outcome = _deliver(
         client,
         event_body("evt_f", "payment_intent.payment_failed", failed, created=int(time.time()) - 60),
     )
     # then it is stored and ignored
-    assert response.json["outcome"] == "ignored"
+    assert outcome == "ignored"
     assert checkout.state == CheckoutStatus.SUCCEEDED
     assert _count(Payment) == 1
 
@@ -121,7 +137,7 @@ def test_a_failure_while_waiting_for_the_bank_reopens_the_checkout(client, local
         checkout = pay(localstripe, customer, ["INV-WH-FAIL"], card=CARD_3DS)
     localstripe.authenticate(checkout.payment_intent_id, success=False)
     body = event_body("evt_fail", "payment_intent.payment_failed", _intent(localstripe, checkout))
-    assert _post(client, body).json["outcome"] == "applied"
+    assert _deliver(client, body) == "applied"
     assert checkout.state == CheckoutStatus.OPEN
     assert checkout.last_error_code == "payment_intent_authentication_failure"
     assert _count(Payment) == 0
@@ -137,7 +153,7 @@ def test_the_webhook_may_arrive_before_stripes_answer(db_session, localstripe, m
         intent = original(self, **kwargs)
         raw = localstripe.get(f"/v1/payment_intents/{intent.id}")
         event = GatewayEvent("evt_early", "payment_intent.succeeded", int(time.time()), raw)
-        assert apply_gateway_event(event, now=utcnow()).value == "applied"
+        assert deliver(event) == "applied"
         return intent
 
     monkeypatch.setattr(StripeGateway, "create_payment", create_then_deliver)
@@ -175,13 +191,10 @@ def test_a_bad_signature_is_a_400_and_writes_nothing(client, localstripe, proble
 
 def test_an_event_that_is_not_ours_is_stored_and_ignored(client):
     body = event_body("evt_customer", "customer.created", {"object": "customer", "id": "cus_x"})
-    assert _post(client, body).json["outcome"] == "ignored"
+    assert _post(client, body).json["status"] == "ignored"
     other = {"object": "payment_intent", "id": "pi_other", "amount": 500, "currency": "usd",
              "status": "succeeded", "metadata": {}}  # fmt: skip
-    assert (
-        _post(client, event_body("evt_other", "payment_intent.succeeded", other)).json["outcome"]
-        == "ignored"
-    )
+    assert _deliver(client, event_body("evt_other", "payment_intent.succeeded", other)) == "ignored"
     assert _count(WebhookEvent) == 2
     assert _count(Payment) == 0
 
@@ -189,8 +202,9 @@ def test_an_event_that_is_not_ours_is_stored_and_ignored(client):
 def test_an_amount_that_disagrees_with_our_record_is_never_credited(client, localstripe):
     checkout = _awaiting_bank(localstripe)
     forged = _intent(localstripe, checkout) | {"amount": 1}
-    response = _post(client, event_body("evt_forged", "payment_intent.succeeded", forged))
-    assert response.json["outcome"] == "rejected"
+    assert _deliver(client, event_body("evt_forged", "payment_intent.succeeded", forged)) == (
+        "rejected"
+    )
     assert _count(Payment) == 0
     assert checkout.state == CheckoutStatus.REQUIRES_ACTION
     audit = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "payment.mismatch"))
@@ -201,8 +215,7 @@ def test_metadata_naming_another_customer_is_rejected(client, localstripe):
     checkout = _awaiting_bank(localstripe)
     intent = _intent(localstripe, checkout)
     intent["metadata"] = dict(intent["metadata"], portal_customer="999999")
-    response = _post(client, event_body("evt_meta", "payment_intent.succeeded", intent))
-    assert response.json["outcome"] == "rejected"
+    assert _deliver(client, event_body("evt_meta", "payment_intent.succeeded", intent)) == "rejected"
     assert _count(Payment) == 0
 
 

@@ -1,0 +1,375 @@
+"""Stripe's events: stored on receipt, applied in batches. The webhook inbox.
+
+Receiving (`receive_event`, from the webhook view): the view has checked the signature
+on the raw body; the event is inserted by its Stripe id (INSERT … ON CONFLICT DO
+NOTHING) with what applying it needs, and Stripe gets its 200 as soon as that commits.
+A duplicate delivery inserts nothing and changes nothing. This is Stripe's advice:
+answer 2xx before any complex logic (https://docs.stripe.com/webhooks, "Quickly return
+a 2xx response").
+
+Applying (`apply_pending_events`, from the worker; on PostgreSQL a NOTIFY wakes it the
+moment an event commits): pending rows are claimed oldest first with FOR UPDATE SKIP
+LOCKED, so appliers take disjoint batches. A batch is applied in one transaction that
+also records each event's outcome, so an event is applied and marked together or not
+at all, and never twice. The batch takes the customers' payment-account locks in
+ascending order, then the checkouts' in ascending order: the order of a single payment
+(see `portal.payments.services`), so no lock cycle is possible. What applying an event
+means is unchanged from a single payment: `services.apply_intent`, which never moves a
+checkout backwards, and `services.Ledger`, which records a PaymentIntent once.
+
+A batch that raises is retried one event at a time, each in a savepoint, so one bad
+event cannot hold the others back; an event that raises MAX_ATTEMPTS times is marked
+FAILED and logged for staff.
+
+On SQLite (development) the claim first takes the database's single writer lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import psycopg
+from sqlalchemy import URL, bindparam, select, text, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import joinedload, selectinload
+
+from portal.audit.services import record_event
+from portal.extensions import db
+from portal.payments.gateway import GatewayEvent, IntentResult
+from portal.payments.models import Checkout, PaymentAccount, WebhookEvent, WebhookOutcome
+from portal.payments.services import (
+    METADATA_CHECKOUT,
+    METADATA_CUSTOMER,
+    Ledger,
+    apply_intent,
+)
+
+log = logging.getLogger(__name__)
+
+RELEVANT_EVENTS = frozenset(
+    {
+        "payment_intent.succeeded",
+        "payment_intent.payment_failed",
+        "payment_intent.canceled",
+        "payment_intent.requires_action",
+        "payment_intent.processing",
+    }
+)
+BATCH_SIZE = 200
+MAX_ATTEMPTS = 5
+NOTIFY_CHANNEL = "portal_webhook_events"
+
+
+class Receipt(StrEnum):
+    QUEUED = "queued"  # stored, to be applied
+    IGNORED = "ignored"  # stored, but not a type the portal acts on
+    DUPLICATE = "duplicate"  # this event id was stored before: nothing written
+
+
+def receive_event(event: GatewayEvent, *, now: datetime) -> Receipt:
+    """Store a verified event once, in the caller's transaction (commit, then answer 200)."""
+    intent = event.intent()
+    relevant = intent is not None and event.type in RELEVANT_EVENTS
+    dialect = db.session.get_bind().dialect.name
+    stored = db.session.scalar(
+        _STORE[dialect],
+        {
+            "event_id": event.id,
+            "type": event.type[:100],
+            "payment_intent_id": intent.id if intent else None,
+            "outcome": WebhookOutcome.PENDING if relevant else WebhookOutcome.IGNORED,
+            "payload": {"created": event.created, "data": event.kept()} if relevant else None,
+            "received_at": now,
+            "processed_at": None if relevant else now,
+        },
+    )
+    if stored is None:
+        return Receipt.DUPLICATE
+    if not relevant:
+        return Receipt.IGNORED
+    if dialect == "postgresql":
+        db.session.execute(_NOTIFY)  # delivered to the worker when this commits
+    return Receipt.QUEUED
+
+
+# Built once and run on the table: receiving is the hot path, and no WebhookEvent object
+# is ever loaded for the ORM to keep in step.
+_events = WebhookEvent.__table__
+_STORE = {
+    name: insert(_events)
+    .on_conflict_do_nothing(index_elements=[_events.c.event_id])
+    .returning(_events.c.id)
+    for name, insert in (("postgresql", postgresql_insert), ("sqlite", sqlite_insert))
+}
+_NOTIFY = text(f"SELECT pg_notify('{NOTIFY_CHANNEL}', '')")
+_PENDING = (
+    select(_events.c.id, _events.c.event_id, _events.c.type, _events.c.payload, _events.c.attempts)
+    .where(_events.c.outcome == WebhookOutcome.PENDING)
+    .order_by(_events.c.id)
+    .limit(bindparam("limit"))
+)
+_ANY_PENDING = select(_events.c.id).where(_events.c.outcome == WebhookOutcome.PENDING).limit(1)
+_CLAIM = {"postgresql": _PENDING.with_for_update(skip_locked=True), "sqlite": _PENDING}
+# SQLite has no row locks: a write takes the one writer lock before the rows are read.
+_TAKE_SQLITE_WRITER_LOCK = (
+    update(_events).where(_events.c.id == -1).values(attempts=_events.c.attempts)
+)
+_FINISH = (
+    update(_events)
+    .where(_events.c.id == bindparam("row"))
+    .values(
+        outcome=bindparam("outcome"),
+        checkout_id=bindparam("checkout"),
+        attempts=bindparam("tries"),
+        last_error=bindparam("error"),
+        processed_at=bindparam("done"),
+    )
+)
+
+
+# --- applying -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Pending:
+    row: int
+    event_id: str
+    type: str
+    attempts: int
+    intent: IntentResult | None
+
+
+@dataclass(frozen=True)
+class _Result:
+    outcome: WebhookOutcome
+    checkout_id: int | None = None
+    error: str | None = None
+
+
+def apply_pending_events(*, now: datetime, limit: int = BATCH_SIZE) -> int:
+    """Claim and apply up to `limit` pending events in the caller's transaction, which
+    the caller commits. The number claimed: 0 when there is nothing left to do."""
+    dialect = db.session.get_bind().dialect.name
+    if dialect == "sqlite":
+        db.session.execute(_TAKE_SQLITE_WRITER_LOCK)
+    rows = db.session.execute(_CLAIM[dialect], {"limit": limit}).all()
+    if not rows:
+        return 0
+    pending = [_pending(*row) for row in rows]
+    try:
+        with db.session.begin_nested():
+            results = _apply_batch(pending, now=now)
+    except Exception:  # a bug or a broken event: find which, one by one
+        log.exception("a batch of %d webhook events failed; applying them one by one", len(rows))
+        results = {event.row: _apply_alone(event, now=now) for event in pending}
+    db.session.execute(
+        _FINISH,
+        [_finish_parameters(event, results[event.row], now=now) for event in pending],
+    )
+    return len(pending)
+
+
+def apply_all_pending(*, now: datetime) -> int:
+    """Apply pending events batch after batch, committing each, until none is left."""
+    if db.session.scalar(_ANY_PENDING) is None:
+        db.session.commit()  # ends the read; on SQLite, no writer lock taken for nothing
+        return 0
+    total = 0
+    while claimed := apply_pending_events(now=now):
+        db.session.commit()
+        total += claimed
+    db.session.commit()
+    return total
+
+
+def _pending(row: int, event_id: str, type_: str, payload: Any, attempts: int) -> _Pending:
+    data = (payload or {}).get("data") or {}
+    created = int((payload or {}).get("created") or 0)
+    return _Pending(
+        row, event_id, type_, attempts, GatewayEvent(event_id, type_, created, data).intent()
+    )
+
+
+def _finish_parameters(event: _Pending, result: _Result, *, now: datetime) -> dict[str, Any]:
+    if result.error is None:
+        return {
+            "row": event.row,
+            "outcome": result.outcome,
+            "checkout": result.checkout_id,
+            "tries": event.attempts + 1,
+            "error": None,
+            "done": now,
+        }
+    tries = event.attempts + 1
+    gave_up = tries >= MAX_ATTEMPTS
+    if gave_up:
+        log.error("webhook event %s failed %d times; left for staff", event.event_id, tries)
+    return {
+        "row": event.row,
+        "outcome": WebhookOutcome.FAILED if gave_up else WebhookOutcome.PENDING,
+        "checkout": None,
+        "tries": tries,
+        "error": result.error[:200],
+        "done": now if gave_up else None,
+    }
+
+
+def _apply_alone(event: _Pending, *, now: datetime) -> _Result:
+    try:
+        with db.session.begin_nested():
+            return _apply_batch([event], now=now)[event.row]
+    except Exception as error:
+        log.exception("webhook event %s could not be applied", event.event_id)
+        return _Result(WebhookOutcome.PENDING, error=f"{type(error).__name__}: {error}")
+
+
+def _apply_batch(events: Sequence[_Pending], *, now: datetime) -> dict[int, _Result]:
+    """Lock what the events touch, in the one lock order, then apply them in turn."""
+    wanted = {event.row: _checkout_id_for(event.intent) for event in events}
+    accounts = _lock_accounts(_claimed_customers(events))
+    checkouts = _lock_checkouts({c for c in wanted.values() if c is not None})
+    ledger = Ledger(now=now)
+    ledger.prefetch(
+        [
+            checkouts[checkout_id]
+            for event in events
+            if (checkout_id := wanted[event.row]) in checkouts
+            and event.intent is not None
+            and event.intent.is_succeeded
+        ]
+    )
+    results = {}
+    for event in events:
+        checkout = checkouts.get(wanted[event.row])  # type: ignore[arg-type]
+        results[event.row] = _apply_one(event, checkout, accounts, ledger, now=now)
+    ledger.write()
+    return results
+
+
+def _apply_one(
+    event: _Pending,
+    checkout: Checkout | None,
+    accounts: dict[int, PaymentAccount],
+    ledger: Ledger,
+    *,
+    now: datetime,
+) -> _Result:
+    intent = event.intent
+    if intent is None or checkout is None:
+        return _Result(WebhookOutcome.IGNORED)
+    account = accounts.get(checkout.customer_id)
+    if account is None or not _intent_matches(checkout, account, intent):
+        log.error(
+            "event %s: PaymentIntent %s disagrees with checkout %s",
+            event.event_id,
+            intent.id,
+            checkout.id,
+        )
+        record_event(
+            "payment.mismatch",
+            actor="stripe",
+            now=now,
+            customer_id=checkout.customer_id,
+            subject=checkout,
+            data={
+                "event": event.event_id,
+                "payment_intent": intent.id,
+                "amount_minor": intent.amount.minor,
+                "currency": intent.amount.currency,
+            },
+        )
+        return _Result(WebhookOutcome.REJECTED, checkout.id)
+    changed = apply_intent(checkout, intent, actor="stripe", ledger=ledger)
+    return _Result(WebhookOutcome.APPLIED if changed else WebhookOutcome.IGNORED, checkout.id)
+
+
+def _claimed_customers(events: Iterable[_Pending]) -> set[int]:
+    """The customers the events name in our metadata (checked against the checkout later)."""
+    claimed = (e.intent.metadata.get(METADATA_CUSTOMER, "") for e in events if e.intent)
+    return {int(c) for c in claimed if c.isdigit()}
+
+
+def _checkout_id_for(intent: IntentResult | None) -> int | None:
+    """Our checkout for a PaymentIntent: by our metadata (set before Stripe answered us)."""
+    if intent is None:
+        return None
+    raw = intent.metadata.get(METADATA_CHECKOUT, "")
+    if raw.isdigit():
+        return int(raw)
+    return db.session.scalar(select(Checkout.id).where(Checkout.payment_intent_id == intent.id))
+
+
+def _lock_accounts(customer_ids: set[int]) -> dict[int, PaymentAccount]:
+    """Lock 1, for several customers: ascending, as two batches must agree on the order."""
+    if not customer_ids:
+        return {}
+    query = (
+        select(PaymentAccount)
+        .where(PaymentAccount.customer_id.in_(sorted(customer_ids)))
+        .order_by(PaymentAccount.customer_id)
+        .execution_options(populate_existing=True)
+    )
+    if db.session.get_bind().dialect.name != "sqlite":  # SQLite: the claim took the writer lock
+        query = query.with_for_update()
+    return {account.customer_id: account for account in db.session.scalars(query)}
+
+
+def _lock_checkouts(checkout_ids: set[int]) -> dict[int, Checkout]:
+    """Lock 2, for several checkouts: ascending, each read afresh with what applying needs."""
+    if not checkout_ids:
+        return {}
+    query = (
+        select(Checkout)
+        .where(Checkout.id.in_(sorted(checkout_ids)))
+        .order_by(Checkout.id)
+        .options(joinedload(Checkout.customer, innerjoin=True), selectinload(Checkout.invoices))
+        .execution_options(populate_existing=True)
+    )
+    if db.session.get_bind().dialect.name != "sqlite":
+        query = query.with_for_update(of=Checkout)
+    return {checkout.id: checkout for checkout in db.session.scalars(query).unique()}
+
+
+def _intent_matches(checkout: Checkout, account: PaymentAccount, intent: IntentResult) -> bool:
+    """Credit nothing that is not exactly what we asked for, from whom we asked it."""
+    return (
+        intent.amount == checkout.amount
+        and account.customer_id == checkout.customer_id
+        and intent.metadata.get(METADATA_CUSTOMER) == str(checkout.customer_id)
+        and intent.customer_id == account.stripe_customer_id
+    )
+
+
+# --- waiting for events ----------------------------------------------------------------------
+class EventWaiter:
+    """Lets the worker sleep until an event is stored (PostgreSQL LISTEN), or poll (SQLite)."""
+
+    def __init__(self, database_url: URL, *, poll_seconds: float) -> None:
+        self.poll_seconds = poll_seconds
+        self._connection: psycopg.Connection[Any] | None = None
+        if database_url.get_backend_name() == "postgresql":
+            conninfo = database_url.set(drivername="postgresql").render_as_string(
+                hide_password=False
+            )
+            self._connection = psycopg.connect(conninfo, autocommit=True)
+            self._connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
+
+    def wait(self, seconds: float) -> None:
+        """Return when an event may be pending, or after `seconds` at most."""
+        if self._connection is None:
+            time.sleep(min(seconds, self.poll_seconds))
+            return
+        for _ in self._connection.notifies(timeout=seconds, stop_after=1):
+            pass
+        # Several events may have committed meanwhile: one pass applies them all.
+        for _ in self._connection.notifies(timeout=0):
+            pass
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
