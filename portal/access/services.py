@@ -8,11 +8,12 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import func, select
 
 from portal.access.models import AccessLink
-from portal.audit.services import record_event
+from portal.audit.services import audit_row, record_event
 from portal.customers.models import Customer
 from portal.errors import DomainError
 from portal.extensions import db
@@ -60,49 +61,53 @@ def issue_link(
     invoice: Invoice | None = None,
     purpose: str = "manual",
 ) -> IssuedLink:
-    """Create a link to this customer's account (or one of their invoices), audited."""
-    issued = new_link(customer, now=now, ttl=ttl, invoice=invoice, purpose=purpose)
-    db.session.flush()
-    audit_issued(issued, actor=actor, now=now)
-    return issued
-
-
-def new_link(
-    customer: Customer,
-    *,
-    now: datetime,
-    ttl: timedelta,
-    invoice: Invoice | None = None,
-    purpose: str = "manual",
-) -> IssuedLink:
-    """The link row, added but not flushed: for callers issuing many links in one flush.
-    They must `audit_issued` each once it has its id."""
+    """Create a link to this customer's account (or one of their invoices)."""
     if invoice is not None and invoice.customer_id != customer.id:
         raise DomainError("the invoice belongs to another customer")
-    if ttl <= timedelta(0):
-        raise DomainError("a link must live for a positive time")
-    token = secrets.token_urlsafe(TOKEN_BYTES)
-    link = AccessLink(
-        customer_id=customer.id,
-        invoice=invoice,
-        token_hash=hash_token(token),
-        purpose=purpose,
-        created_at=now,
-        expires_at=now + ttl,
-    )
+    row, token = new_link_row(customer.id, now=now, ttl=ttl, purpose=purpose)
+    link = AccessLink(**row, invoice_id=invoice.id if invoice else None)
     db.session.add(link)
-    return IssuedLink(link, token)
-
-
-def audit_issued(issued: IssuedLink, *, actor: str, now: datetime) -> None:
-    link = issued.link
+    db.session.flush()
     record_event(
         "link.issued",
         actor=actor,
         now=now,
-        customer_id=link.customer_id,
+        customer_id=customer.id,
         subject=link,
-        data={"purpose": link.purpose, "invoice": link.invoice.number if link.invoice else None},
+        data={"purpose": purpose, "invoice": invoice.number if invoice else None},
+    )
+    return IssuedLink(link, token)
+
+
+def new_link_row(
+    customer_id: int, *, now: datetime, ttl: timedelta, purpose: str
+) -> tuple[dict[str, Any], str]:
+    """An account link's row, for a bulk insert, and its token (shown once, never stored).
+
+    Whoever inserts it audits it with `link_issued_row`, as `issue_link` does."""
+    if ttl <= timedelta(0):
+        raise DomainError("a link must live for a positive time")
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    row = {
+        "customer_id": customer_id,
+        "token_hash": hash_token(token),
+        "purpose": purpose,
+        "created_at": now,
+        "expires_at": now + ttl,
+    }
+    return row, token
+
+
+def link_issued_row(
+    link_id: int, customer_id: int, *, purpose: str, actor: str, now: datetime
+) -> dict[str, Any]:
+    return audit_row(
+        "link.issued",
+        actor=actor,
+        now=now,
+        customer_id=customer_id,
+        subject=("access_links", link_id),
+        data={"purpose": purpose, "invoice": None},
     )
 
 

@@ -28,3 +28,26 @@ def record_event(
     )
     db.session.add(event)
     return event
+
+
+def audit_row(
+    action: str,
+    *,
+    actor: str,
+    now: datetime,
+    customer_id: int | None,
+    subject: tuple[str, int] | None = None,
+    data: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An audit row for a bulk insert (`insert(AuditEvent)` with a list of these);
+    `subject` is (table name, id)."""
+    subject_type, subject_id = subject if subject else (None, None)
+    return {
+        "action": action,
+        "actor": actor,
+        "occurred_at": now,
+        "customer_id": customer_id,
+        "subject_type": subject_type,
+        "subject_id": subject_id,
+        "data": data or {},
+    }

@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal.db import UTCDateTime, utcnow
@@ -59,6 +60,11 @@ class OutboxMessage(db.Model):
         ),
         CheckConstraint("category IN ('collection', 'transactional')", name="category_known"),
         CheckConstraint("attempts >= 0", name="attempts_not_negative"),
+        # Rendered when queued, or renderable when sent (`template` and its `context`).
+        CheckConstraint(
+            "(subject IS NOT NULL AND body_text IS NOT NULL) OR template IS NOT NULL",
+            name="rendered_or_renderable",
+        ),
         Index("ix_outbox_messages_status_due", "status", "not_before"),
     )
 
@@ -76,10 +82,13 @@ class OutboxMessage(db.Model):
     message_id: Mapped[str] = mapped_column(String(200), unique=True)
     to_address: Mapped[str] = mapped_column(String(254))
     locale: Mapped[str] = mapped_column(String(8))
-    subject: Mapped[str] = mapped_column(String(300))
-    body_text: Mapped[str] = mapped_column(Text)
+    subject: Mapped[str | None] = mapped_column(String(300))
+    body_text: Mapped[str | None] = mapped_column(Text)
     body_html: Mapped[str | None] = mapped_column(Text)
     unsubscribe_url: Mapped[str | None] = mapped_column(String(500))
+    # For an email rendered when sent (`services.deferred_email_row`): what to render.
+    template: Mapped[str | None] = mapped_column(String(60))
+    context: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16), default=OutboxStatus.QUEUED)
     attempts: Mapped[int] = mapped_column(default=0)
     not_before: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -13,10 +13,10 @@ SKIP LOCKED on PostgreSQL; one runner at a time on SQLite, see `portal.jobs.runn
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flask import current_app, render_template
 from flask_babel import force_locale
@@ -31,9 +31,6 @@ from portal.extensions import db
 from portal.i18n import zone_or_default
 from portal.invoices.models import Invoice
 from portal.money import Money
-
-if TYPE_CHECKING:
-    from portal.access.services import IssuedLink
 from portal.notifications.models import (
     EmailCategory,
     EmailOptOut,
@@ -123,20 +120,16 @@ def queue_email(
     invoice: Invoice | None = None,
     dedupe_key: str | None = None,
     with_portal_link: bool = False,
-    portal_link: IssuedLink | None = None,
 ) -> OutboxMessage | None:
     """Render `emails/<template>.{subject.txt,txt,html}` in the customer's locale into the outbox.
 
     Collection email to an opted-out customer is not queued (None). With
-    `with_portal_link`, a fresh link (to `invoice` if given) is issued for the email;
-    a caller that issued it already passes it as `portal_link`.
+    `with_portal_link`, a fresh link (to `invoice` if given) is issued for the email.
     """
     if category == EmailCategory.COLLECTION and is_opted_out(customer.id):
         return None
     context = {"customer": customer, "invoice": invoice, **context}
-    if portal_link is not None:
-        context["portal_url"] = portal_link.url(current_app.config["PORTAL_BASE_URL"])
-    elif with_portal_link:
+    if with_portal_link:
         from portal.access.services import issue_link
 
         issued = issue_link(
@@ -152,16 +145,7 @@ def queue_email(
     if category == EmailCategory.COLLECTION and customer.is_consumer:
         opt_out_url = unsubscribe_url(customer)
     locale = locale_for(customer)
-    with force_locale(locale):
-        context |= {
-            "locale": locale,
-            "category": category.value,
-            "opt_out_url": opt_out_url,
-            "is_debt_collector": current_app.config["CREDITOR_IS_DEBT_COLLECTOR"],
-        }
-        subject = render_template(f"emails/{template}.subject.txt", **context).strip()
-        text = render_template(f"emails/{template}.txt", **context)
-        html = render_template(f"emails/{template}.html", **context)
+    subject, text, html = _render(template, context, locale, category, opt_out_url)
     message = OutboxMessage(
         message_id=new_message_id(),
         customer_id=customer.id,
@@ -180,6 +164,86 @@ def queue_email(
     )
     db.session.add(message)
     return message
+
+
+def _render(
+    template: str,
+    context: dict[str, Any],
+    locale: str,
+    category: str,
+    opt_out_url: str | None,
+) -> tuple[str, str, str]:
+    """`emails/<template>.{subject.txt,txt,html}` in `locale`: (subject, text, html)."""
+    with force_locale(locale):
+        context = context | {
+            "locale": locale,
+            "category": str(category),
+            "opt_out_url": opt_out_url,
+            "is_debt_collector": current_app.config["CREDITOR_IS_DEBT_COLLECTOR"],
+        }
+        subject = render_template(f"emails/{template}.subject.txt", **context).strip()
+        text = render_template(f"emails/{template}.txt", **context)
+        html = render_template(f"emails/{template}.html", **context)
+    return subject, text, html
+
+
+# --- emails rendered when they are sent -------------------------------------------------
+# A hot path (a batch of card payments) queues a transactional email as a row naming its
+# template and the ids its context is loaded from; the runner renders it just before
+# sending and keeps what it sent in the row. The module that owns the data registers how
+# to load it (`renders_later`). The context is JSON; a portal link in it is as secret as
+# the rendered body of any other queued email, which holds the same link.
+ContextLoader = Callable[[Mapping[str, Any]], dict[str, Any]]
+_CONTEXT_LOADERS: dict[str, ContextLoader] = {}
+
+
+def renders_later(template: str) -> Callable[[ContextLoader], ContextLoader]:
+    """Register how to load the context of `template` from the JSON stored with it."""
+
+    def register(loader: ContextLoader) -> ContextLoader:
+        _CONTEXT_LOADERS[template] = loader
+        return loader
+
+    return register
+
+
+def deferred_email_row(
+    customer: Customer,
+    *,
+    kind: str,
+    template: str,
+    context: dict[str, Any],
+    now: datetime,
+    dedupe_key: str,
+) -> dict[str, Any]:
+    """The outbox row of a transactional email to render when sent, for a bulk insert."""
+    if template not in _CONTEXT_LOADERS:
+        raise ValueError(f"no context loader registered for email template {template!r}")
+    return {
+        "message_id": new_message_id(),
+        "customer_id": customer.id,
+        "invoice_id": None,
+        "kind": kind,
+        "category": EmailCategory.TRANSACTIONAL,
+        "dedupe_key": dedupe_key,
+        "to_address": customer.email,
+        "locale": locale_for(customer),
+        "template": template,
+        "context": context,
+        "status": OutboxStatus.QUEUED,
+        "attempts": 0,
+        "created_at": now,
+        "not_before": next_delivery_time(now, zone_or_default(customer.timezone)),
+    }
+
+
+def render_deferred(message: OutboxMessage, customer: Customer) -> None:
+    """Write the subject and bodies of a message queued by `deferred_email_row`."""
+    loader = _CONTEXT_LOADERS[str(message.template)]
+    context = {"customer": customer, "invoice": None, **loader(message.context or {})}
+    message.subject, message.body_text, message.body_html = _render(
+        str(message.template), context, message.locale, message.category, None
+    )
 
 
 # --- delivery ---------------------------------------------------------------------------
@@ -278,6 +342,12 @@ def _deliver_one(
             _release(message, OutboxStatus.QUEUED, not_before=window)
             report.deferred += 1
             return
+    if message.subject is None:
+        if customer is None:  # the customer was deleted: nothing to say, and to no one
+            _release(message, OutboxStatus.SUPPRESSED)
+            report.suppressed += 1
+            return
+        render_deferred(message, customer)
     message.attempts += 1
     try:
         sender.send(build_email(message, sender_name=sender_name, sender_address=sender_address))

@@ -5,11 +5,17 @@ from __future__ import annotations
 from flask import Blueprint, abort, current_app, render_template, request
 from sqlalchemy import select
 
+from portal.customers.models import Customer
 from portal.db import utcnow
 from portal.extensions import csrf, db, limiter, talisman
 from portal.notifications.forms import ConfirmOptOutForm
 from portal.notifications.models import OutboxMessage
-from portal.notifications.services import customer_for_unsubscribe_token, is_opted_out, opt_out
+from portal.notifications.services import (
+    customer_for_unsubscribe_token,
+    is_opted_out,
+    opt_out,
+    render_deferred,
+)
 
 bp = Blueprint("notifications", __name__)
 mailbox = Blueprint("mailbox", __name__, url_prefix="/dev/mailbox")
@@ -59,10 +65,19 @@ def index():  # type: ignore[no-untyped-def]
     return render_template("notifications/mailbox.html", messages=messages)
 
 
+def _rendered(message_id: int) -> OutboxMessage:
+    """The message, with a preview of one rendered only when sent (never saved here)."""
+    message = db.get_or_404(OutboxMessage, message_id)
+    if message.subject is None and message.customer_id is not None:
+        customer = db.get_or_404(Customer, message.customer_id)
+        render_deferred(message, customer)
+        db.session.expunge(message)
+    return message
+
+
 @mailbox.get("/<int:message_id>")
 def show(message_id: int):  # type: ignore[no-untyped-def]
-    message = db.get_or_404(OutboxMessage, message_id)
-    return render_template("notifications/mailbox_message.html", message=message)
+    return render_template("notifications/mailbox_message.html", message=_rendered(message_id))
 
 
 @mailbox.get("/<int:message_id>/html")
@@ -77,5 +92,4 @@ def show(message_id: int):  # type: ignore[no-untyped-def]
     },
 )
 def show_html(message_id: int):  # type: ignore[no-untyped-def]
-    message = db.get_or_404(OutboxMessage, message_id)
-    return message.body_html or ""
+    return _rendered(message_id).body_html or ""

@@ -38,27 +38,30 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from flask import current_app, has_request_context
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import joinedload, selectinload
 
-from portal.access.services import audit_issued, new_link
-from portal.audit.services import record_event
+from portal.access.models import AccessLink
+from portal.access.services import build_link_url, link_issued_row, new_link_row
+from portal.audit.models import AuditEvent
+from portal.audit.services import audit_row, record_event
 from portal.customers.models import Customer
 from portal.customers.queries import customer_today
 from portal.errors import DomainError
 from portal.extensions import db
 from portal.i18n import current_locale
 from portal.money import InvalidAmount, Money
-from portal.notifications.models import EmailCategory
-from portal.notifications.services import queue_email
+from portal.notifications.models import OutboxMessage
+from portal.notifications.services import deferred_email_row, renders_later
 from portal.payments.gateway import (
     AmountNotRepresentable,
     CardDeclined,
@@ -736,8 +739,9 @@ def _release_cards(checkout_id: int, gateway: StripeGateway, *, succeeded: bool)
 # --- the ledger -------------------------------------------------------------------------
 @dataclass
 class _Recorded:
-    payment: Payment
-    checkout: Checkout
+    payment: dict[str, Any]  # the payments row
+    customer: Customer
+    checkout_id: int
     allocations: list[tuple[int, Money]]
     unapplied: Money
     actor: str
@@ -747,8 +751,9 @@ class Ledger:
     """Payments recorded in one transaction, their rows written together by `write`.
 
     One payment (a checkout, a return page) or a batch of webhook events go through the
-    same code; for a batch, `prefetch` reads in three queries what each payment needs,
-    and `write` adds every payment, audit row, link and receipt in three flushes.
+    same code. For a batch, `prefetch` reads in three queries what each payment needs,
+    and `write` inserts the payments, their allocations, audit rows, receipt links and
+    receipts with one statement per table; receipts are rendered when sent.
     """
 
     def __init__(self, *, now: datetime) -> None:
@@ -808,7 +813,6 @@ class Ledger:
             [i.open_item for i in items if i.invoice.id in chosen_ids],
             [i.open_item for i in items if i.invoice.id not in chosen_ids],
         )
-        invoices = {item.invoice.id: item.invoice for item in items}
         # A later payment in the same batch sees what this one took.
         taken = dict(allocations)
         self._payable[customer.id] = [
@@ -819,27 +823,25 @@ class Ledger:
             if taken.get(item.invoice.id) != item.payable
         ]
         self._references.add(intent.id)
-        payment = Payment(
-            customer_id=customer.id,
-            reference=intent.id,
-            source=PaymentSource.CARD,
-            amount_minor=intent.amount.minor,
-            currency=intent.amount.currency,
-            paid_on=customer_today(customer, self.now),
-            created_at=self.now,
-            checkout_id=checkout.id,
-            allocations=[
-                PaymentAllocation(invoice=invoices[i], amount_minor=m.minor) for i, m in allocations
-            ],
-        )
-        db.session.add(payment)
+        payment = {
+            "customer_id": customer.id,
+            "reference": intent.id,
+            "source": PaymentSource.CARD,
+            "amount_minor": intent.amount.minor,
+            "currency": intent.amount.currency,
+            "paid_on": customer_today(customer, self.now),
+            "created_at": self.now,
+            "checkout_id": checkout.id,
+        }
         if checkout.payment_intent_id is None:
             checkout.payment_intent_id = intent.id
         if checkout.state != CheckoutStatus.SUCCEEDED:
             move_checkout(checkout, CheckoutStatus.SUCCEEDED, actor=actor, now=self.now)
         if checkout.save_card and checkout.payment_method_id == intent.payment_method_id:
             self._keep_card(checkout)
-        self._recorded.append(_Recorded(payment, checkout, allocations, unapplied, actor))
+        self._recorded.append(
+            _Recorded(payment, customer, checkout.id, allocations, unapplied, actor)
+        )
         return True
 
     def _keep_card(self, checkout: Checkout) -> None:
@@ -864,60 +866,114 @@ class Ledger:
         )
 
     def write(self) -> None:
-        """Flush what `record` added, then audit each payment and queue its receipt."""
+        """Insert what `record` recorded: payments, allocations, audit rows, receipts."""
         recorded, self._recorded = self._recorded, []
         if not recorded:
             return
-        db.session.flush()  # payments get the ids their audit rows and receipts name
+        now = self.now
+        db.session.flush()  # the checkouts' moves, which the payments rows reference
+        payment_ids = db.session.scalars(
+            insert(Payment).returning(Payment.id, sort_by_parameter_order=True),
+            [entry.payment for entry in recorded],
+        ).all()
+        allocations = [
+            {"payment_id": payment_id, "invoice_id": invoice_id, "amount_minor": amount.minor}
+            for entry, payment_id in zip(recorded, payment_ids, strict=True)
+            for invoice_id, amount in entry.allocations
+        ]
+        if allocations:
+            db.session.execute(insert(PaymentAllocation), allocations)
         ttl = timedelta(days=current_app.config["ACCESS_LINK_TTL_DAYS"])
-        links = []
-        for entry in recorded:
-            self._audit(entry)
-            links.append(
-                new_link(entry.checkout.customer, now=self.now, ttl=ttl, purpose="receipt")
+        links = [
+            new_link_row(entry.customer.id, now=now, ttl=ttl, purpose="receipt")
+            for entry in recorded
+        ]
+        link_ids = db.session.scalars(
+            insert(AccessLink).returning(AccessLink.id, sort_by_parameter_order=True),
+            [row for row, _ in links],
+        ).all()
+        base_url = current_app.config["PORTAL_BASE_URL"]
+        audits: list[dict[str, Any]] = []
+        receipts = []
+        for entry, payment_id, link_id, (_row, token) in zip(
+            recorded, payment_ids, link_ids, links, strict=True
+        ):
+            audits += self._audit_rows(entry, payment_id)
+            audits.append(
+                link_issued_row(
+                    link_id, entry.customer.id, purpose="receipt", actor="system", now=now
+                )
             )
-        db.session.flush()  # the links get ids for their audit rows
-        for entry, link in zip(recorded, links, strict=True):
-            audit_issued(link, actor="system", now=self.now)
-            queue_email(
-                entry.checkout.customer,
-                kind="receipt",
-                template="receipt",
-                context={"payment": entry.payment, "checkout": entry.checkout},
-                now=self.now,
-                category=EmailCategory.TRANSACTIONAL,
-                dedupe_key=f"receipt:{entry.payment.id}",
-                portal_link=link,
+            receipts.append(
+                deferred_email_row(
+                    entry.customer,
+                    kind="receipt",
+                    template="receipt",
+                    context={
+                        "payment_id": payment_id,
+                        "portal_url": build_link_url(base_url, token),
+                    },
+                    now=now,
+                    dedupe_key=f"receipt:{payment_id}",
+                )
             )
+        db.session.execute(insert(AuditEvent), audits)
+        db.session.execute(insert(OutboxMessage), receipts)
 
-    def _audit(self, entry: _Recorded) -> None:
-        payment, checkout = entry.payment, entry.checkout
-        record_event(
-            "payment.received",
-            actor=entry.actor,
-            now=self.now,
-            customer_id=payment.customer_id,
-            subject=payment,
-            data={
-                "reference": payment.reference,
-                "amount_minor": payment.amount_minor,
-                "currency": payment.currency,
-                "checkout_id": checkout.id,
-                "allocations": {str(i): m.minor for i, m in entry.allocations},
-            },
-        )
-        if entry.unapplied.is_positive:
-            log.warning(
-                "payment %s: %s received that no invoice owes", payment.reference, entry.unapplied
-            )
-            record_event(
-                "payment.unapplied",
+    def _audit_rows(self, entry: _Recorded, payment_id: int) -> list[dict[str, Any]]:
+        payment = entry.payment
+        rows = [
+            audit_row(
+                "payment.received",
                 actor=entry.actor,
                 now=self.now,
-                customer_id=payment.customer_id,
-                subject=payment,
-                data={"amount_minor": entry.unapplied.minor, "currency": entry.unapplied.currency},
+                customer_id=entry.customer.id,
+                subject=("payments", payment_id),
+                data={
+                    "reference": payment["reference"],
+                    "amount_minor": payment["amount_minor"],
+                    "currency": payment["currency"],
+                    "checkout_id": entry.checkout_id,
+                    "allocations": {str(i): m.minor for i, m in entry.allocations},
+                },
             )
+        ]
+        if entry.unapplied.is_positive:
+            log.warning(
+                "payment %s: %s received that no invoice owes",
+                payment["reference"],
+                entry.unapplied,
+            )
+            rows.append(
+                audit_row(
+                    "payment.unapplied",
+                    actor=entry.actor,
+                    now=self.now,
+                    customer_id=entry.customer.id,
+                    subject=("payments", payment_id),
+                    data={
+                        "amount_minor": entry.unapplied.minor,
+                        "currency": entry.unapplied.currency,
+                    },
+                )
+            )
+        return rows
+
+
+@renders_later("receipt")
+def _receipt_context(context: Mapping[str, Any]) -> dict[str, Any]:
+    """What the receipt email shows, read when it is sent (`Ledger.write` queues it)."""
+    payment = db.session.scalar(
+        select(Payment)
+        .where(Payment.id == context["payment_id"])
+        .options(
+            selectinload(Payment.allocations).joinedload(PaymentAllocation.invoice),
+            joinedload(Payment.checkout),
+        )
+    )
+    if payment is None:
+        raise LookupError(f"payment {context['payment_id']} is gone")
+    return {"payment": payment, "checkout": payment.checkout, "portal_url": context["portal_url"]}
 
 
 def remove_saved_card(customer: Customer, *, now: datetime) -> bool:

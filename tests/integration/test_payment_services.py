@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 
 import pytest
@@ -15,6 +16,8 @@ from portal.invoices.models import InvoiceStatus
 from portal.invoices.queries import invoice_balance
 from portal.money import Money
 from portal.notifications.models import OutboxMessage
+from portal.notifications.sender import SmtpSender, SmtpSettings
+from portal.notifications.services import deliver_due_messages, render_deferred
 from portal.payments.models import Checkout, CheckoutStatus, Payment, PaymentAccount, SavedCard
 from portal.payments.services import (
     AmountNoLongerPayable,
@@ -31,7 +34,7 @@ from portal.payments.services import (
     start_checkout,
     sync_checkout,
 )
-from tests.factories import make_customer, make_invoice, make_payment
+from tests.factories import csrf_token_from, make_customer, make_invoice, make_payment
 from tests.stripe_journeys import (
     CARD_3DS,
     CARD_DECLINED_AT_PAYMENT,
@@ -93,6 +96,9 @@ def test_full_payment_is_charged_once_recorded_once_and_receipted(localstripe):
     receipt = db.session.scalar(select(OutboxMessage).where(OutboxMessage.kind == "receipt"))
     assert receipt.to_address == customer.email
     assert receipt.category == "transactional"
+    assert (receipt.template, receipt.context["payment_id"]) == ("receipt", payment.id)
+    assert receipt.subject is None  # written when sent (see the delivery test below)
+    render_deferred(receipt, customer)
     assert payment.receipt_number in receipt.subject
     assert "$120.00" in receipt.body_text
     assert "INV-FULL" in receipt.body_text
@@ -469,3 +475,41 @@ def test_a_card_not_kept_is_detached_after_the_payment(localstripe):
     later = start_checkout(customer, ["INV-NK2"], None, now=utcnow())
     with pytest.raises(CardNotUsable):
         charge(customer, later, use_saved_card=True)
+
+
+def test_the_receipt_is_written_when_sent_in_the_customers_language(
+    localstripe, smtp_server, client
+):
+    # given a French customer who paid two invoices by card
+    customer = make_customer(name="Léa Martin", locale="fr", email="lea@example.com")
+    make_invoice(customer, number="INV-FR-1", lines=[("Conseil", "1", "1000.00")])
+    make_invoice(customer, number="INV-FR-2", lines=[("Conseil", "1", "234.50")])
+    checkout = pay(localstripe, customer, ["INV-FR-1", "INV-FR-2"])
+    [payment] = _payments(customer)
+    # when the runner delivers the receipt over SMTP
+    sender = SmtpSender(SmtpSettings.from_url(smtp_server.url))
+    try:
+        report = deliver_due_messages(sender, now=utcnow(), runner="test-runner")
+    finally:
+        sender.close()
+    # then it arrives once, in French, with what was paid, how it was allocated and the card
+    assert report.sent == 1
+    (received,) = smtp_server.received
+    assert received["To"] == "lea@example.com"
+    assert payment.receipt_number in received["Subject"]
+    text = received.get_body(("plain",)).get_content()
+    assert "1 234,50" in text.replace("\u202f", " ").replace("\xa0", " ")
+    assert "INV-FR-1" in text
+    assert "INV-FR-2" in text
+    assert checkout.card_last4 in text
+    assert "Bonjour" in text
+    # and the outbox keeps what was sent
+    receipt = db.session.scalar(select(OutboxMessage).where(OutboxMessage.kind == "receipt"))
+    assert receipt.subject == received["Subject"]
+    # and its link opens the customer's account
+    url = re.search(r"https?://\S+/l/\S+", text).group(0)
+    path = "/l/" + url.split("/l/", 1)[1]
+    landing = client.get(path)
+    entered = client.post(path, data={"csrf_token": csrf_token_from(landing.text)})
+    assert entered.status_code == 302
+    assert entered.headers["Location"] == "/account"

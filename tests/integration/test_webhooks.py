@@ -16,8 +16,8 @@ from portal.db import utcnow
 from portal.extensions import db
 from portal.notifications.models import OutboxMessage
 from portal.payments.gateway import GatewayEvent, StripeGateway
-from portal.payments.models import Checkout, CheckoutStatus, Payment, WebhookEvent
 from portal.payments.inbox import apply_pending_events
+from portal.payments.models import Checkout, CheckoutStatus, Payment, WebhookEvent
 from tests.factories import make_customer, make_invoice
 from tests.stripe_journeys import CARD_3DS, WEBHOOK_SECRET, deliver, event_body, pay, signature
 
@@ -215,7 +215,8 @@ def test_metadata_naming_another_customer_is_rejected(client, localstripe):
     checkout = _awaiting_bank(localstripe)
     intent = _intent(localstripe, checkout)
     intent["metadata"] = dict(intent["metadata"], portal_customer="999999")
-    assert _deliver(client, event_body("evt_meta", "payment_intent.succeeded", intent)) == "rejected"
+    outcome = _deliver(client, event_body("evt_meta", "payment_intent.succeeded", intent))
+    assert outcome == "rejected"
     assert _count(Payment) == 0
 
 
