@@ -144,21 +144,21 @@ def jobs_run(once: bool, loop: bool, only: str | None) -> None:
         if not loop:
             return
         once = False
-        _apply_webhooks_until(time.monotonic() + current_app.config["JOBS_LOOP_SECONDS"])
+        next_pass = time.monotonic() + current_app.config["JOBS_LOOP_SECONDS"]
+        if only in (None, "apply_webhooks"):
+            _apply_webhooks_until(next_pass)
+        else:
+            time.sleep(max(0.0, next_pass - time.monotonic()))
 
 
 def _apply_webhooks_until(deadline: float) -> None:
     """Between two passes, apply Stripe's events as they arrive."""
     import time
 
-    from portal.db import utcnow
-    from portal.payments.inbox import EventWaiter, apply_all_pending
+    from portal.payments.inbox import apply_as_they_arrive
 
-    waiter = EventWaiter(db.engine.url, poll_seconds=current_app.config["WEBHOOK_POLL_SECONDS"])
-    try:
-        while (left := deadline - time.monotonic()) > 0:
-            waiter.wait(left)
-            if applied := apply_all_pending(now=utcnow()):
-                click.echo(f"apply_webhooks: ok ({applied} webhook events applied)")
-    finally:
-        waiter.close()
+    apply_as_they_arrive(
+        lambda: deadline - time.monotonic(),
+        poll_seconds=current_app.config["WEBHOOK_POLL_SECONDS"],
+        report=lambda n: click.echo(f"apply_webhooks: ok ({n} webhook events applied)"),
+    )

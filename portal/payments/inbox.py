@@ -28,19 +28,20 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 import psycopg
-from sqlalchemy import URL, bindparam, select, text, update
+from sqlalchemy import URL, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import joinedload, selectinload
 
 from portal.audit.services import record_event
+from portal.db import utcnow
 from portal.extensions import db
 from portal.payments.gateway import GatewayEvent, IntentResult
 from portal.payments.models import Checkout, PaymentAccount, WebhookEvent, WebhookOutcome
@@ -78,8 +79,9 @@ def receive_event(event: GatewayEvent, *, now: datetime) -> Receipt:
     intent = event.intent()
     relevant = intent is not None and event.type in RELEVANT_EVENTS
     dialect = db.session.get_bind().dialect.name
+    statement = _STORE_AND_NOTIFY if dialect == "postgresql" and relevant else _STORE[dialect]
     stored = db.session.scalar(
-        _STORE[dialect],
+        statement,
         {
             "event_id": event.id,
             "type": event.type[:100],
@@ -92,11 +94,7 @@ def receive_event(event: GatewayEvent, *, now: datetime) -> Receipt:
     )
     if stored is None:
         return Receipt.DUPLICATE
-    if not relevant:
-        return Receipt.IGNORED
-    if dialect == "postgresql":
-        db.session.execute(_NOTIFY)  # delivered to the worker when this commits
-    return Receipt.QUEUED
+    return Receipt.QUEUED if relevant else Receipt.IGNORED
 
 
 # Built once and run on the table: receiving is the hot path, and no WebhookEvent object
@@ -108,7 +106,21 @@ _STORE = {
     .returning(_events.c.id)
     for name, insert in (("postgresql", postgresql_insert), ("sqlite", sqlite_insert))
 }
-_NOTIFY = text(f"SELECT pg_notify('{NOTIFY_CHANNEL}', '')")
+# PostgreSQL: the insert and the NOTIFY that wakes the worker (delivered on commit, and
+# only if a row was stored) in one round trip.
+_STORED_COLUMNS = (
+    "event_id", "type", "payment_intent_id", "outcome", "payload", "received_at", "processed_at"
+)  # fmt: skip
+_stored = (
+    postgresql_insert(_events)
+    .values({name: bindparam(name, type_=_events.c[name].type) for name in _STORED_COLUMNS})
+    .on_conflict_do_nothing(index_elements=[_events.c.event_id])
+    .returning(_events.c.id)
+    .cte("stored")
+)
+_STORE_AND_NOTIFY = select(_stored.c.id).where(
+    func.pg_notify(NOTIFY_CHANNEL, "").is_not(None)
+)
 _PENDING = (
     select(_events.c.id, _events.c.event_id, _events.c.type, _events.c.payload, _events.c.attempts)
     .where(_events.c.outcome == WebhookOutcome.PENDING)
@@ -346,6 +358,27 @@ def _intent_matches(checkout: Checkout, account: PaymentAccount, intent: IntentR
 
 
 # --- waiting for events ----------------------------------------------------------------------
+def apply_as_they_arrive(
+    keep_going: Callable[[], float],
+    *,
+    poll_seconds: float,
+    report: Callable[[int], None] = lambda applied: None,
+) -> None:
+    """The worker's loop between its timed jobs: wait for events, apply them, repeat.
+
+    `keep_going()` gives the seconds left (0 or less stops the loop). Needs an app context.
+    """
+    waiter = EventWaiter(db.engine.url, poll_seconds=poll_seconds)
+    try:
+        while (left := keep_going()) > 0:
+            waiter.wait(left)
+            if applied := apply_all_pending(now=utcnow()):
+                report(applied)
+    finally:
+        waiter.close()
+        db.session.remove()
+
+
 class EventWaiter:
     """Lets the worker sleep until an event is stored (PostgreSQL LISTEN), or poll (SQLite)."""
 

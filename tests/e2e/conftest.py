@@ -27,6 +27,7 @@ from portal.customers.models import Customer
 from portal.db import utcnow
 from portal.extensions import db
 from portal.notifications.models import OutboxMessage
+from portal.notifications.services import render_deferred
 from tests.conftest import build_test_app
 from tests.factories import make_customer, make_invoice, make_link_token, make_payment
 
@@ -148,15 +149,20 @@ class LiveServer:
         return f"{self.url}/l/{token}"
 
     def emails_to(self, address: str) -> list[str]:
-        """The plain-text bodies of the emails queued for this address, oldest first."""
+        """The plain-text bodies of the emails queued for this address, oldest first; those
+        written only when sent (receipts) as the runner will write them."""
         with self.app.app_context():
-            return list(
-                db.session.scalars(
-                    select(OutboxMessage.body_text)
-                    .where(OutboxMessage.to_address == address)
-                    .order_by(OutboxMessage.id)
-                )
-            )
+            messages = db.session.scalars(
+                select(OutboxMessage)
+                .where(OutboxMessage.to_address == address)
+                .order_by(OutboxMessage.id)
+            ).all()
+            for message in messages:
+                if message.body_text is None:
+                    render_deferred(message, db.session.get(Customer, message.customer_id))
+            bodies = [str(message.body_text) for message in messages]
+            db.session.rollback()  # reading only
+            return bodies
 
 
 class _QuietRequestHandler(WSGIRequestHandler):
