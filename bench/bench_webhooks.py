@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_webhooks.py            # a fresh SQLite file, one worker
     .venv/bin/python bench/bench_webhooks.py --reset \
-        --database-url postgresql://postgres@127.0.0.1/bench   # PostgreSQL, a worker per CPU
+        --database-url postgresql://postgres@127.0.0.1/bench   # PostgreSQL, CPUs + 1 web processes
 
 Seeds one in-flight card checkout per customer, then delivers signed
 `payment_intent.succeeded` events to POST /stripe/webhook through the whole app
@@ -24,14 +24,16 @@ import json
 import multiprocessing
 import os
 import random
+import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
 from benchsetup import empty_schema
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, make_url, select
 
 from portal import create_app
 from portal.config import normalize_database_url
@@ -40,7 +42,7 @@ from portal.db import utcnow
 from portal.extensions import db
 from portal.invoices.models import Invoice, InvoiceLine
 from portal.notifications.models import OutboxMessage
-from portal.payments.inbox import EventWaiter, apply_all_pending
+from portal.payments.inbox import apply_as_they_arrive
 from portal.payments.models import (
     Checkout,
     CheckoutInvoice,
@@ -222,27 +224,85 @@ def poster(url: str, batch: list[tuple[str, str]], barrier, results) -> None:  #
             headers={"Stripe-Signature": signature, "Content-Type": "application/json"},
         )
         failures += response.status_code != 200
-    results.put(("posted", time.perf_counter(), failures))
+    results.put(("posted", time.perf_counter(), failures, time.process_time()))
 
 
 def applier(url: str, events: int, barrier, results) -> None:  # type: ignore[no-untyped-def]
     """The worker's loop (`portal jobs run --loop`), until every event is applied."""
     app = create_app(settings(url), "testing")
     with app.app_context():
-        waiter = EventWaiter(db.engine.url, poll_seconds=0.05)
-        done = 0
         barrier.wait()
         deadline = time.monotonic() + 600
-        while done < events and time.monotonic() < deadline:
-            waiter.wait(0.5)
-            apply_all_pending(now=utcnow())
+
+        def keep_going() -> float:
             done = db.session.scalar(
                 select(func.count(WebhookEvent.id)).where(WebhookEvent.outcome != "pending")
             )
             db.session.commit()
-        waiter.close()
+            return 0 if done >= events or time.monotonic() > deadline else 1.0
+
+        apply_as_they_arrive(keep_going, poll_seconds=1)
         db.engine.dispose()
-    results.put(("applied", time.perf_counter(), 0))
+    results.put(("applied", time.perf_counter(), 0, time.process_time()))
+
+
+@dataclass
+class Round:
+    deliveries: int
+    answered: float  # seconds until the last delivery was answered
+    applied: float  # seconds until the last event was applied
+    python_cpu: float  # CPU seconds of the web processes and the worker (not PostgreSQL's)
+    failures: int
+    exactly_once: bool
+
+    @property
+    def rate(self) -> float:
+        return self.deliveries / self.applied
+
+
+def one_round(url: str, *, reset: bool, events_count: int, share: float, workers: int) -> Round:
+    app = create_app(settings(url), "testing")
+    with app.app_context():
+        if not empty_schema(url, reset=reset):
+            raise SystemExit(2)
+        seed(events_count)
+        sent = deliveries(events(events_count), share)
+        db.engine.dispose()
+
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(workers + 2)
+    results = context.Queue()
+    batches = [sent[i::workers] for i in range(workers)]
+    processes = [
+        context.Process(target=poster, args=(url, batch, barrier, results)) for batch in batches
+    ]
+    processes.append(context.Process(target=applier, args=(url, events_count, barrier, results)))
+    for process in processes:
+        process.start()
+    barrier.wait()
+    started = time.perf_counter()
+    finished = [results.get(timeout=900) for _ in processes]
+    for process in processes:
+        process.join()
+
+    with app.app_context():
+        payments = db.session.scalar(select(func.count(Payment.id)))
+        stored = db.session.scalar(select(func.count(WebhookEvent.id)))
+        paid = db.session.scalar(
+            select(func.count(Checkout.id)).where(Checkout.status == "succeeded")
+        )
+        receipts = db.session.scalar(
+            select(func.count(OutboxMessage.id)).where(OutboxMessage.kind == "receipt")
+        )
+        db.engine.dispose()
+    return Round(
+        deliveries=len(sent),
+        answered=max(end for what, end, _, _ in finished if what == "posted") - started,
+        applied=max(end for _, end, _, _ in finished) - started,
+        python_cpu=sum(cpu for _, _, _, cpu in finished),
+        failures=sum(f for _, _, f, _ in finished),
+        exactly_once=payments == stored == paid == receipts == events_count,
+    )
 
 
 def main() -> int:
@@ -252,72 +312,56 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=3_000, help="distinct events")
     parser.add_argument("--duplicates", type=float, default=0.30, help="share of deliveries")
     parser.add_argument(
-        "--workers", type=int, default=None, help="default: one per CPU (one on SQLite)"
+        "--workers",
+        type=int,
+        default=None,
+        help="web processes; default: one per CPU and one more (one on SQLite)",
     )
-    parser.add_argument("--target", type=float, default=500.0, help="events per second")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="the target applies to the median round"
+    )
+    parser.add_argument("--target", type=float, default=500.0, help="deliveries per second")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-webhooks-") as tmp:
         url = args.database_url or f"sqlite:///{Path(tmp) / 'bench.sqlite3'}"
-        app = create_app(settings(url), "testing")
-        with app.app_context():
-            if not empty_schema(url, reset=args.reset):
-                return 2
-            dialect = db.engine.dialect.name
-            workers = args.workers or (1 if dialect == "sqlite" else os.cpu_count() or 2)
-            seed(args.events)
-            sent = deliveries(events(args.events), args.duplicates)
-            db.engine.dispose()
-
-        context = multiprocessing.get_context("fork")
-        barrier = context.Barrier(workers + 2)
-        results = context.Queue()
-        batches = [sent[i::workers] for i in range(workers)]
-        processes = [
-            context.Process(target=poster, args=(url, batch, barrier, results)) for batch in batches
-        ]
-        processes.append(context.Process(target=applier, args=(url, args.events, barrier, results)))
-        for process in processes:
-            process.start()
-        barrier.wait()
-        started = time.perf_counter()
-        finished = [results.get(timeout=900) for _ in processes]
-        for process in processes:
-            process.join()
-        seconds = max(end for _, end, _ in finished) - started
-        posting = max(end for what, end, _ in finished if what == "posted") - started
-        failures = sum(f for _, _, f in finished)
-
-        with app.app_context():
-            payments = db.session.scalar(select(func.count(Payment.id)))
-            stored = db.session.scalar(select(func.count(WebhookEvent.id)))
-            paid = db.session.scalar(
-                select(func.count(Checkout.id)).where(Checkout.status == "succeeded")
+        dialect = make_url(normalize_database_url(url)).get_backend_name()
+        # One web process more than CPUs, so that one's CPU is used while another waits
+        # for PostgreSQL's commit (gunicorn's docs suggest 2 x CPUs + 1 sync workers).
+        workers = args.workers or (1 if dialect == "sqlite" else (os.cpu_count() or 2) + 1)
+        rounds = []
+        for n in range(args.rounds):
+            # Later rounds drop the tables the first one made and filled.
+            result = one_round(
+                url,
+                reset=args.reset or n > 0,
+                events_count=args.events,
+                share=args.duplicates,
+                workers=workers,
             )
-            receipts = db.session.scalar(
-                select(func.count(OutboxMessage.id)).where(OutboxMessage.kind == "receipt")
+            rounds.append(result)
+            print(
+                f"round {n + 1}: all answered in {result.answered:.2f} s, all applied in "
+                f"{result.applied:.2f} s: {result.rate:,.0f} deliveries/s; "
+                f"{result.python_cpu / result.deliveries * 1000:.2f} ms of Python CPU "
+                f"per delivery; {result.failures} non-200 answers"
             )
-            db.engine.dispose()
 
-    rate = len(sent) / seconds
+    sent = rounds[0].deliveries
+    median = statistics.median(r.rate for r in rounds)
     print(
-        f"database: {dialect}; {workers} web process(es) and a worker; {len(sent):,} deliveries "
-        f"({args.events:,} events, {len(sent) - args.events:,} duplicates = "
-        f"{(len(sent) - args.events) / len(sent):.0%})"
+        f"database: {dialect}; {workers} web process(es) and a worker; {sent:,} deliveries "
+        f"({args.events:,} events, {sent - args.events:,} duplicates = "
+        f"{(sent - args.events) / sent:.0%}); {os.cpu_count()} CPUs"
     )
-    print(
-        f"all answered in {posting:.2f} s ({len(sent) / posting:,.0f} deliveries/s); "
-        f"all applied in {seconds:.2f} s: {rate:,.0f} deliveries/s; {failures} non-200 answers"
-    )
-    print(f"payments {payments:,}, events stored {stored:,}, checkouts paid {paid:,}, ", end="")
-    print(f"receipts {receipts:,}")
-    if not payments == stored == paid == receipts == args.events or failures:
+    print(f"median of {len(rounds)} rounds: {median:,.0f} deliveries/s")
+    if not all(r.exactly_once and not r.failures for r in rounds):
         print("FAIL: every event must be applied exactly once")
         return 1
-    if rate < args.target:
-        print(f"FAIL: {rate:,.0f}/s is under the {args.target:,.0f}/s target")
+    if median < args.target:
+        print(f"FAIL: {median:,.0f}/s is under the {args.target:,.0f}/s target")
         return 1
-    print(f"OK: at least {args.target:,.0f} events/s, each applied exactly once")
+    print(f"OK: at least {args.target:,.0f} deliveries/s, each event applied exactly once")
     return 0
 
 

@@ -80,7 +80,8 @@ def receive_event(event: GatewayEvent, *, now: datetime) -> Receipt:
     relevant = intent is not None and event.type in RELEVANT_EVENTS
     dialect = db.session.get_bind().dialect.name
     statement = _STORE_AND_NOTIFY if dialect == "postgresql" and relevant else _STORE[dialect]
-    stored = db.session.scalar(
+    # On the session's connection: no ORM object is involved in this hot path.
+    stored = db.session.connection().scalar(
         statement,
         {
             "event_id": event.id,
@@ -118,9 +119,7 @@ _stored = (
     .returning(_events.c.id)
     .cte("stored")
 )
-_STORE_AND_NOTIFY = select(_stored.c.id).where(
-    func.pg_notify(NOTIFY_CHANNEL, "").is_not(None)
-)
+_STORE_AND_NOTIFY = select(_stored.c.id).where(func.pg_notify(NOTIFY_CHANNEL, "").is_not(None))
 _PENDING = (
     select(_events.c.id, _events.c.event_id, _events.c.type, _events.c.payload, _events.c.attempts)
     .where(_events.c.outcome == WebhookOutcome.PENDING)

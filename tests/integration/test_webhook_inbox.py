@@ -283,3 +283,23 @@ def test_without_notify_the_waiter_polls():
     waiter.wait(10)
     assert time.monotonic() - started < 1
     waiter.close()
+
+
+def test_the_dev_mailbox_previews_a_receipt_before_it_is_written(app, client):
+    customer = make_customer(locale="de")
+    _account(customer)
+    checkout = _checkout(customer, [make_invoice(customer, number="INV-MB-1")], 10000)
+    receive_event(_succeeded(checkout, "evt_mb", "pi_mb"), now=utcnow())
+    apply_pending_events(now=utcnow())
+    receipt = db.session.scalar(select(OutboxMessage).where(OutboxMessage.kind == "receipt"))
+    app.config["DEV_MAILBOX"] = True
+    try:
+        assert "(receipt email, written when sent)" in client.get("/dev/mailbox/").text
+        detail = client.get(f"/dev/mailbox/{receipt.id}")
+        assert "INV-MB-1" in detail.text
+        assert "100,00" in detail.text  # in the customer's language
+        assert "INV-MB-1" in client.get(f"/dev/mailbox/{receipt.id}/html").text
+    finally:
+        app.config["DEV_MAILBOX"] = False
+    db.session.expire_all()
+    assert db.session.get(OutboxMessage, receipt.id).subject is None  # a preview only
