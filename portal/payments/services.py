@@ -10,22 +10,23 @@ Exactly once — read this before changing anything here.
   holds the customer's single in-flight slot (`checkouts.in_flight_customer_id`,
   unique), so a double click, a second tab or a second device cannot start another
   charge before the first one is settled.
-* Money is recorded in one place, `Ledger.record`, only on Stripe's word (the
-  synchronous answer, a webhook, or a retrieve), once per PaymentIntent: the
-  `payments.reference` column is unique and the function first looks for the row.
+* Money is recorded in one place, `Ledger`, only on Stripe's word (the synchronous
+  answer, a webhook event, or a retrieve), once per PaymentIntent: the
+  `payments.reference` column is unique and `Ledger.record` first looks for the row.
   A failure never undoes a success (CHECKOUT_TRANSITIONS has no way out of SUCCEEDED).
-* Webhook events are inserted by id (unique) in the transaction that applies them, so
-  a duplicate delivery finds the row and changes nothing.
+* Webhook events are stored once by id on receipt and applied by the worker in a
+  transaction that records their outcome (`portal.payments.inbox`).
 
 Lock order (PostgreSQL row locks; on SQLite a write takes the single writer lock):
-  1. the customer's `payment_accounts` row  (`lock_account`)
-  2. the `checkouts` row(s)                  (`_lock_checkout`)
-  3. inserts: webhook_events, payments, payment_allocations, refunds, outbox.
-A webhook inserts its event row before step 1; only another delivery of the same event
-can wait on that key, and it takes the same path, so no cycle is possible. Foreign keys
-lock too: writing a row that references a checkout takes a KEY SHARE lock on it, which
-waits for a FOR UPDATE, so no such write may come before step 2 (the webhook's event row
-gets its checkout id only once the checkout is locked; tests/integration/
+  0. the inbox's claimed `webhook_events` rows (SKIP LOCKED: nobody waits for them)
+  1. the customer's `payment_accounts` row  (`lock_account`; the inbox locks a batch's
+     accounts in ascending customer order)
+  2. the `checkouts` row(s)                  (`_lock_checkout`; the inbox: ascending ids)
+  3. inserts: payments, payment_allocations, refunds, links, audit, outbox; the event's
+     outcome.
+Foreign keys lock too: writing a row that references a checkout takes a KEY SHARE lock
+on it, which waits for a FOR UPDATE, so no such write may come before step 2 (the
+webhook event's checkout id is written only with its outcome; tests/integration/
 test_payment_races.py found the deadlock this prevents).
 
 Calls to Stripe are made with no lock held, except when settling a checkout that was
