@@ -55,8 +55,8 @@ def create_app(config: dict[str, Any] | None = None, env_name: str | None = None
     from portal.invoices.views import bp as invoices_bp
     from portal.notifications.views import bp as notifications_bp
     from portal.notifications.views import mailbox as mailbox_bp
+    from portal.payments import webhooks
     from portal.payments.views import bp as payments_bp
-    from portal.payments.webhooks import bp as stripe_webhooks_bp
     from portal.site.views import bp as site_bp
 
     app.register_blueprint(site_bp)
@@ -66,8 +66,8 @@ def create_app(config: dict[str, Any] | None = None, env_name: str | None = None
     app.register_blueprint(notifications_bp)
     app.register_blueprint(mailbox_bp)
     app.register_blueprint(payments_bp)
-    app.register_blueprint(stripe_webhooks_bp)
     init_errors(app)
+    webhooks.mount(app)
 
     from portal.cli import register_cli
 

@@ -233,3 +233,35 @@ def test_a_signature_made_by_hand_as_stripe_documents_it_is_accepted(client):
     stamp = int(time.time())
     mac = hmac.new(WEBHOOK_SECRET.encode(), f"{stamp}.{body}".encode(), hashlib.sha256)
     assert _post(client, body, f"t={stamp},v1={mac.hexdigest()}").status_code == 200
+
+
+def test_the_endpoint_takes_only_a_post_of_reasonable_size(client):
+    assert client.get(URL).status_code == 405
+    assert client.get(URL).headers["Allow"] == "POST"
+    huge = event_body("evt_huge", "customer.created", {"object": "customer", "x": "a" * 2**20})
+    response = _post(client, huge)
+    assert response.status_code == 413
+    assert _count(WebhookEvent) == 0
+
+
+def test_a_failure_while_storing_is_a_500_that_stripe_retries(client, monkeypatch, caplog):
+    from portal.payments import webhooks
+
+    def broken(event, *, now):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(webhooks, "receive_event", broken)
+    body = event_body("evt_500", "customer.created", {"object": "customer"})
+    response = _post(client, body)
+    assert response.status_code == 500
+    assert response.json == {"error": "internal"}  # no stack trace, no detail
+    assert "webhook delivery failed" in caplog.text
+    assert _count(WebhookEvent) == 0
+
+
+def test_the_answer_is_json_that_no_cache_keeps(client):
+    response = _post(client, event_body("evt_hdr", "customer.created", {"object": "customer"}))
+    assert response.mimetype == "application/json"
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert "Set-Cookie" not in response.headers  # Stripe gets no session
