@@ -185,16 +185,19 @@ def apply_pending_events(*, now: datetime, limit: int = BATCH_SIZE) -> int:
     return len(pending)
 
 
-def apply_all_pending(*, now: datetime) -> int:
-    """Apply pending events batch after batch, committing each, until none is left."""
+def apply_all_pending(*, now: datetime, max_batches: int = 50) -> int:
+    """Apply pending events batch after batch, committing each, until none is left (or
+    `max_batches` were applied, so that a steady stream does not starve the other jobs)."""
     if db.session.scalar(_ANY_PENDING) is None:
         db.session.commit()  # ends the read; on SQLite, no writer lock taken for nothing
         return 0
     total = 0
-    while claimed := apply_pending_events(now=now):
+    for _ in range(max_batches):
+        claimed = apply_pending_events(now=now)
         db.session.commit()
+        if not claimed:
+            break
         total += claimed
-    db.session.commit()
     return total
 
 
@@ -371,7 +374,14 @@ def apply_as_they_arrive(
     try:
         while (left := keep_going()) > 0:
             waiter.wait(left)
-            if applied := apply_all_pending(now=utcnow()):
+            try:
+                applied = apply_all_pending(now=utcnow())
+            except Exception:  # the database went away, say: log, and try again later
+                log.exception("applying webhook events failed; retrying")
+                db.session.rollback()
+                time.sleep(min(poll_seconds, left))
+                continue
+            if applied:
                 report(applied)
     finally:
         waiter.close()

@@ -303,3 +303,20 @@ def test_the_dev_mailbox_previews_a_receipt_before_it_is_written(app, client):
         app.config["DEV_MAILBOX"] = False
     db.session.expire_all()
     assert db.session.get(OutboxMessage, receipt.id).subject is None  # a preview only
+
+
+def test_the_worker_loop_outlives_a_failing_pass(monkeypatch, caplog):
+    passes = iter([RuntimeError("the database went away"), 2])
+
+    def flaky(*, now):
+        outcome = next(passes)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    monkeypatch.setattr(inbox, "apply_all_pending", flaky)
+    budget = iter([1.0, 1.0, 0.0])
+    reported: list[int] = []
+    inbox.apply_as_they_arrive(lambda: next(budget), poll_seconds=0.01, report=reported.append)
+    assert reported == [2]
+    assert "applying webhook events failed; retrying" in caplog.text
