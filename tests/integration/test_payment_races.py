@@ -28,8 +28,16 @@ from portal.extensions import db
 from portal.invoices.queries import invoice_balance
 from portal.money import Money
 from portal.notifications.models import OutboxMessage
-from portal.payments.inbox import apply_all_pending
-from portal.payments.models import Checkout, CheckoutStatus, Payment, WebhookEvent
+from portal.payments.gateway import GatewayEvent
+from portal.payments.inbox import apply_all_pending, apply_pending_events, receive_event
+from portal.payments.models import (
+    Checkout,
+    CheckoutInvoice,
+    CheckoutStatus,
+    Payment,
+    PaymentAccount,
+    WebhookEvent,
+)
 from portal.payments.queries import account_for
 from tests.factories import csrf_token_from, login_as, make_customer, make_invoice
 from tests.stripe_journeys import CARD_3DS, event_body, signature
@@ -282,3 +290,83 @@ def test_the_webhook_and_the_return_page_racing_record_once(race_app, localstrip
             {f"evt_same_{round_}_{customer_id}", f"evt_other_{round_}_{customer_id}"}
         )
         assert db.session.get(Customer, customer_id) is not None
+
+
+def test_several_workers_apply_each_event_exactly_once(race_app):
+    # given 120 checkouts awaiting Stripe's word, each with its success delivered twice
+    # (two event ids), all stored by the webhook
+    with race_app.app_context():
+        now = utcnow()
+        checkouts = []
+        for n in range(120):
+            customer = make_customer(timezone="UTC")
+            invoice = make_invoice(customer, lines=[("Work", "1", "100.00")])
+            db.session.add(PaymentAccount(customer_id=customer.id, stripe_customer_id=f"cus_w{n}"))
+            checkout = Checkout(
+                customer_id=customer.id,
+                status=CheckoutStatus.PROCESSING,
+                amount_minor=10000,
+                currency="USD",
+                in_flight_customer_id=customer.id,
+                attempt=1,
+                payment_method_id=f"pm_w{n}",
+                save_card=False,
+                invoices=[CheckoutInvoice(invoice_id=invoice.id)],
+            )
+            db.session.add(checkout)
+            checkouts.append(checkout)
+        db.session.flush()
+        for n, checkout in enumerate(checkouts):
+            intent = {
+                "object": "payment_intent",
+                "id": f"pi_w{n}_{checkout.id}",
+                "amount": 10000,
+                "currency": "usd",
+                "status": "succeeded",
+                "customer": f"cus_w{n}",
+                "payment_method": f"pm_w{n}",
+                "metadata": {
+                    "portal_checkout": str(checkout.id),
+                    "portal_customer": str(checkout.customer_id),
+                },
+            }
+            for copy in ("a", "b"):
+                event_id = f"evt_w{copy}_{checkout.id}"
+                event = GatewayEvent(event_id, "payment_intent.succeeded", 0, intent)
+                receive_event(event, now=now)
+        db.session.commit()
+        ids = [c.id for c in checkouts]
+
+    # when four workers apply them at once, in small batches
+    def worker(_client: FlaskClient) -> int:
+        with race_app.app_context():
+            applied = 0
+            while claimed := apply_pending_events(now=utcnow(), limit=7):
+                db.session.commit()
+                applied += claimed
+            db.session.commit()
+            db.session.remove()
+            return applied
+
+    crowd = Crowd(race_app, cookie="")
+    claimed = crowd.at_once([worker] * 4)
+
+    # then every event was claimed once, and each checkout was paid once
+    assert sum(claimed) == 240
+    with race_app.app_context():
+        outcomes = db.session.execute(
+            select(WebhookEvent.outcome, func.count())
+            .where(WebhookEvent.checkout_id.in_(ids))
+            .group_by(WebhookEvent.outcome)
+        ).all()
+        assert dict(outcomes) == {"applied": 120, "ignored": 120}
+        payments = db.session.scalars(select(Payment).where(Payment.checkout_id.in_(ids))).all()
+        assert len(payments) == 120
+        assert sorted(p.checkout_id for p in payments) == sorted(ids)
+        receipts = db.session.scalar(
+            select(func.count()).where(
+                OutboxMessage.kind == "receipt",
+                OutboxMessage.customer_id.in_({p.customer_id for p in payments}),
+            )
+        )
+        assert receipts == 120
