@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from flask import Flask, current_app, request, session
+from flask import Flask, current_app, has_request_context, request, session
 from flask_babel import Babel, format_date, format_decimal, get_locale, gettext
 from flask_login import current_user
 
@@ -16,7 +16,12 @@ LANGUAGE_NAMES = {"en": "English", "es": "Español", "fr": "Français", "de": "D
 
 
 def select_locale() -> str:
-    """The switcher's choice, else the customer's stored locale, else Accept-Language."""
+    """The switcher's choice, else the customer's stored locale, else Accept-Language.
+
+    Outside a request (the worker, the CLI) English, unless the caller forces a locale.
+    """
+    if not has_request_context():
+        return "en"
     chosen = session.get("locale")
     if chosen in SUPPORTED_LOCALES:
         return str(chosen)

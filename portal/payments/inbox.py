@@ -35,6 +35,7 @@ from enum import StrEnum
 from typing import Any
 
 import psycopg
+from flask import current_app
 from sqlalchemy import URL, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -43,13 +44,21 @@ from sqlalchemy.orm import joinedload, selectinload
 from portal.audit.services import record_event
 from portal.db import utcnow
 from portal.extensions import db
-from portal.payments.gateway import GatewayEvent, IntentResult
-from portal.payments.models import Checkout, PaymentAccount, WebhookEvent, WebhookOutcome
+from portal.payments.gateway import GatewayEvent, IntentResult, gateway_from_config, is_enabled
+from portal.payments.models import (
+    Checkout,
+    CheckoutStatus,
+    PaymentAccount,
+    WebhookEvent,
+    WebhookOutcome,
+)
 from portal.payments.services import (
     METADATA_CHECKOUT,
     METADATA_CUSTOMER,
     Ledger,
     apply_intent,
+    cards_to_detach,
+    detach_cards,
 )
 
 log = logging.getLogger(__name__)
@@ -160,17 +169,28 @@ class _Result:
     outcome: WebhookOutcome
     checkout_id: int | None = None
     error: str | None = None
+    detach: tuple[str, ...] = ()  # cards to detach once the batch is committed
 
 
-def apply_pending_events(*, now: datetime, limit: int = BATCH_SIZE) -> int:
+@dataclass(frozen=True)
+class Batch:
+    """What `apply_pending_events` did: events claimed, and the cards of the charges it
+    settled that were not to be kept, which the caller detaches once the batch is
+    committed (calls to Stripe, made with no lock held)."""
+
+    claimed: int
+    detach: list[str]
+
+
+def apply_pending_events(*, now: datetime, limit: int = BATCH_SIZE) -> Batch:
     """Claim and apply up to `limit` pending events in the caller's transaction, which
-    the caller commits. The number claimed: 0 when there is nothing left to do."""
+    the caller commits; nothing claimed means nothing is left to do."""
     dialect = db.session.get_bind().dialect.name
     if dialect == "sqlite":
         db.session.execute(_TAKE_SQLITE_WRITER_LOCK)
     rows = db.session.execute(_CLAIM[dialect], {"limit": limit}).all()
     if not rows:
-        return 0
+        return Batch(0, [])
     pending = [_pending(*row) for row in rows]
     try:
         with db.session.begin_nested():
@@ -182,7 +202,7 @@ def apply_pending_events(*, now: datetime, limit: int = BATCH_SIZE) -> int:
         _FINISH,
         [_finish_parameters(event, results[event.row], now=now) for event in pending],
     )
-    return len(pending)
+    return Batch(len(pending), [card for result in results.values() for card in result.detach])
 
 
 def apply_all_pending(*, now: datetime, max_batches: int = 50) -> int:
@@ -193,11 +213,13 @@ def apply_all_pending(*, now: datetime, max_batches: int = 50) -> int:
         return 0
     total = 0
     for _ in range(max_batches):
-        claimed = apply_pending_events(now=now)
+        batch = apply_pending_events(now=now)
         db.session.commit()
-        if not claimed:
+        if not batch.claimed:
             break
-        total += claimed
+        total += batch.claimed
+        if batch.detach and is_enabled(current_app.config):
+            detach_cards(gateway_from_config(current_app.config), batch.detach)
     return total
 
 
@@ -298,8 +320,18 @@ def _apply_one(
             },
         )
         return _Result(WebhookOutcome.REJECTED, checkout.id)
+    was_in_flight = checkout.state.is_in_flight
+    # Read before applying, which may replace it with the card just used.
+    saved = ledger.saved_payment_method(checkout.customer_id) if checkout.save_card else None
     changed = apply_intent(checkout, intent, actor="stripe", ledger=ledger)
-    return _Result(WebhookOutcome.APPLIED if changed else WebhookOutcome.IGNORED, checkout.id)
+    if not changed:
+        return _Result(WebhookOutcome.IGNORED, checkout.id)
+    # The webhook settled the charge (the customer left during 3-D Secure, say): its
+    # card goes as it would on the customer's own pages (`services.cards_to_detach`).
+    settled = was_in_flight and not checkout.state.is_in_flight
+    succeeded = checkout.state == CheckoutStatus.SUCCEEDED
+    detach = cards_to_detach(checkout, saved, succeeded=succeeded) if settled else []
+    return _Result(WebhookOutcome.APPLIED, checkout.id, detach=tuple(detach))
 
 
 def _claimed_customers(events: Iterable[_Pending]) -> set[int]:

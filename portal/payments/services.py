@@ -622,7 +622,7 @@ def finish_charge(claim: ChargeClaim, *, now: datetime) -> Checkout:
     settled = intent is None or (not intent.needs_action and intent.status != "processing")
     if settled and failure != GatewayUnavailable.code:
         succeeded = intent is not None and intent.is_succeeded
-        _release_cards(claim.checkout_id, gateway, succeeded=succeeded)
+        release_cards(claim.checkout_id, gateway, succeeded=succeeded)
     lock_account(claim.customer_id)
     checkout = _lock_checkout(claim.checkout_id)
     actor = _customer_actor(claim.customer_id)
@@ -649,7 +649,7 @@ def sync_checkout(customer: Customer, checkout: Checkout, *, now: datetime) -> C
     except GatewayError:
         return checkout  # the webhook, or the next visit, will tell
     if not intent.needs_action and intent.status != "processing":
-        _release_cards(checkout.id, gateway, succeeded=intent.is_succeeded)
+        release_cards(checkout.id, gateway, succeeded=intent.is_succeeded)
     lock_account(customer.id)
     checkout = _lock_checkout(checkout.id)
     ledger = Ledger(now=now)
@@ -715,22 +715,34 @@ def _settle_stale(checkout: Checkout, gateway: StripeGateway, *, now: datetime) 
     db.session.flush()
 
 
-def _release_cards(checkout_id: int, gateway: StripeGateway, *, succeeded: bool) -> None:
-    """After a charge: detach the card unless the customer asked us to keep it and it
-    worked; when a newly kept card replaces a saved one, detach the old one. Best
-    effort: a card left attached is never charged without a checkout."""
+def release_cards(checkout_id: int, gateway: StripeGateway, *, succeeded: bool) -> None:
+    """After a charge settled: detach the cards `cards_to_detach` names. Best effort: a
+    card left attached is never charged without a checkout."""
     checkout = db.session.get(Checkout, checkout_id)
-    if checkout is None or not checkout.payment_method_id:
+    if checkout is None:
         return
     saved = saved_card_for_id(checkout.customer_id)
+    detach_cards(
+        gateway,
+        cards_to_detach(checkout, saved.payment_method_id if saved else None, succeeded=succeeded),
+    )
+
+
+def cards_to_detach(checkout: Checkout, saved: str | None, *, succeeded: bool) -> list[str]:
+    """The card of a settled charge goes unless the customer asked us to keep it and it
+    worked; a newly kept card replaces the one saved before (`saved`), which goes."""
+    used = checkout.payment_method_id
+    if not used:
+        return []
     if succeeded and checkout.save_card:
-        stale = saved.payment_method_id if saved is not None else None
-        to_detach = [stale] if stale and stale != checkout.payment_method_id else []
-    elif saved is not None and saved.payment_method_id == checkout.payment_method_id:
-        to_detach = []  # the saved card was used: it stays saved
-    else:
-        to_detach = [checkout.payment_method_id]
-    for payment_method_id in to_detach:
+        return [saved] if saved and saved != used else []
+    if saved == used:
+        return []  # the saved card was used: it stays saved
+    return [used]
+
+
+def detach_cards(gateway: StripeGateway, payment_method_ids: Sequence[str]) -> None:
+    for payment_method_id in payment_method_ids:
         try:
             gateway.detach_card(payment_method_id)
         except GatewayError:
@@ -795,6 +807,11 @@ class Ledger:
         if customer_id not in self._saved:
             self._saved[customer_id] = saved_card_for_id(customer_id)
         return self._saved[customer_id]
+
+    def saved_payment_method(self, customer_id: int) -> str | None:
+        """The card the customer has saved now (prefetched for the checkouts keeping one)."""
+        saved = self._saved_card(customer_id)
+        return saved.payment_method_id if saved is not None else None
 
     def record(self, checkout: Checkout, intent: IntentResult, *, actor: str) -> bool:
         """Record money Stripe took, once per PaymentIntent. True if this call recorded it.

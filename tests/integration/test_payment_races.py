@@ -341,9 +341,9 @@ def test_several_workers_apply_each_event_exactly_once(race_app):
     def worker(_client: FlaskClient) -> int:
         with race_app.app_context():
             applied = 0
-            while claimed := apply_pending_events(now=utcnow(), limit=7):
+            while batch := apply_pending_events(now=utcnow(), limit=7).claimed:
                 db.session.commit()
-                applied += claimed
+                applied += batch
             db.session.commit()
             db.session.remove()
             return applied

@@ -136,7 +136,7 @@ def test_an_event_of_no_interest_is_stored_as_processed():
     row = _row("evt_cus")
     assert (row.outcome, row.payload) == ("ignored", None)
     assert row.processed_at is not None
-    assert apply_pending_events(now=utcnow()) == 0
+    assert apply_pending_events(now=utcnow()).claimed == 0
 
 
 def test_a_batch_applies_every_event_once_with_one_receipt_each():
@@ -147,7 +147,7 @@ def test_a_batch_applies_every_event_once_with_one_receipt_each():
         checkouts.append(_checkout(customer, [make_invoice(customer)], 10000))
     for n, checkout in enumerate(checkouts):
         receive_event(_succeeded(checkout, f"evt_batch_{n}", f"pi_batch_{n}"), now=utcnow())
-    assert apply_pending_events(now=utcnow(), limit=5) == 5  # oldest first, at most `limit`
+    assert apply_pending_events(now=utcnow(), limit=5).claimed == 5  # oldest first, at most `limit`
     assert apply_all_pending(now=utcnow()) == 7
     assert db.session.scalar(select(func.count(Payment.id))) == 12
     assert db.session.scalar(select(func.count(OutboxMessage.id))) == 12
@@ -172,7 +172,7 @@ def test_two_payments_of_one_customer_in_a_batch_never_credit_an_invoice_twice()
     # when both successes are applied in one batch
     receive_event(_succeeded(abandoned, "evt_one", "pi_one"), now=utcnow())
     receive_event(_succeeded(current, "evt_two", "pi_two"), now=utcnow())
-    assert apply_pending_events(now=utcnow()) == 2
+    assert apply_pending_events(now=utcnow()).claimed == 2
     # then the first pays invoice A, the second finds A paid: B, then nothing owed
     payments = db.session.scalars(select(Payment).order_by(Payment.id)).all()
     assert [[(a.invoice_id, a.amount_minor) for a in p.allocations] for p in payments] == [
@@ -208,7 +208,7 @@ def test_a_broken_event_does_not_hold_back_the_others_and_fails_after_five_tries
 
     monkeypatch.setattr(inbox, "apply_intent", apply_intent)
     # when the batch is applied
-    assert apply_pending_events(now=utcnow()) == 3
+    assert apply_pending_events(now=utcnow()).claimed == 3
     # then the two good events are applied, the bad one waits with its error
     assert [_row(f"evt_p{n}").outcome for n in range(3)] == ["applied", "pending", "applied"]
     bad = _row("evt_p1")
@@ -220,7 +220,7 @@ def test_a_broken_event_does_not_hold_back_the_others_and_fails_after_five_tries
     bad = _row("evt_p1")
     assert (bad.outcome, bad.attempts) == ("failed", MAX_ATTEMPTS)
     assert bad.processed_at is not None
-    assert apply_pending_events(now=utcnow()) == 0
+    assert apply_pending_events(now=utcnow()).claimed == 0
     assert checkouts[1].state == CheckoutStatus.PROCESSING  # nothing half-applied
 
 

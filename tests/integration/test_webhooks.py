@@ -16,8 +16,8 @@ from portal.db import utcnow
 from portal.extensions import db
 from portal.notifications.models import OutboxMessage
 from portal.payments.gateway import GatewayEvent, StripeGateway
-from portal.payments.inbox import apply_pending_events
-from portal.payments.models import Checkout, CheckoutStatus, Payment, WebhookEvent
+from portal.payments.inbox import apply_all_pending, apply_pending_events
+from portal.payments.models import Checkout, CheckoutStatus, Payment, SavedCard, WebhookEvent
 from tests.factories import make_customer, make_invoice
 from tests.stripe_journeys import CARD_3DS, WEBHOOK_SECRET, deliver, event_body, pay, signature
 
@@ -79,7 +79,7 @@ def test_succeeded_event_records_the_payment(client, localstripe):
     assert response.status_code == 200
     assert response.json == {"received": "evt_ok_1", "status": "queued"}
     assert _count(Payment) == 0  # stored, answered, not applied yet
-    assert apply_pending_events(now=utcnow()) == 1
+    assert apply_pending_events(now=utcnow()).claimed == 1
     assert _outcome("evt_ok_1") == "applied"
     assert checkout.state == CheckoutStatus.SUCCEEDED
     [payment] = db.session.scalars(select(Payment).where(Payment.checkout_id == checkout.id)).all()
@@ -96,7 +96,7 @@ def test_a_duplicate_delivery_changes_nothing(client, localstripe):
     again = _post(client, body)
     assert again.status_code == 200
     assert again.json["status"] == "duplicate"
-    assert apply_pending_events(now=utcnow()) == 0
+    assert apply_pending_events(now=utcnow()).claimed == 0
     assert _count(Payment) == 1
     assert _count(WebhookEvent) == 1
     assert db.session.scalar(select(func.count()).where(OutboxMessage.kind == "receipt")) == 1
@@ -265,3 +265,37 @@ def test_the_answer_is_json_that_no_cache_keeps(client):
     assert response.headers["Cache-Control"] == "no-store"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert "Set-Cookie" not in response.headers  # Stripe gets no session
+
+
+# --- the card, when the webhook settles the payment ----------------------------------------
+def test_a_card_not_saved_is_detached_when_the_webhook_settles_the_payment(client, localstripe):
+    # given a customer who approved 3-D Secure and closed the window: only the webhook tells
+    checkout = _awaiting_bank(localstripe)
+    card = checkout.payment_method_id
+    assert localstripe.get(f"/v1/payment_methods/{card}")["customer"] is not None
+    _post(
+        client, event_body("evt_leave", "payment_intent.succeeded", _intent(localstripe, checkout))
+    )
+    # when the worker applies it
+    assert apply_all_pending(now=utcnow()) == 1
+    # then the payment is recorded and the card, which was not to be kept, is detached
+    assert db.session.get(Checkout, checkout.id).state == CheckoutStatus.SUCCEEDED
+    assert localstripe.get(f"/v1/payment_methods/{card}")["customer"] is None
+
+
+def test_a_card_the_customer_saved_stays_when_the_webhook_settles_the_payment(client, localstripe):
+    customer = make_customer()
+    make_invoice(customer, number=f"INV-KEEP-{customer.id}", lines=[("A", "1", "42.00")])
+    with client_context():
+        checkout = pay(
+            localstripe, customer, [f"INV-KEEP-{customer.id}"], card=CARD_3DS, save_card=True
+        )
+    localstripe.authenticate(checkout.payment_intent_id, success=True)
+    _post(
+        client, event_body("evt_keep", "payment_intent.succeeded", _intent(localstripe, checkout))
+    )
+    assert apply_all_pending(now=utcnow()) == 1
+    card = checkout.payment_method_id
+    assert localstripe.get(f"/v1/payment_methods/{card}")["customer"] is not None
+    saved = db.session.scalar(select(SavedCard).where(SavedCard.customer_id == customer.id))
+    assert saved.payment_method_id == card
