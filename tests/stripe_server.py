@@ -102,9 +102,14 @@ class LocalStripe:
         )
         return dict(response.json())
 
-    # --- what the Stripe dashboard would show ------------------------------------------
+    # --- what the Stripe dashboard would show, and do ---------------------------------
     def get(self, path: str) -> dict[str, Any]:
         response = requests.get(f"{self.url}{path}", auth=(SECRET_KEY, ""), timeout=5)
+        response.raise_for_status()
+        return dict(response.json())
+
+    def post(self, path: str, data: dict[str, Any]) -> dict[str, Any]:
+        response = requests.post(f"{self.url}{path}", data=data, auth=(SECRET_KEY, ""), timeout=5)
         response.raise_for_status()
         return dict(response.json())
 

@@ -181,6 +181,17 @@ class RefundResult:
 
 
 @dataclass(frozen=True)
+class ChargeRefunds:
+    """What a `charge.refunded` event says: all refunded on the charge so far, and the
+    refunds it lists (Stripe lists them only for API versions before 2022-11-15)."""
+
+    charge_id: str
+    payment_intent_id: str | None
+    refunded: Money
+    refunds: tuple[RefundResult, ...] = ()
+
+
+@dataclass(frozen=True)
 class GatewayEvent:
     """A verified webhook event: its id, type, and the object it carries."""
 
@@ -194,13 +205,46 @@ class GatewayEvent:
             return None
         return _intent(self.data)
 
+    def charge_refunds(self) -> ChargeRefunds | None:
+        if self.data.get("object") != "charge":
+            return None
+        data = self.data
+        currency = str(data.get("currency")).upper()
+        listed = (_get(data.get("refunds"), "data") or []) if data.get("refunds") else []
+        return ChargeRefunds(
+            charge_id=str(data.get("id")),
+            payment_intent_id=_id_of(data.get("payment_intent")),
+            refunded=from_stripe_amount(int(data.get("amount_refunded") or 0), currency),
+            refunds=tuple(
+                RefundResult(
+                    id=str(_get(r, "id")),
+                    status=str(_get(r, "status")),
+                    amount=from_stripe_amount(int(_get(r, "amount") or 0), currency),
+                )
+                for r in listed
+            ),
+        )
+
     def kept(self) -> dict[str, Any]:
         """What the portal stores of the event's object to apply it later.
 
-        Only the fields `intent` reads, and of the last error only its codes: Stripe's
-        error carries the card's PaymentMethod (expiry date included), never stored here.
+        Only the fields `intent` and `charge_refunds` read, and of the last error only its
+        codes: Stripe's error carries the card's PaymentMethod (expiry date included), and
+        a charge its card details, never stored here.
         """
         data = self.data
+        if data.get("object") == "charge":
+            refunds = (_get(data.get("refunds"), "data") or []) if data.get("refunds") else []
+            return {
+                "object": "charge",
+                **{key: data.get(key) for key in ("id", "currency", "amount_refunded")},
+                "payment_intent": _id_of(data.get("payment_intent")),
+                "refunds": {
+                    "data": [
+                        {key: _get(r, key) for key in ("id", "status", "amount")} for r in refunds
+                    ]
+                },
+            }
         if data.get("object") != "payment_intent":
             return {"object": data.get("object")}
         error = _get(data, "last_payment_error")

@@ -44,14 +44,23 @@ from sqlalchemy.orm import joinedload, selectinload
 from portal.audit.services import record_event
 from portal.db import utcnow
 from portal.extensions import db
-from portal.payments.gateway import GatewayEvent, IntentResult, gateway_from_config, is_enabled
+from portal.payments.gateway import (
+    ChargeRefunds,
+    GatewayEvent,
+    IntentResult,
+    gateway_from_config,
+    is_enabled,
+)
 from portal.payments.models import (
     Checkout,
     CheckoutStatus,
+    Payment,
     PaymentAccount,
+    PaymentSource,
     WebhookEvent,
     WebhookOutcome,
 )
+from portal.payments.policy import Overpayment
 from portal.payments.services import (
     METADATA_CHECKOUT,
     METADATA_CUSTOMER,
@@ -59,6 +68,7 @@ from portal.payments.services import (
     apply_intent,
     cards_to_detach,
     detach_cards,
+    record_stripe_refunds,
 )
 
 log = logging.getLogger(__name__)
@@ -70,6 +80,7 @@ RELEVANT_EVENTS = frozenset(
         "payment_intent.canceled",
         "payment_intent.requires_action",
         "payment_intent.processing",
+        "charge.refunded",  # a refund made at Stripe (its dashboard), or by us
     }
 )
 BATCH_SIZE = 200
@@ -85,8 +96,8 @@ class Receipt(StrEnum):
 
 def receive_event(event: GatewayEvent, *, now: datetime) -> Receipt:
     """Store a verified event once, in the caller's transaction (commit, then answer 200)."""
-    intent = event.intent()
-    relevant = intent is not None and event.type in RELEVANT_EVENTS
+    intent, refunds = event.intent(), event.charge_refunds()
+    relevant = event.type in RELEVANT_EVENTS and (intent or refunds) is not None
     dialect = db.session.get_bind().dialect.name
     statement = _STORE_AND_NOTIFY if dialect == "postgresql" and relevant else _STORE[dialect]
     # On the session's connection: no ORM object is involved in this hot path.
@@ -95,7 +106,7 @@ def receive_event(event: GatewayEvent, *, now: datetime) -> Receipt:
         {
             "event_id": event.id,
             "type": event.type[:100],
-            "payment_intent_id": intent.id if intent else None,
+            "payment_intent_id": intent.id if intent else refunds and refunds.payment_intent_id,
             "outcome": WebhookOutcome.PENDING if relevant else WebhookOutcome.IGNORED,
             "payload": {"created": event.created, "data": event.kept()} if relevant else None,
             "received_at": now,
@@ -162,6 +173,7 @@ class _Pending:
     type: str
     attempts: int
     intent: IntentResult | None
+    refunds: ChargeRefunds | None = None
 
 
 @dataclass(frozen=True)
@@ -226,9 +238,8 @@ def apply_all_pending(*, now: datetime, max_batches: int = 50) -> int:
 def _pending(row: int, event_id: str, type_: str, payload: Any, attempts: int) -> _Pending:
     data = (payload or {}).get("data") or {}
     created = int((payload or {}).get("created") or 0)
-    return _Pending(
-        row, event_id, type_, attempts, GatewayEvent(event_id, type_, created, data).intent()
-    )
+    event = GatewayEvent(event_id, type_, created, data)
+    return _Pending(row, event_id, type_, attempts, event.intent(), event.charge_refunds())
 
 
 def _finish_parameters(event: _Pending, result: _Result, *, now: datetime) -> dict[str, Any]:
@@ -267,7 +278,10 @@ def _apply_alone(event: _Pending, *, now: datetime) -> _Result:
 def _apply_batch(events: Sequence[_Pending], *, now: datetime) -> dict[int, _Result]:
     """Lock what the events touch, in the one lock order, then apply them in turn."""
     wanted = {event.row: _checkout_id_for(event.intent) for event in events}
-    accounts = _lock_accounts(_claimed_customers(events))
+    refunded = _refunded_payments(events)
+    accounts = _lock_accounts(
+        _claimed_customers(events) | {p.customer_id for p in refunded.values()}
+    )
     checkouts = _lock_checkouts({c for c in wanted.values() if c is not None})
     ledger = Ledger(now=now)
     ledger.prefetch(
@@ -281,10 +295,55 @@ def _apply_batch(events: Sequence[_Pending], *, now: datetime) -> dict[int, _Res
     )
     results = {}
     for event in events:
+        if event.refunds is not None:
+            payment = refunded.get(event.refunds.payment_intent_id or "")
+            results[event.row] = _apply_refunds(event.refunds, payment, now=now)
+            continue
         checkout = checkouts.get(wanted[event.row])  # type: ignore[arg-type]
         results[event.row] = _apply_one(event, checkout, accounts, ledger, now=now)
     ledger.write()
     return results
+
+
+def _refunded_payments(events: Iterable[_Pending]) -> dict[str, Payment]:
+    """Our card payments that the batch's `charge.refunded` events are about, by reference."""
+    references = {e.refunds.payment_intent_id for e in events if e.refunds is not None}
+    references.discard(None)
+    if not references:
+        return {}
+    payments = db.session.scalars(
+        select(Payment).where(
+            Payment.reference.in_(sorted(r for r in references if r)),
+            Payment.source == PaymentSource.CARD,
+        )
+    )
+    return {payment.reference: payment for payment in payments}
+
+
+def _apply_refunds(state: ChargeRefunds, payment: Payment | None, *, now: datetime) -> _Result:
+    """A charge was refunded at Stripe: the ledger records what it does not know yet."""
+    if payment is None:
+        return _Result(WebhookOutcome.IGNORED)  # not a payment of ours
+    if state.refunded.currency != payment.currency:
+        log.error("refunds of %s are in %s", payment.reference, state.refunded.currency)
+        return _Result(WebhookOutcome.REJECTED, payment.checkout_id)
+    try:
+        with db.session.begin_nested():  # all of the event's refunds, or none
+            changed = record_stripe_refunds(payment, state, now=now)
+    except Overpayment:
+        log.error("Stripe refunded more of %s than the ledger holds", payment.reference)
+        record_event(
+            "payment.refund_mismatch",
+            actor="stripe",
+            now=now,
+            customer_id=payment.customer_id,
+            subject=payment,
+            data={"charge": state.charge_id, "refunded_minor": state.refunded.minor},
+        )
+        return _Result(WebhookOutcome.REJECTED, payment.checkout_id)
+    return _Result(
+        WebhookOutcome.APPLIED if changed else WebhookOutcome.IGNORED, payment.checkout_id
+    )
 
 
 def _apply_one(

@@ -66,10 +66,12 @@ from portal.notifications.services import deferred_email_row, renders_later
 from portal.payments.gateway import (
     AmountNotRepresentable,
     CardDeclined,
+    ChargeRefunds,
     GatewayError,
     GatewayRejected,
     GatewayUnavailable,
     IntentResult,
+    RefundResult,
     StripeGateway,
     gateway_from_config,
     is_enabled,
@@ -1029,13 +1031,9 @@ def refund_payment(
     gateway = current_gateway()
     lock_account(payment.customer_id)
     db.session.refresh(payment)
-    refundable = payment.amount - payment.refunded
-    amount = refundable if amount is None else amount
-    if not amount.is_positive or amount > refundable:
-        raise RefundRefused()
-    from_invoices = _refund_from_invoices(payment, amount)
+    amount = payment.amount - payment.refunded if amount is None else amount
     try:
-        parts = take_back(from_invoices, _net_applied(payment)) if from_invoices else []
+        parts = _refund_parts(payment, amount)
     except Overpayment:
         raise RefundRefused() from None
     try:
@@ -1046,9 +1044,66 @@ def refund_payment(
         )
     except GatewayError as error:
         raise RefundRefused(decline_message(error.code)) from error
+    return _record_refund(
+        payment, amount, parts, reference=result.id, actor=actor, reason=reason, now=now
+    )
+
+
+def record_stripe_refunds(payment: Payment, state: ChargeRefunds, *, now: datetime) -> bool:
+    """Bring the ledger up to the refunds Stripe reports on the payment's charge (made in
+    Stripe's dashboard, say). True if anything was recorded.
+
+    The caller holds the customer's lock: `refund_payment` holds it across its own call
+    to Stripe, so a refund made here is in the ledger before its event is applied.
+    Refunds the event lists are recorded by their ids; without a list (newer API
+    versions) what the ledger lacks of the charge's refunded total is recorded as one.
+    """
+    db.session.refresh(payment)
+    known = {refund.reference for refund in payment.refunds}
+    missing = [r for r in state.refunds if r.status == "succeeded" and r.id not in known]
+    listed = Money.sum((r.amount for r in missing), payment.currency)
+    rest = state.refunded - payment.refunded - listed
+    if rest.is_positive:
+        reference = f"{state.charge_id}:refunded-{state.refunded.minor}"
+        missing.append(RefundResult(reference, "succeeded", rest))
+    if not missing:
+        return False
+    for refund in missing:
+        parts = _refund_parts(payment, refund.amount)  # Overpayment: not ours to guess
+        _record_refund(
+            payment,
+            refund.amount,
+            parts,
+            reference=refund.id,
+            actor="stripe",
+            reason="refunded at Stripe",
+            now=now,
+        )
+    return True
+
+
+def _refund_parts(payment: Payment, amount: Money) -> list[tuple[int, Money]]:
+    """What a refund of `amount` takes back from each invoice; Overpayment if more than
+    is left to refund."""
+    if not amount.is_positive or amount > payment.amount - payment.refunded:
+        raise Overpayment(f"{amount} is more than is left to refund")
+    from_invoices = _refund_from_invoices(payment, amount)
+    return take_back(from_invoices, _net_applied(payment)) if from_invoices else []
+
+
+def _record_refund(
+    payment: Payment,
+    amount: Money,
+    parts: list[tuple[int, Money]],
+    *,
+    reference: str,
+    actor: str,
+    reason: str,
+    now: datetime,
+) -> Refund:
     refund = Refund(
-        payment_id=payment.id,
-        reference=result.id,
+        payment=payment,
+        reference=reference,
         amount_minor=amount.minor,
         currency=amount.currency,
         refunded_on=customer_today(payment.customer, now),
@@ -1067,7 +1122,7 @@ def refund_payment(
         subject=refund,
         data={
             "payment": payment.reference,
-            "refund": result.id,
+            "refund": reference,
             "amount_minor": amount.minor,
             "currency": amount.currency,
             "reason": reason,

@@ -135,3 +135,91 @@ def test_a_second_charge_is_recorded_unapplied_and_refunded_without_reopening(lo
     # then no invoice reopens
     assert refund.allocations == []
     assert _balance(invoice).status == InvoiceStatus.PAID
+
+
+# --- refunds made at Stripe (its dashboard), reported by charge.refunded ------------------
+def _charge_refunded(localstripe, payment: Payment, event_id: str, *, listed: bool = True):
+    """The signed event Stripe sends after a refund: the charge as Stripe has it now."""
+    intent = localstripe.get(f"/v1/payment_intents/{payment.reference}")
+    charge_id = intent["latest_charge"]
+    charge_id = charge_id if isinstance(charge_id, str) else charge_id["id"]
+    charge = localstripe.get(f"/v1/charges/{charge_id}") | {"payment_intent": payment.reference}
+    if not listed:  # API versions from 2022-11-15 leave the refunds out
+        charge.pop("refunds", None)
+    return GatewayEvent(event_id, "charge.refunded", int(time.time()), charge)
+
+
+def _refund_at_stripe(localstripe, payment: Payment, amount_minor: int) -> str:
+    return localstripe.post(
+        "/v1/refunds", {"payment_intent": payment.reference, "amount": amount_minor}
+    )["id"]
+
+
+def test_a_refund_made_in_stripes_dashboard_reaches_the_ledger(localstripe):
+    # given two invoices paid by card, and 25.00 refunded in Stripe's dashboard
+    customer, older, newer = _two_invoices_paid(localstripe)
+    payment = _payment(customer)
+    refund_id = _refund_at_stripe(localstripe, payment, 2500)
+    # when Stripe's charge.refunded event is applied
+    event = _charge_refunded(localstripe, payment, "evt_dash_1")
+    assert deliver(event) == WebhookOutcome.APPLIED
+    # then the ledger knows the refund by Stripe's id, and the latest due invoice reopens
+    [refund] = db.session.scalars(select(Refund).where(Refund.payment_id == payment.id)).all()
+    assert (refund.reference, refund.amount, refund.actor) == (
+        refund_id,
+        Money(2500, "USD"),
+        "stripe",
+    )
+    assert _balance(newer).balance == Money(2500, "USD")
+    assert _balance(older).status == InvoiceStatus.PAID
+    audit = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "payment.refunded"))
+    assert audit.data["refund"] == refund_id
+    # and the same state reported again changes nothing
+    assert deliver(_charge_refunded(localstripe, payment, "evt_dash_2")) == WebhookOutcome.IGNORED
+    assert len(payment.refunds) == 1
+
+
+def test_without_the_list_the_refunded_total_tells_what_is_missing(localstripe):
+    customer, _, newer = _two_invoices_paid(localstripe)
+    payment = _payment(customer)
+    _refund_at_stripe(localstripe, payment, 1000)
+    event = _charge_refunded(localstripe, payment, "evt_total_1", listed=False)
+    assert deliver(event) == WebhookOutcome.APPLIED
+    _refund_at_stripe(localstripe, payment, 500)
+    event = _charge_refunded(localstripe, payment, "evt_total_2", listed=False)
+    assert deliver(event) == WebhookOutcome.APPLIED
+    refunds = db.session.scalars(select(Refund).where(Refund.payment_id == payment.id)).all()
+    assert [r.amount_minor for r in refunds] == [1000, 500]
+    assert _balance(newer).balance == Money(1500, "USD")
+
+
+def test_our_own_refund_is_not_recorded_twice_by_its_event(localstripe):
+    customer, _, _ = _two_invoices_paid(localstripe)
+    payment = _payment(customer)
+    refund_payment(payment, Money(4000, "USD"), actor="staff:1", now=utcnow())
+    assert deliver(_charge_refunded(localstripe, payment, "evt_ours")) == WebhookOutcome.IGNORED
+    assert len(db.session.scalars(select(Refund)).all()) == 1
+
+
+def test_stripe_reporting_more_refunded_than_was_paid_is_rejected_for_staff(localstripe):
+    customer, _, _ = _two_invoices_paid(localstripe)
+    payment = _payment(customer)
+    event = _charge_refunded(localstripe, payment, "evt_more", listed=False)
+    forged = GatewayEvent(
+        event.id, event.type, event.created, event.data | {"amount_refunded": 99999}
+    )
+    assert deliver(forged) == WebhookOutcome.REJECTED
+    assert db.session.scalars(select(Refund)).all() == []
+    assert db.session.scalar(
+        select(AuditEvent).where(AuditEvent.action == "payment.refund_mismatch")
+    )
+
+
+def test_what_is_kept_of_a_refunded_charge_holds_no_card_details(localstripe):
+    customer, _, _ = _two_invoices_paid(localstripe)
+    payment = _payment(customer)
+    _refund_at_stripe(localstripe, payment, 100)
+    kept = _charge_refunded(localstripe, payment, "evt_kept_charge").kept()
+    assert set(kept) == {"object", "id", "currency", "amount_refunded", "payment_intent", "refunds"}
+    assert "payment_method" not in str(kept)
+    assert "last4" not in str(kept)
