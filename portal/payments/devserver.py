@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     from localstripe.webhooks import register_webhook
 
     if args.webhook_url:
-        # The events the portal acts on (services.RELEVANT_EVENTS), as one would
+        # The events the portal acts on (inbox.RELEVANT_EVENTS), as one would
         # subscribe the endpoint in Stripe's dashboard.
         events = [
             "payment_intent.succeeded",
@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> None:
             "payment_intent.canceled",
             "payment_intent.requires_action",
             "payment_intent.processing",
+            "charge.refunded",
         ]
         register_webhook("portal", args.webhook_url, args.webhook_secret, events)
 
