@@ -81,6 +81,13 @@ class GatewayRejected(GatewayError):
     code = "gateway_rejected"
 
 
+class AttemptInDoubt(GatewayError):
+    """Stripe already holds a request with this idempotency key and other parameters: an
+    earlier attempt whose answer we never got did reach Stripe (a different card)."""
+
+    code = "attempt_in_doubt"
+
+
 class BadSignature(GatewayError):
     code = "bad_signature"
 
@@ -446,6 +453,9 @@ class StripeGateway:
         except (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError) as error:
             log.warning("Stripe unavailable: %s", type(error).__name__)
             raise GatewayUnavailable(type(error).__name__) from None
+        except stripe.IdempotencyError:
+            log.warning("Stripe holds an earlier request with key %s", idempotency_key)
+            raise AttemptInDoubt() from None
         except stripe.StripeError as error:
             if (error.http_status or 0) >= 500:
                 raise GatewayUnavailable(type(error).__name__) from None

@@ -65,6 +65,7 @@ from portal.notifications.models import OutboxMessage
 from portal.notifications.services import deferred_email_row, renders_later
 from portal.payments.gateway import (
     AmountNotRepresentable,
+    AttemptInDoubt,
     CardDeclined,
     ChargeRefunds,
     GatewayError,
@@ -119,6 +120,9 @@ log = logging.getLogger(__name__)
 STALE_AFTER = timedelta(minutes=10)
 METADATA_CHECKOUT = "portal_checkout"
 METADATA_CUSTOMER = "portal_customer"
+METADATA_ATTEMPT = "portal_attempt"
+# A charge whose outcome we do not know: its attempt key is kept for the next charge.
+UNSETTLED_ATTEMPT = frozenset({GatewayUnavailable.code, AttemptInDoubt.code})
 
 
 # --- refusals ---------------------------------------------------------------------------
@@ -196,6 +200,11 @@ DECLINE_MESSAGES = {
     ),
     "amount_not_representable": _l(
         "This amount cannot be charged by card. Please choose another amount."
+    ),
+    "attempt_in_doubt": _l(
+        "Your previous attempt may still go through, so to avoid charging you twice we "
+        "did not charge this card. Please check your account again in a few minutes "
+        "before you try again."
     ),
 }
 
@@ -572,13 +581,12 @@ def begin_charge(
     owed = Money.sum((p for p in chosen if p is not None), checkout.currency)
     if owed < checkout.amount:
         raise AmountNoLongerPayable()
-    # After an outage the same card reuses the same key: on Stripe, a request that did
-    # get through is then answered, not repeated. Anything else is a new attempt.
-    if not (
-        checkout.last_error_code == GatewayUnavailable.code
-        and checkout.payment_method_id == card.payment_method_id
-        and checkout.attempt_key
-    ):
+    # After an outage (or a doubtful attempt) the next charge reuses the key of the
+    # attempt whose end we never heard: if that request did reach Stripe, Stripe answers
+    # the same card with that attempt's result instead of charging again, and refuses
+    # another card (AttemptInDoubt) instead of charging twice; if it never arrived, the
+    # new charge simply goes through. Otherwise each charge is a new attempt.
+    if not (checkout.last_error_code in UNSETTLED_ATTEMPT and checkout.attempt_key):
         checkout.attempt += 1
         checkout.attempt_key = f"checkout-{checkout.id}-attempt-{checkout.attempt}"
     checkout.payment_method_id = card.payment_method_id
@@ -611,18 +619,16 @@ def finish_charge(claim: ChargeClaim, *, now: datetime) -> Checkout:
             metadata={
                 METADATA_CHECKOUT: str(claim.checkout_id),
                 METADATA_CUSTOMER: str(claim.customer_id),
-                "portal_attempt": str(claim.attempt),
+                METADATA_ATTEMPT: str(claim.attempt),
             },
             idempotency_key=claim.idempotency_key,
         )
     except CardDeclined as error:
         failure = error.code
-    except GatewayUnavailable:
-        failure = GatewayUnavailable.code
-    except GatewayRejected:
-        failure = GatewayRejected.code
+    except (GatewayUnavailable, AttemptInDoubt, GatewayRejected) as error:
+        failure = error.code
     settled = intent is None or (not intent.needs_action and intent.status != "processing")
-    if settled and failure != GatewayUnavailable.code:
+    if settled and failure not in UNSETTLED_ATTEMPT:
         succeeded = intent is not None and intent.is_succeeded
         release_cards(claim.checkout_id, gateway, succeeded=succeeded)
     lock_account(claim.customer_id)
@@ -634,7 +640,7 @@ def finish_charge(claim: ChargeClaim, *, now: datetime) -> Checkout:
         ledger.write()
     elif checkout.state == CheckoutStatus.PROCESSING and checkout.attempt == claim.attempt:
         checkout.last_error_code = failure
-        if failure != GatewayUnavailable.code:
+        if failure not in UNSETTLED_ATTEMPT:
             checkout.attempt_key = None
         move_checkout(checkout, CheckoutStatus.OPEN, actor=actor, now=now, reason=failure)
     db.session.flush()
@@ -672,6 +678,11 @@ def apply_intent(checkout: Checkout, intent: IntentResult, *, actor: str, ledger
     if intent.is_succeeded:
         return ledger.record(checkout, intent, actor=actor)
     is_current = checkout.payment_intent_id in (None, intent.id)
+    if _ends_doubtful_attempt(checkout, intent):
+        # The attempt whose answer we never got failed: the next charge is a new attempt.
+        checkout.attempt_key = None
+        checkout.last_error_code = intent.error_code or "card_declined"
+        return True
     if not checkout.state.is_in_flight or not is_current:
         return False
     if intent.needs_action or intent.status == "processing":
@@ -690,6 +701,16 @@ def apply_intent(checkout: Checkout, intent: IntentResult, *, actor: str, ledger
         )
         return True
     return False
+
+
+def _ends_doubtful_attempt(checkout: Checkout, intent: IntentResult) -> bool:
+    return (
+        intent.is_failed
+        and checkout.state == CheckoutStatus.OPEN
+        and checkout.last_error_code in UNSETTLED_ATTEMPT
+        and checkout.attempt_key is not None
+        and intent.metadata.get(METADATA_ATTEMPT) == str(checkout.attempt)
+    )
 
 
 def _settle_stale(checkout: Checkout, gateway: StripeGateway, *, now: datetime) -> None:
