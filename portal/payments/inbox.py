@@ -295,13 +295,19 @@ def _apply_batch(events: Sequence[_Pending], *, now: datetime) -> dict[int, _Res
     )
     results = {}
     for event in events:
+        if event.intent is not None:
+            checkout = checkouts.get(wanted[event.row])  # type: ignore[arg-type]
+            results[event.row] = _apply_one(event, checkout, accounts, ledger, now=now)
+    ledger.write()
+    # Refunds last, and read again: one may be of a payment this batch has just recorded
+    # (its customer's lock is held: the payment's own event named them).
+    refunded = _refunded_payments(events)
+    for event in events:
         if event.refunds is not None:
             payment = refunded.get(event.refunds.payment_intent_id or "")
             results[event.row] = _apply_refunds(event.refunds, payment, now=now)
-            continue
-        checkout = checkouts.get(wanted[event.row])  # type: ignore[arg-type]
-        results[event.row] = _apply_one(event, checkout, accounts, ledger, now=now)
-    ledger.write()
+        elif event.intent is None:
+            results[event.row] = _Result(WebhookOutcome.IGNORED)
     return results
 
 

@@ -320,3 +320,26 @@ def test_the_worker_loop_outlives_a_failing_pass(monkeypatch, caplog):
     inbox.apply_as_they_arrive(lambda: next(budget), poll_seconds=0.01, report=reported.append)
     assert reported == [2]
     assert "applying webhook events failed; retrying" in caplog.text
+
+
+def test_a_refund_in_the_same_batch_as_its_payment_is_recorded_after_it():
+    customer = make_customer()
+    _account(customer)
+    invoice = make_invoice(customer, lines=[("A", "1", "100.00")])
+    checkout = _checkout(customer, [invoice], 10000)
+    receive_event(_succeeded(checkout, "evt_paid", "pi_then_refunded"), now=utcnow())
+    charge = {
+        "object": "charge",
+        "id": "ch_then_refunded",
+        "payment_intent": "pi_then_refunded",
+        "currency": "usd",
+        "amount_refunded": 3000,
+        "refunds": {"data": [{"id": "re_1", "status": "succeeded", "amount": 3000}]},
+    }
+    event = GatewayEvent("evt_refunded", "charge.refunded", int(time.time()), charge)
+    assert receive_event(event, now=utcnow()) == Receipt.QUEUED
+    assert apply_pending_events(now=utcnow()).claimed == 2
+    assert [_row("evt_paid").outcome, _row("evt_refunded").outcome] == ["applied", "applied"]
+    payment = db.session.scalar(select(Payment).where(Payment.reference == "pi_then_refunded"))
+    assert [(r.reference, r.amount_minor) for r in payment.refunds] == [("re_1", 3000)]
+    assert invoice_balance(invoice, date(2026, 11, 23)).balance.minor == 3000
