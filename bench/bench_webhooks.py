@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_webhooks.py            # a fresh SQLite file, one worker
     .venv/bin/python bench/bench_webhooks.py --reset \
-        --database-url postgresql://postgres@127.0.0.1/bench   # PostgreSQL, CPUs + 1 web processes
+        --database-url postgresql://postgres@127.0.0.1/bench   # PostgreSQL, a web process per CPU
 
 Seeds one in-flight card checkout per customer, then delivers signed
 `payment_intent.succeeded` events to POST /stripe/webhook through the whole app
@@ -317,7 +317,7 @@ def main() -> int:
         "--workers",
         type=int,
         default=None,
-        help="web processes; default: one per CPU and one more (one on SQLite)",
+        help="web processes; default: one per CPU (one on SQLite)",
     )
     parser.add_argument(
         "--rounds", type=int, default=3, help="the target applies to the median round"
@@ -328,9 +328,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-webhooks-") as tmp:
         url = args.database_url or f"sqlite:///{Path(tmp) / 'bench.sqlite3'}"
         dialect = make_url(normalize_database_url(url)).get_backend_name()
-        # One web process more than CPUs, so that one's CPU is used while another waits
-        # for PostgreSQL's commit (gunicorn's docs suggest 2 x CPUs + 1 sync workers).
-        workers = args.workers or (1 if dialect == "sqlite" else (os.cpu_count() or 2) + 1)
+        workers = args.workers or (1 if dialect == "sqlite" else os.cpu_count() or 2)
         rounds = []
         for n in range(args.rounds):
             # Later rounds drop the tables the first one made and filled.
