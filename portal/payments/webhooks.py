@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from flask import Flask
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
 
 from portal.db import utcnow
@@ -69,13 +70,14 @@ def _answer(app: Flask, request: Request) -> Response:
         return _json({"error": "not found"}, 404)
     if request.method != "POST":
         return Response(status=405, headers={"Allow": "POST"})
-    if (request.content_length or 0) > MAX_BODY_BYTES:
+    request.max_content_length = MAX_BODY_BYTES  # also caps a body sent without a length
+    try:
+        body = request.get_data(cache=False)
+    except RequestEntityTooLarge:
         return _json({"error": "too large"}, 413)
     gateway = gateway_from_config(app.config)
     try:
-        event = gateway.verify_event(
-            request.get_data(cache=False), request.headers.get("Stripe-Signature")
-        )
+        event = gateway.verify_event(body, request.headers.get("Stripe-Signature"))
     except BadSignature:
         log.warning("webhook refused: bad or stale signature")
         return _json({"error": "bad signature"}, 400)  # nothing written
