@@ -15,7 +15,14 @@ from portal.db import utcnow
 from portal.extensions import db
 from portal.invoices.models import QUANTITY_SCALE, CreditNote, Invoice, InvoiceLine
 from portal.money import Money
-from portal.payments.models import Payment, PaymentAllocation
+from portal.payments.models import (
+    Checkout,
+    CheckoutInvoice,
+    CheckoutStatus,
+    Payment,
+    PaymentAccount,
+    PaymentAllocation,
+)
 
 _sequence = itertools.count(1)
 
@@ -145,3 +152,33 @@ def login_as(client: FlaskClient, customer: Customer, *, invoice: Invoice | None
     landing = client.get(f"/l/{token}")
     assert landing.status_code == 200
     return client.post(f"/l/{token}", data={"csrf_token": csrf_token_from(landing.text)})
+
+
+def make_payment_account(customer: Customer) -> PaymentAccount:
+    """The customer's Stripe Customer, as `start_checkout` makes it (id `cus_<our id>`)."""
+    account = PaymentAccount(customer_id=customer.id, stripe_customer_id=f"cus_{customer.id}")
+    db.session.add(account)
+    db.session.flush()
+    return account
+
+
+def make_checkout_in_flight(
+    customer: Customer, invoices: list[Invoice], amount_minor: int, **fields: object
+) -> Checkout:
+    """A checkout as `begin_charge` leaves it: PROCESSING, holding the in-flight slot."""
+    values: dict[str, object] = {
+        "customer_id": customer.id,
+        "status": CheckoutStatus.PROCESSING,
+        "amount_minor": amount_minor,
+        "currency": customer.currency,
+        "in_flight_customer_id": customer.id,
+        "attempt": 1,
+        "payment_method_id": f"pm_{customer.id}_{next(_sequence)}",
+        "save_card": False,
+    }
+    values.update(fields)
+    checkout = Checkout(**values)
+    checkout.invoices = [CheckoutInvoice(invoice_id=invoice.id) for invoice in invoices]
+    db.session.add(checkout)
+    db.session.flush()
+    return checkout

@@ -94,6 +94,27 @@ def event_body(
     )
 
 
+def succeeded_event(
+    checkout: Checkout, event_id: str, intent_id: str, **extra: Any
+) -> GatewayEvent:
+    """Stripe's `payment_intent.succeeded` about a charge of `checkout` (already verified)."""
+    intent = {
+        "object": "payment_intent",
+        "id": intent_id,
+        "amount": checkout.amount_minor,
+        "currency": checkout.currency.lower(),
+        "status": "succeeded",
+        "customer": f"cus_{checkout.customer_id}",
+        "payment_method": checkout.payment_method_id,
+        "metadata": {
+            "portal_checkout": str(checkout.id),
+            "portal_customer": str(checkout.customer_id),
+        },
+        **extra,
+    }
+    return GatewayEvent(event_id, "payment_intent.succeeded", int(time.time()), intent)
+
+
 def deliver(event: GatewayEvent) -> str:
     """Receive a verified event as the webhook does, then apply what is pending as the
     worker does; the event's outcome as stored."""

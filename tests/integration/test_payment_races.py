@@ -28,19 +28,23 @@ from portal.extensions import db
 from portal.invoices.queries import invoice_balance
 from portal.money import Money
 from portal.notifications.models import OutboxMessage
-from portal.payments.gateway import GatewayEvent
 from portal.payments.inbox import apply_all_pending, apply_pending_events, receive_event
 from portal.payments.models import (
     Checkout,
-    CheckoutInvoice,
     CheckoutStatus,
     Payment,
-    PaymentAccount,
     WebhookEvent,
 )
 from portal.payments.queries import account_for
-from tests.factories import csrf_token_from, login_as, make_customer, make_invoice
-from tests.stripe_journeys import CARD_3DS, event_body, signature
+from tests.factories import (
+    csrf_token_from,
+    login_as,
+    make_checkout_in_flight,
+    make_customer,
+    make_invoice,
+    make_payment_account,
+)
+from tests.stripe_journeys import CARD_3DS, event_body, signature, succeeded_event
 
 pytest_plugins = ["tests.stripe_server"]
 
@@ -298,41 +302,16 @@ def test_several_workers_apply_each_event_exactly_once(race_app):
     with race_app.app_context():
         now = utcnow()
         checkouts = []
-        for n in range(120):
+        for _ in range(120):
             customer = make_customer(timezone="UTC")
+            make_payment_account(customer)
             invoice = make_invoice(customer, lines=[("Work", "1", "100.00")])
-            db.session.add(PaymentAccount(customer_id=customer.id, stripe_customer_id=f"cus_w{n}"))
-            checkout = Checkout(
-                customer_id=customer.id,
-                status=CheckoutStatus.PROCESSING,
-                amount_minor=10000,
-                currency="USD",
-                in_flight_customer_id=customer.id,
-                attempt=1,
-                payment_method_id=f"pm_w{n}",
-                save_card=False,
-                invoices=[CheckoutInvoice(invoice_id=invoice.id)],
-            )
-            db.session.add(checkout)
-            checkouts.append(checkout)
-        db.session.flush()
-        for n, checkout in enumerate(checkouts):
-            intent = {
-                "object": "payment_intent",
-                "id": f"pi_w{n}_{checkout.id}",
-                "amount": 10000,
-                "currency": "usd",
-                "status": "succeeded",
-                "customer": f"cus_w{n}",
-                "payment_method": f"pm_w{n}",
-                "metadata": {
-                    "portal_checkout": str(checkout.id),
-                    "portal_customer": str(checkout.customer_id),
-                },
-            }
+            checkouts.append(make_checkout_in_flight(customer, [invoice], 10000))
+        for checkout in checkouts:
             for copy in ("a", "b"):
-                event_id = f"evt_w{copy}_{checkout.id}"
-                event = GatewayEvent(event_id, "payment_intent.succeeded", 0, intent)
+                event = succeeded_event(
+                    checkout, f"evt_w{copy}_{checkout.id}", f"pi_w_{checkout.id}"
+                )
                 receive_event(event, now=now)
         db.session.commit()
         ids = [c.id for c in checkouts]

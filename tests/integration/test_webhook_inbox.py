@@ -17,10 +17,9 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from portal.audit.models import AuditEvent
-from portal.customers.models import Customer
 from portal.db import utcnow
 from portal.extensions import db
-from portal.invoices.models import Invoice, InvoiceStatus
+from portal.invoices.models import InvoiceStatus
 from portal.invoices.queries import invoice_balance
 from portal.notifications.models import OutboxMessage
 from portal.payments import inbox
@@ -34,59 +33,19 @@ from portal.payments.inbox import (
     receive_event,
 )
 from portal.payments.models import (
-    Checkout,
-    CheckoutInvoice,
     CheckoutStatus,
     Payment,
-    PaymentAccount,
     WebhookEvent,
 )
-from tests.factories import make_customer, make_invoice
+from tests.factories import (
+    make_checkout_in_flight,
+    make_customer,
+    make_invoice,
+    make_payment_account,
+)
+from tests.stripe_journeys import succeeded_event
 
 pytestmark = pytest.mark.usefixtures("db_session")
-
-
-def _account(customer: Customer) -> PaymentAccount:
-    account = PaymentAccount(customer_id=customer.id, stripe_customer_id=f"cus_{customer.id}")
-    db.session.add(account)
-    db.session.flush()
-    return account
-
-
-def _checkout(customer: Customer, invoices: list[Invoice], amount: int, **fields) -> Checkout:
-    checkout = Checkout(
-        customer_id=customer.id,
-        status=CheckoutStatus.PROCESSING,
-        amount_minor=amount,
-        currency="USD",
-        in_flight_customer_id=customer.id,
-        attempt=1,
-        payment_method_id=f"pm_{customer.id}_{len(invoices)}_{amount}",
-        save_card=False,
-        **fields,
-    )
-    checkout.invoices = [CheckoutInvoice(invoice_id=invoice.id) for invoice in invoices]
-    db.session.add(checkout)
-    db.session.flush()
-    return checkout
-
-
-def _succeeded(checkout: Checkout, event_id: str, intent_id: str, **extra) -> GatewayEvent:
-    intent = {
-        "object": "payment_intent",
-        "id": intent_id,
-        "amount": checkout.amount_minor,
-        "currency": "usd",
-        "status": "succeeded",
-        "customer": f"cus_{checkout.customer_id}",
-        "payment_method": checkout.payment_method_id,
-        "metadata": {
-            "portal_checkout": str(checkout.id),
-            "portal_customer": str(checkout.customer_id),
-        },
-        **extra,
-    }
-    return GatewayEvent(event_id, "payment_intent.succeeded", int(time.time()), intent)
 
 
 def _row(event_id: str) -> WebhookEvent:
@@ -99,8 +58,8 @@ def _row(event_id: str) -> WebhookEvent:
 
 def test_what_is_stored_of_an_event_is_what_applying_needs_and_no_card_data():
     customer = make_customer()
-    _account(customer)
-    checkout = _checkout(customer, [make_invoice(customer)], 10000)
+    make_payment_account(customer)
+    checkout = make_checkout_in_flight(customer, [make_invoice(customer)], 10000)
     # Stripe's last_payment_error carries the card's PaymentMethod, expiry date included
     card = {"brand": "visa", "last4": "0341", "exp_month": 11, "exp_year": 2041}
     error = {
@@ -109,7 +68,7 @@ def test_what_is_stored_of_an_event_is_what_applying_needs_and_no_card_data():
         "message": "Your card has insufficient funds.",
         "payment_method": {"id": "pm_x", "object": "payment_method", "card": card},
     }
-    event = _succeeded(checkout, "evt_kept", "pi_kept", last_payment_error=error)
+    event = succeeded_event(checkout, "evt_kept", "pi_kept", last_payment_error=error)
     event = GatewayEvent(event.id, "payment_intent.payment_failed", event.created, event.data)
     assert receive_event(event, now=utcnow()) == Receipt.QUEUED
     row = _row("evt_kept")
@@ -143,10 +102,10 @@ def test_a_batch_applies_every_event_once_with_one_receipt_each():
     checkouts = []
     for _ in range(12):
         customer = make_customer()
-        _account(customer)
-        checkouts.append(_checkout(customer, [make_invoice(customer)], 10000))
+        make_payment_account(customer)
+        checkouts.append(make_checkout_in_flight(customer, [make_invoice(customer)], 10000))
     for n, checkout in enumerate(checkouts):
-        receive_event(_succeeded(checkout, f"evt_batch_{n}", f"pi_batch_{n}"), now=utcnow())
+        receive_event(succeeded_event(checkout, f"evt_batch_{n}", f"pi_batch_{n}"), now=utcnow())
     assert apply_pending_events(now=utcnow(), limit=5).claimed == 5  # oldest first, at most `limit`
     assert apply_all_pending(now=utcnow()) == 7
     assert db.session.scalar(select(func.count(Payment.id))) == 12
@@ -162,16 +121,16 @@ def test_two_payments_of_one_customer_in_a_batch_never_credit_an_invoice_twice()
     # given a customer with two invoices, and two charges about the first one (a checkout
     # abandoned in flight whose charge went through after all, and the next checkout)
     customer = make_customer()
-    _account(customer)
+    make_payment_account(customer)
     first = make_invoice(customer, lines=[("A", "1", "100.00")], due_date=date(2026, 10, 20))
     second = make_invoice(customer, lines=[("B", "1", "30.00")], due_date=date(2026, 11, 20))
-    abandoned = _checkout(customer, [first], 10000)
+    abandoned = make_checkout_in_flight(customer, [first], 10000)
     abandoned.status, abandoned.in_flight_customer_id = CheckoutStatus.CANCELED, None
     db.session.flush()
-    current = _checkout(customer, [first], 10000)
+    current = make_checkout_in_flight(customer, [first], 10000)
     # when both successes are applied in one batch
-    receive_event(_succeeded(abandoned, "evt_one", "pi_one"), now=utcnow())
-    receive_event(_succeeded(current, "evt_two", "pi_two"), now=utcnow())
+    receive_event(succeeded_event(abandoned, "evt_one", "pi_one"), now=utcnow())
+    receive_event(succeeded_event(current, "evt_two", "pi_two"), now=utcnow())
     assert apply_pending_events(now=utcnow()).claimed == 2
     # then the first pays invoice A, the second finds A paid: B, then nothing owed
     payments = db.session.scalars(select(Payment).order_by(Payment.id)).all()
@@ -194,10 +153,10 @@ def test_a_broken_event_does_not_hold_back_the_others_and_fails_after_five_tries
     customers = [make_customer() for _ in range(3)]
     checkouts = []
     for customer in customers:
-        _account(customer)
-        checkouts.append(_checkout(customer, [make_invoice(customer)], 10000))
+        make_payment_account(customer)
+        checkouts.append(make_checkout_in_flight(customer, [make_invoice(customer)], 10000))
     for n, checkout in enumerate(checkouts):
-        receive_event(_succeeded(checkout, f"evt_p{n}", f"pi_p{n}"), now=utcnow())
+        receive_event(succeeded_event(checkout, f"evt_p{n}", f"pi_p{n}"), now=utcnow())
     broken = checkouts[1].id
     real = inbox.apply_intent
 
@@ -226,9 +185,9 @@ def test_a_broken_event_does_not_hold_back_the_others_and_fails_after_five_tries
 
 def test_the_worker_command_applies_stored_events(app):
     customer = make_customer()
-    _account(customer)
-    checkout = _checkout(customer, [make_invoice(customer)], 10000)
-    receive_event(_succeeded(checkout, "evt_cli", "pi_cli"), now=utcnow())
+    make_payment_account(customer)
+    checkout = make_checkout_in_flight(customer, [make_invoice(customer)], 10000)
+    receive_event(succeeded_event(checkout, "evt_cli", "pi_cli"), now=utcnow())
     result = CliRunner().invoke(
         app.cli, ["jobs", "run", "--once", "--only", "apply_webhooks"], catch_exceptions=False
     )
@@ -287,9 +246,9 @@ def test_without_notify_the_waiter_polls():
 
 def test_the_dev_mailbox_previews_a_receipt_before_it_is_written(app, client):
     customer = make_customer(locale="de")
-    _account(customer)
-    checkout = _checkout(customer, [make_invoice(customer, number="INV-MB-1")], 10000)
-    receive_event(_succeeded(checkout, "evt_mb", "pi_mb"), now=utcnow())
+    make_payment_account(customer)
+    checkout = make_checkout_in_flight(customer, [make_invoice(customer, number="INV-MB-1")], 10000)
+    receive_event(succeeded_event(checkout, "evt_mb", "pi_mb"), now=utcnow())
     apply_pending_events(now=utcnow())
     receipt = db.session.scalar(select(OutboxMessage).where(OutboxMessage.kind == "receipt"))
     app.config["DEV_MAILBOX"] = True
@@ -324,10 +283,10 @@ def test_the_worker_loop_outlives_a_failing_pass(monkeypatch, caplog):
 
 def test_a_refund_in_the_same_batch_as_its_payment_is_recorded_after_it():
     customer = make_customer()
-    _account(customer)
+    make_payment_account(customer)
     invoice = make_invoice(customer, lines=[("A", "1", "100.00")])
-    checkout = _checkout(customer, [invoice], 10000)
-    receive_event(_succeeded(checkout, "evt_paid", "pi_then_refunded"), now=utcnow())
+    checkout = make_checkout_in_flight(customer, [invoice], 10000)
+    receive_event(succeeded_event(checkout, "evt_paid", "pi_then_refunded"), now=utcnow())
     charge = {
         "object": "charge",
         "id": "ch_then_refunded",
