@@ -486,28 +486,53 @@ def apply_as_they_arrive(
 
 
 class EventWaiter:
-    """Lets the worker sleep until an event is stored (PostgreSQL LISTEN), or poll (SQLite)."""
+    """Lets the worker sleep until an event is stored (PostgreSQL LISTEN), or poll (SQLite).
+
+    A lost LISTEN connection (PostgreSQL restarted, say) is opened again; until it is,
+    the waiter polls. After each reconnection it returns at once: events may have been
+    stored while nobody was listening.
+    """
 
     def __init__(self, database_url: URL, *, poll_seconds: float) -> None:
         self.poll_seconds = poll_seconds
         self._connection: psycopg.Connection[Any] | None = None
+        self._conninfo: str | None = None
         if database_url.get_backend_name() == "postgresql":
-            conninfo = database_url.set(drivername="postgresql").render_as_string(
+            self._conninfo = database_url.set(drivername="postgresql").render_as_string(
                 hide_password=False
             )
-            self._connection = psycopg.connect(conninfo, autocommit=True)
-            self._connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            self._listen()
+
+    def _listen(self) -> None:
+        try:
+            connection = psycopg.connect(str(self._conninfo), autocommit=True, connect_timeout=5)
+            connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        except psycopg.OperationalError:
+            log.warning("cannot LISTEN for webhook events yet; polling meanwhile")
+            self._connection = None
+            return
+        self._connection = connection
 
     def wait(self, seconds: float) -> None:
         """Return when an event may be pending, or after `seconds` at most."""
-        if self._connection is None:
+        if self._conninfo is None:
             time.sleep(min(seconds, self.poll_seconds))
             return
-        for _ in self._connection.notifies(timeout=seconds, stop_after=1):
-            pass
-        # Several events may have committed meanwhile: one pass applies them all.
-        for _ in self._connection.notifies(timeout=0):
-            pass
+        if self._connection is None or self._connection.closed:
+            self._listen()
+            if self._connection is None:
+                time.sleep(min(seconds, self.poll_seconds))
+            return
+        try:
+            for _ in self._connection.notifies(timeout=seconds, stop_after=1):
+                pass
+            # Several events may have committed meanwhile: one pass applies them all.
+            for _ in self._connection.notifies(timeout=0):
+                pass
+        except psycopg.OperationalError:
+            log.warning("lost the LISTEN connection for webhook events; listening again")
+            self._connection.close()
+            self._connection = None
 
     def close(self) -> None:
         if self._connection is not None:

@@ -302,3 +302,26 @@ def test_a_refund_in_the_same_batch_as_its_payment_is_recorded_after_it():
     payment = db.session.scalar(select(Payment).where(Payment.reference == "pi_then_refunded"))
     assert [(r.reference, r.amount_minor) for r in payment.refunds] == [("re_1", 3000)]
     assert invoice_balance(invoice, date(2026, 11, 23)).balance.minor == 3000
+
+
+def test_the_waiter_listens_again_after_losing_its_connection(app):
+    with app.app_context():
+        url = db.engine.url
+    if url.get_backend_name() != "postgresql":
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's; SQLite polls")
+    waiter = EventWaiter(url, poll_seconds=1)
+    lost = waiter._connection.info.backend_pid
+    with db.engine.connect() as connection:  # as a PostgreSQL restart would
+        connection.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": lost})
+    started = time.monotonic()
+    waiter.wait(5)  # notices the loss, without raising
+    waiter.wait(5)  # listens again, and returns at once: events may have come meanwhile
+    assert time.monotonic() - started < 4
+    assert waiter._connection.info.backend_pid != lost
+    with db.engine.connect() as connection:
+        connection.execute(sa.text(f"NOTIFY {inbox.NOTIFY_CHANNEL}"))
+        connection.commit()
+    started = time.monotonic()
+    waiter.wait(10)
+    assert time.monotonic() - started < 5  # woken by the notification
+    waiter.close()
