@@ -358,6 +358,9 @@ def main() -> int:
     if not all(r.exactly_once and not r.failures for r in rounds):
         print("FAIL: every event must be applied exactly once")
         return 1
+    if dialect != "postgresql":
+        print(f"(the {args.target:,.0f}/s target is set for PostgreSQL: --database-url)")
+        return 0
     if median < args.target:
         print(f"FAIL: {median:,.0f}/s is under the {args.target:,.0f}/s target")
         return 1

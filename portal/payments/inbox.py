@@ -220,9 +220,12 @@ def apply_pending_events(*, now: datetime, limit: int = BATCH_SIZE) -> Batch:
 def apply_all_pending(*, now: datetime, max_batches: int = 50) -> int:
     """Apply pending events batch after batch, committing each, until none is left (or
     `max_batches` were applied, so that a steady stream does not starve the other jobs)."""
-    if db.session.scalar(_ANY_PENDING) is None:
-        db.session.commit()  # ends the read; on SQLite, no writer lock taken for nothing
-        return 0
+    anything = db.session.scalar(_ANY_PENDING) is not None
+    # End the read before claiming: on SQLite a read transaction that then writes can be
+    # refused at once ("database is locked") when a web process is committing.
+    db.session.commit()
+    if not anything:
+        return 0  # and on SQLite, no writer lock taken for nothing
     total = 0
     for _ in range(max_batches):
         batch = apply_pending_events(now=now)
