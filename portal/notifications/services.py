@@ -193,12 +193,13 @@ def _render(
 # sending and keeps what it sent in the row. The module that owns the data registers how
 # to load it (`renders_later`). The context is JSON; a portal link in it is as secret as
 # the rendered body of any other queued email, which holds the same link.
-ContextLoader = Callable[[Mapping[str, Any]], dict[str, Any]]
+ContextLoader = Callable[[Customer, Mapping[str, Any]], dict[str, Any]]
 _CONTEXT_LOADERS: dict[str, ContextLoader] = {}
 
 
 def renders_later(template: str) -> Callable[[ContextLoader], ContextLoader]:
-    """Register how to load the context of `template` from the JSON stored with it."""
+    """Register how to load the context of `template` from the JSON stored with it (and
+    the recipient, to whom everything it loads must belong)."""
 
     def register(loader: ContextLoader) -> ContextLoader:
         _CONTEXT_LOADERS[template] = loader
@@ -240,7 +241,7 @@ def deferred_email_row(
 def render_deferred(message: OutboxMessage, customer: Customer) -> None:
     """Write the subject and bodies of a message queued by `deferred_email_row`."""
     loader = _CONTEXT_LOADERS[str(message.template)]
-    context = {"customer": customer, "invoice": None, **loader(message.context or {})}
+    context = {"customer": customer, "invoice": None, **loader(customer, message.context or {})}
     message.subject, message.body_text, message.body_html = _render(
         str(message.template), context, message.locale, message.category, None
     )

@@ -217,7 +217,6 @@ class GatewayEvent:
             return None
         data = self.data
         currency = str(data.get("currency")).upper()
-        listed = (_get(data.get("refunds"), "data") or []) if data.get("refunds") else []
         return ChargeRefunds(
             charge_id=str(data.get("id")),
             payment_intent_id=_id_of(data.get("payment_intent")),
@@ -228,7 +227,7 @@ class GatewayEvent:
                     status=str(_get(r, "status")),
                     amount=from_stripe_amount(int(_get(r, "amount") or 0), currency),
                 )
-                for r in listed
+                for r in _listed_refunds(data)
             ),
         )
 
@@ -241,14 +240,14 @@ class GatewayEvent:
         """
         data = self.data
         if data.get("object") == "charge":
-            refunds = (_get(data.get("refunds"), "data") or []) if data.get("refunds") else []
             return {
                 "object": "charge",
                 **{key: data.get(key) for key in ("id", "currency", "amount_refunded")},
                 "payment_intent": _id_of(data.get("payment_intent")),
                 "refunds": {
                     "data": [
-                        {key: _get(r, key) for key in ("id", "status", "amount")} for r in refunds
+                        {key: _get(r, key) for key in ("id", "status", "amount")}
+                        for r in _listed_refunds(data)
                     ]
                 },
             }
@@ -265,6 +264,11 @@ class GatewayEvent:
                 {key: _get(error, key) for key in ("code", "decline_code")} if error else None
             ),
         }
+
+
+def _listed_refunds(charge: Mapping[str, Any]) -> list[Any]:
+    """The refunds a charge lists (only API versions before 2022-11-15 list them)."""
+    return list(_get(charge.get("refunds"), "data") or [])
 
 
 def _plain(obj: Any) -> Any:

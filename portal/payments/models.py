@@ -354,6 +354,11 @@ class WebhookEvent(db.Model):
             name="outcome_known",
         ),
         CheckConstraint("attempts >= 0", name="attempts_not_negative"),
+        # Pending until processed, and a pending event carries what applying it needs.
+        CheckConstraint(
+            "(outcome = 'pending') = (processed_at IS NULL)", name="pending_until_processed"
+        ),
+        CheckConstraint("outcome <> 'pending' OR payload IS NOT NULL", name="pending_has_payload"),
         # The applier's queue: only the pending rows, oldest first.
         Index(
             "ix_webhook_events_pending",

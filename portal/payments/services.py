@@ -49,7 +49,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm import joinedload
 
 from portal.access.models import AccessLink
 from portal.access.services import build_link_url, link_issued_row, new_link_row
@@ -103,6 +103,7 @@ from portal.payments.policy import (
 from portal.payments.queries import (
     PayableItem,
     account_for,
+    get_payment_for,
     in_flight_checkout,
     payable_items,
     payable_items_by_customer,
@@ -1002,18 +1003,11 @@ class Ledger:
 
 
 @renders_later("receipt")
-def _receipt_context(context: Mapping[str, Any]) -> dict[str, Any]:
+def _receipt_context(customer: Customer, context: Mapping[str, Any]) -> dict[str, Any]:
     """What the receipt email shows, read when it is sent (`Ledger.write` queues it)."""
-    payment = db.session.scalar(
-        select(Payment)
-        .where(Payment.id == context["payment_id"])
-        .options(
-            selectinload(Payment.allocations).joinedload(PaymentAllocation.invoice),
-            joinedload(Payment.checkout),
-        )
-    )
+    payment = get_payment_for(customer, context["payment_id"])
     if payment is None:
-        raise LookupError(f"payment {context['payment_id']} is gone")
+        raise LookupError(f"payment {context['payment_id']} is not this customer's")
     return {"payment": payment, "checkout": payment.checkout, "portal_url": context["portal_url"]}
 
 

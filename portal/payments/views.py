@@ -17,7 +17,12 @@ from portal.payments.forms import CheckPaymentForm, ChoosePaymentForm, PayForm, 
 from portal.payments.gateway import is_enabled
 from portal.payments.inventory import card_page_script_tags
 from portal.payments.models import Checkout, CheckoutStatus
-from portal.payments.queries import get_checkout_for, get_payment_for, payable_items
+from portal.payments.queries import (
+    PayableItem,
+    get_checkout_for,
+    get_payment_for,
+    payable_items,
+)
 from portal.payments.services import (
     CheckoutNotOpen,
     InvalidPaymentAmount,
@@ -58,8 +63,13 @@ def _checkout_or_404(checkout_id: int) -> Checkout:
     return checkout
 
 
-def _render_choose(form: ChoosePaymentForm, status: int = 200):  # type: ignore[no-untyped-def]
-    items = payable_items(current_user, customer_today(current_user, utcnow()))
+def _payable_now() -> list[PayableItem]:
+    return payable_items(current_user, customer_today(current_user, utcnow()))
+
+
+def _render_choose(  # type: ignore[no-untyped-def]
+    form: ChoosePaymentForm, items: list[PayableItem], status: int = 200
+):
     currency = items[0].invoice.currency if items else current_user.currency
     return render_template(
         "payments/choose.html", form=form, items=items, minimum=payment_minimum(currency)
@@ -69,12 +79,12 @@ def _render_choose(form: ChoosePaymentForm, status: int = 200):  # type: ignore[
 @bp.get("/pay")
 @login_required
 def choose():  # type: ignore[no-untyped-def]
-    items = payable_items(current_user, customer_today(current_user, utcnow()))
+    items = _payable_now()
     wanted = request.args.getlist("invoice")
     if request.args.get("overdue"):
         wanted = [i.invoice.number for i in items if i.is_overdue]
     form = ChoosePaymentForm(formdata=None, invoices=wanted or [i.invoice.number for i in items])
-    return _render_choose(form)
+    return _render_choose(form, items)
 
 
 @bp.post("/pay")
@@ -95,7 +105,7 @@ def start():  # type: ignore[no-untyped-def]
         else:
             db.session.commit()
             return redirect(url_for("payments.card", checkout_id=checkout.id))
-    return _render_choose(form, 400)
+    return _render_choose(form, _payable_now(), 400)
 
 
 @bp.get("/pay/<int:checkout_id>")
@@ -180,7 +190,8 @@ def _next_step(checkout: Checkout):  # type: ignore[no-untyped-def]
 def done(checkout_id: int):  # type: ignore[no-untyped-def]
     checkout = _checkout_or_404(checkout_id)
     if checkout.state.is_in_flight:
-        # The webhook usually got here first; if not, ask Stripe (never the browser).
+        # Stripe's answer or its event usually got here first; if not, ask Stripe
+        # (never the browser).
         checkout = sync_checkout(current_user, checkout, now=utcnow())
         db.session.commit()
     if checkout.state in (CheckoutStatus.OPEN, CheckoutStatus.REQUIRES_ACTION):
