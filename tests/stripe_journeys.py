@@ -18,7 +18,13 @@ from portal.extensions import db
 from portal.payments.gateway import GatewayEvent
 from portal.payments.inbox import apply_pending_events, receive_event
 from portal.payments.models import Checkout, WebhookEvent
-from portal.payments.services import begin_charge, finish_charge, prepare_card_form, start_checkout
+from portal.payments.services import (
+    ChargeClaim,
+    begin_charge,
+    finish_charge,
+    prepare_card_form,
+    start_checkout,
+)
 
 SECRET_KEY = "sk_test_portal_localstripe"
 PUBLISHABLE_KEY = "pk_test_portal_localstripe"
@@ -43,6 +49,25 @@ def set_up_card(
     return server.set_up_card(form.setup_client_secret, number)
 
 
+def claim(
+    customer: Customer,
+    checkout: Checkout,
+    setup_intent_id: str | None = None,
+    *,
+    use_saved_card: bool = False,
+    save_card: bool = False,
+) -> ChargeClaim:
+    """Press Pay: the checkout is claimed for one charge (`begin_charge`)."""
+    return begin_charge(
+        customer,
+        checkout,
+        setup_intent_id=setup_intent_id,
+        use_saved_card=use_saved_card,
+        save_card=save_card,
+        now=utcnow(),
+    )
+
+
 def charge(
     customer: Customer,
     checkout: Checkout,
@@ -51,16 +76,14 @@ def charge(
     use_saved_card: bool = False,
     save_card: bool = False,
 ) -> Checkout:
-    now = utcnow()
-    claim = begin_charge(
+    claimed = claim(
         customer,
         checkout,
-        setup_intent_id=setup_intent_id,
+        setup_intent_id,
         use_saved_card=use_saved_card,
         save_card=save_card,
-        now=now,
     )
-    return finish_charge(claim, now=now)
+    return finish_charge(claimed, now=utcnow())
 
 
 def pay(

@@ -28,7 +28,6 @@ from portal.payments.services import (
     NothingToPay,
     PaymentInProgress,
     PaymentsUnavailable,
-    begin_charge,
     finish_charge,
     remove_saved_card,
     start_checkout,
@@ -40,6 +39,7 @@ from tests.stripe_journeys import (
     CARD_DECLINED_AT_PAYMENT,
     CARD_DECLINED_AT_SETUP,
     charge,
+    claim,
     pay,
     set_up_card,
 )
@@ -54,17 +54,6 @@ def _balance(invoice):
 
 def _payments(customer):
     return list(db.session.scalars(select(Payment).where(Payment.customer_id == customer.id)))
-
-
-def _claim(customer, checkout, setup_intent_id):
-    return begin_charge(
-        customer,
-        checkout,
-        setup_intent_id=setup_intent_id,
-        use_saved_card=False,
-        save_card=False,
-        now=utcnow(),
-    )
 
 
 def _checkouts():
@@ -266,14 +255,7 @@ def test_a_card_declined_at_setup_never_reaches_a_charge(localstripe):
     assert response.status_code == 402
     setup_id = secret.split("_secret_")[0]
     with pytest.raises(CardNotUsable):
-        begin_charge(
-            customer,
-            checkout,
-            setup_intent_id=setup_id,
-            use_saved_card=False,
-            save_card=False,
-            now=utcnow(),
-        )
+        claim(customer, checkout, setup_id)
     assert checkout.state == CheckoutStatus.OPEN
     assert localstripe.payment_intents() == []
 
@@ -332,31 +314,17 @@ def test_stripe_failing_during_the_charge_leaves_it_open_and_a_retry_pays_once(
     invoice = make_invoice(customer, number="INV-500", lines=[("A", "1", "30.00")])
     checkout = start_checkout(customer, ["INV-500"], None, now=utcnow())
     card = set_up_card(localstripe, customer, checkout)
-    claim = begin_charge(
-        customer,
-        checkout,
-        setup_intent_id=card,
-        use_saved_card=False,
-        save_card=False,
-        now=utcnow(),
-    )
+    claimed = claim(customer, checkout, card)
     # when Stripe answers 500
     monkeypatch.setitem(app.config, "STRIPE_API_BASE", failing_stripe)
-    checkout = finish_charge(claim, now=utcnow())
+    checkout = finish_charge(claimed, now=utcnow())
     # then nothing is recorded, the customer may retry, and the same card keeps its key
     assert checkout.state == CheckoutStatus.OPEN
     assert checkout.last_error_code == "gateway_unavailable"
     assert _payments(customer) == []
     first_key = checkout.attempt_key
     monkeypatch.setitem(app.config, "STRIPE_API_BASE", localstripe.url)
-    retry = begin_charge(
-        customer,
-        checkout,
-        setup_intent_id=card,
-        use_saved_card=False,
-        save_card=False,
-        now=utcnow(),
-    )
+    retry = claim(customer, checkout, card)
     assert retry.idempotency_key == first_key
     checkout = finish_charge(retry, now=utcnow())
     assert checkout.state == CheckoutStatus.SUCCEEDED
@@ -372,44 +340,16 @@ def test_a_second_charge_waits_while_one_is_in_flight(localstripe):
     tab_two = start_checkout(customer, ["INV-TABS"], None, now=utcnow())
     card_one = set_up_card(localstripe, customer, tab_one)
     card_two = set_up_card(localstripe, customer, tab_two)
-    claim = begin_charge(
-        customer,
-        tab_one,
-        setup_intent_id=card_one,
-        use_saved_card=False,
-        save_card=False,
-        now=utcnow(),
-    )
+    claimed = claim(customer, tab_one, card_one)
     # the same checkout twice (a double click), and the other tab, are both refused
     with pytest.raises(CheckoutNotOpen):
-        begin_charge(
-            customer,
-            tab_one,
-            setup_intent_id=card_one,
-            use_saved_card=False,
-            save_card=False,
-            now=utcnow(),
-        )
+        claim(customer, tab_one, card_one)
     with pytest.raises(PaymentInProgress):
-        begin_charge(
-            customer,
-            tab_two,
-            setup_intent_id=card_two,
-            use_saved_card=False,
-            save_card=False,
-            now=utcnow(),
-        )
-    finish_charge(claim, now=utcnow())
+        claim(customer, tab_two, card_two)
+    finish_charge(claimed, now=utcnow())
     # once paid, the other tab finds nothing left to pay
     with pytest.raises(AmountNoLongerPayable):
-        begin_charge(
-            customer,
-            tab_two,
-            setup_intent_id=card_two,
-            use_saved_card=False,
-            save_card=False,
-            now=utcnow(),
-        )
+        claim(customer, tab_two, card_two)
     assert len(localstripe.charged()) == 1
 
 
