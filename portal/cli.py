@@ -8,12 +8,9 @@ from pathlib import Path
 import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup
-from sqlalchemy import select
 
 from portal.extensions import db
 from portal.jobs.registry import JOBS as _JOBS
-
-JOBS_KINDS = tuple(_JOBS)
 
 
 def _create_app() -> Flask:
@@ -87,18 +84,14 @@ def link_command(account_number: str, invoice_number: str | None, ttl_days: int 
     from portal.access.services import issue_link
     from portal.customers.queries import get_customer_by_account
     from portal.db import utcnow
-    from portal.invoices.models import Invoice
+    from portal.invoices.queries import get_invoice_for
 
     customer = get_customer_by_account(account_number)
     if customer is None:
         raise click.ClickException(f"no customer with account number {account_number!r}")
     invoice = None
     if invoice_number:
-        invoice = db.session.scalar(
-            select(Invoice).where(
-                Invoice.number == invoice_number, Invoice.customer_id == customer.id
-            )
-        )
+        invoice = get_invoice_for(customer, invoice_number)
         if invoice is None:
             raise click.ClickException(
                 f"customer {account_number} has no invoice {invoice_number!r}"
@@ -129,7 +122,13 @@ def jobs_group() -> None:
 @jobs_group.command("run")
 @click.option("--once", is_flag=True, help="Run every job now, due or not, then exit.")
 @click.option("--loop", is_flag=True, help="Keep running; a pass every JOBS_LOOP_SECONDS.")
-@click.option("--only", "only", type=click.Choice(sorted(JOBS_KINDS)), help="Run one kind only.")
+@click.option(
+    "--only",
+    "only",
+    type=click.Choice(sorted(_JOBS)),
+    help="Run one kind only: "
+    + "; ".join(f"{kind}: {job.description}" for kind, job in sorted(_JOBS.items())),
+)
 def jobs_run(once: bool, loop: bool, only: str | None) -> None:
     """Do whatever is due and exit (for cron), or keep at it with --loop."""
     import time

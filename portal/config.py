@@ -75,7 +75,9 @@ class Config:
 
     ACCESS_LINK_TTL_DAYS = _env_int("ACCESS_LINK_TTL_DAYS", 30)
     SESSION_IDLE_MINUTES = _env_int("SESSION_IDLE_MINUTES", 30)
-    PERMANENT_SESSION_LIFETIME = timedelta(minutes=SESSION_IDLE_MINUTES)
+    # The cookie outlives the idle limit, so that `access.sessions` (which checks the
+    # last request on the server) ends an idle session with its own message.
+    PERMANENT_SESSION_LIFETIME = timedelta(days=ACCESS_LINK_TTL_DAYS)
     SESSION_COOKIE_NAME = "portal_session"
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
@@ -84,7 +86,6 @@ class Config:
     BABEL_DEFAULT_LOCALE = "en"
     BABEL_DEFAULT_TIMEZONE = "UTC"
     BABEL_TRANSLATION_DIRECTORIES = str(PACKAGE_DIR / "translations")
-    LANGUAGES = SUPPORTED_LOCALES
 
     RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
     RATELIMIT_ENABLED = True

@@ -15,6 +15,12 @@ from portal.money import Money
 LANGUAGE_NAMES = {"en": "English", "es": "Español", "fr": "Français", "de": "Deutsch"}
 
 
+def supported_locale(value: str | None) -> str | None:
+    """A stored locale ("es_MX", "DE") as one of ours ("es", "de"), or None."""
+    language = (value or "").split("_")[0].lower()
+    return language if language in SUPPORTED_LOCALES else None
+
+
 def select_locale() -> str:
     """The switcher's choice, else the customer's stored locale, else Accept-Language.
 
@@ -26,8 +32,8 @@ def select_locale() -> str:
     if chosen in SUPPORTED_LOCALES:
         return str(chosen)
     if current_user.is_authenticated:
-        stored = (getattr(current_user, "locale", None) or "").split("_")[0].lower()
-        if stored in SUPPORTED_LOCALES:
+        stored = supported_locale(getattr(current_user, "locale", None))
+        if stored:
             return stored
     return request.accept_languages.best_match(SUPPORTED_LOCALES) or "en"
 

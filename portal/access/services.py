@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from portal.access.models import AccessLink
 from portal.audit.services import audit_row, record_event
 from portal.customers.models import Customer
+from portal.customers.queries import get_customer_by_account
 from portal.errors import DomainError
 from portal.extensions import db
 from portal.invoices.models import Invoice
@@ -165,7 +166,7 @@ def find_customer_for_recovery(account_number: str, email: str) -> Customer | No
     email = email.strip()
     if not account_number or not email:
         return None
-    customer = db.session.scalar(select(Customer).where(Customer.account_number == account_number))
+    customer = get_customer_by_account(account_number)
     if customer is None:
         return None
     # Constant-time comparison of the normalized addresses.

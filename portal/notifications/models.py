@@ -32,17 +32,6 @@ OUTBOX_STATUS_LABELS = {
     OutboxStatus.SUPPRESSED: _l("Not sent (opted out)"),
 }
 
-# Which status may follow which; `services.py` is the only code that moves them.
-OUTBOX_TRANSITIONS: dict[OutboxStatus, frozenset[OutboxStatus]] = {
-    OutboxStatus.QUEUED: frozenset({OutboxStatus.SENDING, OutboxStatus.SUPPRESSED}),
-    OutboxStatus.SENDING: frozenset(
-        {OutboxStatus.SENT, OutboxStatus.QUEUED, OutboxStatus.FAILED, OutboxStatus.SENDING}
-    ),
-    OutboxStatus.SENT: frozenset(),
-    OutboxStatus.FAILED: frozenset(),
-    OutboxStatus.SUPPRESSED: frozenset(),
-}
-
 
 class EmailCategory(StrEnum):
     COLLECTION = "collection"  # invoice notices and reminders: stop on opt-out

@@ -25,10 +25,10 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from portal.audit.services import record_event
-from portal.config import SUPPORTED_LOCALES
 from portal.customers.models import Customer
+from portal.customers.queries import customer_today
 from portal.extensions import db
-from portal.i18n import zone_or_default
+from portal.i18n import supported_locale, zone_or_default
 from portal.invoices.models import Invoice
 from portal.money import Money
 from portal.notifications.models import (
@@ -105,8 +105,7 @@ def new_message_id() -> str:
 
 
 def locale_for(customer: Customer) -> str:
-    stored = (customer.locale or "").split("_")[0].lower()
-    return stored if stored in SUPPORTED_LOCALES else "en"
+    return supported_locale(customer.locale) or "en"
 
 
 def queue_email(
@@ -420,7 +419,7 @@ def schedule_collection_emails(*, now: datetime) -> ScheduleReport:
         invoice, customer = item.invoice, item.invoice.customer
         if customer.id in opted_out:
             continue
-        today = now.astimezone(zone_or_default(customer.timezone)).date()
+        today = customer_today(customer, now)
         is_new = invoice.created_at >= now - NOTICE_WINDOW and invoice.due_date >= today
         if is_new and invoice.id not in history.noticed:
             notice_key = f"notice:{invoice.id}"

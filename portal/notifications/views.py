@@ -51,9 +51,14 @@ def opt_out_confirm(token: str):  # type: ignore[no-untyped-def]
     return render_template("notifications/opted_out.html")
 
 
+LOOPBACK = frozenset({"127.0.0.1", "::1"})
+
+
 @mailbox.before_request
 def development_only():  # type: ignore[no-untyped-def]
-    if not current_app.config["DEV_MAILBOX"]:
+    # Every queued email carries a working account link: the mailbox answers only on
+    # loopback, even when DEV_MAILBOX is on by mistake (PORTAL_ENV left at development).
+    if not current_app.config["DEV_MAILBOX"] or request.remote_addr not in LOOPBACK:
         abort(404)
 
 

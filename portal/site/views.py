@@ -42,6 +42,8 @@ def _safe_next(target: str | None) -> str:
     """Only a path on this site: never an open redirect."""
     if target:
         parts = urlsplit(target)
-        if not parts.scheme and not parts.netloc and target.startswith("/") and "\\" not in target:
+        on_site = not parts.scheme and not parts.netloc and target.startswith("/")
+        # "//host" or "////host" is another site to a browser, whatever urlsplit says.
+        if on_site and not target.startswith("//") and "\\" not in target:
             return target
     return url_for("site.home")
