@@ -61,7 +61,9 @@ class OutboxMessage(db.Model):
     customer_id: Mapped[int | None] = mapped_column(
         ForeignKey("customers.id", ondelete="SET NULL"), index=True
     )
-    invoice_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id", ondelete="SET NULL"))
+    invoice_id: Mapped[int | None] = mapped_column(
+        ForeignKey("invoices.id", ondelete="SET NULL"), index=True
+    )
     kind: Mapped[str] = mapped_column(String(40))
     category: Mapped[str] = mapped_column(String(16), default=EmailCategory.TRANSACTIONAL)
     # At most one message per key (a reminder stage of one invoice): the database, not
