@@ -12,6 +12,7 @@ SKIP LOCKED on PostgreSQL; one runner at a time on SQLite, see `portal.jobs.runn
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -47,6 +48,8 @@ from portal.notifications.policy import (
 from portal.notifications.sender import DeliveryError, Sender, build_email
 
 CLAIM_LEASE = timedelta(minutes=10)
+# Stop sending a claimed batch this long after claiming it, well inside the lease.
+SEND_WITHIN_LEASE = CLAIM_LEASE - timedelta(minutes=2)
 UNSUBSCRIBE_SALT = "email-opt-out"
 
 
@@ -303,10 +306,20 @@ def claim_due_messages(*, now: datetime, runner: str, limit: int) -> list[int]:
 def deliver_due_messages(
     sender: Sender, *, now: datetime, runner: str, limit: int = 200
 ) -> DeliveryReport:
-    """Send what is due; each outcome is committed on its own (see the module docstring)."""
+    """Send what is due; each outcome is committed on its own (see the module docstring).
+
+    A slow mail server must not let a batch outlive its claims: once the lease is nearly
+    over, what is left is handed back (queued again) rather than sent late, when another
+    runner could have claimed it meanwhile.
+    """
     report = DeliveryReport()
     config = current_app.config
-    for message_id in claim_due_messages(now=now, runner=runner, limit=limit):
+    claimed = claim_due_messages(now=now, runner=runner, limit=limit)
+    started = time.monotonic()
+    for position, message_id in enumerate(claimed):
+        if time.monotonic() - started > SEND_WITHIN_LEASE.total_seconds():
+            _hand_back(claimed[position:], runner)
+            break
         message = db.session.get(OutboxMessage, message_id)
         if message is None or message.claimed_by != runner:
             continue
@@ -320,6 +333,19 @@ def deliver_due_messages(
         )
         db.session.commit()
     return report
+
+
+def _hand_back(message_ids: list[int], runner: str) -> None:
+    db.session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.id.in_(message_ids),
+            OutboxMessage.claimed_by == runner,
+            OutboxMessage.status == OutboxStatus.SENDING,
+        )
+        .values(status=OutboxStatus.QUEUED, claimed_by=None, lease_until=None)
+    )
+    db.session.commit()
 
 
 def _deliver_one(

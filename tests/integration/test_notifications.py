@@ -231,3 +231,30 @@ def test_dates_in_email_follow_the_customer_locale(db_session):
     invoice = make_invoice(customer, issue_date=date(2026, 11, 1), due_date=date(2026, 12, 1))
     message = _queue_notice(customer, invoice)
     assert "01.12.2026" in message.body_text
+
+
+def test_a_batch_hands_back_what_it_could_not_send_within_its_lease(db_session, monkeypatch):
+    from portal.notifications import services
+
+    customers = [make_customer(timezone="UTC") for _ in range(3)]
+    queued = [_queue_notice(c, make_invoice(c)) for c in customers]
+
+    class SlowSender:
+        sent: list[str] = []
+
+        def send(self, email):  # a mail server so slow the lease is nearly over
+            self.sent.append(email["Message-ID"])
+            clock[0] += services.SEND_WITHIN_LEASE.total_seconds()
+
+        def close(self):
+            pass
+
+    clock = [1000.0]
+    monkeypatch.setattr(services.time, "monotonic", lambda: clock[0])
+    report = deliver_due_messages(SlowSender(), now=NOON, runner="slow-runner")
+    assert report.sent == 2  # the third would have gone out after its lease
+    statuses = [db.session.get(OutboxMessage, q.id) for q in queued]
+    db.session.expire_all()
+    assert sorted(m.status for m in statuses) == ["queued", "sent", "sent"]
+    left = next(m for m in statuses if m.status == "queued")
+    assert (left.claimed_by, left.lease_until) == (None, None)
