@@ -16,8 +16,8 @@ from portal.demo.convert import convert
 from portal.extensions import db
 from portal.i18n import creditor_zone
 from portal.imports.services import import_file
-from portal.invoices.models import CreditNote, Invoice, InvoiceLine
-from portal.payments.models import PaymentAllocation
+from portal.invoices.models import Invoice, InvoiceLine
+from portal.invoices.queries import credited_subquery, net_paid_subquery
 
 ACTOR = "demo"
 
@@ -70,16 +70,7 @@ def _customer_links(now: datetime) -> list[str]:
 
 
 def _customers_to_show() -> list[Customer]:
-    allocated = (
-        select(func.coalesce(func.sum(PaymentAllocation.amount_minor), 0))
-        .where(PaymentAllocation.invoice_id == Invoice.id)
-        .scalar_subquery()
-    )
-    credited = (
-        select(func.coalesce(func.sum(CreditNote.amount_minor), 0))
-        .where(CreditNote.invoice_id == Invoice.id)
-        .scalar_subquery()
-    )
+    allocated, credited = net_paid_subquery(), credited_subquery()
     line_count = (
         select(func.count(InvoiceLine.id)).where(InvoiceLine.invoice_id == Invoice.id)
     ).scalar_subquery()

@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from flask import current_app
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, insert, select, update
 
 from portal.audit.services import record_event
 from portal.customers.models import Customer, CustomerKind
@@ -46,13 +46,13 @@ from portal.imports.parsing import (
     read_table,
     read_text,
 )
-from portal.invoices.models import QUANTITY_SCALE, CreditNote, Invoice, InvoiceLine
+from portal.invoices.models import QUANTITY_SCALE, Invoice, InvoiceLine
+from portal.invoices.queries import credited_subquery, net_paid_subquery
 from portal.money import Money
 from portal.payments.models import (
     Payment,
     PaymentAllocation,
     PaymentSource,
-    RefundAllocation,
 )
 from portal.payments.policy import OpenItem, Overpayment, allocate
 
@@ -323,7 +323,6 @@ class _ExistingInvoice:
     issue_date: date
     due_date: date
     currency: str
-    total_minor: int
     is_void: bool
     lines: dict[int, tuple[int, tuple[object, ...]]] = field(default_factory=dict)
     settled_minor: int = 0  # allocated payments + credits
@@ -353,10 +352,11 @@ def _import_invoices(text: str, dry_run: bool, now: datetime, actor: str) -> Imp
         if current is None:
             new.append(draft)
             continue
-        problem = _invoice_change_problem(draft, current, customer.id)
+        differs = _invoice_differs(draft, current)
+        problem = _invoice_change_problem(draft, current, customer.id, differs=differs)
         if problem:
             errors.append(RowError(draft.first_line, f"invoice {number!r} {problem}"))
-        elif _invoice_differs(draft, current):
+        elif differs:
             changed.append((draft, current))
         else:
             report.unchanged += 1
@@ -470,13 +470,12 @@ def _existing_invoices(numbers: Sequence[str]) -> dict[str, _ExistingInvoice]:
                 Invoice.issue_date,
                 Invoice.due_date,
                 Invoice.currency,
-                Invoice.total_minor,
                 Invoice.voided_at,
             ).where(Invoice.number.in_(batch))
         )
-        for number, id_, customer_id, issue, due, currency, total, voided_at in rows:
+        for number, id_, customer_id, issue, due, currency, voided_at in rows:
             found[number] = by_id[id_] = _ExistingInvoice(
-                id_, customer_id, issue, due, currency, total, voided_at is not None
+                id_, customer_id, issue, due, currency, voided_at is not None
             )
     for id_batch in _chunks(sorted(by_id)):
         lines = db.session.execute(
@@ -492,20 +491,13 @@ def _existing_invoices(numbers: Sequence[str]) -> dict[str, _ExistingInvoice]:
 
 
 def _settled_by_invoice(invoice_ids: Sequence[int]) -> dict[int, int]:
-    """Allocated payments plus credits, less what refunds took back, per invoice.
-
-    The same rule as `portal.invoices.queries` (balance = total - net paid - credited).
-    """
-    settled: dict[int, int] = defaultdict(int)
-    for model, sign in ((PaymentAllocation, 1), (CreditNote, 1), (RefundAllocation, -1)):
-        rows = db.session.execute(
-            select(model.invoice_id, func.sum(model.amount_minor))
-            .where(model.invoice_id.in_(invoice_ids))
-            .group_by(model.invoice_id)
+    """Net payments plus credits per invoice: the balance rule of `portal.invoices.queries`."""
+    rows = db.session.execute(
+        select(Invoice.id, net_paid_subquery() + credited_subquery()).where(
+            Invoice.id.in_(invoice_ids)
         )
-        for invoice_id, amount in rows:
-            settled[invoice_id] += sign * int(amount)
-    return settled
+    )
+    return {invoice_id: int(settled) for invoice_id, settled in rows}
 
 
 def _invoice_differs(draft: _InvoiceDraft, current: _ExistingInvoice) -> bool:
@@ -521,11 +513,11 @@ def _invoice_differs(draft: _InvoiceDraft, current: _ExistingInvoice) -> bool:
 
 
 def _invoice_change_problem(
-    draft: _InvoiceDraft, current: _ExistingInvoice, customer_id: int
+    draft: _InvoiceDraft, current: _ExistingInvoice, customer_id: int, *, differs: bool
 ) -> str | None:
     if current.customer_id != customer_id:
         return "already exists under another account"
-    if not _invoice_differs(draft, current):
+    if not differs:
         return None
     if current.is_void:
         return "is void and cannot be changed"

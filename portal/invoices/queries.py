@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import selectinload
 
 from portal.customers.models import Customer
@@ -16,7 +16,7 @@ from portal.money import Money
 from portal.payments.models import Payment, PaymentAllocation, RefundAllocation
 
 
-def _allocated_subquery():  # type: ignore[no-untyped-def]
+def net_paid_subquery() -> ColumnElement[int]:
     """Payments applied to the invoice, less what refunds took back from it."""
     paid = (
         select(func.coalesce(func.sum(PaymentAllocation.amount_minor), 0))
@@ -33,7 +33,7 @@ def _allocated_subquery():  # type: ignore[no-untyped-def]
     return paid - refunded
 
 
-def _credited_subquery():  # type: ignore[no-untyped-def]
+def credited_subquery() -> ColumnElement[int]:
     return (
         select(func.coalesce(func.sum(CreditNote.amount_minor), 0))
         .where(CreditNote.invoice_id == Invoice.id)
@@ -110,7 +110,7 @@ def invoice_balances_by_customer(
 ) -> dict[int, list[InvoiceBalance]]:
     """`invoice_balances_for` for several customers (each with their own today), one query."""
     rows = db.session.execute(
-        select(Invoice, _allocated_subquery(), _credited_subquery())
+        select(Invoice, net_paid_subquery(), credited_subquery())
         .where(Invoice.customer_id.in_(list(today_by_customer)))
         .order_by(Invoice.customer_id, Invoice.due_date, Invoice.number)
     ).all()
@@ -139,7 +139,7 @@ def payable_invoices() -> list[PayableInvoice]:
     The payable rule is `InvoiceBalance.payable`, so what it leaves out (disputed or
     planned amounts) is never dunned.
     """
-    allocated, credited = _allocated_subquery(), _credited_subquery()
+    allocated, credited = net_paid_subquery(), credited_subquery()
     rows = db.session.execute(
         select(Invoice, allocated, credited)
         .where(Invoice.voided_at.is_(None), Invoice.total_minor - allocated - credited > 0)
@@ -167,7 +167,7 @@ def get_invoice_for(customer: Customer, number: str) -> Invoice | None:
 
 def invoice_balance(invoice: Invoice, today: date) -> InvoiceBalance:
     paid, credited = db.session.execute(
-        select(_allocated_subquery(), _credited_subquery())
+        select(net_paid_subquery(), credited_subquery())
         .select_from(Invoice)
         .where(Invoice.id == invoice.id)
     ).one()
