@@ -28,7 +28,7 @@ def _invoice_or_404(number: str):  # type: ignore[no-untyped-def]
     return invoice
 
 
-@bp.get("/invoices/<number>")
+@bp.get("/invoices/<path:number>")  # ERP numbers may hold "/" (FA/2024/001)
 @login_required
 def detail(number: str):  # type: ignore[no-untyped-def]
     invoice = _invoice_or_404(number)
@@ -41,7 +41,7 @@ def detail(number: str):  # type: ignore[no-untyped-def]
     )
 
 
-@bp.get("/invoices/<number>/pdf")
+@bp.get("/invoices/<path:number>/pdf")
 @login_required
 def pdf(number: str):  # type: ignore[no-untyped-def]
     invoice = _invoice_or_404(number)

@@ -124,3 +124,18 @@ def test_customer_with_nothing_open_is_thanked(client):
 def test_home_redirects_a_signed_in_customer_to_the_account(client):
     login_as(client, make_customer())
     assert client.get("/").headers["Location"] == "/account"
+
+
+def test_an_erp_number_with_slashes_and_accents_opens_and_downloads(client):
+    customer = make_customer()
+    make_invoice(customer, number="FA/2024/É-001")
+    login_as(client, customer)
+    page = client.get("/account")
+    assert "/invoices/FA/2024/%C3%89-001" in page.text
+    assert client.get("/invoices/FA/2024/%C3%89-001").status_code == 200
+    response = client.get("/invoices/FA/2024/%C3%89-001/pdf")
+    assert response.status_code == 200
+    disposition = response.headers["Content-Disposition"]
+    disposition.encode("latin-1")  # what a WSGI server must be able to send
+    assert 'filename="invoice-FA_2024_?-001.pdf"' in disposition
+    assert "filename*=UTF-8''invoice-FA%2F2024%2F%C3%89-001.pdf" in disposition
