@@ -10,7 +10,7 @@ from portal.customers.queries import customer_today
 from portal.db import utcnow
 from portal.i18n import current_locale
 from portal.invoices import pdf as documents
-from portal.invoices.queries import invoice_balances_for, payments_for, summarize
+from portal.invoices.queries import invoice_balances_for, recent_payments_for, summarize
 from portal.responses import pdf_response
 
 bp = Blueprint("customers", __name__)
@@ -40,7 +40,7 @@ def statement():  # type: ignore[no-untyped-def]
         customer,
         balances,
         summarize(balances, customer.currency),
-        payments_for(customer),
+        recent_payments_for(customer, documents.RECENT_PAYMENTS),
         creditor=current_creditor(),
         locale=current_locale(),
         today=today,

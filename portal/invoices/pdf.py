@@ -31,7 +31,7 @@ from portal.payments.models import Payment, PaymentAllocation
 FONT_DIR = Path(__file__).resolve().parent.parent / "static" / "fonts"
 FONT = "DejaVu"
 PAGE_COUNT = "{nb}"  # fpdf2 replaces this alias with the number of pages when it closes
-RECENT_PAYMENTS = 10  # a statement lists the latest few; the account page has them all
+RECENT_PAYMENTS = 10  # a statement lists the latest few
 
 INK = (33, 37, 41)
 MUTED = (108, 117, 125)

@@ -189,13 +189,14 @@ def summarize(balances: Sequence[InvoiceBalance], currency: str) -> AccountSumma
     )
 
 
-def payments_for(customer: Customer) -> list[Payment]:
+def recent_payments_for(customer: Customer, limit: int) -> list[Payment]:
+    """The customer's latest payments (their date, reference and amount), newest first."""
     return list(
         db.session.scalars(
             select(Payment)
             .where(Payment.customer_id == customer.id)
-            .options(selectinload(Payment.allocations).selectinload(PaymentAllocation.invoice))
             .order_by(Payment.paid_on.desc(), Payment.id.desc())
+            .limit(limit)
         )
     )
 
