@@ -8,6 +8,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
 from portal.access.services import issue_link
 from portal.customers.models import Customer
@@ -165,7 +166,13 @@ def make_payment_account(customer: Customer) -> PaymentAccount:
 def make_checkout_in_flight(
     customer: Customer, invoices: list[Invoice], amount_minor: int, **fields: object
 ) -> Checkout:
-    """A checkout as `begin_charge` leaves it: PROCESSING, holding the in-flight slot."""
+    """A checkout as `begin_charge` leaves it: PROCESSING, holding the in-flight slot, for
+    a customer with a Stripe Customer (made here if they have none)."""
+    if (
+        db.session.scalar(select(PaymentAccount).where(PaymentAccount.customer_id == customer.id))
+        is None
+    ):
+        make_payment_account(customer)
     values: dict[str, object] = {
         "customer_id": customer.id,
         "status": CheckoutStatus.PROCESSING,

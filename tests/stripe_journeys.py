@@ -144,9 +144,12 @@ def deliver(event: GatewayEvent) -> str:
     now = utcnow()
     receive_event(event, now=now)
     apply_pending_events(now=now)
-    return str(
-        db.session.scalar(select(WebhookEvent.outcome).where(WebhookEvent.event_id == event.id))
-    )
+    return str(outcome_of(event.id))
+
+
+def outcome_of(event_id: str) -> str | None:
+    """The stored outcome of a Stripe event (None if it was never stored)."""
+    return db.session.scalar(select(WebhookEvent.outcome).where(WebhookEvent.event_id == event_id))
 
 
 def signature(body: str, *, secret: str = WEBHOOK_SECRET, timestamp: int | None = None) -> str:

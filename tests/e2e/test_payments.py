@@ -241,7 +241,7 @@ def test_a_declined_card_then_another_card(page: Page, shop: LiveServer, ledger:
     expect_paid(page, "$99.50", shop, ledger)
 
 
-def test_a_saved_card_is_reused_then_removed(page: Page, shop: LiveServer, ledger: Ledger):
+def _pay_upcoming_keeping_the_card(page: Page, shop: LiveServer, ledger: Ledger) -> None:
     sign_in(page, shop, ledger)
     page.goto(f"{shop.url}/pay?invoice={ledger.upcoming_invoice}")
     continue_to_card(page)
@@ -249,6 +249,10 @@ def test_a_saved_card_is_reused_then_removed(page: Page, shop: LiveServer, ledge
     page.get_by_label("Save this card for my next payment").check()
     page.get_by_role("button", name="Pay $99.50").click()
     expect_paid(page, "$99.50", shop, ledger)
+
+
+def test_a_saved_card_is_reused(page: Page, shop: LiveServer, ledger: Ledger):
+    _pay_upcoming_keeping_the_card(page, shop, ledger)
     # next time: the saved card, no card to type
     page.goto(f"{shop.url}/pay?overdue=1")
     continue_to_card(page)
@@ -256,19 +260,13 @@ def test_a_saved_card_is_reused_then_removed(page: Page, shop: LiveServer, ledge
     expect(page.locator("#new-card")).to_be_hidden()
     page.get_by_role("button", name=f"Pay {ledger.overdue}").click()
     expect_paid(page, ledger.overdue, shop, ledger)
-    # and it can be removed
+    # and then there is nothing left to pay
     page.goto(f"{shop.url}/pay")
     assert page.get_by_text("You have nothing to pay right now").is_visible()
 
 
 def test_removing_the_saved_card(page: Page, shop: LiveServer, ledger: Ledger):
-    sign_in(page, shop, ledger)
-    page.goto(f"{shop.url}/pay?invoice={ledger.upcoming_invoice}")
-    continue_to_card(page)
-    fill_card(page, CARD_OK)
-    page.get_by_label("Save this card for my next payment").check()
-    page.get_by_role("button", name="Pay $99.50").click()
-    expect_paid(page, "$99.50", shop, ledger)
+    _pay_upcoming_keeping_the_card(page, shop, ledger)
     page.goto(f"{shop.url}/pay?overdue=1")
     continue_to_card(page)
     page.get_by_role("button", name="Remove my saved card").click()

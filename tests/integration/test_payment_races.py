@@ -42,7 +42,6 @@ from tests.factories import (
     make_checkout_in_flight,
     make_customer,
     make_invoice,
-    make_payment_account,
 )
 from tests.stripe_journeys import CARD_3DS, event_body, signature, succeeded_event
 
@@ -304,7 +303,6 @@ def test_several_workers_apply_each_event_exactly_once(race_app):
         checkouts = []
         for _ in range(120):
             customer = make_customer(timezone="UTC")
-            make_payment_account(customer)
             invoice = make_invoice(customer, lines=[("Work", "1", "100.00")])
             checkouts.append(make_checkout_in_flight(customer, [invoice], 10000))
         for checkout in checkouts:

@@ -41,7 +41,6 @@ from tests.factories import (
     make_checkout_in_flight,
     make_customer,
     make_invoice,
-    make_payment_account,
 )
 from tests.stripe_journeys import succeeded_event
 
@@ -58,7 +57,6 @@ def _row(event_id: str) -> WebhookEvent:
 
 def test_what_is_stored_of_an_event_is_what_applying_needs_and_no_card_data():
     customer = make_customer()
-    make_payment_account(customer)
     checkout = make_checkout_in_flight(customer, [make_invoice(customer)], 10000)
     # Stripe's last_payment_error carries the card's PaymentMethod, expiry date included
     card = {"brand": "visa", "last4": "0341", "exp_month": 11, "exp_year": 2041}
@@ -102,7 +100,6 @@ def test_a_batch_applies_every_event_once_with_one_receipt_each():
     checkouts = []
     for _ in range(12):
         customer = make_customer()
-        make_payment_account(customer)
         checkouts.append(make_checkout_in_flight(customer, [make_invoice(customer)], 10000))
     for n, checkout in enumerate(checkouts):
         receive_event(succeeded_event(checkout, f"evt_batch_{n}", f"pi_batch_{n}"), now=utcnow())
@@ -121,7 +118,6 @@ def test_two_payments_of_one_customer_in_a_batch_never_credit_an_invoice_twice()
     # given a customer with two invoices, and two charges about the first one (a checkout
     # abandoned in flight whose charge went through after all, and the next checkout)
     customer = make_customer()
-    make_payment_account(customer)
     first = make_invoice(customer, lines=[("A", "1", "100.00")], due_date=date(2026, 10, 20))
     second = make_invoice(customer, lines=[("B", "1", "30.00")], due_date=date(2026, 11, 20))
     abandoned = make_checkout_in_flight(customer, [first], 10000)
@@ -153,7 +149,6 @@ def test_a_broken_event_does_not_hold_back_the_others_and_fails_after_five_tries
     customers = [make_customer() for _ in range(3)]
     checkouts = []
     for customer in customers:
-        make_payment_account(customer)
         checkouts.append(make_checkout_in_flight(customer, [make_invoice(customer)], 10000))
     for n, checkout in enumerate(checkouts):
         receive_event(succeeded_event(checkout, f"evt_p{n}", f"pi_p{n}"), now=utcnow())
@@ -185,7 +180,6 @@ def test_a_broken_event_does_not_hold_back_the_others_and_fails_after_five_tries
 
 def test_the_worker_command_applies_stored_events(app):
     customer = make_customer()
-    make_payment_account(customer)
     checkout = make_checkout_in_flight(customer, [make_invoice(customer)], 10000)
     receive_event(succeeded_event(checkout, "evt_cli", "pi_cli"), now=utcnow())
     result = CliRunner().invoke(
@@ -246,7 +240,6 @@ def test_without_notify_the_waiter_polls():
 
 def test_the_dev_mailbox_previews_a_receipt_before_it_is_written(app, client):
     customer = make_customer(locale="de")
-    make_payment_account(customer)
     checkout = make_checkout_in_flight(customer, [make_invoice(customer, number="INV-MB-1")], 10000)
     receive_event(succeeded_event(checkout, "evt_mb", "pi_mb"), now=utcnow())
     apply_pending_events(now=utcnow())
@@ -283,7 +276,6 @@ def test_the_worker_loop_outlives_a_failing_pass(monkeypatch, caplog):
 
 def test_a_refund_in_the_same_batch_as_its_payment_is_recorded_after_it():
     customer = make_customer()
-    make_payment_account(customer)
     invoice = make_invoice(customer, lines=[("A", "1", "100.00")])
     checkout = make_checkout_in_flight(customer, [invoice], 10000)
     receive_event(succeeded_event(checkout, "evt_paid", "pi_then_refunded"), now=utcnow())

@@ -19,7 +19,15 @@ from portal.payments.gateway import GatewayEvent, StripeGateway
 from portal.payments.inbox import apply_all_pending, apply_pending_events
 from portal.payments.models import Checkout, CheckoutStatus, Payment, SavedCard, WebhookEvent
 from tests.factories import make_customer, make_invoice
-from tests.stripe_journeys import CARD_3DS, WEBHOOK_SECRET, deliver, event_body, pay, signature
+from tests.stripe_journeys import (
+    CARD_3DS,
+    WEBHOOK_SECRET,
+    deliver,
+    event_body,
+    outcome_of,
+    pay,
+    signature,
+)
 
 pytest_plugins = ["tests.stripe_server"]
 pytestmark = pytest.mark.usefixtures("stripe_app")
@@ -39,11 +47,7 @@ def _deliver(client, body: str) -> str:
     response = _post(client, body)
     assert response.status_code == 200, response.data
     apply_pending_events(now=utcnow())
-    return _outcome(json.loads(body)["id"])
-
-
-def _outcome(event_id: str) -> str | None:
-    return db.session.scalar(select(WebhookEvent.outcome).where(WebhookEvent.event_id == event_id))
+    return outcome_of(json.loads(body)["id"])
 
 
 def _count(model) -> int:
@@ -80,7 +84,7 @@ def test_succeeded_event_records_the_payment(client, localstripe):
     assert response.json == {"received": "evt_ok_1", "status": "queued"}
     assert _count(Payment) == 0  # stored, answered, not applied yet
     assert apply_pending_events(now=utcnow()).claimed == 1
-    assert _outcome("evt_ok_1") == "applied"
+    assert outcome_of("evt_ok_1") == "applied"
     assert checkout.state == CheckoutStatus.SUCCEEDED
     [payment] = db.session.scalars(select(Payment).where(Payment.checkout_id == checkout.id)).all()
     assert payment.reference == checkout.payment_intent_id
