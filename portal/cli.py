@@ -10,6 +10,7 @@ from flask import Flask, current_app
 from flask.cli import FlaskGroup
 
 from portal.extensions import db
+from portal.imports.services import KINDS as IMPORT_KINDS
 from portal.jobs.registry import JOBS as _JOBS
 
 
@@ -56,7 +57,7 @@ def _run_import(kind: str, path: Path, dry_run: bool) -> None:
         click.echo(f"{path}: imported ({report.summary()}).")
 
 
-for _kind in ("customers", "invoices", "payments"):
+for _kind in IMPORT_KINDS:
 
     def _make(kind: str) -> click.Command:
         @click.command(kind, help=f"Import {kind} from a CSV file.")

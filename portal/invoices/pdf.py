@@ -343,14 +343,15 @@ def _closing(pdf: FPDF, creditor: Creditor) -> None:
             creditor=creditor.name,
         ),
     )
-    _paragraph(
-        pdf,
-        _(
+    if creditor.phone:
+        questions = _(
             "Questions? Email %(email)s or call %(phone)s.",
             email=creditor.email,
             phone=creditor.phone,
-        ),
-    )
+        )
+    else:
+        questions = _("Questions? Email %(email)s.", email=creditor.email)
+    _paragraph(pdf, questions)
 
 
 # --- primitives -----------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from datetime import date, timedelta
 
@@ -197,6 +198,16 @@ def test_statement_without_open_invoices_or_payments_says_so():
     text = _text(pdf)
     assert "You have no open invoices" in text
     assert "No payments received yet" in text
+
+
+def test_statement_without_a_creditor_phone_says_only_where_to_write():
+    creditor = dataclasses.replace(CREDITOR, phone="")
+    pdf = statement_pdf(
+        _customer(), [], summarize([], "EUR"), [], creditor=creditor, locale="en", today=TODAY
+    )
+    text = _text(pdf)
+    assert f"Questions? Email {CREDITOR.email}." in text
+    assert "or call" not in text
 
 
 @pytest.mark.usefixtures("request_context")
