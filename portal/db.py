@@ -9,7 +9,6 @@ from sqlalchemy import BigInteger, DateTime, Integer
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
-
 # Every money column (amounts in minor units) and quantity: 64-bit on every database, so
 # that 30,000,000.00 USD (3e9 cents) fits. SQLite's INTEGER already holds 8 bytes and
 # must stay INTEGER for its type affinity (and so that migrations need not rebuild the
