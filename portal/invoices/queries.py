@@ -6,10 +6,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, cast, func, select
 from sqlalchemy.orm import selectinload
 
 from portal.customers.models import Customer
+from portal.db import MinorUnits
 from portal.extensions import db
 from portal.invoices.models import CreditNote, Invoice, InvoiceStatus
 from portal.money import Money
@@ -17,16 +18,22 @@ from portal.payments.models import Payment, PaymentAllocation, RefundAllocation
 from portal.payments.policy import is_small_balance
 
 
+def _sum_minor(column: ColumnElement[int]) -> ColumnElement[int]:
+    """SUM of a money column as an integer: PostgreSQL sums BIGINT into NUMERIC, which
+    the driver would hand back as a Decimal."""
+    return cast(func.coalesce(func.sum(column), 0), MinorUnits)
+
+
 def net_paid_subquery() -> ColumnElement[int]:
     """Payments applied to the invoice, less what refunds took back from it."""
     paid = (
-        select(func.coalesce(func.sum(PaymentAllocation.amount_minor), 0))
+        select(_sum_minor(PaymentAllocation.amount_minor))
         .where(PaymentAllocation.invoice_id == Invoice.id)
         .correlate(Invoice)
         .scalar_subquery()
     )
     refunded = (
-        select(func.coalesce(func.sum(RefundAllocation.amount_minor), 0))
+        select(_sum_minor(RefundAllocation.amount_minor))
         .where(RefundAllocation.invoice_id == Invoice.id)
         .correlate(Invoice)
         .scalar_subquery()
@@ -36,7 +43,7 @@ def net_paid_subquery() -> ColumnElement[int]:
 
 def credited_subquery() -> ColumnElement[int]:
     return (
-        select(func.coalesce(func.sum(CreditNote.amount_minor), 0))
+        select(_sum_minor(CreditNote.amount_minor))
         .where(CreditNote.invoice_id == Invoice.id)
         .correlate(Invoice)
         .scalar_subquery()
