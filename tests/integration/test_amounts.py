@@ -16,7 +16,7 @@ from portal.audit.models import AuditEvent
 from portal.config import ConfigurationError, small_balance_tolerances
 from portal.db import utcnow
 from portal.extensions import db
-from portal.imports.services import import_file
+from portal.imports.services import ImportFailed, import_file
 from portal.invoices.models import CreditNote, CreditNoteKind, Invoice, InvoiceStatus
 from portal.invoices.queries import invoice_balance
 from portal.invoices.services import write_off_small_balances
@@ -88,7 +88,7 @@ def test_imported_lines_round_the_product_once_and_keep_the_price_as_given(clien
 
 def test_a_unit_price_with_more_than_six_decimals_is_a_line_numbered_error(db_session):
     make_customer(account_number="U-1", currency="USD")
-    with pytest.raises(Exception) as failure:
+    with pytest.raises(ImportFailed) as failure:
         run_import(
             "invoices", INVOICE_HEADER + "U-1,INV-7,2026-01-05,2026-02-04,USD,1,X,1,0.1234567,\n"
         )
@@ -119,7 +119,7 @@ def test_thirty_million_dollars_import_and_are_paid_like_any_other_amount(db_ses
 
 def test_amounts_past_a_bigint_are_refused_with_a_reason(db_session):
     make_customer(account_number="BIG", currency="USD")
-    with pytest.raises(Exception) as failure:
+    with pytest.raises(ImportFailed) as failure:
         run_import(
             "invoices",
             INVOICE_HEADER
