@@ -226,3 +226,34 @@ def is_small_balance(amount: Money) -> bool:
     rounded down to what Stripe can express: 0.49 USD, 0.005 KWD). Never dunned; a
     creditor's tolerance writes it off (`invoices.services.write_off_small_balances`)."""
     return amount.is_positive and not card_chargeable_part(amount).is_positive
+
+
+@dataclass(frozen=True)
+class CardAdvice:
+    """Why one card charge cannot take `total`, and what it can take instead."""
+
+    problem: CardProblem
+    total: Money
+    chargeable: Money  # the most one charge can take now; zero when none can
+    minimum: Money
+    maximum: Money
+    step: Money
+
+    @property
+    def rest(self) -> Money:
+        return self.total - self.chargeable
+
+
+def card_advice(total: Money) -> CardAdvice | None:
+    """None when one card charge can take `total` exactly; else the advice to show."""
+    problem = card_problem(total)
+    if problem is None:
+        return None
+    return CardAdvice(
+        problem,
+        total,
+        card_chargeable_part(total),
+        card_minimum(total.currency),
+        card_maximum(total.currency),
+        card_step(total.currency),
+    )

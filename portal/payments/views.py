@@ -12,11 +12,14 @@ from portal.db import utcnow
 from portal.errors import DomainError
 from portal.extensions import db, talisman
 from portal.i18n import current_locale
+from portal.money import Money
 from portal.payments import receipt as receipts
+from portal.payments.card_advice import card_advice_message
 from portal.payments.forms import CheckPaymentForm, ChoosePaymentForm, PayForm, RemoveCardForm
 from portal.payments.gateway import is_enabled
 from portal.payments.inventory import card_page_script_tags
 from portal.payments.models import Checkout, CheckoutStatus
+from portal.payments.policy import CardAdvice, card_advice
 from portal.payments.queries import (
     PayableItem,
     get_checkout_for,
@@ -67,12 +70,25 @@ def _payable_now() -> list[PayableItem]:
     return payable_items(current_user, customer_today(current_user, utcnow()))
 
 
+def _card_advice_for(form: ChoosePaymentForm, items: list[PayableItem]) -> CardAdvice | None:
+    """Advice when one card charge cannot take the chosen invoices' whole payable amount."""
+    chosen = [i.payable for i in items if i.invoice.number in (form.invoices.data or [])]
+    if not chosen:
+        return None
+    return card_advice(Money.sum(chosen, chosen[0].currency))
+
+
 def _render_choose(  # type: ignore[no-untyped-def]
     form: ChoosePaymentForm, items: list[PayableItem], status: int = 200
 ):
     currency = items[0].invoice.currency if items else current_user.currency
+    advice = _card_advice_for(form, items)
     return render_template(
-        "payments/choose.html", form=form, items=items, minimum=payment_minimum(currency)
+        "payments/choose.html",
+        form=form,
+        items=items,
+        minimum=payment_minimum(currency),
+        card_notice=card_advice_message(advice) if advice else None,
     ), status
 
 
@@ -84,6 +100,9 @@ def choose():  # type: ignore[no-untyped-def]
     if request.args.get("overdue"):
         wanted = [i.invoice.number for i in items if i.is_overdue]
     form = ChoosePaymentForm(formdata=None, invoices=wanted or [i.invoice.number for i in items])
+    advice = _card_advice_for(form, items)
+    if advice is not None and advice.chargeable.is_positive:
+        form.amount.data = str(advice.chargeable.to_decimal())  # the most one card can take
     return _render_choose(form, items)
 
 
