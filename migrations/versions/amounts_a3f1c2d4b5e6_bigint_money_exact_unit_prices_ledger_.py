@@ -173,7 +173,28 @@ def upgrade():
             batch_op.drop_constraint(name, type_='foreignkey')
             batch_op.create_foreign_key(name, referred, [column], ['id'], ondelete='RESTRICT')
 
+    _refuse_mixed_currencies(bind)
     _create_checks(dialect)
+
+
+def _refuse_mixed_currencies(bind):
+    """Existing rows the new triggers would refuse: stop, naming them, rather than keep a
+    ledger that mixes currencies (the pages would fail on it). Fix them, then upgrade."""
+    rows = bind.execute(
+        sa.text(
+            "SELECT 'invoice ' || i.number FROM invoices i JOIN customers c"
+            " ON c.id = i.customer_id WHERE i.currency <> c.currency"
+            " UNION ALL SELECT 'payment ' || p.reference FROM payments p JOIN customers c"
+            " ON c.id = p.customer_id WHERE p.currency <> c.currency"
+            " UNION ALL SELECT 'credit note ' || n.reference FROM credit_notes n JOIN invoices i"
+            " ON i.id = n.invoice_id WHERE n.currency <> i.currency"
+        )
+    ).scalars().all()
+    if rows:
+        raise RuntimeError(
+            "these rows are not in their customer's currency; correct them before upgrading: "
+            + ", ".join(rows[:20])
+        )
 
 
 def downgrade():
