@@ -26,9 +26,10 @@ from portal.customers.models import Customer
 from portal.db import utcnow
 from portal.extensions import db
 from portal.invoices.queries import invoice_balance
+from portal.jobs.webhook_worker import apply_all_pending
 from portal.money import Money
 from portal.notifications.models import OutboxMessage
-from portal.payments.inbox import apply_all_pending, apply_pending_events, receive_event
+from portal.payments.inbox import apply_pending_events, receive_event
 from portal.payments.models import (
     Checkout,
     CheckoutStatus,
