@@ -21,8 +21,14 @@ from sqlalchemy import URL
 from portal.db import utcnow
 from portal.extensions import db
 from portal.payments.checkouts import detach_cards
+from portal.payments.deferred import (
+    NOTIFY_CHANNEL,
+    any_deferred_event_awake,
+    wake_deferred_events,
+)
 from portal.payments.gateway import gateway_from_config, is_enabled
-from portal.payments.inbox import NOTIFY_CHANNEL, apply_pending_events, has_pending_events
+from portal.payments.inbox import apply_pending_events, has_pending_events
+from portal.payments.locks import take_writer_lock
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +36,7 @@ log = logging.getLogger(__name__)
 def apply_all_pending(*, now: datetime, max_batches: int = 50) -> int:
     """Apply pending events batch after batch, committing each, until none is left (or
     `max_batches` were applied, so that a steady stream does not starve the other jobs)."""
-    anything = has_pending_events()
+    anything = _wake_deferred() or has_pending_events()
     # End the read before claiming: on SQLite a read transaction that then writes can be
     # refused at once ("database is locked") when a web process is committing.
     db.session.commit()
@@ -43,9 +49,29 @@ def apply_all_pending(*, now: datetime, max_batches: int = 50) -> int:
         if not batch.claimed:
             break
         total += batch.claimed
+        # An event this batch deferred may wait for a payment that another worker
+        # committed meanwhile, unseen by this batch (or the other way round): of the
+        # two commits, the later one's worker sees both here, and applies the event next.
+        _wake_deferred()
         if batch.detach and is_enabled(current_app.config):
             detach_cards(gateway_from_config(current_app.config), batch.detach)
     return total
+
+
+def _wake_deferred() -> bool:
+    """Make pending again the deferred events whose payment is recorded now; True if any.
+
+    Read first, and on SQLite take the writer lock before writing (`apply_all_pending`
+    says why); the common case, nothing to wake, only reads.
+    """
+    awake = any_deferred_event_awake()
+    db.session.commit()
+    if not awake:
+        return False
+    take_writer_lock()
+    woken = wake_deferred_events()
+    db.session.commit()
+    return woken > 0
 
 
 def apply_as_they_arrive(

@@ -46,6 +46,7 @@ from portal.payments.checkouts import (
     apply_intent,
     cards_to_detach,
 )
+from portal.payments.deferred import NOTIFY_CHANNEL, waiting_for_payment
 from portal.payments.gateway import (
     ChargeRefunds,
     GatewayEvent,
@@ -78,7 +79,6 @@ RELEVANT_EVENTS = frozenset(
 )
 BATCH_SIZE = 200
 MAX_ATTEMPTS = 5
-NOTIFY_CHANNEL = "portal_webhook_events"
 
 
 class Receipt(StrEnum):
@@ -178,6 +178,7 @@ class _Result:
     checkout_id: int | None = None
     error: str | None = None
     detach: tuple[str, ...] = ()  # cards to detach once the batch is committed
+    waits_for: str | None = None  # DEFERRED: what the event waits for
 
 
 @dataclass(frozen=True)
@@ -220,6 +221,15 @@ def _pending(row: int, event_id: str, type_: str, payload: Any, attempts: int) -
 
 
 def _finish_parameters(event: _Pending, result: _Result, *, now: datetime) -> dict[str, Any]:
+    if result.outcome == WebhookOutcome.DEFERRED:  # kept, not tried: no attempt counted
+        return {
+            "row": event.row,
+            "outcome": WebhookOutcome.DEFERRED,
+            "checkout": None,
+            "tries": event.attempts,
+            "error": result.waits_for,
+            "done": None,
+        }
     if result.error is None:
         return {
             "row": event.row,
@@ -256,9 +266,8 @@ def _apply_batch(events: Sequence[_Pending], *, now: datetime) -> dict[int, _Res
     """Lock what the events touch, in the one lock order, then apply them in turn."""
     wanted = {event.row: _checkout_id_for(event.intent) for event in events}
     refunded = _refunded_payments(events)
-    accounts = lock_accounts(
-        _claimed_customers(events) | {p.customer_id for p in refunded.values()}
-    )
+    locked = _claimed_customers(events) | {p.customer_id for p in refunded.values()}
+    accounts = lock_accounts(locked)
     checkouts = lock_checkouts({c for c in wanted.values() if c is not None})
     ledger = Ledger(now=now)
     ledger.prefetch(
@@ -282,6 +291,13 @@ def _apply_batch(events: Sequence[_Pending], *, now: datetime) -> dict[int, _Res
     for event in events:
         if event.refunds is not None:
             payment = refunded.get(event.refunds.payment_intent_id or "")
+            if payment is not None and payment.customer_id not in locked:
+                # Committed by another worker since the first read: its customer is not
+                # locked, and locking now would break the lock order. Kept; the worker
+                # wakes it once this batch is committed (`deferred.wake_deferred_events`).
+                waits_for = waiting_for_payment(payment.reference)
+                results[event.row] = _Result(WebhookOutcome.DEFERRED, waits_for=waits_for)
+                continue
             results[event.row] = _apply_refunds(event.refunds, payment, now=now)
         elif event.intent is None:
             results[event.row] = _Result(WebhookOutcome.IGNORED)
@@ -304,9 +320,18 @@ def _refunded_payments(events: Iterable[_Pending]) -> dict[str, Payment]:
 
 
 def _apply_refunds(state: ChargeRefunds, payment: Payment | None, *, now: datetime) -> _Result:
-    """A charge was refunded at Stripe: the ledger records what it does not know yet."""
+    """A charge was refunded at Stripe: the ledger records what it does not know yet.
+
+    A refund of a payment not recorded (yet) is deferred, never dropped: the payment's
+    own event may come later, or be in a batch another worker has not committed
+    (`portal.payments.deferred`). A charge without a PaymentIntent is not ours.
+    """
     if payment is None:
-        return _Result(WebhookOutcome.IGNORED)  # not a payment of ours
+        if not state.payment_intent_id:
+            return _Result(WebhookOutcome.IGNORED)
+        return _Result(
+            WebhookOutcome.DEFERRED, waits_for=waiting_for_payment(state.payment_intent_id)
+        )
     if state.refunded.currency != payment.currency:
         log.error("refunds of %s are in %s", payment.reference, state.refunded.currency)
         return _Result(WebhookOutcome.REJECTED, payment.checkout_id)

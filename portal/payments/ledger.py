@@ -28,6 +28,7 @@ from portal.money import Money
 from portal.notifications.models import OutboxMessage
 from portal.notifications.services import deferred_email_row, renders_later
 from portal.payments.checkouts import current_gateway, customer_actor, move_checkout
+from portal.payments.deferred import wake_deferred_events
 from portal.payments.errors import RefundRefused, decline_message
 from portal.payments.gateway import (
     ChargeRefunds,
@@ -254,6 +255,8 @@ class Ledger:
             )
         db.session.execute(insert(AuditEvent), audits)
         db.session.execute(insert(OutboxMessage), receipts)
+        # Stripe's events about these payments that came first (a refund, say) wait no more.
+        wake_deferred_events([entry.payment["reference"] for entry in recorded])
 
     def _audit_rows(self, entry: _Recorded, payment_id: int) -> list[dict[str, Any]]:
         payment = entry.payment
