@@ -329,6 +329,7 @@ def _apply_refunds(state: ChargeRefunds, payment: Payment | None, *, now: dateti
     if payment is None:
         if not state.payment_intent_id:
             return _Result(WebhookOutcome.IGNORED)
+        log.info("refund of %s kept until its payment is recorded", state.payment_intent_id)
         return _Result(
             WebhookOutcome.DEFERRED, waits_for=waiting_for_payment(state.payment_intent_id)
         )
