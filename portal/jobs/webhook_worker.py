@@ -21,11 +21,7 @@ from sqlalchemy import URL
 from portal.db import utcnow
 from portal.extensions import db
 from portal.payments.checkouts import detach_cards
-from portal.payments.deferred import (
-    NOTIFY_CHANNEL,
-    any_deferred_event_awake,
-    wake_deferred_events,
-)
+from portal.payments.deferred import NOTIFY_CHANNEL, any_deferred_event_awake, wake_deferred_events
 from portal.payments.gateway import gateway_from_config, is_enabled
 from portal.payments.inbox import apply_pending_events, has_pending_events
 from portal.payments.locks import take_writer_lock

@@ -26,14 +26,8 @@ from portal.payments.gateway import (
     gateway_from_config,
     is_enabled,
 )
-from portal.payments.models import (
-    CHECKOUT_TRANSITIONS,
-    Checkout,
-    CheckoutStatus,
-)
-from portal.payments.queries import (
-    saved_card_for_id,
-)
+from portal.payments.models import CHECKOUT_TRANSITIONS, Checkout, CheckoutStatus
+from portal.payments.queries import saved_card_for_id
 
 if TYPE_CHECKING:
     from portal.payments.ledger import Ledger

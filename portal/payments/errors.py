@@ -7,9 +7,7 @@ import logging
 from flask_babel import lazy_gettext as _l
 
 from portal.errors import DomainError
-from portal.payments.models import (
-    CheckoutStatus,
-)
+from portal.payments.models import CheckoutStatus
 
 log = logging.getLogger(__name__)
 

@@ -30,12 +30,7 @@ from portal.notifications.services import deferred_email_row, renders_later
 from portal.payments.checkouts import current_gateway, customer_actor, move_checkout
 from portal.payments.deferred import wake_deferred_events
 from portal.payments.errors import RefundRefused, decline_message
-from portal.payments.gateway import (
-    ChargeRefunds,
-    GatewayError,
-    IntentResult,
-    RefundResult,
-)
+from portal.payments.gateway import ChargeRefunds, GatewayError, IntentResult, RefundResult
 from portal.payments.locks import lock_account
 from portal.payments.models import (
     Checkout,
@@ -47,12 +42,7 @@ from portal.payments.models import (
     RefundAllocation,
     SavedCard,
 )
-from portal.payments.policy import (
-    Applied,
-    Overpayment,
-    allocate_received,
-    take_back,
-)
+from portal.payments.policy import Applied, Overpayment, allocate_received, take_back
 from portal.payments.queries import (
     PayableItem,
     get_payment_for,

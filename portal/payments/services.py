@@ -93,11 +93,7 @@ from portal.payments.models import (
     PaymentAccount,
     SavedCard,
 )
-from portal.payments.policy import (
-    AmountProblem,
-    check_amount,
-    minimum_payment,
-)
+from portal.payments.policy import AmountProblem, check_amount, minimum_payment
 from portal.payments.queries import (
     PayableItem,
     account_for,
