@@ -32,6 +32,7 @@ from portal.invoices.queries import invoice_balance
 from portal.jobs.webhook_worker import apply_all_pending
 from portal.money import Money
 from portal.notifications.models import OutboxMessage
+from portal.payments import inbox
 from portal.payments.inbox import apply_pending_events, receive_event
 from portal.payments.models import (
     Checkout,
@@ -491,3 +492,50 @@ def test_two_workers_lose_no_refund_in_a_storm_of_shuffled_deliveries(race_app, 
         ).all()
         db.session.remove()
     assert dict(outcomes) == {"applied": 32}
+
+
+def test_a_payment_committed_while_a_refund_batch_runs_is_not_refunded_unlocked(
+    race_app, localstripe, monkeypatch
+):
+    # given the payment's event, then its refund's, stored by the webhook
+    [unheard] = _charged_and_refunded_unheard(race_app, localstripe, 1)
+    client = race_app.test_client()
+    _post_signed(client, unheard.succeeded)
+    _post_signed(client, unheard.refunded)
+    refund_id = json.loads(unheard.refunded)["id"]
+    claimed, commit, committed = threading.Event(), threading.Event(), threading.Event()
+
+    def worker_a() -> None:
+        with race_app.app_context():
+            apply_pending_events(now=utcnow(), limit=1)  # records the payment
+            claimed.set()
+            commit.wait(timeout=20)
+            db.session.commit()
+            committed.set()
+            db.session.remove()
+
+    real_lock_checkouts = inbox.lock_checkouts
+
+    def lock_checkouts_once_a_commits(checkout_ids):
+        # worker B is between its first read of the payments (none) and its second
+        commit.set()
+        assert committed.wait(timeout=20)
+        return real_lock_checkouts(checkout_ids)
+
+    a = threading.Thread(target=worker_a)
+    a.start()
+    assert claimed.wait(timeout=20)
+    # when worker B's batch, with the refund, sees the payment appear half way through
+    monkeypatch.setattr(inbox, "lock_checkouts", lock_checkouts_once_a_commits)
+    with race_app.app_context():
+        assert apply_pending_events(now=utcnow(), limit=1).claimed == 1
+        db.session.commit()
+        monkeypatch.undo()
+        a.join(timeout=20)
+        # then B does not refund it without its customer's lock: the refund waits
+        event = db.session.scalar(select(WebhookEvent).where(WebhookEvent.event_id == refund_id))
+        assert event.outcome == "deferred"
+        # and B's loop, looking again after its commit, applies it under the lock
+        assert apply_all_pending(now=utcnow()) == 1
+        db.session.remove()
+    assert _refunds_of(race_app, unheard.customer_id) == (1, 10000, Money(10000, "USD"))
