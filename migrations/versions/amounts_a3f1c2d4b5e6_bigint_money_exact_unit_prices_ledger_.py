@@ -10,7 +10,7 @@
   allocations never exceed it; an invoice's net allocations never exceed its total.
 
 Revision ID: a3f1c2d4b5e6
-Revises: 5ec5d4c96c47
+Revises: b7d1e0a4c2f9
 Create Date: 2026-11-29 21:50:00
 
 """
@@ -22,7 +22,7 @@ from babel.numbers import get_currency_precision
 
 # revision identifiers, used by Alembic.
 revision = 'a3f1c2d4b5e6'
-down_revision = '5ec5d4c96c47'
+down_revision = 'b7d1e0a4c2f9'
 branch_labels = None
 depends_on = None
 

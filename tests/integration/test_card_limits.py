@@ -7,7 +7,7 @@ import re
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from portal.db import utcnow
 from portal.extensions import db
@@ -110,3 +110,66 @@ def test_a_balance_below_the_card_minimum_says_how_else_to_pay(client):
     page = client.get("/pay").text
     assert "Card payments start at $0.50, so $0.40 cannot be paid by card" in page
     assert "billing@northwind.example" in page
+
+
+def _pay(client, invoice, amount=""):
+    page = client.get("/pay")
+    return client.post(
+        "/pay",
+        data={
+            "csrf_token": csrf_token_from(page.text),
+            "invoices": [invoice.number],
+            "amount": amount,
+        },
+    )
+
+
+def _checkouts(customer) -> int:
+    return db.session.scalar(
+        select(func.count()).select_from(Checkout).where(Checkout.customer_id == customer.id)
+    )
+
+
+@pytest.mark.usefixtures("stripe_app")
+@pytest.mark.parametrize(
+    ("currency", "price", "paid", "amount", "message"),
+    [
+        ("USD", "30000000.00", None, "", "One card payment can be at most $999,999.99"),
+        ("USD", "30000000.00", None, "1000000.00", "One card payment can be at most $999,999.99"),
+        ("USD", "100.00", "99.60", "", "Card payments start at $0.50"),
+        ("KWD", "5.005", None, "", "only in steps of KWD0.010"),
+        ("KWD", "5.005", None, "1.235", "only in steps of KWD0.010"),
+        ("KWD", "12.345", "12.340", "", "Card payments start at KWD0.010"),
+    ],
+)
+def test_an_amount_one_card_cannot_take_is_refused_with_what_to_do(
+    client, currency, price, paid, amount, message
+):
+    # given
+    customer, invoice = _customer_owing(currency, price, paid=paid)
+    login_as(client, customer)
+    # when
+    response = _pay(client, invoice, amount)
+    # then a message, a 400, nothing written
+    assert response.status_code == 400
+    assert message in response.text
+    assert _checkouts(customer) == 0
+
+
+@pytest.mark.usefixtures("stripe_app")
+def test_the_largest_chargeable_part_of_a_three_decimal_balance_starts_a_checkout(client):
+    customer, invoice = _customer_owing("KWD", "5.005")
+    login_as(client, customer)
+    assert _pay(client, invoice, "5.000").status_code == 302
+    checkout = db.session.scalar(select(Checkout).where(Checkout.customer_id == customer.id))
+    assert checkout.amount == Money(5000, "KWD")
+
+
+@pytest.mark.usefixtures("stripe_app")
+def test_the_card_limit_message_is_translated(client):
+    customer, _invoice = _customer_owing("USD", "30000000.00")
+    customer.locale = "de"
+    db.session.flush()
+    login_as(client, customer)
+    page = client.get("/pay", headers={"Accept-Language": "de"}).text
+    assert "Eine Kartenzahlung kann höchstens" in page
