@@ -7,7 +7,8 @@
 - credit_notes.kind: 'credit' or 'small_balance_write_off'.
 - Allocations, refund allocations and audit rows are never deleted by a cascade (RESTRICT).
 - Triggers (both databases): every ledger row shares its customer's currency; a payment's
-  allocations never exceed it; an invoice's net allocations never exceed its total.
+  allocations and refunds never exceed it; an invoice's net allocations never exceed its
+  total; a refund takes back from an invoice at most what its payment put there.
 
 Revision ID: a3f1c2d4b5e6
 Revises: b7d1e0a4c2f9
@@ -80,6 +81,19 @@ CHECKS = (
      " WHERE invoice_id = NEW.invoice_id)"
      " > (SELECT total_minor FROM invoices WHERE id = NEW.invoice_id)",
      "an invoice's allocations exceed its total"),
+    ('refunds_within_payment', 'refunds', 'AFTER',
+     "(SELECT SUM(amount_minor) FROM refunds WHERE payment_id = NEW.payment_id)"
+     " > (SELECT amount_minor FROM payments WHERE id = NEW.payment_id)",
+     "a payment's refunds exceed the payment"),
+    # What a refund takes back from an invoice, its payment had put there.
+    ('refund_allocations_within_allocation', 'refund_allocations', 'AFTER',
+     "(SELECT SUM(r.amount_minor) FROM refund_allocations r JOIN refunds f ON f.id = r.refund_id"
+     " WHERE r.invoice_id = NEW.invoice_id"
+     " AND f.payment_id = (SELECT payment_id FROM refunds WHERE id = NEW.refund_id))"
+     " > COALESCE((SELECT a.amount_minor FROM payment_allocations a"
+     " WHERE a.invoice_id = NEW.invoice_id"
+     " AND a.payment_id = (SELECT payment_id FROM refunds WHERE id = NEW.refund_id)), 0)",
+     "a refund takes back more from an invoice than its payment put there"),
 )
 
 # PostgreSQL, READ COMMITTED: two transactions allocating to one invoice would each miss

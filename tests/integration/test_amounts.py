@@ -317,3 +317,27 @@ def test_tolerances_parse_per_currency():
         "USD": Money(50, "USD"),
         "KWD": Money(10, "KWD"),
     }
+
+
+def test_refunds_never_exceed_their_payment_nor_what_it_put_on_an_invoice(db_session):
+    customer = make_customer(currency="USD")
+    inv = make_invoice(customer, lines=[("A", "1", "100.00")])
+    payment = make_payment(customer, [(inv, "60.00")])
+    insert_refund = (
+        "INSERT INTO refunds (payment_id, reference, amount_minor, currency, refunded_on,"
+        " reason, actor, created_at) VALUES (:payment, :reference, :amount, 'USD',"
+        " '2026-10-20', '', 'test', '2026-10-20 00:00:00')"
+    )
+    assert "exceed the payment" in _refused(
+        insert_refund, payment=payment.id, reference="re_1", amount=6001
+    )
+    db.session.execute(
+        sa.text(insert_refund), {"payment": payment.id, "reference": "re_2", "amount": 6000}
+    )
+    refund_id = db.session.scalar(sa.text("SELECT id FROM refunds WHERE reference = 're_2'"))
+    assert "more from an invoice" in _refused(
+        "INSERT INTO refund_allocations (refund_id, invoice_id, amount_minor)"
+        " VALUES (:refund, :invoice, 6001)",
+        refund=refund_id,
+        invoice=inv.id,
+    )
