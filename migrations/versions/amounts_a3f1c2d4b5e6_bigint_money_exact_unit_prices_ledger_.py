@@ -81,6 +81,11 @@ CHECKS = (
      " WHERE invoice_id = NEW.invoice_id)"
      " > (SELECT total_minor FROM invoices WHERE id = NEW.invoice_id)",
      "an invoice's allocations exceed its total"),
+    ('invoices_total_covers_allocations', 'invoices', 'AFTER',
+     "(SELECT COALESCE(SUM(amount_minor), 0) FROM payment_allocations WHERE invoice_id = NEW.id)"
+     " - (SELECT COALESCE(SUM(amount_minor), 0) FROM refund_allocations"
+     " WHERE invoice_id = NEW.id) > NEW.total_minor",
+     "an invoice's total is less than what is allocated to it"),
     ('refunds_within_payment', 'refunds', 'AFTER',
      "(SELECT SUM(amount_minor) FROM refunds WHERE payment_id = NEW.payment_id)"
      " > (SELECT amount_minor FROM payments WHERE id = NEW.payment_id)",

@@ -182,6 +182,9 @@ def test_allocations_never_exceed_their_payment_or_the_invoice(db_session):
         invoice=first.id,
         id=other.id,
     )
+    assert "less than what is allocated" in _refused(
+        "UPDATE invoices SET total_minor = 5999 WHERE id = :id", id=first.id
+    )
     assert (
         db.session.scalar(
             select(sa.func.sum(PaymentAllocation.amount_minor)).where(
