@@ -37,18 +37,56 @@ def import_group() -> None:
     """Load a creditor's ledger from CSV files (see README for the columns)."""
 
 
-def _run_import(kind: str, path: Path, dry_run: bool) -> None:
+def _run_import(
+    kind: str, path: Path, dry_run: bool, delimiter: str | None, decimal_comma: bool | None
+) -> None:
+    from flask_babel import gettext as _
+    from flask_babel import ngettext
+    from sqlalchemy.exc import SQLAlchemyError
+
     from portal.db import utcnow
     from portal.imports.services import ImportFailed, import_file
 
     try:
-        report = import_file(kind, path, dry_run=dry_run, now=utcnow(), actor="cli")
+        report = import_file(
+            kind,
+            path,
+            dry_run=dry_run,
+            now=utcnow(),
+            actor="cli",
+            delimiter=delimiter,
+            decimal_comma=decimal_comma,
+        )
     except ImportFailed as failure:
         db.session.rollback()
-        click.echo(f"{path}: {len(failure.errors)} bad row(s); nothing was imported.", err=True)
+        rows = ngettext("%(num)d bad row", "%(num)d bad rows", failure.bad_rows)
+        problems = ngettext("%(num)d problem", "%(num)d problems", len(failure.errors))
+        click.echo(
+            _(
+                "%(path)s: %(rows)s (%(problems)s); nothing was imported.",
+                path=str(path),
+                rows=rows,
+                problems=problems,
+            ),
+            err=True,
+        )
         for error in failure.errors:
             click.echo(f"  line {error.line}: {error.message}", err=True)
         raise SystemExit(1) from None
+    except (OSError, SQLAlchemyError) as error:
+        # Validation should leave nothing for the database to refuse; if it does, say so
+        # in one line rather than a traceback.
+        db.session.rollback()
+        reason = str(getattr(error, "orig", None) or error).splitlines()[0][:300]
+        click.echo(
+            _("%(path)s: nothing was imported: %(reason)s", path=str(path), reason=reason),
+            err=True,
+        )
+        raise SystemExit(1) from None
+    for warning in report.warnings:
+        click.echo(f"  line {warning.line}: warning: {warning.message}", err=True)
+    if report.dialect and report.dialect != "separator ',', decimal point":
+        click.echo(f"{path}: read with {report.dialect}.")
     if dry_run:
         db.session.rollback()
         click.echo(f"{path}: valid ({report.summary()}); dry run, nothing written.")
@@ -60,11 +98,25 @@ def _run_import(kind: str, path: Path, dry_run: bool) -> None:
 for _kind in IMPORT_KINDS:
 
     def _make(kind: str) -> click.Command:
-        @click.command(kind, help=f"Import {kind} from a CSV file.")
+        @click.command(kind, help=f"Import {kind.replace('-', ' ')} from a CSV file.")
         @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
         @click.option("--dry-run", is_flag=True, help="Validate only; write nothing.")
-        def command(path: Path, dry_run: bool) -> None:
-            _run_import(kind, path, dry_run)
+        @click.option(
+            "--delimiter",
+            type=click.Choice([",", ";"]),
+            default=None,
+            help="The separator between fields (default: read from the header line).",
+        )
+        @click.option(
+            "--decimal-comma/--decimal-point",
+            "decimal_comma",
+            default=None,
+            help="Numbers are written 1.234,50 (default: with a ';' separator).",
+        )
+        def command(
+            path: Path, dry_run: bool, delimiter: str | None, decimal_comma: bool | None
+        ) -> None:
+            _run_import(kind, path, dry_run, delimiter, decimal_comma)
 
         return command
 

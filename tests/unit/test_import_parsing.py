@@ -101,7 +101,7 @@ def test_rows_with_the_wrong_number_of_fields_are_reported():
 def test_import_failed_sorts_errors_by_line_and_counts_them():
     failure = ImportFailed([RowError(9, "b"), RowError(2, "a")])
     assert [e.line for e in failure.errors] == [2, 9]
-    assert str(failure) == "2 bad rows; nothing was imported"
+    assert str(failure) == "2 bad rows (2 problems); nothing was imported"
     assert str(failure.errors[0]) == "line 2: a"
 
 
