@@ -16,8 +16,14 @@ from portal.jobs.registry import JOBS as _JOBS
 
 def _create_app() -> Flask:
     from portal import create_app
+    from portal.config import ConfigurationError
 
-    return create_app()
+    try:
+        return create_app()
+    except ConfigurationError as error:
+        # One line, no traceback: the operator has a variable to fix, not a bug to read.
+        click.echo(f"portal: configuration error: {error}", err=True)
+        raise SystemExit(2) from None
 
 
 @click.group(cls=FlaskGroup, create_app=_create_app)

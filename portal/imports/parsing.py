@@ -187,9 +187,7 @@ _DECIMAL_COMMA_RE = re.compile(r"[+-]?(?:\d{1,3}(?:\.\d{3})+|\d+)?(?:,\d*)?")
 def decimal_comma_to_point(text: str) -> str:
     """`1.234,50` → `1234.50`: '.' may group thousands by three, ',' is the decimal mark."""
     if not text or not _DECIMAL_COMMA_RE.fullmatch(text) or not any(c.isdigit() for c in text):
-        raise BadValue(
-            "is not a decimal number with a decimal comma (e.g. 1234,50 or 1.234,50)"
-        )
+        raise BadValue("is not a decimal number with a decimal comma (e.g. 1234,50 or 1.234,50)")
     return text.replace(".", "").replace(",", ".")
 
 
@@ -217,8 +215,10 @@ def _check_header(
     dialect: CsvDialect,
 ) -> None:
     errors: list[str] = []
-    if len(columns) == 1 and dialect.delimiter not in columns[0] and (
-        ";" in columns[0] or "," in columns[0]
+    if (
+        len(columns) == 1
+        and dialect.delimiter not in columns[0]
+        and (";" in columns[0] or "," in columns[0])
     ):
         other = ";" if dialect.delimiter == "," else ","
         raise ImportFailed(
