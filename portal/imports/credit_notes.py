@@ -187,6 +187,8 @@ def _existing_credits(references: Iterable[str]) -> dict[str, _ExistingCredit]:
             .join(Invoice, CreditNote.invoice_id == Invoice.id)
             .where(CreditNote.reference.in_(batch))
         )
-        for reference, *details in rows:
-            found[reference] = _ExistingCredit(*details)
+        for reference, customer_id, number, amount_minor, currency, issued_on, reason in rows:
+            found[reference] = _ExistingCredit(
+                customer_id, number, amount_minor, currency, issued_on, reason
+            )
     return found

@@ -171,7 +171,7 @@ def _read_invoice_row(
     unit_price = reader.parse("unit_price", parse_amount)
     tax = reader.parse("tax_amount", parse_amount, required=False) or Decimal(0)
 
-    customer = find_customer(reader, customers, account, currency)
+    find_customer(reader, customers, account, currency)
     if issue_date and due_date and due_date < issue_date:
         reader.error(f"due_date {due_date} is before issue_date {issue_date}")
 

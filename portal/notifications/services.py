@@ -387,7 +387,7 @@ def _deliver_one(
     except DeliveryError as error:
         _attempt_failed(message, str(error), now=now, report=report, permanent=error.permanent)
         return
-    except Exception as error:  # noqa: BLE001  (one email's fault must not stop the batch)
+    except Exception as error:  # one email's fault must not stop the batch
         log.warning("email %s could not be prepared or sent: %r", message.id, error)
         reason = f"could not prepare or send the email: {type(error).__name__}: {error}"
         _attempt_failed(message, reason, now=now, report=report, permanent=False)
