@@ -27,7 +27,7 @@ def _environment(tmp_path: Path, **variables: str) -> dict[str, str]:
 
 
 def portal(tmp_path: Path, *args: str, **variables: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603  (our own command, fixed arguments)
+    return subprocess.run(
         [PORTAL, *args],
         env=_environment(tmp_path, **variables),
         capture_output=True,
@@ -117,3 +117,13 @@ def test_an_import_with_a_nul_byte_is_a_line_numbered_error_in_a_real_process(
         "  line 2: name contains the control character U+0000, which cannot be stored; "
         "remove it and try again",
     ]
+
+
+def test_an_import_into_a_database_that_was_never_migrated_is_one_line(tmp_path):
+    path = tmp_path / "customers.csv"
+    path.write_text("account_number,name,email\nA-1,Acme,ap@acme.example\n")
+    result = portal(tmp_path, "import", "customers", str(path))
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"{path}: nothing was imported: ")
+    assert "no such table: customers" in line
