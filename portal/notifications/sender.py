@@ -130,6 +130,11 @@ class SmtpSender:
         except (OSError, smtplib.SMTPException) as error:
             self.close()
             raise DeliveryError(f"{type(error).__name__}: {error}"[:500]) from error
+        except Exception:
+            # Whatever else broke (a message that cannot be serialized) may have left the
+            # conversation mid-command: the next message starts on a fresh connection.
+            self.close()
+            raise
         if refused:
             raise DeliveryError(f"refused recipients: {sorted(refused)}"[:500])
 
