@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Protocol
 
 from portal.audit.actors import Actor
 from portal.imports import credit_notes, customers, invoices, payments
@@ -40,6 +40,12 @@ __all__ = [
 ]
 
 
+class Changes(Protocol):
+    """What a kind's `validate` returns and its `apply` writes."""
+
+    report: ImportReport
+
+
 @dataclass(frozen=True)
 class ImportKind:
     """One kind of record: its fields and its validate → apply steps."""
@@ -48,8 +54,8 @@ class ImportKind:
     required: tuple[str, ...]
     optional: tuple[str, ...]
     numeric: tuple[str, ...]  # decimal numbers (read with the file's decimal mark)
-    validate: Callable[[Sequence[Record]], Any]
-    apply: Callable[..., ImportReport]
+    validate: Callable[[Sequence[Record]], Changes]
+    apply: Callable[..., ImportReport]  # (its own Changes, *, now, actor)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -106,12 +112,11 @@ def _kind(name: str) -> ImportKind:
 
 
 def _finish(
-    importer: ImportKind, changes: Any, *, dry_run: bool, now: datetime, actor: Actor | str
+    importer: ImportKind, changes: Changes, *, dry_run: bool, now: datetime, actor: Actor | str
 ) -> ImportReport:
     if dry_run:
-        report: ImportReport = changes.report
-        report.dry_run = True
-        return report
+        changes.report.dry_run = True
+        return changes.report
     return importer.apply(
         changes, now=now, actor=actor if isinstance(actor, Actor) else Actor.importer(actor)
     )
