@@ -51,6 +51,7 @@ def _run_import(
     from sqlalchemy.exc import SQLAlchemyError
 
     from portal.db import utcnow
+    from portal.imports.parsing import COMMA
     from portal.imports.services import ImportFailed, import_file
 
     try:
@@ -91,7 +92,7 @@ def _run_import(
         raise SystemExit(1) from None
     for warning in report.warnings:
         click.echo(f"  line {warning.line}: warning: {warning.message}", err=True)
-    if report.dialect and report.dialect != "separator ',', decimal point":
+    if report.dialect and report.dialect != COMMA.describe():
         click.echo(f"{path}: read with {report.dialect}.")
     if dry_run:
         db.session.rollback()

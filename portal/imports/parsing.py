@@ -62,7 +62,6 @@ class CsvDialect:
 
 
 COMMA = CsvDialect()
-EUROPEAN = CsvDialect(";", decimal_comma=True)
 
 
 def detect_dialect(
