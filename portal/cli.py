@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from flask import Flask, current_app
@@ -21,9 +22,13 @@ def _create_app() -> Flask:
     try:
         return create_app()
     except ConfigurationError as error:
-        # One line, no traceback: the operator has a variable to fix, not a bug to read.
-        click.echo(f"portal: configuration error: {error}", err=True)
-        raise SystemExit(2) from None
+        _stop_on(error)
+
+
+def _stop_on(error: Exception) -> NoReturn:
+    """One line, no traceback: the operator has a variable to fix, not a bug to read."""
+    click.echo(f"portal: configuration error: {error}", err=True)
+    raise SystemExit(2) from None
 
 
 @click.group(cls=FlaskGroup, create_app=_create_app)
@@ -193,9 +198,16 @@ def jobs_run(once: bool, loop: bool, only: str | None) -> None:
     """Do whatever is due and exit (for cron), or keep at it with --loop."""
     import time
 
+    from portal.config import ConfigurationError
     from portal.db import utcnow
+    from portal.jobs.registry import sender_from_config
     from portal.jobs.runner import run_jobs, runner_id
 
+    if only in (None, "deliver_email"):
+        try:  # before any pass: a worker that cannot deliver email must not look healthy
+            sender_from_config()
+        except ConfigurationError as error:
+            _stop_on(error)
     me = runner_id()
     while True:
         for outcome in run_jobs(now=utcnow(), runner=me, only=only, force=once):

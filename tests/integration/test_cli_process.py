@@ -50,6 +50,14 @@ BAD_SETTINGS = [
     ),
     ({"PORTAL_ENV": "production"}, "SECRET_KEY must be set in production."),
     (
+        {
+            "PORTAL_ENV": "production",
+            "SECRET_KEY": "x" * 40,
+            "PORTAL_BASE_URL": "https://a.example",
+        },
+        "SMTP_URL must be set in production to deliver email.",
+    ),
+    (
         {"STRIPE_SECRET_KEY": "sk_test_x", "STRIPE_PUBLISHABLE_KEY": "pk_test_x"},
         "STRIPE_WEBHOOK_SECRET is required with STRIPE_SECRET_KEY.",
     ),
