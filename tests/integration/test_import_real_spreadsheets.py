@@ -347,3 +347,19 @@ def test_a_non_ascii_local_part_is_imported_with_a_warning(app, db_session, tmp_
         "the @; it can only be delivered through a mail server that supports SMTPUTF8"
     ]
     assert count(Customer) == 2
+
+
+def test_the_cli_imports_credit_notes(app, db_session, tmp_path):
+    customer = make_customer(account_number="A-1", currency="EUR")
+    make_invoice(customer, number="INV-1", lines=[("Work", "1", "2000.00")])
+    path = write(
+        tmp_path,
+        "account_number;credit_note_reference;invoice_number;issued_on;amount;currency;reason\n"
+        "A-1;CN-1;INV-1;2026-02-01;1.234,56;EUR;Rabatt\n",
+    )
+    result = app.test_cli_runner().invoke(import_group, ["credit-notes", path])
+    assert result.exit_code == 0, result.output
+    assert (
+        result.stdout.splitlines()[-1] == f"{path}: imported (1 created, 0 updated, 0 unchanged)."
+    )
+    assert db.session.scalar(select(CreditNote.amount_minor)) == 123_456
