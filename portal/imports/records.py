@@ -99,7 +99,7 @@ class RowReader:
             bad = unstorable_character(value)
             if bad is not None:
                 self.error(
-                    f"{column} contains the control character {bad}, which cannot be stored; "
+                    f"{column} contains the invisible character {bad}, which cannot be stored; "
                     "remove it and try again"
                 )
 

@@ -122,7 +122,7 @@ def test_an_import_with_a_nul_byte_is_a_line_numbered_error_in_a_real_process(
     assert "Traceback" not in result.stderr
     assert result.stderr.splitlines() == [
         f"{path}: 1 bad row (1 problem); nothing was imported.",
-        "  line 2: name contains the control character U+0000, which cannot be stored; "
+        "  line 2: name contains the invisible character U+0000, which cannot be stored; "
         "remove it and try again",
     ]
 

@@ -161,7 +161,7 @@ def test_text_a_database_refuses_is_a_line_numbered_error(db_session, cell, code
     assert problems("customers", text, dry_run=dry_run) == [
         (
             3,
-            f"name contains the control character {code}, which cannot be stored; remove it "
+            f"name contains the invisible character {code}, which cannot be stored; remove it "
             "and try again",
         )
     ]
@@ -193,7 +193,7 @@ def test_the_cli_reports_a_nul_byte_without_a_traceback(app, db_session, tmp_pat
     assert isinstance(result.exception, SystemExit)
     assert result.stderr.splitlines() == [
         f"{path}: 1 bad row (1 problem); nothing was imported.",
-        "  line 2: name contains the control character U+0000, which cannot be stored; "
+        "  line 2: name contains the invisible character U+0000, which cannot be stored; "
         "remove it and try again",
     ]
     assert count(Customer) == 0
