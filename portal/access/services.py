@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from portal.access.models import AccessLink
+from portal.access.models import AccessLink, SessionEnd
 from portal.audit.services import audit_row, record_event
 from portal.customers.models import Customer
 from portal.customers.queries import get_customer_by_account
@@ -146,19 +146,15 @@ def open_link(token: str, *, now: datetime, ip_address: str | None) -> AccessLin
 
 
 def revoke_link(link: AccessLink, *, now: datetime, actor: str) -> None:
+    """Cancel the link and end, at once, every session opened from it."""
+    from portal.access.sessions import end_sessions_of_link
+
     if link.revoked_at is None:
         link.revoked_at = now
+        end_sessions_of_link(link.id, now=now, reason=SessionEnd.LINK_REVOKED)
         record_event(
             "link.revoked", actor=actor, now=now, customer_id=link.customer_id, subject=link
         )
-
-
-def is_session_link_valid(link_id: int | None, customer_id: int) -> bool:
-    """A session dies with its link: revoking the link ends sessions opened from it."""
-    if link_id is None:
-        return False
-    link = db.session.get(AccessLink, link_id)
-    return link is not None and link.customer_id == customer_id and not link.is_revoked
 
 
 def find_customer_for_recovery(account_number: str, email: str) -> Customer | None:
