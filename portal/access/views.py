@@ -71,7 +71,6 @@ def request_link():  # type: ignore[no-untyped-def]
             form.email.data or "",
             now=utcnow(),
             ttl=timedelta(days=current_app.config["ACCESS_LINK_TTL_DAYS"]),
-            base_url=current_app.config["PORTAL_BASE_URL"],
         )
         db.session.commit()
         return redirect(url_for("access.link_requested"))

@@ -180,8 +180,9 @@ def test_mailbox_lists_and_shows_messages_in_development_only(app, client):
         customer,
         kind="access_link",
         template="access_link",
-        context={"url": "https://portal.example.test/l/x", "expires_at": utcnow()},
+        context={"expires_at": utcnow()},
         now=utcnow(),
+        with_portal_link=True,
     )
     db.session.flush()
     assert client.get("/dev/mailbox/").status_code == 404
@@ -190,7 +191,8 @@ def test_mailbox_lists_and_shows_messages_in_development_only(app, client):
         listing = client.get("/dev/mailbox/")
         assert message.subject in listing.text
         detail = client.get(f"/dev/mailbox/{message.id}")
-        assert "https://portal.example.test/l/x" in detail.text
+        # the stored copy holds the placeholder: its link is issued when it is sent
+        assert "https://portal.example.test/l/link-issued-when-sent" in detail.text
         html = client.get(f"/dev/mailbox/{message.id}/html")
         assert "frame-ancestors 'self'" in html.headers["Content-Security-Policy"]
         assert "sandbox" in html.headers["Content-Security-Policy"]
