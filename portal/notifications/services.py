@@ -405,12 +405,16 @@ def _deliver_one(
         message, customer, now=now, sender_name=sender_name, sender_address=sender_address
     )
     message.attempts += 1
+    attempts = message.attempts
+    # Commit the attempt (and the link it carries) before talking to the mail server, so
+    # that no transaction, and on SQLite no write lock, is held while it answers.
+    db.session.commit()
     try:
         sender.send(email)
     except DeliveryError as error:
         message.last_error = str(error)[:500]
-        if has_attempts_left(message.attempts):
-            _release(message, OutboxStatus.QUEUED, not_before=now + retry_delay(message.attempts))
+        if has_attempts_left(attempts):
+            _release(message, OutboxStatus.QUEUED, not_before=now + retry_delay(attempts))
             report.retried += 1
         else:
             _release(message, OutboxStatus.FAILED)
