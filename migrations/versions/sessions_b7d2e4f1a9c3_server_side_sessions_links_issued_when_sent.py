@@ -1,7 +1,7 @@
 """sessions: server-side principal sessions; emails get their portal link when sent
 
 Revision ID: b7d2e4f1a9c3
-Revises: 5ec5d4c96c47
+Revises: b7d1e0a4c2f9
 Create Date: 2026-11-29 21:45:00
 
 Also removes working links from what is already stored: queued and sent emails keep
@@ -18,7 +18,7 @@ import portal.db
 
 # revision identifiers, used by Alembic.
 revision = "b7d2e4f1a9c3"
-down_revision = "5ec5d4c96c47"
+down_revision = "b7d1e0a4c2f9"
 branch_labels = None
 depends_on = None
 
