@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from portal.access.models import AccessLink
+from portal.access.models import AccessLink, SessionEnd
 from portal.audit.services import audit_row, record_event
 from portal.customers.models import Customer
 from portal.customers.queries import get_customer_by_account
@@ -146,19 +146,15 @@ def open_link(token: str, *, now: datetime, ip_address: str | None) -> AccessLin
 
 
 def revoke_link(link: AccessLink, *, now: datetime, actor: str) -> None:
+    """Cancel the link and end, at once, every session opened from it."""
+    from portal.access.sessions import end_sessions_of_link
+
     if link.revoked_at is None:
         link.revoked_at = now
+        end_sessions_of_link(link.id, now=now, reason=SessionEnd.LINK_REVOKED)
         record_event(
             "link.revoked", actor=actor, now=now, customer_id=link.customer_id, subject=link
         )
-
-
-def is_session_link_valid(link_id: int | None, customer_id: int) -> bool:
-    """A session dies with its link: revoking the link ends sessions opened from it."""
-    if link_id is None:
-        return False
-    link = db.session.get(AccessLink, link_id)
-    return link is not None and link.customer_id == customer_id and not link.is_revoked
 
 
 def find_customer_for_recovery(account_number: str, email: str) -> Customer | None:
@@ -176,12 +172,15 @@ def find_customer_for_recovery(account_number: str, email: str) -> Customer | No
 
 
 def count_recent_recoveries(customer: Customer, since: datetime) -> int:
+    """Lost-link emails queued for this customer since `since` (sent or not)."""
+    from portal.notifications.models import OutboxMessage
+
     return (
         db.session.scalar(
-            select(func.count(AccessLink.id)).where(
-                AccessLink.customer_id == customer.id,
-                AccessLink.purpose == "recovery",
-                AccessLink.created_at >= since,
+            select(func.count(OutboxMessage.id)).where(
+                OutboxMessage.customer_id == customer.id,
+                OutboxMessage.kind == "access_link",
+                OutboxMessage.created_at >= since,
             )
         )
         or 0
@@ -191,9 +190,7 @@ def count_recent_recoveries(customer: Customer, since: datetime) -> int:
 RECOVERY_LINKS_PER_HOUR = 3
 
 
-def request_new_link(
-    account_number: str, email: str, *, now: datetime, ttl: timedelta, base_url: str
-) -> None:
+def request_new_link(account_number: str, email: str, *, now: datetime, ttl: timedelta) -> None:
     """Mail a fresh link if the pair matches; say nothing either way (no enumeration).
 
     At most RECOVERY_LINKS_PER_HOUR links per account per hour, so that the form
@@ -206,11 +203,12 @@ def request_new_link(
         return
     if count_recent_recoveries(customer, now - timedelta(hours=1)) >= RECOVERY_LINKS_PER_HOUR:
         return
-    issued = issue_link(customer, now=now, ttl=ttl, actor="customer:recovery", purpose="recovery")
+    # The link itself is issued when the email is sent (nothing secret waits in the outbox).
     queue_email(
         customer,
         kind="access_link",
         template="access_link",
-        context={"url": issued.url(base_url), "expires_at": issued.link.expires_at},
+        context={"expires_at": now + ttl},
         now=now,
+        with_portal_link=True,
     )

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from flask import Blueprint, render_template
-from flask_login import current_user, login_required
 
+from portal.access.sessions import current_customer, customer_required
 from portal.creditor import current_creditor
 from portal.customers.queries import customer_today
 from portal.db import utcnow
@@ -17,9 +17,9 @@ bp = Blueprint("customers", __name__)
 
 
 @bp.get("/account")
-@login_required
+@customer_required
 def account():  # type: ignore[no-untyped-def]
-    customer = current_user
+    customer = current_customer()
     balances = invoice_balances_for(customer, customer_today(customer, utcnow()))
     return render_template(
         "customers/account.html",
@@ -31,9 +31,9 @@ def account():  # type: ignore[no-untyped-def]
 
 
 @bp.get("/account/statement.pdf")
-@login_required
+@customer_required
 def statement():  # type: ignore[no-untyped-def]
-    customer = current_user
+    customer = current_customer()
     today = customer_today(customer, utcnow())
     balances = invoice_balances_for(customer, today)
     pdf = documents.statement_pdf(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
-from flask_login import current_user, login_required
 
+from portal.access.sessions import current_customer, customer_required
 from portal.creditor import current_creditor
 from portal.customers.queries import customer_today
 from portal.db import utcnow
@@ -62,14 +62,14 @@ def require_payments_enabled():  # type: ignore[no-untyped-def]
 
 
 def _checkout_or_404(checkout_id: int) -> Checkout:
-    checkout = get_checkout_for(current_user, checkout_id)
+    checkout = get_checkout_for(current_customer(), checkout_id)
     if checkout is None:
         abort(404)  # someone else's checkout is "not found", never "forbidden"
     return checkout
 
 
 def _payable_now() -> list[PayableItem]:
-    return payable_items(current_user, customer_today(current_user, utcnow()))
+    return payable_items(current_customer(), customer_today(current_customer(), utcnow()))
 
 
 def _card_advice_for(form: ChoosePaymentForm, items: list[PayableItem]) -> CardAdvice | None:
@@ -83,7 +83,7 @@ def _card_advice_for(form: ChoosePaymentForm, items: list[PayableItem]) -> CardA
 def _render_choose(  # type: ignore[no-untyped-def]
     form: ChoosePaymentForm, items: list[PayableItem], status: int = 200
 ):
-    currency = items[0].invoice.currency if items else current_user.currency
+    currency = items[0].invoice.currency if items else current_customer().currency
     advice = _card_advice_for(form, items)
     return render_template(
         "payments/choose.html",
@@ -95,7 +95,7 @@ def _render_choose(  # type: ignore[no-untyped-def]
 
 
 @bp.get("/pay")
-@login_required
+@customer_required
 def choose():  # type: ignore[no-untyped-def]
     items = _payable_now()
     wanted = request.args.getlist("invoice")
@@ -109,13 +109,13 @@ def choose():  # type: ignore[no-untyped-def]
 
 
 @bp.post("/pay")
-@login_required
+@customer_required
 def start():  # type: ignore[no-untyped-def]
     form = ChoosePaymentForm()
     if form.validate_on_submit():
         try:
             checkout = start_checkout(
-                current_user, form.invoices.data or [], form.amount.data, now=utcnow()
+                current_customer(), form.invoices.data or [], form.amount.data, now=utcnow()
             )
         except InvalidPaymentAmount as error:
             db.session.rollback()
@@ -130,7 +130,7 @@ def start():  # type: ignore[no-untyped-def]
 
 
 @bp.get("/pay/<int:checkout_id>")
-@login_required
+@customer_required
 @talisman(content_security_policy=CARD_PAGE_CSP, content_security_policy_nonce_in=["script-src"])
 def card(checkout_id: int):  # type: ignore[no-untyped-def]
     checkout = _checkout_or_404(checkout_id)
@@ -150,7 +150,7 @@ def card(checkout_id: int):  # type: ignore[no-untyped-def]
             context["client_secret"] = authentication_secret(checkout)
             context["check_form"] = CheckPaymentForm()
         else:
-            context["card_form"] = prepare_card_form(current_user, checkout)
+            context["card_form"] = prepare_card_form(current_customer(), checkout)
             context["remove_form"] = RemoveCardForm()
     except PaymentsUnavailable as error:
         return render_template("payments/unavailable.html", message=str(error.message)), 503
@@ -159,7 +159,7 @@ def card(checkout_id: int):  # type: ignore[no-untyped-def]
 
 
 @bp.post("/pay/<int:checkout_id>/confirm")
-@login_required
+@customer_required
 def confirm(checkout_id: int):  # type: ignore[no-untyped-def]
     checkout = _checkout_or_404(checkout_id)
     form = PayForm()
@@ -168,7 +168,7 @@ def confirm(checkout_id: int):  # type: ignore[no-untyped-def]
         return redirect(url_for("payments.card", checkout_id=checkout.id))
     try:
         claim = begin_charge(
-            current_user,
+            current_customer(),
             checkout,
             setup_intent_id=form.setup_intent.data,
             use_saved_card=form.uses_saved_card,
@@ -189,11 +189,11 @@ def confirm(checkout_id: int):  # type: ignore[no-untyped-def]
 
 
 @bp.post("/pay/<int:checkout_id>/check")
-@login_required
+@customer_required
 def check(checkout_id: int):  # type: ignore[no-untyped-def]
     checkout = _checkout_or_404(checkout_id)
     if CheckPaymentForm().validate_on_submit():
-        checkout = sync_checkout(current_user, checkout, now=utcnow())
+        checkout = sync_checkout(current_customer(), checkout, now=utcnow())
         db.session.commit()
     return _next_step(checkout)
 
@@ -207,13 +207,13 @@ def _next_step(checkout: Checkout):  # type: ignore[no-untyped-def]
 
 
 @bp.get("/pay/<int:checkout_id>/done")
-@login_required
+@customer_required
 def done(checkout_id: int):  # type: ignore[no-untyped-def]
     checkout = _checkout_or_404(checkout_id)
     if checkout.state.is_in_flight:
         # Stripe's answer or its event usually got here first; if not, ask Stripe
         # (never the browser).
-        checkout = sync_checkout(current_user, checkout, now=utcnow())
+        checkout = sync_checkout(current_customer(), checkout, now=utcnow())
         db.session.commit()
     if checkout.state in (CheckoutStatus.OPEN, CheckoutStatus.REQUIRES_ACTION):
         return _next_step(checkout)
@@ -221,9 +221,9 @@ def done(checkout_id: int):  # type: ignore[no-untyped-def]
 
 
 @bp.get("/payments/<int:payment_id>/receipt.pdf")
-@login_required
+@customer_required
 def receipt(payment_id: int):  # type: ignore[no-untyped-def]
-    payment = get_payment_for(current_user, payment_id)
+    payment = get_payment_for(current_customer(), payment_id)
     if payment is None or payment.checkout_id is None:
         abort(404)
     document = receipts.receipt_pdf(payment, creditor=current_creditor(), locale=current_locale())
@@ -231,9 +231,11 @@ def receipt(payment_id: int):  # type: ignore[no-untyped-def]
 
 
 @bp.post("/pay/card/remove")
-@login_required
+@customer_required
 def remove_card():  # type: ignore[no-untyped-def]
-    if RemoveCardForm().validate_on_submit() and remove_saved_card(current_user, now=utcnow()):
+    if RemoveCardForm().validate_on_submit() and remove_saved_card(
+        current_customer(), now=utcnow()
+    ):
         db.session.commit()
         flash(_("Your saved card was removed."), "success")
     checkout_id = request.form.get("checkout", type=int)

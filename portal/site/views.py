@@ -3,8 +3,8 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from flask import Blueprint, redirect, render_template, session, url_for
-from flask_login import current_user
 
+from portal.access.sessions import signed_in_customer
 from portal.customers.services import set_customer_locale
 from portal.db import utcnow
 from portal.extensions import db
@@ -15,7 +15,7 @@ bp = Blueprint("site", __name__)
 
 @bp.get("/")
 def home():  # type: ignore[no-untyped-def]
-    if current_user.is_authenticated:
+    if signed_in_customer() is not None:
         return redirect(url_for("customers.account"))
     return render_template("site/home.html")
 
@@ -30,9 +30,10 @@ def choose_language():  # type: ignore[no-untyped-def]
     form = ChooseLanguageForm()
     if form.validate_on_submit():
         session["locale"] = form.locale.data
-        if current_user.is_authenticated:
+        customer = signed_in_customer()
+        if customer is not None:
             set_customer_locale(
-                current_user, form.locale.data, now=utcnow(), actor=f"customer:{current_user.id}"
+                customer, form.locale.data, now=utcnow(), actor=f"customer:{customer.id}"
             )
             db.session.commit()
     return redirect(_safe_next(form.next.data))

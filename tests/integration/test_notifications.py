@@ -217,7 +217,6 @@ def test_access_link_email_is_transactional(db_session):
         customer.email,
         now=NOON,
         ttl=timedelta(days=30),
-        base_url="https://portal.example.test",
     )
     message = db.session.scalar(
         select(OutboxMessage).where(OutboxMessage.customer_id == customer.id)
