@@ -46,6 +46,7 @@ from portal.notifications.policy import (
     retry_delay,
 )
 from portal.notifications.sender import DeliveryError, Sender, build_email
+from portal.payments.gateway import is_enabled as payments_enabled
 
 CLAIM_LEASE = timedelta(minutes=10)
 # Stop sending a claimed batch this long after claiming it, well inside the lease.
@@ -97,6 +98,38 @@ def opt_out(customer: Customer, *, source: str, now: datetime) -> bool:
         subject=customer,
         data={"source": source},
     )
+    return True
+
+
+def opted_out_at(customer_id: int) -> datetime | None:
+    """When this customer stopped collection email; None if they receive it."""
+    return db.session.scalar(
+        select(EmailOptOut.opted_out_at).where(EmailOptOut.customer_id == customer_id)
+    )
+
+
+def resume_collection_email(customer: Customer, *, now: datetime, actor: str) -> bool:
+    """Undo an opt-out: collection email (notices, reminders) reaches the customer again.
+
+    Only the customer may ask for it (Regulation F, 12 CFR 1006.14(h): a consumer's
+    opt-out holds until the consumer says otherwise). True if this call changed anything;
+    the audit log keeps when the opt-out started and ended.
+    """
+    opt_out_row = db.session.scalar(
+        select(EmailOptOut).where(EmailOptOut.customer_id == customer.id)
+    )
+    if opt_out_row is None:
+        return False
+    record_event(
+        "email.opt_out_undone",
+        actor=actor,
+        now=now,
+        customer_id=customer.id,
+        subject=customer,
+        data={"opted_out_at": opt_out_row.opted_out_at.isoformat(), "source": opt_out_row.source},
+    )
+    db.session.delete(opt_out_row)
+    db.session.flush()
     return True
 
 
@@ -182,6 +215,8 @@ def _render(
             "category": str(category),
             "opt_out_url": opt_out_url,
             "is_debt_collector": current_app.config["CREDITOR_IS_DEBT_COLLECTOR"],
+            # An email offers to pay online only when the portal can take a card.
+            "payments_enabled": payments_enabled(current_app.config),
         }
         subject = render_template(f"emails/{template}.subject.txt", **context).strip()
         text = render_template(f"emails/{template}.txt", **context)
