@@ -109,11 +109,14 @@ def _amount_errors(form: ChoosePaymentForm, preview: PaymentPreview, minimum: Mo
     text = (form.amount.data or "").strip()
     if not text:
         return []
+    problem = preview.problem
     try:
         Money.from_decimal(text, minimum.currency)
-    except (InvalidAmount, ArithmeticError):
+    except InvalidAmount:
         return [_("Please enter the amount as a number, for example 120.50.")]
-    match preview.problem:
+    except ArithmeticError:  # more digits than any amount has
+        problem = AmountProblem.ABOVE_PAYABLE
+    match problem:
         case AmountProblem.ABOVE_PAYABLE:
             return [_("You can pay at most %(amount)s.", amount=preview.total.format(locale))]
         case AmountProblem.BELOW_MINIMUM:
