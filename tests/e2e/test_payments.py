@@ -191,7 +191,7 @@ def test_pay_part_of_what_is_due(page: Page, shop: LiveServer, ledger: Ledger):
     page.get_by_role("link", name="Choose invoices to pay").click()
     page.get_by_label("Amount to pay (optional)").fill("0.10")
     page.get_by_role("button", name="Continue to payment").click()
-    expect(page.get_by_text("The smallest amount you can pay is $1.00.")).to_be_visible()
+    expect(page.locator(".field__error")).to_have_text("The smallest amount you can pay is $1.00.")
     assert_accessible(page)
     page.get_by_label("Amount to pay (optional)").fill("20")
     continue_to_card(page)
