@@ -1,7 +1,7 @@
 """ux: card expiry on saved cards and checkouts (shown on the account page)
 
 Revision ID: a7c3e1f09b24
-Revises: 5ec5d4c96c47
+Revises: b7d1e0a4c2f9
 Create Date: 2026-11-29 21:40:00
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'a7c3e1f09b24'
-down_revision = '5ec5d4c96c47'
+down_revision = 'b7d1e0a4c2f9'
 branch_labels = None
 depends_on = None
 
