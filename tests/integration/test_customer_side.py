@@ -489,3 +489,13 @@ def test_gunicorn_of_the_production_command_is_a_dependency():
     assert "gunicorn -w 4 'wsgi:app'" in readme
     requirements = importlib.metadata.requires("portal") or []
     assert any(re.match(r"gunicorn\b", r) for r in requirements), requirements
+
+
+def test_the_opt_out_confirmation_says_where_to_undo_it(client):
+    from portal.notifications.services import unsubscribe_token
+
+    customer, _overdue, _upcoming = _customer_with_invoices(kind="consumer")
+    response = client.post(f"/email/opt-out/{unsubscribe_token(customer)}")
+    assert response.status_code == 200
+    assert "You can turn them back on from your account page" in response.text
+    assert _count(EmailOptOut) == 1
