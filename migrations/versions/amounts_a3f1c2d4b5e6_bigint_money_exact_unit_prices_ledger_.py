@@ -11,7 +11,7 @@
   total; a refund takes back from an invoice at most what its payment put there.
 
 Revision ID: a3f1c2d4b5e6
-Revises: b7d2e4f1a9c3
+Revises: a7c3e1f09b24
 Create Date: 2026-11-29 21:50:00
 
 """
@@ -23,7 +23,7 @@ from babel.numbers import get_currency_precision
 
 # revision identifiers, used by Alembic.
 revision = 'a3f1c2d4b5e6'
-down_revision = 'b7d2e4f1a9c3'
+down_revision = 'a7c3e1f09b24'
 branch_labels = None
 depends_on = None
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from sqlalchemy import ColumnElement, cast, func, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import contains_eager, selectinload
 
 from portal.customers.models import Customer
 from portal.db import MinorUnits
@@ -253,3 +253,16 @@ def small_balance_candidates(currencies: Sequence[str]) -> list[InvoiceBalance]:
         )
         for invoice, paid, credit in rows
     ]
+
+
+def credit_notes_for(customer: Customer) -> list[CreditNote]:
+    """Every credit note on this customer's invoices, newest first, with its invoice."""
+    return list(
+        db.session.scalars(
+            select(CreditNote)
+            .join(Invoice, Invoice.id == CreditNote.invoice_id)
+            .where(Invoice.customer_id == customer.id)
+            .options(contains_eager(CreditNote.invoice))
+            .order_by(CreditNote.issued_on.desc(), CreditNote.id.desc())
+        )
+    )

@@ -49,6 +49,7 @@ from portal.notifications.policy import (
     retry_delay,
 )
 from portal.notifications.sender import DeliveryError, Sender, build_email
+from portal.payments.gateway import is_enabled as payments_enabled
 
 log = logging.getLogger(__name__)
 CLAIM_LEASE = timedelta(minutes=10)
@@ -132,6 +133,38 @@ def _issue_link_for(message: OutboxMessage, customer: Customer, now: datetime) -
     return issued.url(current_app.config["PORTAL_BASE_URL"])
 
 
+def opted_out_at(customer_id: int) -> datetime | None:
+    """When this customer stopped collection email; None if they receive it."""
+    return db.session.scalar(
+        select(EmailOptOut.opted_out_at).where(EmailOptOut.customer_id == customer_id)
+    )
+
+
+def resume_collection_email(customer: Customer, *, now: datetime, actor: str) -> bool:
+    """Undo an opt-out: collection email (notices, reminders) reaches the customer again.
+
+    Only the customer may ask for it (Regulation F, 12 CFR 1006.14(h): a consumer's
+    opt-out holds until the consumer says otherwise). True if this call changed anything;
+    the audit log keeps when the opt-out started and ended.
+    """
+    opt_out_row = db.session.scalar(
+        select(EmailOptOut).where(EmailOptOut.customer_id == customer.id)
+    )
+    if opt_out_row is None:
+        return False
+    record_event(
+        "email.opt_out_undone",
+        actor=actor,
+        now=now,
+        customer_id=customer.id,
+        subject=customer,
+        data={"opted_out_at": opt_out_row.opted_out_at.isoformat(), "source": opt_out_row.source},
+    )
+    db.session.delete(opt_out_row)
+    db.session.flush()
+    return True
+
+
 # --- queueing ---------------------------------------------------------------------------
 def new_message_id() -> str:
     """An RFC 5322 Message-ID fixed at queue time, so that retries reuse it."""
@@ -206,6 +239,8 @@ def _render(
             "category": str(category),
             "opt_out_url": opt_out_url,
             "is_debt_collector": current_app.config["CREDITOR_IS_DEBT_COLLECTOR"],
+            # An email offers to pay online only when the portal can take a card.
+            "payments_enabled": payments_enabled(current_app.config),
         }
         subject = render_template(f"emails/{template}.subject.txt", **context).strip()
         text = render_template(f"emails/{template}.txt", **context)

@@ -179,6 +179,7 @@ class Ledger:
         saved.payment_method_id = str(checkout.payment_method_id)
         saved.brand = checkout.card_brand or "card"
         saved.last4 = checkout.card_last4 or ""
+        saved.exp_month, saved.exp_year = checkout.card_exp_month, checkout.card_exp_year
         saved.saved_at = self.now
         record_event(
             "card.saved",

@@ -12,7 +12,7 @@ from portal.db import utcnow
 from portal.errors import DomainError
 from portal.extensions import db, talisman
 from portal.i18n import current_locale
-from portal.money import Money
+from portal.money import InvalidAmount, Money
 from portal.payments import receipt as receipts
 from portal.payments.card_advice import card_advice_message
 from portal.payments.errors import (
@@ -26,7 +26,13 @@ from portal.payments.forms import CheckPaymentForm, ChoosePaymentForm, PayForm, 
 from portal.payments.gateway import is_enabled
 from portal.payments.inventory import card_page_script_tags
 from portal.payments.models import Checkout, CheckoutStatus
-from portal.payments.policy import CardAdvice, card_advice
+from portal.payments.policy import (
+    AmountProblem,
+    CardAdvice,
+    PaymentPreview,
+    card_advice,
+    preview_payment,
+)
 from portal.payments.queries import (
     PayableItem,
     get_checkout_for,
@@ -85,13 +91,72 @@ def _render_choose(  # type: ignore[no-untyped-def]
 ):
     currency = items[0].invoice.currency if items else current_customer().currency
     advice = _card_advice_for(form, items)
+    minimum = payment_minimum(currency)
+    preview = _preview(form, items, minimum)
+    if form.update.data and preview is not None and not form.amount.errors:
+        form.amount.errors = _amount_errors(form, preview, minimum)
     return render_template(
         "payments/choose.html",
         form=form,
         items=items,
-        minimum=payment_minimum(currency),
         card_notice=card_advice_message(advice) if advice else None,
+        minimum=minimum,
+        preview=preview,
+        preview_texts=preview_messages(),
     ), status
+
+
+def _preview(
+    form: ChoosePaymentForm, items: list[PayableItem], minimum: Money
+) -> PaymentPreview | None:
+    """The total of the ticked invoices and how the amount typed would be applied."""
+    ticked = [i.open_item for i in items if i.invoice.number in (form.invoices.data or [])]
+    if not ticked or len({i.balance.currency for i in ticked}) > 1:
+        return None
+    amount = None
+    if (form.amount.data or "").strip():
+        try:
+            amount = Money.from_decimal(form.amount.data.strip(), minimum.currency)
+        except (InvalidAmount, ArithmeticError):
+            amount = None  # shown as "pay the total"; the amount's error says why
+    return preview_payment(ticked, amount, minimum)
+
+
+def _amount_errors(form: ChoosePaymentForm, preview: PaymentPreview, minimum: Money) -> list[str]:
+    """What the service would say of this amount, said before anything is opened."""
+    locale = current_locale()
+    text = (form.amount.data or "").strip()
+    if not text:
+        return []
+    problem = preview.problem
+    try:
+        Money.from_decimal(text, minimum.currency)
+    except InvalidAmount:
+        return [_("Please enter the amount as a number, for example 120.50.")]
+    except ArithmeticError:  # more digits than any amount has
+        problem = AmountProblem.ABOVE_PAYABLE
+    match problem:
+        case AmountProblem.ABOVE_PAYABLE:
+            return [_("You can pay at most %(amount)s.", amount=preview.total.format(locale))]
+        case AmountProblem.BELOW_MINIMUM:
+            return [
+                _("The smallest amount you can pay is %(amount)s.", amount=minimum.format(locale))
+            ]
+        case AmountProblem.NOT_POSITIVE:
+            return [_("Please enter an amount greater than zero.")]
+    return []
+
+
+def preview_messages() -> dict[str, str]:
+    """The step-1 sentences that static/js/portal.js fills in as the customer ticks and types
+    (placeholders as in gettext: %(number)s, %(amount)s, %(due)s)."""
+    return {
+        "full": _("%(number)s: %(amount)s, paid in full"),
+        "part": _("%(number)s: %(amount)s of %(due)s"),
+        "none": _("%(number)s: nothing this time (%(due)s stays due)"),
+        "nothing": _("Tick at least one invoice to see the total."),
+        "intro": _("How %(amount)s will be applied, oldest due first:"),
+    }
 
 
 @bp.get("/pay")
@@ -112,6 +177,9 @@ def choose():  # type: ignore[no-untyped-def]
 @customer_required
 def start():  # type: ignore[no-untyped-def]
     form = ChoosePaymentForm()
+    if form.update.data:  # "Update total" (no JavaScript): show the total, open nothing
+        form.validate_on_submit()
+        return _render_choose(form, _payable_now())
     if form.validate_on_submit():
         try:
             checkout = start_checkout(
@@ -238,6 +306,8 @@ def remove_card():  # type: ignore[no-untyped-def]
     ):
         db.session.commit()
         flash(_("Your saved card was removed."), "success")
+    if request.form.get("return_to") == "account":  # the account page's confirmation step
+        return redirect(url_for("customers.account", _anchor="card-title"))
     checkout_id = request.form.get("checkout", type=int)
     if checkout_id:
         return redirect(url_for("payments.card", checkout_id=checkout_id))

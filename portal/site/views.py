@@ -2,12 +2,15 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, redirect, render_template, session, url_for
+from flask import Blueprint, flash, redirect, render_template, session, url_for
+from flask_babel import force_locale
+from flask_babel import gettext as _
 
 from portal.access.sessions import signed_in_customer
 from portal.customers.services import set_customer_locale
 from portal.db import utcnow
 from portal.extensions import db
+from portal.i18n import LANGUAGE_NAMES
 from portal.site.forms import ChooseLanguageForm
 
 bp = Blueprint("site", __name__)
@@ -36,6 +39,15 @@ def choose_language():  # type: ignore[no-untyped-def]
                 customer, form.locale.data, now=utcnow(), actor=f"customer:{customer.id}"
             )
             db.session.commit()
+            with force_locale(form.locale.data):  # said in the language just chosen
+                flash(
+                    _(
+                        "The pages are now in %(language)s. The emails we send you will be "
+                        "in %(language)s too.",
+                        language=LANGUAGE_NAMES[form.locale.data],
+                    ),
+                    "success",
+                )
     return redirect(_safe_next(form.next.data))
 
 
