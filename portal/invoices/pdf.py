@@ -1,8 +1,9 @@
 """Invoice and statement PDFs, drawn with fpdf2 in the reader's language.
 
-Text uses the bundled DejaVu fonts (embedded as subsets), which cover every character
-Babel produces for our four languages, such as the narrow no-break space in French
-amounts. Labels, dates and amounts all follow the `locale` argument (the labels through
+Text prints in every script the pages show (see `portal.invoices.fonts`): DejaVu, which
+covers every character Babel produces for our four languages, such as the narrow no-break
+space in French amounts, with fallback fonts for CJK and emoji, shaped by HarfBuzz so that
+Arabic and Hebrew run right to left with Arabic letters joined. Fonts are embedded as subsets. Labels, dates and amounts all follow the `locale` argument (the labels through
 `force_locale`), so a document can be made in a language other than the request's. The
 creation date comes from the document's "as of" day, so the same data gives the same bytes.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, time
-from pathlib import Path
 from typing import NamedTuple
 
 from babel.dates import format_date
@@ -23,13 +23,13 @@ from fpdf.enums import XPos, YPos
 
 from portal.creditor import Creditor
 from portal.customers.models import Customer
+from portal.invoices.fonts import PRIMARY, drop_unused_fonts, install_fonts
 from portal.invoices.models import CreditNote, Invoice
 from portal.invoices.queries import AccountSummary, InvoiceBalance
 from portal.money import Money
 from portal.payments.models import Payment, PaymentAllocation
 
-FONT_DIR = Path(__file__).resolve().parent.parent / "static" / "fonts"
-FONT = "DejaVu"
+FONT = PRIMARY
 PAGE_COUNT = "{nb}"  # fpdf2 replaces this alias with the number of pages when it closes
 RECENT_PAYMENTS = 10  # a statement lists the latest few
 
@@ -60,8 +60,7 @@ class _Document(FPDF):
 
     def __init__(self, *, title: str, creditor: Creditor, locale: str, as_of: date) -> None:
         super().__init__(orientation="portrait", unit="mm", format="A4")
-        self.add_font(FONT, "", FONT_DIR / "DejaVuSans.ttf")
-        self.add_font(FONT, "B", FONT_DIR / "DejaVuSans-Bold.ttf")
+        install_fonts(self)
         self.set_title(title)
         self.set_author(creditor.name)
         self.set_lang(locale)
@@ -83,6 +82,7 @@ class _Document(FPDF):
         self.set_text_color(*INK)
 
     def rendered(self) -> bytes:
+        drop_unused_fonts(self)
         return bytes(self.output())
 
 

@@ -1,0 +1,160 @@
+"""The fonts our PDFs print with: every script the pages show, read once per process.
+
+DejaVu Sans, bundled in `portal/static/fonts`, prints Latin, Greek, Cyrillic, Arabic and
+Hebrew (with the OpenType tables HarfBuzz needs to join Arabic letters). What it lacks
+comes from fallback fonts that Debian packages install (`make fonts`, run by `make install`):
+WenQuanYi Micro Hei (`fonts-wqy-microhei`) for Chinese, Japanese and Korean, and Symbola
+(`fonts-symbola`) for emoji, in black and white. They are looked up by file name under the
+directories of `PDF_FONT_DIRS` (separated by `os.pathsep`; default `/usr/share/fonts`).
+
+A fallback font that is missing is reported once per process in the log, naming the package
+to install; its characters then print as empty boxes and the rest of the text as usual.
+The bundled fonts are always there: without them `FontMissing` is raised.
+
+Parsing a font costs tens of milliseconds (its character map and widths), so each font is
+parsed once per process into a template; a document gets a copy that shares the read-only
+tables and has its own subset and its own `TTFont` (fpdf2 subsets that in place when it
+writes the file), read lazily from bytes kept in memory.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import logging
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from fontTools.ttLib import TTFont
+from fpdf import FPDF
+from fpdf.enums import PDFResourceType
+from fpdf.fonts import SubsetMap, TTFFont
+
+log = logging.getLogger(__name__)
+
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "static" / "fonts"
+DEFAULT_FONT_DIRS = "/usr/share/fonts"
+PRIMARY = "DejaVu"
+
+
+class FontMissing(RuntimeError):
+    """A font the PDFs cannot do without is not installed (the message says which)."""
+
+
+@dataclass(frozen=True)
+class FontFile:
+    family: str
+    style: str  # "" (regular) or "B" (bold), as fpdf2 names styles
+    filename: str
+    package: str | None = None  # the Debian package that installs it; None: bundled
+    collection_index: int = 0  # the face within a .ttc collection
+
+
+FONT_FILES: tuple[FontFile, ...] = (
+    FontFile(PRIMARY, "", "DejaVuSans.ttf"),
+    FontFile(PRIMARY, "B", "DejaVuSans-Bold.ttf"),
+    FontFile("WenQuanYi", "", "wqy-microhei.ttc", "fonts-wqy-microhei"),
+    FontFile("Symbola", "", "Symbola_hint.ttf", "fonts-symbola"),
+)
+
+
+@dataclass(frozen=True)
+class _Template:
+    font: TTFFont
+    data: bytes  # the file's bytes, to give each document its own lazily read TTFont
+
+
+def font_dirs() -> tuple[Path, ...]:
+    """Where fallback fonts are looked for: `PDF_FONT_DIRS`, or /usr/share/fonts."""
+    value = os.environ.get("PDF_FONT_DIRS") or DEFAULT_FONT_DIRS
+    return tuple(Path(part) for part in value.split(os.pathsep) if part.strip())
+
+
+def install_fonts(pdf: FPDF) -> None:
+    """Give `pdf` our fonts, with DejaVu first and the others as fallbacks, and shaping on.
+
+    Raises `FontMissing` when a bundled font is not where the package put it.
+    """
+    fallbacks: list[str] = []
+    for spec, template in _templates(font_dirs()):
+        font = copy.copy(template.font)
+        font.i = len(pdf.fonts) + 1
+        font.ttfont = TTFont(
+            io.BytesIO(template.data),
+            recalcTimestamp=False,
+            fontNumber=spec.collection_index,
+            lazy=True,
+        )
+        font.subset = SubsetMap(font)
+        font.missing_glyphs = []
+        font.biggest_size_pt = 0
+        pdf.fonts[font.fontkey] = font
+        if spec.family != PRIMARY and spec.family not in fallbacks:
+            fallbacks.append(spec.family)
+    pdf.set_fallback_fonts(fallbacks, exact_match=False)  # no bold CJK or emoji: use regular
+    # HarfBuzz joins Arabic letters and orders right-to-left runs (fpdf2's bidi algorithm).
+    pdf.set_text_shaping(use_shaping_engine=True)
+
+
+def drop_unused_fonts(pdf: FPDF) -> None:
+    """Keep out of the file the fonts no page uses (fpdf2 would embed every font added)."""
+    used = {
+        int(font_id)
+        for page in range(1, pdf.pages_count + 1)
+        for font_id in pdf._resource_catalog.get_resources_per_page(page, PDFResourceType.FONT)
+    }
+    for key in [key for key, font in pdf.fonts.items() if font.i not in used]:
+        del pdf.fonts[key]
+
+
+def find_font(filename: str, dirs: Sequence[Path]) -> Path | None:
+    """The first file named `filename` under `dirs` (searched in order, recursively)."""
+    for directory in dirs:
+        direct = directory / filename
+        if direct.is_file():
+            return direct
+        for found in sorted(directory.rglob(filename)) if directory.is_dir() else ():
+            if found.is_file():
+                return found
+    return None
+
+
+_lock = threading.Lock()
+
+
+def _templates(dirs: tuple[Path, ...]) -> Iterator[tuple[FontFile, _Template]]:
+    with _lock:  # parse each font once even when the first documents arrive together
+        templates = _load_templates(dirs)
+    yield from templates
+
+
+@cache
+def _load_templates(dirs: tuple[Path, ...]) -> tuple[tuple[FontFile, _Template], ...]:
+    loader = FPDF()
+    loaded = []
+    for spec in FONT_FILES:
+        path = BUNDLED_DIR / spec.filename if spec.package is None else find_font(spec.filename, dirs)
+        if path is None or not path.is_file():
+            if spec.package is None:
+                raise FontMissing(f"The bundled font {BUNDLED_DIR / spec.filename} is missing.")
+            log.warning(
+                "PDF font %s not found under %s: its characters will print as boxes "
+                "(install the Debian package %s, e.g. with `make fonts`, or set PDF_FONT_DIRS)",
+                spec.filename,
+                os.pathsep.join(str(d) for d in dirs),
+                spec.package,
+            )
+            continue
+        loader.add_font(
+            spec.family, spec.style, path, collection_font_number=spec.collection_index
+        )
+        font = loader.fonts[f"{spec.family.lower()}{spec.style}"]
+        if not isinstance(font, TTFFont):  # pragma: no cover - add_font makes only these
+            raise TypeError(f"{path} did not load as a TrueType font")
+        _ = font.hbfont  # made once here, then shared: shaping does not change it
+        loaded.append((spec, _Template(font, path.read_bytes())))
+    return tuple(loaded)
