@@ -137,7 +137,8 @@ def _load_templates(dirs: tuple[Path, ...]) -> tuple[tuple[FontFile, _Template],
     loader = FPDF()
     loaded = []
     for spec in FONT_FILES:
-        path = BUNDLED_DIR / spec.filename if spec.package is None else find_font(spec.filename, dirs)
+        bundled = spec.package is None
+        path = BUNDLED_DIR / spec.filename if bundled else find_font(spec.filename, dirs)
         if path is None or not path.is_file():
             if spec.package is None:
                 raise FontMissing(f"The bundled font {BUNDLED_DIR / spec.filename} is missing.")
@@ -149,9 +150,7 @@ def _load_templates(dirs: tuple[Path, ...]) -> tuple[tuple[FontFile, _Template],
                 spec.package,
             )
             continue
-        loader.add_font(
-            spec.family, spec.style, path, collection_font_number=spec.collection_index
-        )
+        loader.add_font(spec.family, spec.style, path, collection_font_number=spec.collection_index)
         font = loader.fonts[f"{spec.family.lower()}{spec.style}"]
         if not isinstance(font, TTFFont):  # pragma: no cover - add_font makes only these
             raise TypeError(f"{path} did not load as a TrueType font")

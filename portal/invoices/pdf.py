@@ -3,7 +3,8 @@
 Text prints in every script the pages show (see `portal.invoices.fonts`): DejaVu, which
 covers every character Babel produces for our four languages, such as the narrow no-break
 space in French amounts, with fallback fonts for CJK and emoji, shaped by HarfBuzz so that
-Arabic and Hebrew run right to left with Arabic letters joined. Fonts are embedded as subsets. Labels, dates and amounts all follow the `locale` argument (the labels through
+Arabic and Hebrew run right to left with Arabic letters joined. Fonts are embedded as
+subsets. Labels, dates and amounts all follow the `locale` argument (the labels through
 `force_locale`), so a document can be made in a language other than the request's. The
 creation date comes from the document's "as of" day, so the same data gives the same bytes.
 """
@@ -93,8 +94,10 @@ def invoice_pdf(
     *,
     creditor: Creditor,
     locale: str,
+    portal_url: str,
 ) -> bytes:
-    """The invoice: its lines, what was paid and credited against it, and the balance due."""
+    """The invoice: its lines, what was paid and credited against it, the balance due, and
+    while something is due, how to pay it at `portal_url` (the portal's public address)."""
     invoice = balance.invoice
     with force_locale(locale):
         title = _("Invoice %(number)s", number=invoice.number)
@@ -117,6 +120,8 @@ def invoice_pdf(
             _payments_applied(pdf, allocations, locale)
         if credits:
             _credit_notes(pdf, credits, locale)
+        if balance.balance.is_positive:
+            _how_to_pay(pdf, creditor, portal_url=portal_url, number=invoice.number)
         return pdf.rendered()
 
 
@@ -334,6 +339,34 @@ def _recent_payments(pdf: FPDF, payments: Iterable[Payment], locale: str) -> Non
     )
 
 
+def _how_to_pay(pdf: FPDF, creditor: Creditor, *, portal_url: str, number: str) -> None:
+    _heading(pdf, _("How to pay"))
+    _paragraph(
+        pdf,
+        _(
+            "Pay online at %(url)s: open your account with the link in any email from "
+            "%(creditor)s (the page there emails you a new link if you have none), then pay "
+            "invoice %(number)s.",
+            url=portal_url,
+            creditor=creditor.name,
+            number=number,
+        ),
+    )
+    _paragraph(pdf, _questions(creditor))
+
+
+def _questions(creditor: Creditor) -> str:
+    if creditor.phone:
+        return str(
+            _(
+                "Questions? Email %(email)s or call %(phone)s.",
+                email=creditor.email,
+                phone=creditor.phone,
+            )
+        )
+    return str(_("Questions? Email %(email)s.", email=creditor.email))
+
+
 def _closing(pdf: FPDF, creditor: Creditor) -> None:
     pdf.ln(2)
     _paragraph(
@@ -343,15 +376,7 @@ def _closing(pdf: FPDF, creditor: Creditor) -> None:
             creditor=creditor.name,
         ),
     )
-    if creditor.phone:
-        questions = _(
-            "Questions? Email %(email)s or call %(phone)s.",
-            email=creditor.email,
-            phone=creditor.phone,
-        )
-    else:
-        questions = _("Questions? Email %(email)s.", email=creditor.email)
-    _paragraph(pdf, questions)
+    _paragraph(pdf, _questions(creditor))
 
 
 # --- primitives -----------------------------------------------------------------------------

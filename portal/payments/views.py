@@ -12,6 +12,7 @@ from portal.db import utcnow
 from portal.errors import DomainError
 from portal.extensions import db, talisman
 from portal.i18n import current_locale
+from portal.invoices.queries import invoice_balances_for
 from portal.payments import receipt as receipts
 from portal.payments.forms import CheckPaymentForm, ChoosePaymentForm, PayForm, RemoveCardForm
 from portal.payments.gateway import is_enabled
@@ -205,7 +206,14 @@ def receipt(payment_id: int):  # type: ignore[no-untyped-def]
     payment = get_payment_for(current_user, payment_id)
     if payment is None or payment.checkout_id is None:
         abort(404)
-    document = receipts.receipt_pdf(payment, creditor=current_creditor(), locale=current_locale())
+    today = customer_today(current_user, utcnow())
+    document = receipts.receipt_pdf(
+        payment,
+        invoice_balances_for(current_user, today),
+        creditor=current_creditor(),
+        locale=current_locale(),
+        today=today,
+    )
     return pdf_response(document, f"receipt-{payment.receipt_number}.pdf")
 
 
