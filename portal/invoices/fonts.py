@@ -11,10 +11,13 @@ A fallback font that is missing is reported once per process in the log, naming 
 to install; its characters then print as empty boxes and the rest of the text as usual.
 The bundled fonts are always there: without them `FontMissing` is raised.
 
-Parsing a font costs tens of milliseconds (its character map and widths), so each font is
-parsed once per process into a template; a document gets a copy that shares the read-only
-tables and has its own subset and its own `TTFont` (fpdf2 subsets that in place when it
-writes the file), read lazily from bytes kept in memory.
+Parsing a font costs tens of milliseconds (a CJK font's, hundreds), so each font is parsed
+once per process into a template; a document gets a copy that shares the read-only tables
+(character map, widths, glyph order and metrics, the HarfBuzz font) and has its own subset.
+fpdf2 subsets a font with fontTools when it writes the file, in place and parsing it whole;
+so just before that (`FontOutputProducer`), HarfBuzz's subsetter, on a face prepared once
+per process, cuts each font down to the glyphs the document drew, into a new `TTFont` of
+the document's own that fontTools then parses and subsets quickly.
 """
 
 from __future__ import annotations
@@ -29,10 +32,12 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+import uharfbuzz as hb
 from fontTools.ttLib import TTFont
 from fpdf import FPDF
 from fpdf.enums import PDFResourceType
 from fpdf.fonts import SubsetMap, TTFFont
+from fpdf.output import OutputProducer
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +70,14 @@ FONT_FILES: tuple[FontFile, ...] = (
 @dataclass(frozen=True)
 class _Template:
     font: TTFFont
-    data: bytes  # the file's bytes, to give each document its own lazily read TTFont
+    face: hb.Face  # HarfBuzz's face of the file, prepared for repeated subsetting
+
+
+# Keep glyph names: fpdf2 finds the glyphs it drew by name. Layout tables go: fpdf2 drops
+# them anyway, the text is already shaped.
+_SUBSET_FLAGS = (
+    hb.SubsetFlags.GLYPH_NAMES | hb.SubsetFlags.NOTDEF_OUTLINE | hb.SubsetFlags.NO_LAYOUT_CLOSURE
+)
 
 
 def font_dirs() -> tuple[Path, ...]:
@@ -80,35 +92,63 @@ def install_fonts(pdf: FPDF) -> None:
     Raises `FontMissing` when a bundled font is not where the package put it.
     """
     fallbacks: list[str] = []
+    templates: dict[str, _Template] = {}
     for spec, template in _templates(font_dirs()):
-        font = copy.copy(template.font)
+        font = copy.copy(template.font)  # shares the template's TTFont, only read until output
         font.i = len(pdf.fonts) + 1
-        font.ttfont = TTFont(
-            io.BytesIO(template.data),
-            recalcTimestamp=False,
-            fontNumber=spec.collection_index,
-            lazy=True,
-        )
         font.subset = SubsetMap(font)
         font.missing_glyphs = []
         font.biggest_size_pt = 0
         pdf.fonts[font.fontkey] = font
+        templates[font.fontkey] = template
         if spec.family != PRIMARY and spec.family not in fallbacks:
             fallbacks.append(spec.family)
     pdf.set_fallback_fonts(fallbacks, exact_match=False)  # no bold CJK or emoji: use regular
     # HarfBuzz joins Arabic letters and orders right-to-left runs (fpdf2's bidi algorithm).
     pdf.set_text_shaping(use_shaping_engine=True)
+    pdf._portal_font_templates = templates  # type: ignore[attr-defined]  # for prepare_for_output
 
 
-def drop_unused_fonts(pdf: FPDF) -> None:
-    """Keep out of the file the fonts no page uses (fpdf2 would embed every font added)."""
+class FontOutputProducer(OutputProducer):
+    """fpdf2's writer, after it leaves out the fonts no page uses (fpdf2 would embed every
+    font added) and cuts the others down to the glyphs used: `pdf.output(output_producer_class=
+    FontOutputProducer)` for a document given fonts by `install_fonts`."""
+
+    def bufferize(self) -> bytearray:
+        _prepare_for_output(self.fpdf)
+        return super().bufferize()
+
+
+def _prepare_for_output(pdf: FPDF) -> None:
     used = {
         int(font_id)
         for page in range(1, pdf.pages_count + 1)
         for font_id in pdf._resource_catalog.get_resources_per_page(page, PDFResourceType.FONT)
     }
-    for key in [key for key, font in pdf.fonts.items() if font.i not in used]:
-        del pdf.fonts[key]
+    templates: dict[str, _Template] = getattr(pdf, "_portal_font_templates", {})
+    for key, font in list(pdf.fonts.items()):
+        if font.i not in used:
+            del pdf.fonts[key]
+        elif isinstance(font, TTFFont) and key in templates:
+            font.ttfont = _glyphs_used(font, templates[key].face)
+
+
+def _glyphs_used(font: TTFFont, face: hb.Face) -> TTFont:
+    """The font cut down to the glyphs this document drew with it, under the names the
+    whole font gives them (fpdf2 finds glyphs by name; a glyph the font leaves unnamed is
+    named after its position, which the cut changes)."""
+    wanted = hb.SubsetInput()
+    wanted.flags = _SUBSET_FLAGS
+    for glyph, _ in font.subset.items():
+        if glyph is not None:
+            wanted.glyph_set.add(glyph.glyph_id)
+            wanted.unicode_set.update(glyph.unicode)
+    plan = hb.SubsetPlan(face, wanted)
+    cut = TTFont(io.BytesIO(plan.execute().blob.data), recalcTimestamp=False, lazy=True)
+    whole = font.ttfont.getGlyphOrder()
+    new_to_old = plan.new_to_old_glyph_mapping
+    cut.setGlyphOrder([whole[new_to_old[new]] for new in range(len(new_to_old))])
+    return cut
 
 
 def find_font(filename: str, dirs: Sequence[Path]) -> Path | None:
@@ -155,5 +195,9 @@ def _load_templates(dirs: tuple[Path, ...]) -> tuple[tuple[FontFile, _Template],
         if not isinstance(font, TTFFont):  # pragma: no cover - add_font makes only these
             raise TypeError(f"{path} did not load as a TrueType font")
         _ = font.hbfont  # made once here, then shared: shaping does not change it
-        loaded.append((spec, _Template(font, path.read_bytes())))
+        font.ttfont.getGlyphOrder()  # read now, once: shaping looks glyphs up by id
+        font.ttfont["hmtx"]  # and by their advance widths
+        data = path.read_bytes()
+        face = hb.subset_preprocess(hb.Face(hb.Blob(data), spec.collection_index))
+        loaded.append((spec, _Template(font, face)))
     return tuple(loaded)

@@ -24,7 +24,7 @@ from fpdf.enums import XPos, YPos
 
 from portal.creditor import Creditor
 from portal.customers.models import Customer
-from portal.invoices.fonts import PRIMARY, drop_unused_fonts, install_fonts
+from portal.invoices.fonts import PRIMARY, FontOutputProducer, install_fonts
 from portal.invoices.models import CreditNote, Invoice
 from portal.invoices.queries import AccountSummary, InvoiceBalance
 from portal.money import Money
@@ -83,8 +83,7 @@ class _Document(FPDF):
         self.set_text_color(*INK)
 
     def rendered(self) -> bytes:
-        drop_unused_fonts(self)
-        return bytes(self.output())
+        return bytes(self.output(output_producer_class=FontOutputProducer))
 
 
 def invoice_pdf(
