@@ -8,7 +8,7 @@ WenQuanYi Micro Hei (`fonts-wqy-microhei`) for Chinese, Japanese and Korean, and
 directories of `PDF_FONT_DIRS` (separated by `os.pathsep`; default `/usr/share/fonts`).
 
 A fallback font that is missing is reported once per process in the log, naming the package
-to install; its characters then print as empty boxes and the rest of the text as usual.
+to install; its characters are then left out and the rest of the text prints as usual.
 The bundled fonts are always there: without them `FontMissing` is raised.
 
 Parsing a font costs tens of milliseconds (a CJK font's, hundreds), so each font is parsed
@@ -183,7 +183,7 @@ def _load_templates(dirs: tuple[Path, ...]) -> tuple[tuple[FontFile, _Template],
             if spec.package is None:
                 raise FontMissing(f"The bundled font {BUNDLED_DIR / spec.filename} is missing.")
             log.warning(
-                "PDF font %s not found under %s: its characters will print as boxes "
+                "PDF font %s not found under %s: its characters will be left out "
                 "(install the Debian package %s, e.g. with `make fonts`, or set PDF_FONT_DIRS)",
                 spec.filename,
                 os.pathsep.join(str(d) for d in dirs),
