@@ -121,7 +121,7 @@ class FontOutputProducer(OutputProducer):
 
 def _prepare_for_output(pdf: FPDF) -> None:
     used = {
-        int(font_id)
+        int(str(font_id))  # fpdf2 records a font by its number
         for page in range(1, pdf.pages_count + 1)
         for font_id in pdf._resource_catalog.get_resources_per_page(page, PDFResourceType.FONT)
     }
