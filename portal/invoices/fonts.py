@@ -27,6 +27,7 @@ import io
 import logging
 import os
 import threading
+import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -87,7 +88,7 @@ def font_dirs() -> tuple[Path, ...]:
 
 
 def install_fonts(pdf: FPDF) -> None:
-    """Give `pdf` our fonts, with DejaVu first and the others as fallbacks, and shaping on.
+    """Give `pdf` our fonts, with DejaVu first and the others as fallbacks.
 
     Raises `FontMissing` when a bundled font is not where the package put it.
     """
@@ -105,7 +106,6 @@ def install_fonts(pdf: FPDF) -> None:
             fallbacks.append(spec.family)
     pdf.set_fallback_fonts(fallbacks, exact_match=False)  # no bold CJK or emoji: use regular
     # HarfBuzz joins Arabic letters and orders right-to-left runs (fpdf2's bidi algorithm).
-    pdf.set_text_shaping(use_shaping_engine=True)
     pdf._portal_font_templates = templates  # type: ignore[attr-defined]  # for prepare_for_output
 
 
@@ -149,6 +149,22 @@ def _glyphs_used(font: TTFFont, face: hb.Face) -> TTFont:
     new_to_old = plan.new_to_old_glyph_mapping
     cut.setGlyphOrder([whole[new_to_old[new]] for new in range(len(new_to_old))])
     return cut
+
+
+def needs_shaping(text: str) -> bool:
+    """Whether `text` prints right only through HarfBuzz: right-to-left letters or digits
+    (Arabic, Hebrew), combining marks (Indic and Thai vowels, decomposed accents), or a
+    zero-width joiner (emoji sequences). Latin, Greek, Cyrillic and CJK print right without,
+    and shaping every cell would make a long statement markedly slower."""
+    return any(
+        char > "\u02ff"
+        and (
+            unicodedata.bidirectional(char) in ("R", "AL", "AN")
+            or unicodedata.category(char) in ("Mn", "Mc")
+            or char == "\u200d"
+        )
+        for char in text
+    )
 
 
 def find_font(filename: str, dirs: Sequence[Path]) -> Path | None:

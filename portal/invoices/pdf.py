@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, time
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from babel.dates import format_date
 from babel.numbers import format_decimal
@@ -24,7 +24,7 @@ from fpdf.enums import XPos, YPos
 
 from portal.creditor import Creditor
 from portal.customers.models import Customer
-from portal.invoices.fonts import PRIMARY, FontOutputProducer, install_fonts
+from portal.invoices.fonts import PRIMARY, FontOutputProducer, install_fonts, needs_shaping
 from portal.invoices.models import CreditNote, Invoice
 from portal.invoices.queries import AccountSummary, InvoiceBalance
 from portal.money import Money
@@ -72,6 +72,21 @@ class _Document(FPDF):
         self.alias_nb_pages(PAGE_COUNT)
         self._footer_text = f"{creditor.name} · {title}"
         self.add_page()
+
+    # Text is shaped (HarfBuzz: joined Arabic letters, right-to-left runs) where it needs it:
+    # each cell decides, so that the many cells of a long statement stay quick.
+    def cell(self, *args: Any, **kwargs: Any) -> Any:
+        self._shape_if_needed(kwargs["text"] if "text" in kwargs else _nth(args, 2))
+        return super().cell(*args, **kwargs)
+
+    def multi_cell(self, *args: Any, **kwargs: Any) -> Any:
+        self._shape_if_needed(kwargs["text"] if "text" in kwargs else _nth(args, 2))
+        return super().multi_cell(*args, **kwargs)
+
+    def _shape_if_needed(self, text: object) -> None:
+        shape = isinstance(text, str) and needs_shaping(text)
+        if shape != (self.text_shaping is not None):
+            self.set_text_shaping(use_shaping_engine=shape)
 
     def footer(self) -> None:
         self.set_y(-13)
@@ -419,6 +434,10 @@ def _table(pdf: FPDF, columns: Sequence[Column], rows: Iterable[Sequence[Cell]])
 
 def _customer_lines(customer: Customer) -> list[str]:
     return [customer.name, _("Account number %(number)s", number=customer.account_number)]
+
+
+def _nth(args: Sequence[object], index: int) -> object:
+    return args[index] if len(args) > index else ""
 
 
 def _date(value: date, locale: str) -> str:

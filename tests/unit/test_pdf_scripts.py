@@ -408,3 +408,20 @@ def test_fallback_fonts_are_found_under_any_configured_directory(monkeypatch, tm
     assert fonts.font_dirs() == (tmp_path / "a", tmp_path / "b")
     assert fonts.find_font("wqy-microhei.ttc", fonts.font_dirs()) == nested / "wqy-microhei.ttc"
     assert fonts.find_font("nothing.ttf", fonts.font_dirs()) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "shaped"),
+    [
+        ("INV-0042 €1,234.50", False),
+        ("Ελληνική ООО 株式会社 한국", False),  # print right letter by letter
+        ("شركة النور", True),  # joined letters, right to left
+        ("חברת אור", True),  # right to left
+        ("١٢٣", True),  # Arabic-Indic digits
+        ("हिन्दी", True),  # vowel signs
+        ("e\u0301", True),  # a decomposed accent
+        ("👩\u200d💻", True),  # an emoji sequence
+    ],
+)
+def test_only_text_that_needs_it_is_shaped(text, shaped):
+    assert fonts.needs_shaping(text) is shaped
