@@ -118,7 +118,8 @@ def seed(count: int) -> None:
                 "line_number": 1,
                 "description": "Services",
                 "quantity_milli": 1000,
-                "unit_price_minor": AMOUNT,
+                "unit_price_units": AMOUNT,
+                "unit_price_scale": 2,
                 "tax_minor": 0,
                 "amount_minor": AMOUNT,
             }

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Flask
 
-from portal.config import PACKAGE_DIR, ConfigurationError, load_config
+from portal.config import PACKAGE_DIR, ConfigurationError, load_config, small_balance_tolerances
 
 
 def create_app(config: dict[str, Any] | None = None, env_name: str | None = None) -> Flask:
@@ -84,6 +84,7 @@ def _check_settings(app: Flask) -> None:
         raise ConfigurationError("PORTAL_BASE_URL must be an absolute http(s) URL.")
     if app.config["ENV_NAME"] == "production" and not base_url.startswith("https://"):
         raise ConfigurationError("PORTAL_BASE_URL must use https in production.")
+    small_balance_tolerances(app.config.get("SMALL_BALANCE_TOLERANCE", ""))  # raises if bad
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 

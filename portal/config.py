@@ -10,6 +10,8 @@ import secrets
 from datetime import timedelta
 from pathlib import Path
 
+from portal.money import Money, MoneyError, normalize_currency, parse_decimal
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 PROJECT_DIR = PACKAGE_DIR.parent
 INSTANCE_DIR = Path(os.environ.get("PORTAL_INSTANCE_PATH", PROJECT_DIR / "instance"))
@@ -130,6 +132,9 @@ class Config:
     # per-currency exceptions ("JPY=100,KWD=0.5"); paying everything is always allowed.
     PAYMENT_MINIMUM = os.environ.get("PAYMENT_MINIMUM", "1.00")
     PAYMENT_MINIMUMS = os.environ.get("PAYMENT_MINIMUMS", "")
+    # Remainders no card can pay, written off per currency up to this much (major units,
+    # "USD=0.50,KWD=0.010"); empty: nothing is written off. See small_balance_tolerances.
+    SMALL_BALANCE_TOLERANCE = os.environ.get("SMALL_BALANCE_TOLERANCE", "")
 
 
 class DevelopmentConfig(Config):
@@ -164,6 +169,37 @@ CONFIGS: dict[str, type[Config]] = {
 
 class ConfigurationError(RuntimeError):
     """The environment does not describe a safe, working portal."""
+
+
+def small_balance_tolerances(text: str) -> dict[str, Money]:
+    """Parse SMALL_BALANCE_TOLERANCE ("USD=0.50,KWD=0.010") into an amount per currency.
+
+    Raises ConfigurationError naming the bad entry: an unknown currency, a negative or
+    malformed amount, more decimals than the currency has, or a currency given twice.
+    """
+    tolerances: dict[str, Money] = {}
+    for entry in (part.strip() for part in (text or "").split(",")):
+        if not entry:
+            continue
+        code, sep, value = entry.partition("=")
+        where = f"SMALL_BALANCE_TOLERANCE entry {entry!r}"
+        if not sep:
+            raise ConfigurationError(f"{where} must look like CUR=AMOUNT, e.g. USD=0.50")
+        try:
+            currency = normalize_currency(code)
+            amount = parse_decimal(value)
+        except MoneyError as error:
+            raise ConfigurationError(f"{where}: {error}") from None
+        tolerance = Money.from_decimal(amount, currency)
+        if amount < 0 or tolerance.to_decimal() != amount:
+            raise ConfigurationError(
+                f"{where}: the amount must be zero or more, with at most "
+                f"{tolerance.exponent} decimal places for {currency}"
+            )
+        if currency in tolerances:
+            raise ConfigurationError(f"{where}: {currency} is given twice")
+        tolerances[currency] = tolerance
+    return tolerances
 
 
 def load_config(env_name: str | None = None) -> type[Config]:

@@ -8,9 +8,15 @@ from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import DateTime
+from sqlalchemy import BigInteger, DateTime, Integer
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
+
+# Every money column (amounts in minor units) and quantity: 64-bit on every database, so
+# that 30,000,000.00 USD (3e9 cents) fits. SQLite's INTEGER already holds 8 bytes and
+# must stay INTEGER for its type affinity (and so that migrations need not rebuild the
+# tables other tables cascade from).
+MinorUnits = BigInteger().with_variant(Integer(), "sqlite")
 
 if TYPE_CHECKING:
     from flask import Flask

@@ -9,7 +9,7 @@ from flask import Flask, current_app, has_request_context, request, session
 from flask_babel import Babel, format_date, format_decimal, get_locale, gettext
 
 from portal.config import SUPPORTED_LOCALES
-from portal.money import Money
+from portal.money import Money, UnitPrice
 
 LANGUAGE_NAMES = {"en": "English", "es": "Español", "fr": "Français", "de": "Deutsch"}
 
@@ -44,7 +44,7 @@ def current_locale() -> str:
     return str(get_locale() or "en")
 
 
-def money_filter(value: Money | None) -> str:
+def money_filter(value: Money | UnitPrice | None) -> str:
     if value is None:
         return ""
     return value.format(current_locale())

@@ -8,10 +8,12 @@ Babel's CLDR data knows it (JPY 0, USD 2, KWD 3). Nothing here ever uses a float
 from __future__ import annotations
 
 from collections.abc import Iterable
+from copy import copy
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
 from functools import cache
 
+from babel import Locale
 from babel.numbers import format_currency, get_currency_precision, list_currencies
 
 
@@ -29,6 +31,13 @@ class InvalidAmount(MoneyError):
 
 class CurrencyMismatch(MoneyError):
     pass
+
+
+# Money columns are BIGINT (64-bit signed) on every database: the largest amount in minor
+# units that a column can hold (92,233,720,368,547,758.07 USD).
+MAX_MINOR = 2**63 - 1
+# ERP price lists give unit prices with up to six decimals (0.004125 USD per unit).
+UNIT_PRICE_MAX_DECIMALS = 6
 
 
 @cache
@@ -166,9 +175,102 @@ class Money:
         """Multiply by a decimal quantity, rounding half-up to a whole minor unit."""
         return Money(round_half_up(Decimal(self.minor) * quantity), self.currency)
 
+    def fits_column(self) -> bool:
+        """Whether the amount fits a BIGINT money column (|minor| <= MAX_MINOR)."""
+        return abs(self.minor) <= MAX_MINOR
+
     def split(self, parts: int) -> list[Money]:
         """Split into `parts` amounts that differ by at most one minor unit and sum exactly."""
         if parts < 1:
             raise InvalidAmount("split needs at least one part")
         base, remainder = divmod(self.minor, parts)
         return [Money(base + (1 if i < remainder else 0), self.currency) for i in range(parts)]
+
+
+@dataclass(frozen=True, slots=True)
+class UnitPrice:
+    """A price per unit exactly as given: `units` x 10**-`scale` major units.
+
+    "0.3350" USD is (3350, 4): the digits the price list gave, trailing zeros included,
+    so that it is stored (two integer columns, exact on SQLite and PostgreSQL alike) and
+    shown as written. It is never rounded: only a line's amount is (`line_amount`).
+    """
+
+    units: int
+    scale: int
+    currency: str
+
+    def __post_init__(self) -> None:
+        if isinstance(self.units, bool) or not isinstance(self.units, int) or self.units < 0:
+            raise InvalidAmount("a unit price is a whole number of units, zero or more")
+        if not 0 <= self.scale <= UNIT_PRICE_MAX_DECIMALS:
+            raise InvalidAmount(
+                f"a unit price has at most {UNIT_PRICE_MAX_DECIMALS} decimal places"
+            )
+        object.__setattr__(self, "currency", normalize_currency(self.currency))
+
+    @classmethod
+    def from_decimal(cls, amount: Decimal | str, currency: str) -> UnitPrice:
+        """From major units as given ("0.335" -> (335, 3)); refuses negatives and
+        more than UNIT_PRICE_MAX_DECIMALS significant decimal places."""
+        value = parse_decimal(amount) if isinstance(amount, str) else amount
+        if not value.is_finite():
+            raise InvalidAmount("a unit price must be finite")
+        if value < 0:
+            raise InvalidAmount("a unit price must not be negative")
+        exponent = int(value.as_tuple().exponent)
+        if -exponent > UNIT_PRICE_MAX_DECIMALS:
+            # "1.2500000" is 1.25 written long; "0.0000001" is a price we cannot keep.
+            value = value.normalize()
+            exponent = int(value.as_tuple().exponent)
+            if -exponent > UNIT_PRICE_MAX_DECIMALS:
+                raise InvalidAmount(
+                    f"a unit price has at most {UNIT_PRICE_MAX_DECIMALS} decimal places"
+                )
+        scale = max(0, -exponent)
+        units = int(value.scaleb(scale))
+        if units > MAX_MINOR:
+            raise InvalidAmount("the unit price is too large")
+        return cls(units, scale, currency)
+
+    def to_decimal(self) -> Decimal:
+        """Major units, with the decimal places it was given ("0.3350")."""
+        return Decimal(self.units).scaleb(-self.scale)
+
+    def format(self, locale: str = "en") -> str:
+        """Localized, with the decimals given (at least the currency's): `$0.3350`,
+        `$12.50`, `0,004125 €`. Babel's own options drop trailing zeros, so the locale's
+        currency pattern is applied with that many fraction digits."""
+        parsed = Locale.parse(locale)
+        pattern = copy(parsed.currency_formats["standard"])
+        digits = max(self.scale, minor_unit_exponent(self.currency))
+        pattern.frac_prec = (digits, digits)
+        return str(
+            pattern.apply(self.to_decimal(), parsed, currency=self.currency, currency_digits=False)
+        )
+
+    def __str__(self) -> str:
+        return f"{self.to_decimal()} {self.currency}"
+
+
+def line_amount(quantity: Decimal, unit_price: UnitPrice, tax: Money) -> Money:
+    """A line's amount: quantity x unit price, rounded half-up ONCE to the currency's
+    minor unit, plus tax (the README's rule; the price is never rounded first).
+
+    USD 3 x 0.335 = 1.005 -> 1.01; 1000 x 0.004 = 4.00; JPY 3 x 0.5 = 1.5 -> 2.
+    Raises CurrencyMismatch if the tax is in another currency and InvalidAmount if the
+    result does not fit a money column.
+    """
+    if tax.currency != unit_price.currency:
+        raise CurrencyMismatch(f"{unit_price.currency} and {tax.currency} do not mix")
+    if quantity <= 0:
+        raise InvalidAmount("a quantity must be more than zero")
+    # Exact: the product of two decimals needs the sum of their digits, more than the
+    # default context's 28 for a large quantity of a six-decimal price.
+    with localcontext() as context:
+        context.prec = 80
+        exact = quantity * unit_price.to_decimal()
+        amount = Money.from_decimal(exact, unit_price.currency) + tax
+    if not amount.fits_column():
+        raise InvalidAmount("the line amount is too large")
+    return amount

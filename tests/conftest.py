@@ -20,6 +20,7 @@ from flask_sqlalchemy.session import Session as FlaskSQLAlchemySession
 
 from portal import create_app
 from portal.config import normalize_database_url
+from portal.db import utcnow
 from portal.extensions import db, limiter
 
 pytest_plugins = ["tests.smtp_server"]
@@ -99,11 +100,79 @@ def db_session(app: Flask) -> Iterator[sa.orm.scoped_session]:
         db.session = session
         try:
             yield session
+            _reconcile_ledger(connection)
         finally:
             session.remove()
             db.session = original
             transaction.rollback()
             connection.close()
+
+
+# Every invoice's balance, from the ledger rows alone: total - allocations - credits +
+# refunds. Written independently of portal.invoices.queries so that the two check each other.
+_LEDGER_BALANCES = sa.text(
+    """
+    SELECT i.id, i.number, i.total_minor
+        - COALESCE((SELECT SUM(a.amount_minor) FROM payment_allocations a
+                    WHERE a.invoice_id = i.id), 0)
+        - COALESCE((SELECT SUM(c.amount_minor) FROM credit_notes c
+                    WHERE c.invoice_id = i.id), 0)
+        + COALESCE((SELECT SUM(r.amount_minor) FROM refund_allocations r
+                    WHERE r.invoice_id = i.id), 0)
+    FROM invoices i
+    """
+)
+_LEDGER_PROBLEMS = sa.text(
+    """
+    SELECT 'payment ' || p.reference || ' allocates more than it is' FROM payments p
+    WHERE (SELECT COALESCE(SUM(a.amount_minor), 0) FROM payment_allocations a
+           WHERE a.payment_id = p.id) > p.amount_minor
+    UNION ALL
+    SELECT 'allocation of payment ' || p.reference || ' to ' || i.number || ' mixes currencies'
+    FROM payment_allocations a JOIN payments p ON p.id = a.payment_id
+    JOIN invoices i ON i.id = a.invoice_id WHERE p.currency <> i.currency
+    UNION ALL
+    SELECT 'invoice ' || i.number || ' is not in its customer''s currency'
+    FROM invoices i JOIN customers c ON c.id = i.customer_id WHERE c.currency <> i.currency
+    UNION ALL
+    SELECT 'credit note ' || n.reference || ' is not in its invoice''s currency'
+    FROM credit_notes n JOIN invoices i ON i.id = n.invoice_id WHERE n.currency <> i.currency
+    """
+)
+
+
+def _reconcile_ledger(connection: sa.Connection) -> None:
+    """After every database test: the balances module agrees with the ledger rows, and
+    no payment, allocation or credit breaks the rules the database enforces."""
+    from portal.invoices.queries import invoice_balances_by_customer
+
+    if not connection.in_transaction() or not connection.get_transaction().is_active:
+        return
+    try:
+        with connection.begin_nested():
+            ledger = {row[0]: (row[1], row[2]) for row in connection.execute(_LEDGER_BALANCES)}
+            problems = [row[0] for row in connection.execute(_LEDGER_PROBLEMS)]
+    except sa.exc.DBAPIError:
+        return  # the test left the transaction failed (PostgreSQL); it reports that itself
+    if not ledger and not problems:
+        return
+    with db.session.no_autoflush:
+        customer_ids = db.session.scalars(sa.text("SELECT id FROM customers")).all()
+        computed = {
+            balance.invoice.id: balance.balance.minor
+            for balances in invoice_balances_by_customer(
+                dict.fromkeys(customer_ids, utcnow().date())
+            ).values()
+            for balance in balances
+        }
+    for invoice_id, (number, expected) in ledger.items():
+        if computed.get(invoice_id) != expected:
+            problems.append(
+                f"invoice {number}: balances module says {computed.get(invoice_id)}, "
+                f"the ledger {expected}"
+            )
+    if problems:
+        pytest.fail("ledger does not reconcile: " + "; ".join(problems))
 
 
 class FreshGlobalsClient(FlaskClient):

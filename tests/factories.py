@@ -15,7 +15,7 @@ from portal.customers.models import Customer
 from portal.db import utcnow
 from portal.extensions import db
 from portal.invoices.models import QUANTITY_SCALE, CreditNote, Invoice, InvoiceLine
-from portal.money import Money
+from portal.money import Money, UnitPrice, line_amount
 from portal.payments.models import (
     Checkout,
     CheckoutInvoice,
@@ -67,15 +67,16 @@ def make_invoice(
     for position, line in enumerate(lines or [("Services", "1", "100.00")], start=1):
         description, quantity, unit_price = line[:3]
         tax = Money.from_decimal(line[3] if len(line) > 3 else "0", customer.currency)
-        price = Money.from_decimal(unit_price, customer.currency)
+        price = UnitPrice.from_decimal(unit_price, customer.currency)
         qty = Decimal(quantity)
-        amount = price.times(qty) + tax
+        amount = line_amount(qty, price, tax)
         invoice.lines.append(
             InvoiceLine(
                 line_number=position,
                 description=description,
                 quantity_milli=int(qty * QUANTITY_SCALE),
-                unit_price_minor=price.minor,
+                unit_price_units=price.units,
+                unit_price_scale=price.scale,
                 tax_minor=tax.minor,
                 amount_minor=amount.minor,
             )

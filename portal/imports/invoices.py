@@ -31,7 +31,7 @@ from portal.imports.parsing import (
 )
 from portal.imports.records import ImportFailed, Record, RowError, RowReader
 from portal.invoices.models import QUANTITY_SCALE, Invoice, InvoiceLine
-from portal.money import Money
+from portal.money import Money, MoneyError, UnitPrice, line_amount
 
 REQUIRED = (
     "account_number",
@@ -48,7 +48,14 @@ OPTIONAL = ("tax_amount",)
 NUMERIC = ("quantity", "unit_price", "tax_amount")
 
 # What identifies a line's content, in the order of _LineDraft.content().
-_LINE_FIELDS = ("description", "quantity_milli", "unit_price_minor", "tax_minor", "amount_minor")
+_LINE_FIELDS = (
+    "description",
+    "quantity_milli",
+    "unit_price_units",
+    "unit_price_scale",
+    "tax_minor",
+    "amount_minor",
+)
 
 
 @dataclass(slots=True)
@@ -56,7 +63,8 @@ class _LineDraft:
     line_number: int
     description: str
     quantity_milli: int
-    unit_price_minor: int
+    unit_price_units: int  # money.UnitPrice: the price exactly as given
+    unit_price_scale: int
     tax_minor: int
     amount_minor: int
 
@@ -64,7 +72,8 @@ class _LineDraft:
         return (
             self.description,
             self.quantity_milli,
-            self.unit_price_minor,
+            self.unit_price_units,
+            self.unit_price_scale,
             self.tax_minor,
             self.amount_minor,
         )
@@ -175,15 +184,16 @@ def _read_invoice_row(
     if issue_date and due_date and due_date < issue_date:
         reader.error(f"due_date {due_date} is before issue_date {issue_date}")
 
-    amounts: tuple[int, int, int] | None = None
+    amounts: tuple[UnitPrice, int, int] | None = None
     if currency and quantity_milli and unit_price is not None:
-        price = Money.from_decimal(unit_price, currency)
-        tax_money = Money.from_decimal(tax, currency)
-        amount = price.times(Decimal(quantity_milli) / QUANTITY_SCALE) + tax_money
-        if max(price.minor, tax_money.minor, amount.minor) > MAX_DB_INT:
-            reader.error("the line amount is too large")
+        try:  # the one rule: quantity x unit price, rounded half-up once, plus tax
+            price = UnitPrice.from_decimal(unit_price, currency)
+            tax_money = Money.from_decimal(tax, currency)
+            amount = line_amount(Decimal(quantity_milli) / QUANTITY_SCALE, price, tax_money)
+        except MoneyError as error:
+            reader.error(str(error))
         else:
-            amounts = (price.minor, tax_money.minor, amount.minor)
+            amounts = (price, tax_money.minor, amount.minor)
 
     if not number:
         return
@@ -204,7 +214,13 @@ def _read_invoice_row(
             draft.line_rows[line_number] = reader.line
     if reader.ok and amounts and line_number and quantity_milli:
         draft.lines[line_number] = _LineDraft(
-            line_number, description, quantity_milli, amounts[0], amounts[1], amounts[2]
+            line_number,
+            description,
+            quantity_milli,
+            amounts[0].units,
+            amounts[0].scale,
+            amounts[1],
+            amounts[2],
         )
     else:
         draft.is_valid = False
@@ -304,7 +320,8 @@ def _line_row(invoice_id: int, line: _LineDraft) -> dict[str, Any]:
         "line_number": line.line_number,
         "description": line.description,
         "quantity_milli": line.quantity_milli,
-        "unit_price_minor": line.unit_price_minor,
+        "unit_price_units": line.unit_price_units,
+        "unit_price_scale": line.unit_price_scale,
         "tax_minor": line.tax_minor,
         "amount_minor": line.amount_minor,
     }

@@ -21,10 +21,10 @@ from email_validator import EmailNotValidError, validate_email
 
 from portal.config import SUPPORTED_LOCALES
 from portal.imports.records import BadValue, ImportFailed, Record, RowError, RowReader, quote
-from portal.money import UnknownCurrency, normalize_currency
+from portal.money import MAX_MINOR, UnknownCurrency, normalize_currency
 
-# Columns holding amounts or counts are 32-bit integers on PostgreSQL.
-MAX_DB_INT = 2**31 - 1
+# Columns holding amounts or quantities are 64-bit integers (BIGINT) on every database.
+MAX_DB_INT = MAX_MINOR
 MAX_LINE_NUMBER = 100_000
 QUANTITY_DECIMALS = 3
 

@@ -5,13 +5,21 @@ from decimal import Decimal
 from enum import StrEnum
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import (
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    SmallInteger,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.customers.models import Customer
-from portal.db import UTCDateTime, utcnow
+from portal.db import MinorUnits, UTCDateTime, utcnow
 from portal.extensions import db
-from portal.money import Money
+from portal.money import UNIT_PRICE_MAX_DECIMALS, Money, UnitPrice
 
 QUANTITY_SCALE = 1000  # quantities are stored in thousandths: 2.5 units -> 2500
 
@@ -51,7 +59,7 @@ class Invoice(db.Model):
     due_date: Mapped[date] = mapped_column(Date)
     currency: Mapped[str] = mapped_column(String(3))
     # Sum of the lines (each line: quantity x unit price, rounded half-up, plus tax).
-    total_minor: Mapped[int]
+    total_minor: Mapped[int] = mapped_column(MinorUnits)
     voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
@@ -74,7 +82,11 @@ class InvoiceLine(db.Model):
         UniqueConstraint("invoice_id", "line_number", name="uq_invoice_lines_invoice_line"),
         CheckConstraint("line_number > 0", name="line_number_positive"),
         CheckConstraint("quantity_milli > 0", name="quantity_positive"),
-        CheckConstraint("unit_price_minor >= 0", name="unit_price_not_negative"),
+        CheckConstraint("unit_price_units >= 0", name="unit_price_not_negative"),
+        CheckConstraint(
+            f"unit_price_scale BETWEEN 0 AND {UNIT_PRICE_MAX_DECIMALS}",
+            name="unit_price_scale_known",
+        ),
         CheckConstraint("tax_minor >= 0", name="tax_not_negative"),
         CheckConstraint("amount_minor >= 0", name="amount_not_negative"),
     )
@@ -83,10 +95,13 @@ class InvoiceLine(db.Model):
     invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id", ondelete="CASCADE"))
     line_number: Mapped[int]
     description: Mapped[str] = mapped_column(String(500))
-    quantity_milli: Mapped[int]  # thousandths of a unit
-    unit_price_minor: Mapped[int]
-    tax_minor: Mapped[int] = mapped_column(default=0)
-    amount_minor: Mapped[int]  # round_half_up(quantity x unit price) + tax
+    quantity_milli: Mapped[int] = mapped_column(MinorUnits)  # thousandths of a unit
+    # The unit price exactly as given (money.UnitPrice): units x 10**-scale major units,
+    # "0.3350" USD -> (3350, 4). Two integers: exact on SQLite, which has no decimal type.
+    unit_price_units: Mapped[int] = mapped_column(MinorUnits)
+    unit_price_scale: Mapped[int] = mapped_column(SmallInteger)
+    tax_minor: Mapped[int] = mapped_column(MinorUnits, default=0)
+    amount_minor: Mapped[int] = mapped_column(MinorUnits)  # money.line_amount()
 
     invoice: Mapped[Invoice] = relationship(back_populates="lines")
 
@@ -95,8 +110,8 @@ class InvoiceLine(db.Model):
         return (Decimal(self.quantity_milli) / QUANTITY_SCALE).normalize()
 
     @property
-    def unit_price(self) -> Money:
-        return Money(self.unit_price_minor, self.invoice.currency)
+    def unit_price(self) -> UnitPrice:
+        return UnitPrice(self.unit_price_units, self.unit_price_scale, self.invoice.currency)
 
     @property
     def tax(self) -> Money:
@@ -107,6 +122,12 @@ class InvoiceLine(db.Model):
         return Money(self.amount_minor, self.invoice.currency)
 
 
+class CreditNoteKind(StrEnum):
+    CREDIT = "credit"  # from the ERP, a dispute accepted, a goodwill credit
+    # A remainder no card can pay, written off under SMALL_BALANCE_TOLERANCE.
+    SMALL_BALANCE_WRITE_OFF = "small_balance_write_off"
+
+
 class CreditNote(db.Model):
     """A reduction of an invoice's balance (a dispute accepted, a goodwill credit)."""
 
@@ -114,6 +135,7 @@ class CreditNote(db.Model):
     __table_args__ = (
         CheckConstraint("amount_minor > 0", name="amount_positive"),
         CheckConstraint("length(currency) = 3", name="currency_iso"),
+        CheckConstraint("kind IN ('credit', 'small_balance_write_off')", name="kind_known"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -121,8 +143,11 @@ class CreditNote(db.Model):
     invoice_id: Mapped[int] = mapped_column(
         ForeignKey("invoices.id", ondelete="RESTRICT"), index=True
     )
-    amount_minor: Mapped[int]
+    amount_minor: Mapped[int] = mapped_column(MinorUnits)
     currency: Mapped[str] = mapped_column(String(3))
+    kind: Mapped[str] = mapped_column(
+        String(32), default=CreditNoteKind.CREDIT, server_default=CreditNoteKind.CREDIT.value
+    )
     issued_on: Mapped[date] = mapped_column(Date)
     reason: Mapped[str] = mapped_column(String(500), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

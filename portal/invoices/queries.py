@@ -6,26 +6,34 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, cast, func, select
 from sqlalchemy.orm import contains_eager, selectinload
 
 from portal.customers.models import Customer
+from portal.db import MinorUnits
 from portal.extensions import db
 from portal.invoices.models import CreditNote, Invoice, InvoiceStatus
 from portal.money import Money
 from portal.payments.models import Payment, PaymentAllocation, RefundAllocation
+from portal.payments.policy import is_small_balance
+
+
+def _sum_minor(column: ColumnElement[int]) -> ColumnElement[int]:
+    """SUM of a money column as an integer: PostgreSQL sums BIGINT into NUMERIC, which
+    the driver would hand back as a Decimal."""
+    return cast(func.coalesce(func.sum(column), 0), MinorUnits)
 
 
 def net_paid_subquery() -> ColumnElement[int]:
     """Payments applied to the invoice, less what refunds took back from it."""
     paid = (
-        select(func.coalesce(func.sum(PaymentAllocation.amount_minor), 0))
+        select(_sum_minor(PaymentAllocation.amount_minor))
         .where(PaymentAllocation.invoice_id == Invoice.id)
         .correlate(Invoice)
         .scalar_subquery()
     )
     refunded = (
-        select(func.coalesce(func.sum(RefundAllocation.amount_minor), 0))
+        select(_sum_minor(RefundAllocation.amount_minor))
         .where(RefundAllocation.invoice_id == Invoice.id)
         .correlate(Invoice)
         .scalar_subquery()
@@ -35,7 +43,7 @@ def net_paid_subquery() -> ColumnElement[int]:
 
 def credited_subquery() -> ColumnElement[int]:
     return (
-        select(func.coalesce(func.sum(CreditNote.amount_minor), 0))
+        select(_sum_minor(CreditNote.amount_minor))
         .where(CreditNote.invoice_id == Invoice.id)
         .correlate(Invoice)
         .scalar_subquery()
@@ -137,7 +145,8 @@ def payable_invoices() -> list[PayableInvoice]:
     """Every invoice, of every customer, with something payable; for the jobs runner.
 
     The payable rule is `InvoiceBalance.payable`, so what it leaves out (disputed or
-    planned amounts) is never dunned.
+    planned amounts) is never dunned; nor is a remainder no card can pay
+    (`payments.policy.is_small_balance`: 0.49 USD, 0.005 KWD).
     """
     allocated, credited = net_paid_subquery(), credited_subquery()
     rows = db.session.execute(
@@ -151,7 +160,7 @@ def payable_invoices() -> list[PayableInvoice]:
         balance = InvoiceBalance(
             invoice, Money(paid, invoice.currency), Money(credit, invoice.currency), date.min
         )
-        if balance.payable.is_positive:
+        if balance.payable.is_positive and not is_small_balance(balance.payable):
             result.append(PayableInvoice(invoice, balance.payable))
     return result
 
@@ -221,6 +230,29 @@ def credits_for_invoice(invoice: Invoice) -> list[CreditNote]:
             .order_by(CreditNote.issued_on, CreditNote.id)
         )
     )
+
+
+def small_balance_candidates(currencies: Sequence[str]) -> list[InvoiceBalance]:
+    """Open invoices in these currencies with a positive balance, for the write-off job
+    (it decides, with `is_small_balance` and the tolerance, which to write off)."""
+    if not currencies:
+        return []
+    allocated, credited = net_paid_subquery(), credited_subquery()
+    rows = db.session.execute(
+        select(Invoice, allocated, credited)
+        .where(
+            Invoice.voided_at.is_(None),
+            Invoice.currency.in_(list(currencies)),
+            Invoice.total_minor - allocated - credited > 0,
+        )
+        .order_by(Invoice.id)
+    ).all()
+    return [
+        InvoiceBalance(
+            invoice, Money(paid, invoice.currency), Money(credit, invoice.currency), date.min
+        )
+        for invoice, paid, credit in rows
+    ]
 
 
 def credit_notes_for(customer: Customer) -> list[CreditNote]:

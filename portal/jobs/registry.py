@@ -44,6 +44,17 @@ def _apply_webhooks(now: datetime, runner: str) -> str:
     return f"{apply_all_pending(now=now)} webhook events applied"
 
 
+def _write_off_small_balances(now: datetime, runner: str) -> str:
+    from portal.config import small_balance_tolerances
+    from portal.extensions import db
+    from portal.invoices.services import write_off_small_balances
+
+    tolerances = small_balance_tolerances(current_app.config.get("SMALL_BALANCE_TOLERANCE", ""))
+    report = write_off_small_balances(tolerances, now=now)
+    db.session.commit()
+    return report.summary()
+
+
 def sender_from_config():  # type: ignore[no-untyped-def]
     from portal.notifications.sender import ConsoleSender, SmtpSender, SmtpSettings
 
@@ -58,6 +69,13 @@ def sender_from_config():  # type: ignore[no-untyped-def]
 JOBS: dict[str, Job] = {
     job.kind: job
     for job in (
+        # Before the reminders: a remainder written off is not dunned (nor would it be).
+        Job(
+            "write_off_small_balances",
+            timedelta(minutes=15),
+            _write_off_small_balances,
+            "write off remainders no card can pay, up to SMALL_BALANCE_TOLERANCE",
+        ),
         Job(
             "schedule_emails",
             timedelta(minutes=15),

@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.customers.models import Customer
-from portal.db import UTCDateTime, utcnow
+from portal.db import MinorUnits, UTCDateTime, utcnow
 from portal.extensions import db
 from portal.invoices.models import Invoice
 from portal.money import Money
@@ -55,7 +55,7 @@ class Payment(db.Model):
     # The ERP's payment reference, or the Stripe PaymentIntent id: unique either way.
     reference: Mapped[str] = mapped_column(String(128), unique=True)
     source: Mapped[str] = mapped_column(String(16))
-    amount_minor: Mapped[int]
+    amount_minor: Mapped[int] = mapped_column(MinorUnits)
     currency: Mapped[str] = mapped_column(String(3))
     paid_on: Mapped[date] = mapped_column(Date)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -66,7 +66,10 @@ class Payment(db.Model):
 
     customer: Mapped[Customer] = relationship()
     allocations: Mapped[list[PaymentAllocation]] = relationship(
-        back_populates="payment", cascade="all, delete-orphan"
+        # Ledger rows are never deleted: no ORM cascade, and RESTRICT in the database.
+        back_populates="payment",
+        cascade="save-update, merge",
+        passive_deletes="all",
     )
     refunds: Mapped[list[Refund]] = relationship(back_populates="payment", order_by="Refund.id")
     checkout: Mapped[Checkout | None] = relationship(viewonly=True)
@@ -103,11 +106,11 @@ class PaymentAllocation(db.Model):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id", ondelete="CASCADE"))
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id", ondelete="RESTRICT"))
     invoice_id: Mapped[int] = mapped_column(
         ForeignKey("invoices.id", ondelete="RESTRICT"), index=True
     )
-    amount_minor: Mapped[int]
+    amount_minor: Mapped[int] = mapped_column(MinorUnits)
 
     payment: Mapped[Payment] = relationship(back_populates="allocations")
     invoice: Mapped[Invoice] = relationship()
@@ -131,7 +134,7 @@ class Refund(db.Model):
         ForeignKey("payments.id", ondelete="RESTRICT"), index=True
     )
     reference: Mapped[str] = mapped_column(String(128), unique=True)  # the Stripe refund id
-    amount_minor: Mapped[int]
+    amount_minor: Mapped[int] = mapped_column(MinorUnits)
     currency: Mapped[str] = mapped_column(String(3))
     refunded_on: Mapped[date] = mapped_column(Date)
     reason: Mapped[str] = mapped_column(String(500), default="")
@@ -140,7 +143,7 @@ class Refund(db.Model):
 
     payment: Mapped[Payment] = relationship(back_populates="refunds")
     allocations: Mapped[list[RefundAllocation]] = relationship(
-        back_populates="refund", cascade="all, delete-orphan"
+        back_populates="refund", cascade="save-update, merge", passive_deletes="all"
     )
 
     @property
@@ -158,11 +161,11 @@ class RefundAllocation(db.Model):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    refund_id: Mapped[int] = mapped_column(ForeignKey("refunds.id", ondelete="CASCADE"))
+    refund_id: Mapped[int] = mapped_column(ForeignKey("refunds.id", ondelete="RESTRICT"))
     invoice_id: Mapped[int] = mapped_column(
         ForeignKey("invoices.id", ondelete="RESTRICT"), index=True
     )
-    amount_minor: Mapped[int]
+    amount_minor: Mapped[int] = mapped_column(MinorUnits)
 
     refund: Mapped[Refund] = relationship(back_populates="allocations")
 
@@ -284,7 +287,7 @@ class Checkout(db.Model):
         ForeignKey("customers.id", ondelete="RESTRICT"), index=True
     )
     status: Mapped[str] = mapped_column(String(20), default=CheckoutStatus.OPEN)
-    amount_minor: Mapped[int]
+    amount_minor: Mapped[int] = mapped_column(MinorUnits)
     currency: Mapped[str] = mapped_column(String(3))
     in_flight_customer_id: Mapped[int | None] = mapped_column(
         ForeignKey("customers.id", ondelete="RESTRICT"), unique=True

@@ -8,7 +8,8 @@ from datetime import date
 from enum import StrEnum
 
 from portal.errors import DomainError
-from portal.money import Money
+from portal.money import Money, minor_unit_exponent
+from portal.payments.gateway import THREE_DECIMAL, stripe_exponent
 
 
 class Overpayment(DomainError):
@@ -129,6 +130,133 @@ def take_back(amount: Money, applied: Sequence[Applied]) -> list[tuple[int, Mone
     if remaining.is_positive:
         raise Overpayment(f"{remaining} more than the payment still covers")
     return result
+
+
+# --- what one card charge can take -------------------------------------------------------
+# Stripe, "Minimum and maximum charge amounts" (docs.stripe.com/currencies#minimum-and-
+# maximum-charge-amounts): a charge's amount has at most eight digits in Stripe's units
+# (99,999,999: $999,999.99, ¥99,999,999, 99,999.990 KWD), and at least the listed
+# minimum, "$0.50 US or equivalent" elsewhere. For currencies the table leaves out we
+# know no exchange rate, so only the smallest amount Stripe can express is required.
+STRIPE_MAX_AMOUNT = 99_999_999
+STRIPE_MINIMUMS = {
+    "USD": "0.50",
+    "AED": "2.00",
+    "AUD": "0.50",
+    "BGN": "1.00",
+    "BRL": "0.50",
+    "CAD": "0.50",
+    "CHF": "0.50",
+    "CZK": "15.00",
+    "DKK": "2.50",
+    "EUR": "0.50",
+    "GBP": "0.30",
+    "HKD": "4.00",
+    "HUF": "175.00",
+    "INR": "0.50",
+    "JPY": "50",
+    "MXN": "10",
+    "MYR": "2",
+    "NOK": "3.00",
+    "NZD": "0.50",
+    "PLN": "2.00",
+    "RON": "2.00",
+    "SEK": "3.00",
+    "SGD": "0.50",
+    "THB": "10",
+}
+
+
+class CardProblem(StrEnum):
+    BELOW_CARD_MINIMUM = "below_card_minimum"
+    NOT_CARD_REPRESENTABLE = "not_card_representable"  # 1.235 KWD: Stripe wants a final 0
+    ABOVE_CARD_MAXIMUM = "above_card_maximum"
+
+
+def card_step(currency: str) -> Money:
+    """The smallest amount Stripe can express in this currency, in our minor units
+    (0.01 USD, 1 JPY, 0.010 KWD: three-decimal currencies must end in 0)."""
+    shift = stripe_exponent(currency) - minor_unit_exponent(currency)
+    stripe_units = 10 if currency.upper() in THREE_DECIMAL else 1
+    if shift >= 0:
+        return Money(max(1, stripe_units // 10**shift), currency)
+    return Money(stripe_units * 10**-shift, currency)
+
+
+def card_minimum(currency: str) -> Money:
+    """The smallest single card charge Stripe accepts in this currency."""
+    listed = STRIPE_MINIMUMS.get(currency.upper())
+    step = card_step(currency)
+    if listed is None:
+        return step
+    return max(Money.from_decimal(listed, currency), step)
+
+
+def card_maximum(currency: str) -> Money:
+    """The largest single card charge (Stripe's eight digits), in our minor units."""
+    shift = stripe_exponent(currency) - minor_unit_exponent(currency)
+    most = STRIPE_MAX_AMOUNT // 10**shift if shift >= 0 else STRIPE_MAX_AMOUNT * 10**-shift
+    return Money(most - most % card_step(currency).minor, currency)
+
+
+def card_problem(amount: Money) -> CardProblem | None:
+    """Why one card charge cannot take exactly `amount`, or None if it can."""
+    if amount < card_minimum(amount.currency):
+        return CardProblem.BELOW_CARD_MINIMUM
+    if amount > card_maximum(amount.currency):
+        return CardProblem.ABOVE_CARD_MAXIMUM
+    if amount.minor % card_step(amount.currency).minor:
+        return CardProblem.NOT_CARD_REPRESENTABLE
+    return None
+
+
+def card_chargeable_part(amount: Money) -> Money:
+    """The most of `amount` one card charge can take: rounded down to what Stripe can
+    express and capped at its maximum; zero when even that is below the minimum."""
+    step = card_step(amount.currency).minor
+    part = Money(
+        min(amount.minor - amount.minor % step, card_maximum(amount.currency).minor),
+        amount.currency,
+    )
+    return part if part >= card_minimum(amount.currency) else Money.zero(amount.currency)
+
+
+def is_small_balance(amount: Money) -> bool:
+    """A positive remainder no card can pay, even in part (below Stripe's minimum once
+    rounded down to what Stripe can express: 0.49 USD, 0.005 KWD). Never dunned; a
+    creditor's tolerance writes it off (`invoices.services.write_off_small_balances`)."""
+    return amount.is_positive and not card_chargeable_part(amount).is_positive
+
+
+@dataclass(frozen=True)
+class CardAdvice:
+    """Why one card charge cannot take `total`, and what it can take instead."""
+
+    problem: CardProblem
+    total: Money
+    chargeable: Money  # the most one charge can take now; zero when none can
+    minimum: Money
+    maximum: Money
+    step: Money
+
+    @property
+    def rest(self) -> Money:
+        return self.total - self.chargeable
+
+
+def card_advice(total: Money) -> CardAdvice | None:
+    """None when one card charge can take `total` exactly; else the advice to show."""
+    problem = card_problem(total)
+    if problem is None:
+        return None
+    return CardAdvice(
+        problem,
+        total,
+        card_chargeable_part(total),
+        card_minimum(total.currency),
+        card_maximum(total.currency),
+        card_step(total.currency),
+    )
 
 
 # --- what the pay page shows before the card page ---------------------------------------

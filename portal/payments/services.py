@@ -45,6 +45,7 @@ from portal.customers.queries import customer_today
 from portal.extensions import db
 from portal.i18n import current_locale
 from portal.money import InvalidAmount, Money
+from portal.payments.card_advice import card_advice_message
 from portal.payments.checkouts import (
     METADATA_ATTEMPT,
     METADATA_CHECKOUT,
@@ -93,7 +94,7 @@ from portal.payments.models import (
     PaymentAccount,
     SavedCard,
 )
-from portal.payments.policy import AmountProblem, check_amount, minimum_payment
+from portal.payments.policy import AmountProblem, card_advice, check_amount, minimum_payment
 from portal.payments.queries import (
     PayableItem,
     account_for,
@@ -211,6 +212,11 @@ def start_checkout(
     problem = check_amount(amount, selection.total, selection.minimum)
     if problem is not None:
         raise _amount_error(problem, selection)
+    # One card charge has Stripe's limits (minimum, maximum, three-decimal step): say
+    # why and what to do rather than let Stripe refuse it (payments.policy.card_problem).
+    advice = card_advice(amount)
+    if advice is not None:
+        raise InvalidPaymentAmount(card_advice_message(advice))
     try:
         to_stripe_amount(amount)
     except AmountNotRepresentable:

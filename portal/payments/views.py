@@ -15,6 +15,7 @@ from portal.i18n import current_locale
 from portal.invoices.queries import invoice_balances_for
 from portal.money import InvalidAmount, Money
 from portal.payments import receipt as receipts
+from portal.payments.card_advice import card_advice_message
 from portal.payments.errors import (
     CheckoutNotOpen,
     InvalidPaymentAmount,
@@ -26,7 +27,13 @@ from portal.payments.forms import CheckPaymentForm, ChoosePaymentForm, PayForm, 
 from portal.payments.gateway import is_enabled
 from portal.payments.inventory import card_page_script_tags
 from portal.payments.models import Checkout, CheckoutStatus
-from portal.payments.policy import AmountProblem, PaymentPreview, preview_payment
+from portal.payments.policy import (
+    AmountProblem,
+    CardAdvice,
+    PaymentPreview,
+    card_advice,
+    preview_payment,
+)
 from portal.payments.queries import (
     PayableItem,
     get_checkout_for,
@@ -72,10 +79,19 @@ def _payable_now() -> list[PayableItem]:
     return payable_items(current_customer(), customer_today(current_customer(), utcnow()))
 
 
+def _card_advice_for(form: ChoosePaymentForm, items: list[PayableItem]) -> CardAdvice | None:
+    """Advice when one card charge cannot take the chosen invoices' whole payable amount."""
+    chosen = [i.payable for i in items if i.invoice.number in (form.invoices.data or [])]
+    if not chosen:
+        return None
+    return card_advice(Money.sum(chosen, chosen[0].currency))
+
+
 def _render_choose(  # type: ignore[no-untyped-def]
     form: ChoosePaymentForm, items: list[PayableItem], status: int = 200
 ):
     currency = items[0].invoice.currency if items else current_customer().currency
+    advice = _card_advice_for(form, items)
     minimum = payment_minimum(currency)
     preview = _preview(form, items, minimum)
     if form.update.data and preview is not None and not form.amount.errors:
@@ -84,6 +100,7 @@ def _render_choose(  # type: ignore[no-untyped-def]
         "payments/choose.html",
         form=form,
         items=items,
+        card_notice=card_advice_message(advice) if advice else None,
         minimum=minimum,
         preview=preview,
         preview_texts=preview_messages(),
@@ -151,6 +168,9 @@ def choose():  # type: ignore[no-untyped-def]
     if request.args.get("overdue"):
         wanted = [i.invoice.number for i in items if i.is_overdue]
     form = ChoosePaymentForm(formdata=None, invoices=wanted or [i.invoice.number for i in items])
+    advice = _card_advice_for(form, items)
+    if advice is not None and advice.chargeable.is_positive:
+        form.amount.data = str(advice.chargeable.to_decimal())  # the most one card can take
     return _render_choose(form, items)
 
 

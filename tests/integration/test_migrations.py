@@ -38,6 +38,7 @@ def test_database_enforces_foreign_keys(db_session):
         db.session.execute(
             sa.text(
                 "INSERT INTO invoice_lines (invoice_id, line_number, description, quantity_milli,"
-                " unit_price_minor, tax_minor, amount_minor) VALUES (999999, 1, 'x', 1000, 1, 0, 1)"
+                " unit_price_units, unit_price_scale, tax_minor, amount_minor)"
+                " VALUES (999999, 1, 'x', 1000, 1, 2, 0, 1)"
             )
         )

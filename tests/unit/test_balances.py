@@ -88,8 +88,8 @@ def test_balances_never_include_another_customers_invoices(db_session):
 
 def test_zero_decimal_currency_balances(db_session):
     customer = make_customer(currency="JPY")
-    invoice = make_invoice(customer, lines=[("Item", "3", "333.5")])  # 3 × 334 yen
+    invoice = make_invoice(customer, lines=[("Item", "3", "333.5")])  # 1000.5 -> 1001 yen
     make_payment(customer, [(invoice, "2")])
     balance = invoice_balance(invoice, TODAY)
-    assert invoice.total == Money(1002, "JPY")
-    assert balance.balance == Money(1000, "JPY")
+    assert invoice.total == Money(1001, "JPY")
+    assert balance.balance == Money(999, "JPY")

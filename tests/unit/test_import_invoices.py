@@ -56,9 +56,9 @@ def test_lines_are_grouped_into_invoices_with_rounded_amounts(acme):
     first = invoice("INV-1")
     assert first.customer_id == acme.id
     assert [
-        (line.line_number, line.quantity_milli, line.unit_price_minor, line.tax_minor)
+        (line.line_number, line.quantity_milli, str(line.unit_price.to_decimal()), line.tax_minor)
         for line in first.lines
-    ] == [(1, 2500, 1001, 100), (2, 333, 15, 0)]
+    ] == [(1, 2500, "10.01", 100), (2, 333, "0.15", 0)]
     # 2.5 x 1001 = 2502.5 -> 2503, + 100 tax; 0.333 x 15 = 4.995 -> 5
     assert [line.amount_minor for line in first.lines] == [2603, 5]
     assert first.total_minor == 2608
@@ -179,16 +179,20 @@ def test_yen_amounts_have_no_minor_digits(db_session):
     make_customer(account_number="J-1", currency="JPY")
     run(HEADER + "J-1,JP-1,2026-01-05,2026-02-04,JPY,1,Sencha,3,1250,375\n")
     [line] = invoice("JP-1").lines
-    assert (line.unit_price_minor, line.tax_minor, line.amount_minor) == (1250, 375, 4125)
+    assert (str(line.unit_price.to_decimal()), line.tax_minor, line.amount_minor) == (
+        "1250",
+        375,
+        4125,
+    )
     assert invoice("JP-1").total_minor == 4125
 
 
 def test_yen_fractions_round_half_up_once(db_session):
     make_customer(account_number="J-1", currency="JPY")
     run(HEADER + "J-1,JP-1,2026-01-05,2026-02-04,JPY,1,Sencha,1.5,99.5,\n")
-    # 99.5 -> 100 yen at the edge; 1.5 x 100 = 150
+    # 1.5 x 99.5 = 149.25 -> 149 yen: the product is rounded, never the price first
     [line] = invoice("JP-1").lines
-    assert (line.unit_price_minor, line.amount_minor) == (100, 150)
+    assert (str(line.unit_price.to_decimal()), line.amount_minor) == ("99.5", 149)
 
 
 def test_lowering_a_paid_invoice_below_what_was_paid_is_refused(acme):

@@ -12,7 +12,9 @@ from portal.money import (
     CurrencyMismatch,
     InvalidAmount,
     Money,
+    UnitPrice,
     UnknownCurrency,
+    line_amount,
     minor_unit_exponent,
     normalize_currency,
 )
@@ -148,3 +150,73 @@ def test_times_rounds_half_up(minor, milli, currency):
     result = Money(minor, currency).times(quantity)
     exact = Decimal(minor) * quantity
     assert abs(Decimal(result.minor) - exact) <= Decimal("0.5")
+
+
+# --- a line's amount: quantity x unit price, rounded half-up once ---------------------
+@pytest.mark.parametrize(
+    ("currency", "quantity", "unit_price", "expected"),
+    [
+        ("USD", "3", "0.335", "1.01"),  # 1.005 -> 1.01 (rounding the price first gave 1.02)
+        ("USD", "1000", "0.004", "4.00"),  # the price rounded first would be 0.00
+        ("USD", "10", "0.125", "1.25"),  # 0.13 x 10 = 1.30 when rounded first
+        ("JPY", "3", "0.5", "2"),  # 1.5 -> 2 (1 x 3 = 3 when rounded first)
+        ("USD", "1", "1.005", "1.01"),
+        ("USD", "2.5", "10.01", "25.03"),  # 25.025 -> 25.03
+        ("KWD", "7", "0.0015", "0.011"),  # 0.0105 -> 0.011
+        ("USD", "0.333", "0.000001", "0.00"),
+    ],
+)
+def test_line_amount_rounds_the_product_once(currency, quantity, unit_price, expected):
+    price = UnitPrice.from_decimal(unit_price, currency)
+    amount = line_amount(Decimal(quantity), price, Money.zero(currency))
+    assert amount == Money.from_decimal(expected, currency)
+    assert str(amount.to_decimal()) == expected
+
+
+def test_line_amount_adds_the_tax_after_rounding():
+    price = UnitPrice.from_decimal("0.335", "USD")
+    assert line_amount(Decimal(3), price, Money(7, "USD")) == Money(108, "USD")
+
+
+def test_line_amount_is_exact_for_huge_quantities_of_six_decimal_prices():
+    price = UnitPrice.from_decimal("0.123457", "USD")
+    amount = line_amount(Decimal("9999999999.999"), price, Money.zero("USD"))
+    # 9,999,999,999.999 x 0.123457 = 1,234,569,999.999876543 -> 1,234,570,000.00
+    assert amount == Money(123_457_000_000, "USD")
+
+
+def test_line_amount_refuses_what_a_money_column_cannot_hold():
+    price = UnitPrice.from_decimal("99999999999", "USD")
+    with pytest.raises(InvalidAmount, match="too large"):
+        line_amount(Decimal("999999999"), price, Money.zero("USD"))
+
+
+@pytest.mark.parametrize(
+    ("text", "units", "scale", "shown"),
+    [
+        ("0.3350", 3350, 4, "$0.3350"),
+        ("0.004125", 4125, 6, "$0.004125"),
+        ("12.5", 125, 1, "$12.50"),
+        ("10", 10, 0, "$10.00"),
+        ("1.25000000", 125, 2, "$1.25"),  # zeros past six places are not precision
+    ],
+)
+def test_unit_prices_keep_the_precision_they_were_given(text, units, scale, shown):
+    price = UnitPrice.from_decimal(text, "USD")
+    assert (price.units, price.scale) == (units, scale)
+    assert price.format("en") == shown
+
+
+def test_unit_prices_are_shown_in_the_locale():
+    assert UnitPrice.from_decimal("1234.3350", "EUR").format("de") == "1.234,3350\xa0€"
+
+
+@pytest.mark.parametrize("text", ["0.0000001", "-1", "1e3"])
+def test_unit_prices_beyond_six_decimals_or_negative_are_refused(text):
+    with pytest.raises(InvalidAmount):
+        UnitPrice.from_decimal(text, "USD")
+
+
+def test_money_fits_a_bigint_column():
+    assert Money(2**63 - 1, "USD").fits_column()
+    assert not Money(2**63, "USD").fits_column()

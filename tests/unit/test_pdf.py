@@ -53,7 +53,8 @@ def _invoice(customer: Customer, number: str, *, issue_date: date, total_minor: 
             line_number=1,
             description="Beratung: Straße, Çà, ñ",
             quantity_milli=2500,
-            unit_price_minor=40000,
+            unit_price_units=40000,
+            unit_price_scale=2,
             tax_minor=total_minor - 100000,
             amount_minor=total_minor,
         )

@@ -81,7 +81,8 @@ def _documents(script: str) -> dict[str, bytes]:
             line_number=1,
             description=description,
             quantity_milli=1000,
-            unit_price_minor=50000,
+            unit_price_units=50000,
+            unit_price_scale=2,
             tax_minor=0,
             amount_minor=50000,
         )
@@ -220,7 +221,8 @@ def test_emoji_print_without_blanking_the_rest_of_the_field():
             # 🫠 (Unicode 14) is in no installed font: it is left out, the rest prints
             description="Balloons 🎈 and melting faces 🫠 for the office",
             quantity_milli=1000,
-            unit_price_minor=1000,
+            unit_price_units=1000,
+            unit_price_scale=2,
             tax_minor=0,
             amount_minor=1000,
         )
