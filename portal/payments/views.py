@@ -12,6 +12,7 @@ from portal.db import utcnow
 from portal.errors import DomainError
 from portal.extensions import db, talisman
 from portal.i18n import current_locale
+from portal.inputs import row_id
 from portal.payments import receipt as receipts
 from portal.payments.forms import CheckPaymentForm, ChoosePaymentForm, PayForm, RemoveCardForm
 from portal.payments.gateway import is_enabled
@@ -215,7 +216,7 @@ def remove_card():  # type: ignore[no-untyped-def]
     if RemoveCardForm().validate_on_submit() and remove_saved_card(current_user, now=utcnow()):
         db.session.commit()
         flash(_("Your saved card was removed."), "success")
-    checkout_id = request.form.get("checkout", type=int)
+    checkout_id = row_id(request.form.get("checkout"))
     if checkout_id:
         return redirect(url_for("payments.card", checkout_id=checkout_id))
     return redirect(url_for("payments.choose"))

@@ -1,13 +1,12 @@
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from flask import Blueprint, redirect, render_template, session, url_for
 from flask_login import current_user
 
 from portal.customers.services import set_customer_locale
 from portal.db import utcnow
 from portal.extensions import db
+from portal.inputs import local_redirect_target
 from portal.site.forms import ChooseLanguageForm
 
 bp = Blueprint("site", __name__)
@@ -39,11 +38,5 @@ def choose_language():  # type: ignore[no-untyped-def]
 
 
 def _safe_next(target: str | None) -> str:
-    """Only a path on this site: never an open redirect."""
-    if target:
-        parts = urlsplit(target)
-        on_site = not parts.scheme and not parts.netloc and target.startswith("/")
-        # "//host" or "////host" is another site to a browser, whatever urlsplit says.
-        if on_site and not target.startswith("//") and "\\" not in target:
-            return target
-    return url_for("site.home")
+    """Only a path on this site: never an open redirect, never a broken header."""
+    return local_redirect_target(target) or url_for("site.home")
