@@ -18,10 +18,10 @@ def create_app(config: dict[str, Any] | None = None, env_name: str | None = None
         template_folder=str(PACKAGE_DIR / "templates"),
         static_folder=str(PACKAGE_DIR / "static"),
     )
-    from portal.inputs import Int64Converter
+    from portal.inputs import RowIdConverter
 
-    # Before any route is added: every `<int:…>` id in a URL then fits the database.
-    app.url_map.converters["int"] = Int64Converter
+    # Before any route is added: every `<int:…>` id in a URL then fits the key columns.
+    app.url_map.converters["int"] = RowIdConverter
     app.config.from_object(settings)
     if config:
         app.config.update(config)

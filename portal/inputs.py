@@ -2,8 +2,8 @@
 the database, a header or the arithmetic in a shape they cannot hold (a 500).
 
 Each kind of input has one gate here:
-- ids in URLs and forms: a 64-bit signed integer, the widest key SQLite and PostgreSQL
-  store (`Int64Converter` replaces Flask's `int` converter for every route);
+- ids in URLs and forms: at most 2**31-1, the largest value of the INTEGER key columns
+  on PostgreSQL (`RowIdConverter` replaces Flask's `int` converter for every route);
 - redirect targets taken from a request: a path on this site, printable, no CR/LF
   (`local_redirect_target`);
 - the Referer header, which Flask-WTF parses on HTTPS (`CSRFProtect` in `extensions`).
@@ -17,15 +17,17 @@ from urllib.parse import urlsplit
 
 from werkzeug.routing import IntegerConverter, Map
 
-# The largest BIGINT (PostgreSQL) and INTEGER (SQLite): a larger id names no row, and
-# SQLite's driver raises OverflowError on it rather than finding nothing.
-MAX_ROW_ID = 2**63 - 1
+# Our keys are INTEGER columns: 32 bits on PostgreSQL (64 on SQLite). A larger id names
+# no row, but the databases do not say "not found": PostgreSQL raises "integer out of
+# range" on the bound parameter (SQLAlchemy casts it to the column's type), and SQLite's
+# driver raises OverflowError beyond 64 bits. Either was a 500.
+MAX_ROW_ID = 2**31 - 1
 _MAX_ROW_ID_DIGITS = len(str(MAX_ROW_ID))
 
 
-class Int64Converter(IntegerConverter):
-    """Flask's `<int:…>`, bounded to 2**63-1 unless a route says less: a larger id is a
-    404, never a 500."""
+class RowIdConverter(IntegerConverter):
+    """Flask's `<int:…>`, bounded to MAX_ROW_ID unless a route says less: a larger id is
+    a 404, never a 500."""
 
     def __init__(
         self,

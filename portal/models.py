@@ -1,6 +1,6 @@
 """Import every model so that Alembic and `db.create_all` see the whole schema."""
 
-from portal.access.models import AccessLink
+from portal.access.models import AccessLink, LinkRequest
 from portal.audit.models import AuditEvent
 from portal.customers.models import Customer
 from portal.invoices.models import CreditNote, Invoice, InvoiceLine
@@ -30,6 +30,7 @@ __all__ = [
     "InvoiceLine",
     "JobRun",
     "JobSchedule",
+    "LinkRequest",
     "OutboxMessage",
     "Payment",
     "PaymentAccount",

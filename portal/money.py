@@ -50,11 +50,12 @@ def minor_unit_exponent(currency: str) -> int:
     return int(get_currency_precision(normalize_currency(currency)))
 
 
-# The largest amount anything here accepts: under 10**15 major units (a quadrillion).
-# Times 1000 (three-decimal currencies) it still fits a 64-bit minor-unit column, and
-# every step of the arithmetic stays within Decimal's default 28 digits, so a 32-digit
-# amount typed into a form is refused as an amount, not a crash (an InvalidOperation).
+# The largest amount anything here accepts: 10**15 major units (a quadrillion). Times
+# 1000 (three-decimal currencies) it still fits a 64-bit minor-unit column, and every
+# step of the arithmetic stays within Decimal's default 28 digits, so a 32-digit amount
+# typed into a form is refused as an amount, not a crash (an InvalidOperation).
 MAX_MAJOR_DIGITS = 15
+MAX_MAJOR = Decimal(10) ** MAX_MAJOR_DIGITS
 MAX_AMOUNT_TEXT = 64  # characters: longer text is not an amount anyone typed
 MAX_MINOR = 2**63 - 1  # BIGINT: the widest integer column of SQLite and PostgreSQL
 
@@ -62,13 +63,13 @@ MAX_MINOR = 2**63 - 1  # BIGINT: the widest integer column of SQLite and Postgre
 def _check_magnitude(value: Decimal, shown: object) -> None:
     if not value.is_finite():
         raise InvalidAmount(f"{shown!r} is not a finite number")
-    if value != 0 and value.adjusted() >= MAX_MAJOR_DIGITS:
+    if abs(value) > MAX_MAJOR:
         raise InvalidAmount(f"{shown!r} is too large an amount")
 
 
 def parse_decimal(text: str) -> Decimal:
     """Parse a plain decimal string ("12", "12.5", "-3.25"); no floats, exponents or NaN,
-    nothing of 10**15 or more (MAX_MAJOR_DIGITS) and no more than 64 characters."""
+    nothing beyond ±10**15 (MAX_MAJOR) and no more than 64 characters."""
     cleaned = (text or "").strip()
     if not cleaned:
         raise InvalidAmount("an amount is required")

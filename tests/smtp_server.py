@@ -47,7 +47,8 @@ class SmtpFixture:
 @pytest.fixture
 def smtp_server() -> Iterator[SmtpFixture]:
     handler = RecordingHandler()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    # SMTPUTF8, as Postfix and Exim offer: customers' addresses may hold any letter (RFC 6531).
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port(), enable_SMTPUTF8=True)
     controller.start()
     try:
         yield SmtpFixture(handler, controller.port)

@@ -21,7 +21,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from portal.config import SUPPORTED_LOCALES
 from portal.errors import DomainError
-from portal.money import MAX_MAJOR_DIGITS, UnknownCurrency, normalize_currency
+from portal.money import MAX_MAJOR, UnknownCurrency, normalize_currency
 
 # Columns holding amounts or counts are 32-bit integers on PostgreSQL.
 MAX_DB_INT = 2**31 - 1
@@ -236,13 +236,13 @@ def parse_decimal_text(text: str) -> Decimal:
 
 def _bounded_amount(text: str) -> Decimal:
     value = parse_decimal_text(text)
-    if value != 0 and value.adjusted() >= MAX_MAJOR_DIGITS:
-        raise BadValue(f"is too large (at most {MAX_MAJOR_DIGITS} digits before the point)")
+    if abs(value) > MAX_MAJOR:
+        raise BadValue(f"is too large (at most {MAX_MAJOR:,})")
     return value
 
 
 def parse_amount(text: str) -> Decimal:
-    """An amount in major units that is zero or more, below 10**15 (money.MAX_MAJOR_DIGITS)."""
+    """An amount in major units that is zero or more, at most 10**15 (money.MAX_MAJOR)."""
     value = _bounded_amount(text)
     if value < 0:
         raise BadValue("must not be negative")

@@ -38,6 +38,19 @@ def _schedule_collection_emails(now: datetime, runner: str) -> str:
     return report.summary()
 
 
+def _match_link_requests(now: datetime, runner: str) -> str:
+    from portal.access.services import match_link_requests
+    from portal.extensions import db
+
+    counts = match_link_requests(
+        now=now,
+        ttl=timedelta(days=current_app.config["ACCESS_LINK_TTL_DAYS"]),
+        base_url=current_app.config["PORTAL_BASE_URL"],
+    )
+    db.session.commit()
+    return ", ".join(f"{count} {outcome}" for outcome, count in counts.items())
+
+
 def _apply_webhooks(now: datetime, runner: str) -> str:
     from portal.payments.inbox import apply_all_pending
 
@@ -58,6 +71,13 @@ def sender_from_config():  # type: ignore[no-untyped-def]
 JOBS: dict[str, Job] = {
     job.kind: job
     for job in (
+        # Before delivery, so that one pass answers a lost-link request.
+        Job(
+            "match_link_requests",
+            timedelta(minutes=1),
+            _match_link_requests,
+            "match lost-link requests to customers and queue their links",
+        ),
         Job(
             "schedule_emails",
             timedelta(minutes=15),

@@ -24,12 +24,14 @@ NOON = datetime(2026, 11, 23, 17, 0, tzinfo=UTC)
 def test_run_logs_every_job_and_reschedules_it(db_session):
     outcomes = run_jobs(now=NOON, runner="r1")
     assert {o.kind: o.outcome for o in outcomes} == {
+        "match_link_requests": "ok",
         "schedule_emails": "ok",
         "deliver_email": "ok",
         "apply_webhooks": "ok",
     }
     runs = db.session.scalars(select(JobRun).order_by(JobRun.id)).all()
     assert [(r.kind, r.outcome, r.runner) for r in runs] == [
+        ("match_link_requests", "ok", "r1"),
         ("schedule_emails", "ok", "r1"),
         ("deliver_email", "ok", "r1"),
         ("apply_webhooks", "ok", "r1"),
@@ -66,6 +68,7 @@ def test_job_held_by_a_live_runner_is_not_run_again(db_session):
         assert by_kind == {SQLITE_RUNNER_LOCK: "skipped"}  # the single-runner lock
     else:
         assert by_kind == {
+            "match_link_requests": "ok",
             "schedule_emails": "ok",
             "deliver_email": "skipped",
             "apply_webhooks": "ok",
@@ -88,11 +91,12 @@ def test_a_failing_job_is_logged_and_the_runner_goes_on(db_session, app, monkeyp
     )
     outcomes = run_jobs(now=NOON, runner="r1")
     assert [(o.kind, o.outcome) for o in outcomes] == [
+        ("match_link_requests", "ok"),
         ("schedule_emails", "error"),
         ("deliver_email", "ok"),
         ("apply_webhooks", "ok"),
     ]
-    assert "RuntimeError: boom" in outcomes[0].detail
+    assert "RuntimeError: boom" in outcomes[1].detail
 
 
 def test_concurrent_runners_send_each_email_exactly_once_on_postgres(app, smtp_server):
