@@ -148,6 +148,13 @@ class LiveServer:
             db.session.commit()
         return f"{self.url}/l/{token}"
 
+    def run_lost_link_job(self) -> None:
+        """What the worker does with lost-link requests (`match_link_requests`)."""
+        with self.app.app_context():
+            from portal.jobs.runner import run_jobs
+
+            run_jobs(now=utcnow(), runner="e2e", only="match_link_requests", force=True)
+
     def emails_to(self, address: str) -> list[str]:
         """The plain-text bodies of the emails queued for this address, oldest first; those
         written only when sent (receipts) as the runner will write them."""
