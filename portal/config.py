@@ -111,6 +111,12 @@ class Config:
     # per-currency exceptions ("JPY=100,KWD=0.5"); paying everything is always allowed.
     PAYMENT_MINIMUM = os.environ.get("PAYMENT_MINIMUM", "1.00")
     PAYMENT_MINIMUMS = os.environ.get("PAYMENT_MINIMUMS", "")
+    # Card testing (README, "Card testing"): opening checkouts, card pages and charges
+    # share one budget per session and per account, and a larger one per IP (an office
+    # shares its address); declined attempts per customer in 24 hours are capped.
+    CARD_RATE_LIMIT = os.environ.get("CARD_RATE_LIMIT", "10 per minute; 40 per hour")
+    CARD_RATE_LIMIT_PER_IP = os.environ.get("CARD_RATE_LIMIT_PER_IP", "30 per minute; 200 per hour")
+    CARD_FAILURES_PER_DAY = _env_int("CARD_FAILURES_PER_DAY", 5)
 
 
 class DevelopmentConfig(Config):

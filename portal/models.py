@@ -7,6 +7,7 @@ from portal.invoices.models import CreditNote, Invoice, InvoiceLine
 from portal.jobs.models import JobRun, JobSchedule
 from portal.notifications.models import EmailOptOut, OutboxMessage, ReminderStep
 from portal.payments.models import (
+    CardFailure,
     Checkout,
     CheckoutInvoice,
     Payment,
@@ -21,6 +22,7 @@ from portal.payments.models import (
 __all__ = [
     "AccessLink",
     "AuditEvent",
+    "CardFailure",
     "Checkout",
     "CheckoutInvoice",
     "CreditNote",

@@ -14,6 +14,7 @@ from portal.extensions import db, talisman
 from portal.i18n import current_locale
 from portal.inputs import row_id
 from portal.payments import receipt as receipts
+from portal.payments.card_testing import limit_card_actions
 from portal.payments.forms import CheckPaymentForm, ChoosePaymentForm, PayForm, RemoveCardForm
 from portal.payments.gateway import is_enabled
 from portal.payments.inventory import card_page_script_tags
@@ -90,6 +91,7 @@ def choose():  # type: ignore[no-untyped-def]
 
 @bp.post("/pay")
 @login_required
+@limit_card_actions
 def start():  # type: ignore[no-untyped-def]
     form = ChoosePaymentForm()
     if form.validate_on_submit():
@@ -111,6 +113,7 @@ def start():  # type: ignore[no-untyped-def]
 
 @bp.get("/pay/<int:checkout_id>")
 @login_required
+@limit_card_actions
 @talisman(content_security_policy=CARD_PAGE_CSP, content_security_policy_nonce_in=["script-src"])
 def card(checkout_id: int):  # type: ignore[no-untyped-def]
     checkout = _checkout_or_404(checkout_id)
@@ -140,6 +143,7 @@ def card(checkout_id: int):  # type: ignore[no-untyped-def]
 
 @bp.post("/pay/<int:checkout_id>/confirm")
 @login_required
+@limit_card_actions
 def confirm(checkout_id: int):  # type: ignore[no-untyped-def]
     checkout = _checkout_or_404(checkout_id)
     form = PayForm()
