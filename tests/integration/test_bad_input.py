@@ -189,3 +189,17 @@ def test_a_good_referer_on_https_still_passes(client):
         headers={"Referer": f"{https}/"},
     )
     assert response.status_code == 302
+
+
+def test_a_host_with_a_non_numeric_port_on_https_is_a_refused_form(client):
+    # Flask-WTF builds the expected origin from the Host (or X-Forwarded-Host behind
+    # PROXY_FIX) and parses it the same way: the same kind of input as the Referer.
+    https = "https://portal.example.test"
+    page = client.get("/", base_url=https)
+    response = client.post(
+        "/language",
+        base_url=https,
+        data={"csrf_token": csrf_token_from(page.text), "locale": "de", "next": "/"},
+        headers={"Referer": f"{https}/", "Host": "portal.example.test:abc"},
+    )
+    assert response.status_code == 400
