@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from flask import current_app, session
 from flask_babel import lazy_gettext as _l
@@ -81,9 +81,10 @@ _LIMITS = (
 
 def limit_card_actions(view: F) -> F:
     """One shared budget, per session, account and IP, for every page that reaches Stripe."""
+    limited: Callable[..., Any] = view
     for limit in _LIMITS:
-        view = limit(view)
-    return view
+        limited = limit(limited)
+    return cast(F, limited)
 
 
 # --- failed attempts ----------------------------------------------------------------------
