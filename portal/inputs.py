@@ -6,7 +6,9 @@ Each kind of input has one gate here:
   on PostgreSQL (`RowIdConverter` replaces Flask's `int` converter for every route);
 - redirect targets taken from a request: a path on this site, printable, no CR/LF
   (`local_redirect_target`);
-- the Referer header, which Flask-WTF parses on HTTPS (`CSRFProtect` in `extensions`).
+- the Referer header, which Flask-WTF parses on HTTPS (`CSRFProtect` in `extensions`);
+- NUL characters anywhere in the path, query or form: PostgreSQL's text cannot hold one
+  (psycopg raises DataError), and no person types one (`refuse_nul_characters`).
 Amounts have theirs in `portal.money.parse_decimal`.
 """
 
@@ -15,6 +17,8 @@ from __future__ import annotations
 import unicodedata
 from urllib.parse import urlsplit
 
+from flask import Flask, abort, request
+from werkzeug.datastructures import MultiDict
 from werkzeug.routing import IntegerConverter, Map
 
 # Our keys are INTEGER columns: 32 bits on PostgreSQL (64 on SQLite). A larger id names
@@ -69,3 +73,21 @@ def local_redirect_target(target: str | None) -> str | None:
     if parts.scheme or parts.netloc:
         return None
     return target
+
+
+def _holds_nul(pairs: MultiDict[str, str]) -> bool:
+    return any("\x00" in key or "\x00" in value for key, value in pairs.items(multi=True))
+
+
+def refuse_nul_characters() -> None:
+    """400 for a request whose path, query or form holds a NUL, before any view reads it."""
+    if "\x00" in request.path or _holds_nul(request.args):
+        abort(400)
+    if request.method in ("POST", "PUT", "PATCH") and _holds_nul(request.form):
+        abort(400)
+
+
+def init_inputs(app: Flask) -> None:
+    """Route ids bounded, and the request-wide gates run before anything else."""
+    app.url_map.converters["int"] = RowIdConverter
+    app.before_request(refuse_nul_characters)

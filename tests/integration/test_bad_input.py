@@ -126,7 +126,7 @@ def test_a_32_digit_amount_on_the_pay_form_is_explained_and_writes_nothing(
         "/account\r\nSet-Cookie: x=1",
         "/account\nX: y",
         "/a\rb",
-        "/a\x00b",
+        "/a\x01b",
         "/a\tb",
         "/a\u2028b",
         "//evil.example",
@@ -203,3 +203,33 @@ def test_a_host_with_a_non_numeric_port_on_https_is_a_refused_form(client):
         headers={"Referer": f"{https}/", "Host": "portal.example.test:abc"},
     )
     assert response.status_code == 400
+
+
+# --- NUL characters: PostgreSQL text cannot hold one ---------------------------------------------
+@pytest.mark.parametrize(
+    "path", ["/invoices/%00", "/invoices/a%00b/pdf", "/l/%00", "/account?x=%00", "/?%00=1"]
+)
+def test_a_nul_in_the_path_or_query_is_a_bad_request(client, path):
+    login_as(client, make_customer())
+    assert client.get(path).status_code == 400
+
+
+def test_a_nul_in_a_form_field_is_a_bad_request_and_writes_nothing(client):
+    from portal.access.models import LinkRequest
+
+    page = client.get("/link/new")
+    response = client.post(
+        "/link/new",
+        data={
+            "csrf_token": csrf_token_from(page.text),
+            "account_number": "ACC\x001",
+            "email": "a@example.com",
+        },
+    )
+    assert response.status_code == 400
+    assert "This request could not be understood" in response.text
+    assert _count(LinkRequest) == 0
+
+
+def test_a_redirect_target_with_a_nul_is_refused():
+    assert local_redirect_target("/a\x00b") is None

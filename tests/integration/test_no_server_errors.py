@@ -72,6 +72,8 @@ nasty_text = st.one_of(
             "//evil.example",
             "josé@exämple.com",
             "JOSÉ@EXAMPLE.COM",
+            "a\x00b",
+            "\x00",
             "NaN",
             "Infinity",
             "1e400",
