@@ -82,7 +82,9 @@ lint: install ## ruff (check and format) and mypy strict on the money rules
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy portal/money.py portal/payments/policy.py portal/notifications/policy.py \
-		portal/payments/inbox.py portal/imports portal/demo
+		portal/payments/inbox.py portal/payments/ledger.py portal/payments/locks.py portal/payments/deferred.py \
+		portal/payments/checkouts.py portal/payments/errors.py portal/jobs/webhook_worker.py \
+		portal/imports portal/demo
 
 format: install ## Format the code
 	$(BIN)/ruff format .

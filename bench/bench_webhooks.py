@@ -43,8 +43,8 @@ from portal.customers.models import Customer
 from portal.db import utcnow
 from portal.extensions import db
 from portal.invoices.models import Invoice, InvoiceLine
+from portal.jobs.webhook_worker import apply_as_they_arrive
 from portal.notifications.models import OutboxMessage
-from portal.payments.inbox import apply_as_they_arrive
 from portal.payments.models import (
     Checkout,
     CheckoutInvoice,

@@ -155,7 +155,7 @@ def _apply_webhooks_until(deadline: float) -> None:
     """Between two passes, apply Stripe's events as they arrive."""
     import time
 
-    from portal.payments.inbox import apply_as_they_arrive
+    from portal.jobs.webhook_worker import apply_as_they_arrive
 
     apply_as_they_arrive(
         lambda: deadline - time.monotonic(),

@@ -52,7 +52,7 @@ def _match_link_requests(now: datetime, runner: str) -> str:
 
 
 def _apply_webhooks(now: datetime, runner: str) -> str:
-    from portal.payments.inbox import apply_all_pending
+    from portal.jobs.webhook_worker import apply_all_pending
 
     return f"{apply_all_pending(now=now)} webhook events applied"
 

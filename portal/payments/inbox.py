@@ -13,44 +13,47 @@ LOCKED, so appliers take disjoint batches. A batch is applied in one transaction
 also records each event's outcome, so an event is applied and marked together or not
 at all, and never twice. The batch takes the customers' payment-account locks in
 ascending order, then the checkouts' in ascending order: the order of a single payment
-(see `portal.payments.services`), so no lock cycle is possible. What applying an event
-means is unchanged from a single payment: `services.apply_intent`, which never moves a
-checkout backwards, and `services.Ledger`, which records a PaymentIntent once.
+(see `portal.payments.locks`), so no lock cycle is possible. What applying an event
+means is unchanged from a single payment: `checkouts.apply_intent`, which never moves a
+checkout backwards, and `ledger.Ledger`, which records a PaymentIntent once.
 
 A batch that raises is retried one event at a time, each in a savepoint, so one bad
 event cannot hold the others back; an event that raises MAX_ATTEMPTS times is marked
 FAILED and logged for staff.
 
-On SQLite (development) the claim first takes the database's single writer lock.
+On SQLite (development) the claim first takes the database's single writer lock. The
+worker's loop, which commits each batch, is `portal.jobs.webhook_worker`.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-import psycopg
-from flask import current_app
-from sqlalchemy import URL, bindparam, func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import joinedload, selectinload
 
 from portal.audit.services import record_event
-from portal.db import utcnow
 from portal.extensions import db
+from portal.payments.checkouts import (
+    METADATA_CHECKOUT,
+    METADATA_CUSTOMER,
+    apply_intent,
+    cards_to_detach,
+)
+from portal.payments.deferred import NOTIFY_CHANNEL, waiting_for_payment
 from portal.payments.gateway import (
     ChargeRefunds,
     GatewayEvent,
     IntentResult,
-    gateway_from_config,
-    is_enabled,
 )
+from portal.payments.ledger import Ledger, record_stripe_refunds
+from portal.payments.locks import has_row_locks, lock_accounts, lock_checkouts, take_writer_lock
 from portal.payments.models import (
     Checkout,
     CheckoutStatus,
@@ -61,15 +64,6 @@ from portal.payments.models import (
     WebhookOutcome,
 )
 from portal.payments.policy import Overpayment
-from portal.payments.services import (
-    METADATA_CHECKOUT,
-    METADATA_CUSTOMER,
-    Ledger,
-    apply_intent,
-    cards_to_detach,
-    detach_cards,
-    record_stripe_refunds,
-)
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +79,6 @@ RELEVANT_EVENTS = frozenset(
 )
 BATCH_SIZE = 200
 MAX_ATTEMPTS = 5
-NOTIFY_CHANNEL = "portal_webhook_events"
 
 
 class Receipt(StrEnum):
@@ -147,11 +140,14 @@ _PENDING = (
     .limit(bindparam("limit"))
 )
 _ANY_PENDING = select(_events.c.id).where(_events.c.outcome == WebhookOutcome.PENDING).limit(1)
-_CLAIM = {"postgresql": _PENDING.with_for_update(skip_locked=True), "sqlite": _PENDING}
-# SQLite has no row locks: a write takes the one writer lock before the rows are read.
-_TAKE_SQLITE_WRITER_LOCK = (
-    update(_events).where(_events.c.id == -1).values(attempts=_events.c.attempts)
-)
+
+
+def has_pending_events() -> bool:
+    """Whether any stored event waits to be applied (one indexed read, no lock)."""
+    return db.session.scalar(_ANY_PENDING) is not None
+
+
+_CLAIM_SKIP_LOCKED = _PENDING.with_for_update(skip_locked=True)
 _FINISH = (
     update(_events)
     .where(_events.c.id == bindparam("row"))
@@ -182,6 +178,7 @@ class _Result:
     checkout_id: int | None = None
     error: str | None = None
     detach: tuple[str, ...] = ()  # cards to detach once the batch is committed
+    waits_for: str | None = None  # DEFERRED: what the event waits for
 
 
 @dataclass(frozen=True)
@@ -197,10 +194,9 @@ class Batch:
 def apply_pending_events(*, now: datetime, limit: int = BATCH_SIZE) -> Batch:
     """Claim and apply up to `limit` pending events in the caller's transaction, which
     the caller commits; nothing claimed means nothing is left to do."""
-    dialect = db.session.get_bind().dialect.name
-    if dialect == "sqlite":
-        db.session.execute(_TAKE_SQLITE_WRITER_LOCK)
-    rows = db.session.execute(_CLAIM[dialect], {"limit": limit}).all()
+    take_writer_lock()
+    claim = _CLAIM_SKIP_LOCKED if has_row_locks() else _PENDING
+    rows = db.session.execute(claim, {"limit": limit}).all()
     if not rows:
         return Batch(0, [])
     pending = [_pending(*row) for row in rows]
@@ -217,27 +213,6 @@ def apply_pending_events(*, now: datetime, limit: int = BATCH_SIZE) -> Batch:
     return Batch(len(pending), [card for result in results.values() for card in result.detach])
 
 
-def apply_all_pending(*, now: datetime, max_batches: int = 50) -> int:
-    """Apply pending events batch after batch, committing each, until none is left (or
-    `max_batches` were applied, so that a steady stream does not starve the other jobs)."""
-    anything = db.session.scalar(_ANY_PENDING) is not None
-    # End the read before claiming: on SQLite a read transaction that then writes can be
-    # refused at once ("database is locked") when a web process is committing.
-    db.session.commit()
-    if not anything:
-        return 0  # and on SQLite, no writer lock taken for nothing
-    total = 0
-    for _ in range(max_batches):
-        batch = apply_pending_events(now=now)
-        db.session.commit()
-        if not batch.claimed:
-            break
-        total += batch.claimed
-        if batch.detach and is_enabled(current_app.config):
-            detach_cards(gateway_from_config(current_app.config), batch.detach)
-    return total
-
-
 def _pending(row: int, event_id: str, type_: str, payload: Any, attempts: int) -> _Pending:
     data = (payload or {}).get("data") or {}
     created = int((payload or {}).get("created") or 0)
@@ -246,6 +221,15 @@ def _pending(row: int, event_id: str, type_: str, payload: Any, attempts: int) -
 
 
 def _finish_parameters(event: _Pending, result: _Result, *, now: datetime) -> dict[str, Any]:
+    if result.outcome == WebhookOutcome.DEFERRED:  # kept, not tried: no attempt counted
+        return {
+            "row": event.row,
+            "outcome": WebhookOutcome.DEFERRED,
+            "checkout": None,
+            "tries": event.attempts,
+            "error": result.waits_for,
+            "done": None,
+        }
     if result.error is None:
         return {
             "row": event.row,
@@ -282,10 +266,9 @@ def _apply_batch(events: Sequence[_Pending], *, now: datetime) -> dict[int, _Res
     """Lock what the events touch, in the one lock order, then apply them in turn."""
     wanted = {event.row: _checkout_id_for(event.intent) for event in events}
     refunded = _refunded_payments(events)
-    accounts = _lock_accounts(
-        _claimed_customers(events) | {p.customer_id for p in refunded.values()}
-    )
-    checkouts = _lock_checkouts({c for c in wanted.values() if c is not None})
+    locked = _claimed_customers(events) | {p.customer_id for p in refunded.values()}
+    accounts = lock_accounts(locked)
+    checkouts = lock_checkouts({c for c in wanted.values() if c is not None})
     ledger = Ledger(now=now)
     ledger.prefetch(
         [
@@ -308,6 +291,13 @@ def _apply_batch(events: Sequence[_Pending], *, now: datetime) -> dict[int, _Res
     for event in events:
         if event.refunds is not None:
             payment = refunded.get(event.refunds.payment_intent_id or "")
+            if payment is not None and payment.customer_id not in locked:
+                # Committed by another worker since the first read: its customer is not
+                # locked, and locking now would break the lock order. Kept; the worker
+                # wakes it once this batch is committed (`deferred.wake_deferred_events`).
+                waits_for = waiting_for_payment(payment.reference)
+                results[event.row] = _Result(WebhookOutcome.DEFERRED, waits_for=waits_for)
+                continue
             results[event.row] = _apply_refunds(event.refunds, payment, now=now)
         elif event.intent is None:
             results[event.row] = _Result(WebhookOutcome.IGNORED)
@@ -330,9 +320,19 @@ def _refunded_payments(events: Iterable[_Pending]) -> dict[str, Payment]:
 
 
 def _apply_refunds(state: ChargeRefunds, payment: Payment | None, *, now: datetime) -> _Result:
-    """A charge was refunded at Stripe: the ledger records what it does not know yet."""
+    """A charge was refunded at Stripe: the ledger records what it does not know yet.
+
+    A refund of a payment not recorded (yet) is deferred, never dropped: the payment's
+    own event may come later, or be in a batch another worker has not committed
+    (`portal.payments.deferred`). A charge without a PaymentIntent is not ours.
+    """
     if payment is None:
-        return _Result(WebhookOutcome.IGNORED)  # not a payment of ours
+        if not state.payment_intent_id:
+            return _Result(WebhookOutcome.IGNORED)
+        log.info("refund of %s kept until its payment is recorded", state.payment_intent_id)
+        return _Result(
+            WebhookOutcome.DEFERRED, waits_for=waiting_for_payment(state.payment_intent_id)
+        )
     if state.refunded.currency != payment.currency:
         log.error("refunds of %s are in %s", payment.reference, state.refunded.currency)
         return _Result(WebhookOutcome.REJECTED, payment.checkout_id)
@@ -395,7 +395,7 @@ def _apply_one(
     if not changed:
         return _Result(WebhookOutcome.IGNORED, checkout.id)
     # The webhook settled the charge (the customer left during 3-D Secure, say): its
-    # card goes as it would on the customer's own pages (`services.cards_to_detach`).
+    # card goes as it would on the customer's own pages (`checkouts.cards_to_detach`).
     settled = was_in_flight and not checkout.state.is_in_flight
     succeeded = checkout.state == CheckoutStatus.SUCCEEDED
     detach = cards_to_detach(checkout, saved, succeeded=succeeded) if settled else []
@@ -418,37 +418,6 @@ def _checkout_id_for(intent: IntentResult | None) -> int | None:
     return db.session.scalar(select(Checkout.id).where(Checkout.payment_intent_id == intent.id))
 
 
-def _lock_accounts(customer_ids: set[int]) -> dict[int, PaymentAccount]:
-    """Lock 1, for several customers: ascending, as two batches must agree on the order."""
-    if not customer_ids:
-        return {}
-    query = (
-        select(PaymentAccount)
-        .where(PaymentAccount.customer_id.in_(sorted(customer_ids)))
-        .order_by(PaymentAccount.customer_id)
-        .execution_options(populate_existing=True)
-    )
-    if db.session.get_bind().dialect.name != "sqlite":  # SQLite: the claim took the writer lock
-        query = query.with_for_update()
-    return {account.customer_id: account for account in db.session.scalars(query)}
-
-
-def _lock_checkouts(checkout_ids: set[int]) -> dict[int, Checkout]:
-    """Lock 2, for several checkouts: ascending, each read afresh with what applying needs."""
-    if not checkout_ids:
-        return {}
-    query = (
-        select(Checkout)
-        .where(Checkout.id.in_(sorted(checkout_ids)))
-        .order_by(Checkout.id)
-        .options(joinedload(Checkout.customer, innerjoin=True), selectinload(Checkout.invoices))
-        .execution_options(populate_existing=True)
-    )
-    if db.session.get_bind().dialect.name != "sqlite":
-        query = query.with_for_update(of=Checkout)
-    return {checkout.id: checkout for checkout in db.session.scalars(query).unique()}
-
-
 def _intent_matches(checkout: Checkout, account: PaymentAccount, intent: IntentResult) -> bool:
     """Credit nothing that is not exactly what we asked for, from whom we asked it."""
     return (
@@ -457,86 +426,3 @@ def _intent_matches(checkout: Checkout, account: PaymentAccount, intent: IntentR
         and intent.metadata.get(METADATA_CUSTOMER) == str(checkout.customer_id)
         and intent.customer_id == account.stripe_customer_id
     )
-
-
-# --- waiting for events ----------------------------------------------------------------------
-def apply_as_they_arrive(
-    keep_going: Callable[[], float],
-    *,
-    poll_seconds: float,
-    report: Callable[[int], None] = lambda applied: None,
-) -> None:
-    """The worker's loop between its timed jobs: wait for events, apply them, repeat.
-
-    `keep_going()` gives the seconds left (0 or less stops the loop). Needs an app context.
-    """
-    waiter = EventWaiter(db.engine.url, poll_seconds=poll_seconds)
-    try:
-        while (left := keep_going()) > 0:
-            waiter.wait(left)
-            try:
-                applied = apply_all_pending(now=utcnow())
-            except Exception:  # the database went away, say: log, and try again later
-                log.exception("applying webhook events failed; retrying")
-                db.session.rollback()
-                time.sleep(min(poll_seconds, left))
-                continue
-            if applied:
-                report(applied)
-    finally:
-        waiter.close()
-        db.session.remove()
-
-
-class EventWaiter:
-    """Lets the worker sleep until an event is stored (PostgreSQL LISTEN), or poll (SQLite).
-
-    A lost LISTEN connection (PostgreSQL restarted, say) is opened again; until it is,
-    the waiter polls. After each reconnection it returns at once: events may have been
-    stored while nobody was listening.
-    """
-
-    def __init__(self, database_url: URL, *, poll_seconds: float) -> None:
-        self.poll_seconds = poll_seconds
-        self._connection: psycopg.Connection[Any] | None = None
-        self._conninfo: str | None = None
-        if database_url.get_backend_name() == "postgresql":
-            self._conninfo = database_url.set(drivername="postgresql").render_as_string(
-                hide_password=False
-            )
-            self._listen()
-
-    def _listen(self) -> None:
-        try:
-            connection = psycopg.connect(str(self._conninfo), autocommit=True, connect_timeout=5)
-            connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
-        except psycopg.OperationalError:
-            log.warning("cannot LISTEN for webhook events yet; polling meanwhile")
-            self._connection = None
-            return
-        self._connection = connection
-
-    def wait(self, seconds: float) -> None:
-        """Return when an event may be pending, or after `seconds` at most."""
-        if self._conninfo is None:
-            time.sleep(min(seconds, self.poll_seconds))
-            return
-        if self._connection is None or self._connection.closed:
-            self._listen()
-            if self._connection is None:
-                time.sleep(min(seconds, self.poll_seconds))
-            return
-        try:
-            for _ in self._connection.notifies(timeout=seconds, stop_after=1):
-                pass
-            # Several events may have committed meanwhile: one pass applies them all.
-            for _ in self._connection.notifies(timeout=0):
-                pass
-        except psycopg.OperationalError:
-            log.warning("lost the LISTEN connection for webhook events; listening again")
-            self._connection.close()
-            self._connection = None
-
-    def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()

@@ -360,6 +360,9 @@ class WebhookOutcome(StrEnum):
     IGNORED = "ignored"  # not ours, not a type we act on, or nothing new (already recorded)
     REJECTED = "rejected"  # ours, but its amount, currency or metadata disagree: staff look
     FAILED = "failed"  # applying it raised MAX_ATTEMPTS times: a bug for staff to look at
+    # about a payment not recorded yet (Stripe does not promise order): kept, with what it
+    # waits for in `last_error`, and pending again once that payment is recorded
+    DEFERRED = "deferred"
 
 
 class WebhookEvent(db.Model):
@@ -369,21 +372,32 @@ class WebhookEvent(db.Model):
     __tablename__ = "webhook_events"
     __table_args__ = (
         CheckConstraint(
-            "outcome IN ('pending', 'applied', 'ignored', 'rejected', 'failed')",
+            "outcome IN ('pending', 'applied', 'ignored', 'rejected', 'failed', 'deferred')",
             name="outcome_known",
         ),
         CheckConstraint("attempts >= 0", name="attempts_not_negative"),
-        # Pending until processed, and a pending event carries what applying it needs.
+        # Pending (or deferred) until processed, carrying what applying it needs.
         CheckConstraint(
-            "(outcome = 'pending') = (processed_at IS NULL)", name="pending_until_processed"
+            "(outcome IN ('pending', 'deferred')) = (processed_at IS NULL)",
+            name="pending_until_processed",
         ),
-        CheckConstraint("outcome <> 'pending' OR payload IS NOT NULL", name="pending_has_payload"),
+        CheckConstraint(
+            "outcome NOT IN ('pending', 'deferred') OR payload IS NOT NULL",
+            name="pending_has_payload",
+        ),
         # The applier's queue: only the pending rows, oldest first.
         Index(
             "ix_webhook_events_pending",
             "id",
             postgresql_where=text("outcome = 'pending'"),
             sqlite_where=text("outcome = 'pending'"),
+        ),
+        # The events waiting for a payment, by the PaymentIntent they wait for.
+        Index(
+            "ix_webhook_events_deferred",
+            "payment_intent_id",
+            postgresql_where=text("outcome = 'deferred'"),
+            sqlite_where=text("outcome = 'deferred'"),
         ),
     )
 
@@ -396,6 +410,6 @@ class WebhookEvent(db.Model):
     # What applying needs of the event's PaymentIntent, never card data (`GatewayEvent.kept`).
     payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     attempts: Mapped[int] = mapped_column(default=0, server_default="0")
-    last_error: Mapped[str | None] = mapped_column(String(200))
+    last_error: Mapped[str | None] = mapped_column(String(200))  # or, deferred: what it waits for
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -15,6 +15,13 @@ from portal.i18n import current_locale
 from portal.inputs import row_id
 from portal.payments import receipt as receipts
 from portal.payments.card_testing import limit_card_actions
+from portal.payments.errors import (
+    CheckoutNotOpen,
+    InvalidPaymentAmount,
+    PaymentsUnavailable,
+    card_form_messages,
+    decline_message,
+)
 from portal.payments.forms import CheckPaymentForm, ChoosePaymentForm, PayForm, RemoveCardForm
 from portal.payments.gateway import is_enabled
 from portal.payments.inventory import card_page_script_tags
@@ -26,13 +33,8 @@ from portal.payments.queries import (
     payable_items,
 )
 from portal.payments.services import (
-    CheckoutNotOpen,
-    InvalidPaymentAmount,
-    PaymentsUnavailable,
     authentication_secret,
     begin_charge,
-    card_form_messages,
-    decline_message,
     finish_charge,
     payment_minimum,
     prepare_card_form,

@@ -63,7 +63,7 @@ def shop(live_server: LiveServer, localstripe) -> Iterator[LiveServer]:
 
 
 def _worker(app, stop: threading.Event) -> None:
-    from portal.payments.inbox import apply_as_they_arrive
+    from portal.jobs.webhook_worker import apply_as_they_arrive
 
     with app.app_context():
         apply_as_they_arrive(lambda: 0 if stop.is_set() else 1, poll_seconds=0.1)

@@ -14,9 +14,10 @@ from sqlalchemy import select
 
 from portal.db import utcnow
 from portal.extensions import db
+from portal.payments.errors import decline_message
 from portal.payments.gateway import GatewayEvent
 from portal.payments.models import Checkout, CheckoutStatus, Payment
-from portal.payments.services import decline_message, start_checkout
+from portal.payments.services import start_checkout
 from tests.factories import make_customer, make_invoice
 from tests.stripe_journeys import (
     CARD_DECLINED_AT_PAYMENT,

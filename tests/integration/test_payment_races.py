@@ -7,6 +7,8 @@ database, so committed rows never meet the other tests' rolled-back ones.
 
 from __future__ import annotations
 
+import json
+import random
 import re
 import threading
 import time
@@ -25,10 +27,13 @@ from portal import create_app
 from portal.customers.models import Customer
 from portal.db import utcnow
 from portal.extensions import db
+from portal.invoices.models import Invoice
 from portal.invoices.queries import invoice_balance
+from portal.jobs.webhook_worker import apply_all_pending
 from portal.money import Money
 from portal.notifications.models import OutboxMessage
-from portal.payments.inbox import apply_all_pending, apply_pending_events, receive_event
+from portal.payments import inbox
+from portal.payments.inbox import apply_pending_events, receive_event
 from portal.payments.models import (
     Checkout,
     CheckoutStatus,
@@ -43,7 +48,7 @@ from tests.factories import (
     make_customer,
     make_invoice,
 )
-from tests.stripe_journeys import CARD_3DS, event_body, signature, succeeded_event
+from tests.stripe_journeys import CARD_3DS, event_body, pay, signature, succeeded_event
 
 pytest_plugins = ["tests.stripe_server"]
 
@@ -347,3 +352,190 @@ def test_several_workers_apply_each_event_exactly_once(race_app):
             )
         )
         assert receipts == 120
+
+
+# --- Stripe's events out of order, two workers ----------------------------------------------
+@dataclass(frozen=True)
+class _Unheard:
+    customer_id: int
+    invoice_id: int
+    succeeded: str  # the signed bodies Stripe would send
+    refunded: str
+
+
+def _charged_and_refunded_unheard(race_app: Flask, localstripe, count: int) -> list[_Unheard]:
+    """`count` customers, each with a 3-D Secure charge of 100.00 approved at the bank and
+    then refunded in full at Stripe; the portal has heard of neither yet."""
+    made = []
+    with race_app.test_request_context():
+        for index in range(count):
+            customer = make_customer(timezone="UTC")
+            invoice = make_invoice(customer, lines=[("Work", "1", "100.00")])
+            checkout = pay(localstripe, customer, [invoice.number], card=CARD_3DS)
+            db.session.commit()
+            assert checkout.state == CheckoutStatus.REQUIRES_ACTION
+            intent_id = str(checkout.payment_intent_id)
+            localstripe.authenticate(intent_id, success=True)
+            localstripe.post("/v1/refunds", {"payment_intent": intent_id})
+            intent = localstripe.get(f"/v1/payment_intents/{intent_id}")
+            charge_id = intent["latest_charge"]
+            charge_id = charge_id if isinstance(charge_id, str) else charge_id["id"]
+            charge = localstripe.get(f"/v1/charges/{charge_id}") | {"payment_intent": intent_id}
+            tag = f"{customer.id}_{index}"
+            made.append(
+                _Unheard(
+                    customer.id,
+                    invoice.id,
+                    event_body(f"evt_paid_{tag}", "payment_intent.succeeded", intent),
+                    event_body(f"evt_refunded_{tag}", "charge.refunded", charge),
+                )
+            )
+        db.session.remove()
+    return made
+
+
+def _post_signed(client: FlaskClient, body: str) -> Any:
+    headers = {"Stripe-Signature": signature(body), "Content-Type": "application/json"}
+    response = client.post("/stripe/webhook", data=body, headers=headers)
+    assert response.status_code == 200, response.data
+    return response
+
+
+def _refunds_of(race_app: Flask, customer_id: int) -> tuple[int, int, Money]:
+    """(payments, refunded in minor units, the invoice's balance) of one customer."""
+    with race_app.app_context():
+        payments = db.session.scalars(
+            select(Payment).where(Payment.customer_id == customer_id)
+        ).all()
+        refunded = sum(r.amount_minor for p in payments for r in p.refunds)
+        invoice = db.session.scalar(select(Invoice).where(Invoice.customer_id == customer_id))
+        balance = invoice_balance(invoice, invoice.due_date).balance
+        db.session.remove()
+        return len(payments), refunded, balance
+
+
+def test_a_refund_claimed_while_its_payment_is_uncommitted_is_applied(race_app, localstripe):
+    # given the payment's event, then its refund's, stored by the webhook in that order
+    [unheard] = _charged_and_refunded_unheard(race_app, localstripe, 1)
+    client = race_app.test_client()
+    _post_signed(client, unheard.succeeded)
+    _post_signed(client, unheard.refunded)
+    refund_id = json.loads(unheard.refunded)["id"]
+    with race_app.app_context():  # worker A: claims the payment's event, records it
+        assert apply_pending_events(now=utcnow(), limit=1).claimed == 1
+        with race_app.app_context():  # worker B, on a connection of its own, meanwhile
+            # when B claims the refund (SKIP LOCKED passes A's row) before A commits
+            assert apply_pending_events(now=utcnow(), limit=1).claimed == 1
+            db.session.commit()
+            refund_event = db.session.scalar(
+                select(WebhookEvent).where(WebhookEvent.event_id == refund_id)
+            )
+            # then B cannot see the payment: it keeps the refund, saying what it waits for
+            assert refund_event.outcome == "deferred"
+            assert refund_event.last_error.startswith("waiting for payment pi_")
+        db.session.commit()  # A commits
+        # and A's worker loop, looking again after its commit, applies it
+        assert apply_all_pending(now=utcnow()) == 1
+        db.session.remove()
+    assert _refunds_of(race_app, unheard.customer_id) == (1, 10000, Money(10000, "USD"))
+
+
+def test_two_workers_lose_no_refund_in_a_storm_of_shuffled_deliveries(race_app, localstripe):
+    # given 16 charges approved at the bank and refunded in full at Stripe, unheard of, and
+    # Stripe's 32 events, each delivered twice, in a shuffled order
+    unheard = _charged_and_refunded_unheard(race_app, localstripe, 16)
+    deliveries = [body for u in unheard for body in (u.succeeded, u.refunded)] * 2
+    random.Random(8).shuffle(deliveries)
+    posted = threading.Event()
+    share = [deliveries[i::3] for i in range(3)]
+    left = [len(part) for part in share]
+    deadline = time.monotonic() + 90
+
+    def poster(part: int) -> Callable[[FlaskClient], int]:
+        def post(client: FlaskClient) -> int:
+            for body in share[part]:
+                _post_signed(client, body)
+                left[part] -= 1
+                time.sleep(0.002)
+            if not any(left):
+                posted.set()
+            return len(share[part])
+
+        return post
+
+    def worker(_client: FlaskClient) -> int:
+        """`jobs run --loop` in short: apply, look again, until the storm is over."""
+        applied = 0
+        with race_app.app_context():
+            quiet = 0
+            while quiet < 3 and time.monotonic() < deadline:
+                done = apply_all_pending(now=utcnow())
+                applied += done
+                quiet = quiet + 1 if posted.is_set() and not done else 0
+                time.sleep(0.005)
+            db.session.remove()
+        return applied
+
+    # when three webhook deliverers and two workers run at once
+    crowd = Crowd(race_app, cookie="")
+    crowd.at_once([poster(0), poster(1), poster(2), worker, worker])
+    # then every payment and every refund is in the ledger, once, and each invoice is owed
+    # again; no event is left ignored, deferred or pending
+    for u in unheard:
+        assert _refunds_of(race_app, u.customer_id) == (1, 10000, Money(10000, "USD"))
+    with race_app.app_context():
+        ids = [json.loads(b)["id"] for u in unheard for b in (u.succeeded, u.refunded)]
+        outcomes = db.session.execute(
+            select(WebhookEvent.outcome, func.count())
+            .where(WebhookEvent.event_id.in_(ids))
+            .group_by(WebhookEvent.outcome)
+        ).all()
+        db.session.remove()
+    assert dict(outcomes) == {"applied": 32}
+
+
+def test_a_payment_committed_while_a_refund_batch_runs_is_not_refunded_unlocked(
+    race_app, localstripe, monkeypatch
+):
+    # given the payment's event, then its refund's, stored by the webhook
+    [unheard] = _charged_and_refunded_unheard(race_app, localstripe, 1)
+    client = race_app.test_client()
+    _post_signed(client, unheard.succeeded)
+    _post_signed(client, unheard.refunded)
+    refund_id = json.loads(unheard.refunded)["id"]
+    claimed, commit, committed = threading.Event(), threading.Event(), threading.Event()
+
+    def worker_a() -> None:
+        with race_app.app_context():
+            apply_pending_events(now=utcnow(), limit=1)  # records the payment
+            claimed.set()
+            commit.wait(timeout=20)
+            db.session.commit()
+            committed.set()
+            db.session.remove()
+
+    real_lock_checkouts = inbox.lock_checkouts
+
+    def lock_checkouts_once_a_commits(checkout_ids):
+        # worker B is between its first read of the payments (none) and its second
+        commit.set()
+        assert committed.wait(timeout=20)
+        return real_lock_checkouts(checkout_ids)
+
+    a = threading.Thread(target=worker_a)
+    a.start()
+    assert claimed.wait(timeout=20)
+    # when worker B's batch, with the refund, sees the payment appear half way through
+    monkeypatch.setattr(inbox, "lock_checkouts", lock_checkouts_once_a_commits)
+    with race_app.app_context():
+        assert apply_pending_events(now=utcnow(), limit=1).claimed == 1
+        db.session.commit()
+        monkeypatch.undo()
+        a.join(timeout=20)
+        # then B does not refund it without its customer's lock: the refund waits
+        event = db.session.scalar(select(WebhookEvent).where(WebhookEvent.event_id == refund_id))
+        assert event.outcome == "deferred"
+        # and B's loop, looking again after its commit, applies it under the lock
+        assert apply_all_pending(now=utcnow()) == 1
+        db.session.remove()
+    assert _refunds_of(race_app, unheard.customer_id) == (1, 10000, Money(10000, "USD"))

@@ -18,8 +18,7 @@ from portal.money import Money
 from portal.notifications.models import OutboxMessage
 from portal.notifications.sender import SmtpSender, SmtpSettings
 from portal.notifications.services import deliver_due_messages, render_deferred
-from portal.payments.models import Checkout, CheckoutStatus, Payment, PaymentAccount, SavedCard
-from portal.payments.services import (
+from portal.payments.errors import (
     AmountNoLongerPayable,
     CardNotUsable,
     CheckoutNotOpen,
@@ -28,6 +27,9 @@ from portal.payments.services import (
     NothingToPay,
     PaymentInProgress,
     PaymentsUnavailable,
+)
+from portal.payments.models import Checkout, CheckoutStatus, Payment, PaymentAccount, SavedCard
+from portal.payments.services import (
     finish_charge,
     remove_saved_card,
     start_checkout,

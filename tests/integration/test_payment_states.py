@@ -11,8 +11,9 @@ from sqlalchemy import select
 from portal.audit.models import AuditEvent
 from portal.db import utcnow
 from portal.extensions import db
+from portal.payments.checkouts import move_checkout
+from portal.payments.errors import CheckoutTransitionRefused
 from portal.payments.models import CHECKOUT_TRANSITIONS, IN_FLIGHT, Checkout, CheckoutStatus
-from portal.payments.services import CheckoutTransitionRefused, move_checkout
 from tests.factories import make_customer
 
 PAIRS = list(itertools.product(CheckoutStatus, CheckoutStatus))

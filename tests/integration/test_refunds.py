@@ -15,14 +15,12 @@ from portal.extensions import db
 from portal.invoices.models import InvoiceStatus
 from portal.invoices.queries import invoice_balance
 from portal.money import Money
+from portal.payments.checkouts import current_gateway
+from portal.payments.errors import RefundRefused
 from portal.payments.gateway import GatewayEvent
+from portal.payments.ledger import refund_payment
 from portal.payments.models import Payment, Refund, WebhookOutcome
 from portal.payments.queries import account_for
-from portal.payments.services import (
-    RefundRefused,
-    current_gateway,
-    refund_payment,
-)
 from tests.factories import make_customer, make_invoice, make_payment
 from tests.stripe_journeys import deliver, pay
 

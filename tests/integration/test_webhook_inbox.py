@@ -21,14 +21,14 @@ from portal.db import utcnow
 from portal.extensions import db
 from portal.invoices.models import InvoiceStatus
 from portal.invoices.queries import invoice_balance
+from portal.jobs import webhook_worker
+from portal.jobs.webhook_worker import EventWaiter, apply_all_pending
 from portal.notifications.models import OutboxMessage
 from portal.payments import inbox
 from portal.payments.gateway import GatewayEvent
 from portal.payments.inbox import (
     MAX_ATTEMPTS,
-    EventWaiter,
     Receipt,
-    apply_all_pending,
     apply_pending_events,
     receive_event,
 )
@@ -266,10 +266,12 @@ def test_the_worker_loop_outlives_a_failing_pass(monkeypatch, caplog):
             raise outcome
         return outcome
 
-    monkeypatch.setattr(inbox, "apply_all_pending", flaky)
+    monkeypatch.setattr(webhook_worker, "apply_all_pending", flaky)
     budget = iter([1.0, 1.0, 0.0])
     reported: list[int] = []
-    inbox.apply_as_they_arrive(lambda: next(budget), poll_seconds=0.01, report=reported.append)
+    webhook_worker.apply_as_they_arrive(
+        lambda: next(budget), poll_seconds=0.01, report=reported.append
+    )
     assert reported == [2]
     assert "applying webhook events failed; retrying" in caplog.text
 

@@ -14,9 +14,10 @@ from sqlalchemy import func, select
 from portal.audit.models import AuditEvent
 from portal.db import utcnow
 from portal.extensions import db
+from portal.jobs.webhook_worker import apply_all_pending
 from portal.notifications.models import OutboxMessage
 from portal.payments.gateway import GatewayEvent, StripeGateway
-from portal.payments.inbox import apply_all_pending, apply_pending_events
+from portal.payments.inbox import apply_pending_events
 from portal.payments.models import Checkout, CheckoutStatus, Payment, SavedCard, WebhookEvent
 from tests.factories import make_customer, make_invoice
 from tests.stripe_journeys import (

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from portal.payments.checkouts import cards_to_detach
 from portal.payments.models import Checkout
-from portal.payments.services import cards_to_detach
 
 
 @pytest.mark.parametrize(
