@@ -23,13 +23,12 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
 from flask import current_app, session
-from flask_babel import lazy_gettext as _l
 from flask_limiter.util import get_remote_address
 from flask_login import current_user
 from sqlalchemy import func, select
 
-from portal.errors import DomainError
 from portal.extensions import db, limiter
+from portal.payments.errors import CardAttemptsExhausted
 from portal.payments.models import CardFailure
 
 WINDOW = timedelta(hours=24)
@@ -37,15 +36,6 @@ WINDOW = timedelta(hours=24)
 NOT_A_CARD_FAILURE = frozenset({"gateway_unavailable", "attempt_in_doubt"})
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class CardAttemptsExhausted(DomainError):
-    """Too many failed card attempts on this account in 24 hours."""
-
-    message = _l(
-        "For your security, card payments on your account are paused after several "
-        "declined attempts. Please try again tomorrow, or contact us."
-    )
 
 
 # --- rate limits --------------------------------------------------------------------------

@@ -14,8 +14,10 @@ from portal.extensions import db, talisman
 from portal.i18n import current_locale
 from portal.inputs import row_id
 from portal.payments import receipt as receipts
-from portal.payments.card_testing import limit_card_actions
+from portal.payments.card_testing import limit_card_actions, record_card_failure
 from portal.payments.errors import (
+    CardAttemptsExhausted,
+    CardNotUsable,
     CheckoutNotOpen,
     InvalidPaymentAmount,
     PaymentsUnavailable,
@@ -135,8 +137,10 @@ def card(checkout_id: int):  # type: ignore[no-untyped-def]
             context["client_secret"] = authentication_secret(checkout)
             context["check_form"] = CheckPaymentForm()
         else:
-            context["card_form"] = prepare_card_form(current_user, checkout)
+            context["card_form"] = prepare_card_form(current_user, checkout, now=utcnow())
             context["remove_form"] = RemoveCardForm()
+    except CardAttemptsExhausted as error:
+        return render_template("payments/unavailable.html", message=str(error.message)), 429
     except PaymentsUnavailable as error:
         return render_template("payments/unavailable.html", message=str(error.message)), 503
     db.session.commit()  # the Stripe Customer, if this visit created it
@@ -164,8 +168,14 @@ def confirm(checkout_id: int):  # type: ignore[no-untyped-def]
     except CheckoutNotOpen:
         db.session.rollback()  # a double click: the first click's charge is under way
         return redirect(url_for("payments.done", checkout_id=checkout.id))
+    except CardAttemptsExhausted:
+        db.session.rollback()  # the card page says so
+        return redirect(url_for("payments.card", checkout_id=checkout.id))
     except DomainError as error:
         db.session.rollback()
+        if isinstance(error, CardNotUsable):  # counts towards the day's cap (card testing)
+            record_card_failure(current_user.id, error.code, now=utcnow(), checkout_id=checkout.id)
+            db.session.commit()
         flash(str(error.message), "error")
         return redirect(url_for("payments.card", checkout_id=checkout.id))
     db.session.commit()  # the claim is visible before Stripe is called: a second click finds it

@@ -98,3 +98,149 @@ def test_the_session_budget_is_per_session(app, client, monkeypatch):
     assert first.startswith("session:")
     assert first != second
     assert secret not in first
+
+
+# --- one open SetupIntent per customer, reused ------------------------------------------------
+def _card_page(client, location):
+    page = client.get(location)
+    assert page.status_code == 200, page.text
+    return page, SETUP_SECRET.search(page.text).group(1)
+
+
+def _setup_count(localstripe) -> int:
+    import requests
+
+    from tests.stripe_journeys import SECRET_KEY
+
+    listed = requests.get(
+        f"{localstripe.url}/v1/setup_intents", auth=(SECRET_KEY, ""), timeout=5
+    ).json()
+    return len(listed["data"])
+
+
+def test_reloading_the_card_page_reuses_the_open_setup_intent(client, localstripe):
+    customer, invoice = _customer()
+    login_as(client, customer)
+    location = _start(client, invoice).headers["Location"]
+    _page, first = _card_page(client, location)
+    for _ in range(3):
+        assert _card_page(client, location)[1] == first
+    assert _setup_count(localstripe) == 1  # at Stripe too: one object, not four
+    # another checkout of the same customer reuses it too
+    other = _start(client, invoice).headers["Location"]
+    assert _card_page(client, other)[1] == first
+    # once a card is set up on it, the next visit gets a new one
+    localstripe.set_up_card(first)
+    _page, second = _card_page(client, location)
+    assert second != first
+    assert _card_page(client, location)[1] == second
+
+
+def test_a_setup_intent_of_another_customer_is_never_reused(client, localstripe):
+    from portal.payments.models import PaymentAccount
+
+    first, invoice = _customer()
+    login_as(client, first)
+    _page, theirs = _card_page(client, _start(client, invoice).headers["Location"])
+    second, other_invoice = _customer()
+    login_as(client, second)
+    location = _start(client, other_invoice).headers["Location"]
+    account = db.session.scalar(
+        select(PaymentAccount).where(PaymentAccount.customer_id == second.id)
+    )
+    account.open_setup_intent_id = theirs.split("_secret_")[0]
+    db.session.flush()
+    _page, mine = _card_page(client, location)
+    assert mine != theirs
+
+
+# --- failed attempts per customer per day --------------------------------------------------------
+def _pay(client, localstripe, location, card):
+    page, secret = _card_page(client, location)
+    setup = localstripe.set_up_card(secret, card)
+    return client.post(
+        f"{location}/confirm",
+        data={
+            "csrf_token": csrf_token_from(page.text),
+            "setup_intent": setup,
+            "card_choice": "new",
+        },
+    )
+
+
+def test_failed_card_attempts_are_capped_per_customer_and_day(
+    app, client, localstripe, monkeypatch
+):
+    from portal.payments.models import CardFailure, Payment
+    from tests.stripe_journeys import CARD_DECLINED_AT_PAYMENT, CARD_OK
+
+    monkeypatch.setitem(app.config, "CARD_FAILURES_PER_DAY", 2)
+    customer, invoice = _customer()
+    customer.locale = "es"
+    login_as(client, customer)
+    location = _start(client, invoice).headers["Location"]
+    # given two declined charges
+    for _ in range(2):
+        assert _pay(client, localstripe, location, CARD_DECLINED_AT_PAYMENT).status_code == 302
+    assert _count(CardFailure) == 2
+    # then the card page says card payments are paused, in the customer's language,
+    # and offers no card form (no SetupIntent is created or shown)
+    page = client.get(location)
+    assert page.status_code == 429
+    assert "los pagos con tarjeta de su cuenta están en pausa" in page.text
+    assert "data-setup-secret" not in page.text
+    # and a good card is not tried: nothing is charged, nothing recorded
+    token = csrf_token_from(client.get("/pay").text)
+    response = client.post(
+        f"{location}/confirm",
+        data={"csrf_token": token, "setup_intent": "seti_anything", "card_choice": "new"},
+    )
+    assert response.headers["Location"] == location
+    assert _count(Payment) == 0
+    assert _count(CardFailure) == 2
+    checkout = db.session.scalar(select(Checkout).order_by(Checkout.id.desc()))
+    assert checkout.status == "open"
+    # and no new checkout opens: the choice page says why
+    chosen = _start(client, invoice)
+    assert chosen.status_code == 400
+    assert "en pausa" in chosen.text
+    # a day later, the customer may pay again
+    for failure in db.session.scalars(select(CardFailure)):
+        failure.failed_at -= timedelta(hours=24, seconds=1)
+    db.session.flush()
+    assert _pay(client, localstripe, location, CARD_OK).headers["Location"] == f"{location}/done"
+    assert _count(Payment) == 1
+
+
+def test_a_card_not_set_up_for_this_customer_counts_as_a_failure(client, localstripe):
+    from portal.payments.models import CardFailure
+
+    customer, invoice = _customer()
+    login_as(client, customer)
+    location = _start(client, invoice).headers["Location"]
+    page, _secret = _card_page(client, location)
+    response = client.post(
+        f"{location}/confirm",
+        data={"csrf_token": csrf_token_from(page.text), "setup_intent": "seti_forged"},
+    )
+    assert response.headers["Location"] == location
+    (failure,) = db.session.scalars(select(CardFailure)).all()
+    assert (failure.customer_id, failure.code) == (customer.id, "card_not_usable")
+
+
+@pytest.mark.parametrize(
+    ("code", "counts"),
+    [
+        ("card_declined", True),
+        ("incorrect_cvc", True),
+        ("card_not_usable", True),
+        ("gateway_unavailable", False),
+        ("attempt_in_doubt", False),
+        (None, False),
+        ("", False),
+    ],
+)
+def test_only_the_cards_own_failures_count(code, counts):
+    from portal.payments.card_testing import counts_as_failure
+
+    assert counts_as_failure(code) is counts
