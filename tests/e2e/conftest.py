@@ -198,6 +198,8 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         # Every test opens links from 127.0.0.1; the limits have their own tests.
         LINK_RATE_LIMIT="1000 per minute",
         LOST_LINK_RATE_LIMIT="1000 per minute",
+        CARD_RATE_LIMIT="1000 per minute",
+        CARD_RATE_LIMIT_PER_IP="1000 per minute",
     )
     server.app = app
     thread = threading.Thread(target=server.serve_forever, name="e2e-live-server", daemon=True)
