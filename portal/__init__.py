@@ -88,6 +88,22 @@ def _check_settings(app: Flask) -> None:
         raise ConfigurationError("PORTAL_BASE_URL must be an absolute http(s) URL.")
     if app.config["ENV_NAME"] == "production" and not base_url.startswith("https://"):
         raise ConfigurationError("PORTAL_BASE_URL must use https in production.")
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        make_url(app.config["SQLALCHEMY_DATABASE_URI"])
+    except ArgumentError:
+        raise ConfigurationError(
+            "DATABASE_URL must be a database URL such as postgresql://user@host/name."
+        ) from None
+    if app.config.get("SMTP_URL"):
+        from portal.notifications.sender import SmtpSettings
+
+        try:
+            SmtpSettings.from_url(app.config["SMTP_URL"])
+        except ValueError as error:
+            raise ConfigurationError(str(error)) from None
     from portal.payments.gateway import settings_problems
 
     problems = settings_problems(app.config)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from flask import Flask, current_app
@@ -16,8 +17,18 @@ from portal.jobs.registry import JOBS as _JOBS
 
 def _create_app() -> Flask:
     from portal import create_app
+    from portal.config import ConfigurationError
 
-    return create_app()
+    try:
+        return create_app()
+    except ConfigurationError as error:
+        _stop_on(error)
+
+
+def _stop_on(error: Exception) -> NoReturn:
+    """One line, no traceback: the operator has a variable to fix, not a bug to read."""
+    click.echo(f"portal: configuration error: {error}", err=True)
+    raise SystemExit(2) from None
 
 
 @click.group(cls=FlaskGroup, create_app=_create_app)
@@ -37,18 +48,57 @@ def import_group() -> None:
     """Load a creditor's ledger from CSV files (see README for the columns)."""
 
 
-def _run_import(kind: str, path: Path, dry_run: bool) -> None:
+def _run_import(
+    kind: str, path: Path, dry_run: bool, delimiter: str | None, decimal_comma: bool | None
+) -> None:
+    from flask_babel import gettext as _
+    from flask_babel import ngettext
+    from sqlalchemy.exc import SQLAlchemyError
+
     from portal.db import utcnow
+    from portal.imports.parsing import COMMA
     from portal.imports.services import ImportFailed, import_file
 
     try:
-        report = import_file(kind, path, dry_run=dry_run, now=utcnow(), actor="cli")
+        report = import_file(
+            kind,
+            path,
+            dry_run=dry_run,
+            now=utcnow(),
+            actor="cli",
+            delimiter=delimiter,
+            decimal_comma=decimal_comma,
+        )
     except ImportFailed as failure:
         db.session.rollback()
-        click.echo(f"{path}: {len(failure.errors)} bad row(s); nothing was imported.", err=True)
+        rows = ngettext("%(num)d bad row", "%(num)d bad rows", failure.bad_rows)
+        problems = ngettext("%(num)d problem", "%(num)d problems", len(failure.errors))
+        click.echo(
+            _(
+                "%(path)s: %(rows)s (%(problems)s); nothing was imported.",
+                path=str(path),
+                rows=rows,
+                problems=problems,
+            ),
+            err=True,
+        )
         for error in failure.errors:
             click.echo(f"  line {error.line}: {error.message}", err=True)
         raise SystemExit(1) from None
+    except (OSError, SQLAlchemyError) as error:
+        # Validation should leave nothing for the database to refuse; if it does, say so
+        # in one line rather than a traceback.
+        db.session.rollback()
+        reason = str(getattr(error, "orig", None) or error).splitlines()[0][:300]
+        click.echo(
+            _("%(path)s: nothing was imported: %(reason)s", path=str(path), reason=reason),
+            err=True,
+        )
+        raise SystemExit(1) from None
+    for warning in report.warnings:
+        click.echo(f"  line {warning.line}: warning: {warning.message}", err=True)
+    if report.dialect and report.dialect != COMMA.describe():
+        click.echo(f"{path}: read with {report.dialect}.")
     if dry_run:
         db.session.rollback()
         click.echo(f"{path}: valid ({report.summary()}); dry run, nothing written.")
@@ -60,11 +110,25 @@ def _run_import(kind: str, path: Path, dry_run: bool) -> None:
 for _kind in IMPORT_KINDS:
 
     def _make(kind: str) -> click.Command:
-        @click.command(kind, help=f"Import {kind} from a CSV file.")
+        @click.command(kind, help=f"Import {kind.replace('-', ' ')} from a CSV file.")
         @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
         @click.option("--dry-run", is_flag=True, help="Validate only; write nothing.")
-        def command(path: Path, dry_run: bool) -> None:
-            _run_import(kind, path, dry_run)
+        @click.option(
+            "--delimiter",
+            type=click.Choice([",", ";"]),
+            default=None,
+            help="The separator between fields (default: read from the header line).",
+        )
+        @click.option(
+            "--decimal-comma/--decimal-point",
+            "decimal_comma",
+            default=None,
+            help="Numbers are written 1.234,50 (default: with a ';' separator).",
+        )
+        def command(
+            path: Path, dry_run: bool, delimiter: str | None, decimal_comma: bool | None
+        ) -> None:
+            _run_import(kind, path, dry_run, delimiter, decimal_comma)
 
         return command
 
@@ -134,9 +198,16 @@ def jobs_run(once: bool, loop: bool, only: str | None) -> None:
     """Do whatever is due and exit (for cron), or keep at it with --loop."""
     import time
 
+    from portal.config import ConfigurationError
     from portal.db import utcnow
+    from portal.jobs.registry import sender_from_config
     from portal.jobs.runner import run_jobs, runner_id
 
+    if only in (None, "deliver_email"):
+        try:  # before any pass: a worker that cannot deliver email must not look healthy
+            sender_from_config()
+        except ConfigurationError as error:
+            _stop_on(error)
     me = runner_id()
     while True:
         for outcome in run_jobs(now=utcnow(), runner=me, only=only, force=once):

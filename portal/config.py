@@ -25,8 +25,20 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
+# Variables that could not be read; `load_config` reports them (raising here, while the
+# module is imported, would end any command with a traceback instead of one clear line).
+_UNREADABLE: list[str] = []
+
+
 def _env_int(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        _UNREADABLE.append(f"{name} must be a whole number; got {value!r}.")
+        return default
 
 
 def _development_secret_key() -> str:
@@ -154,6 +166,8 @@ class ConfigurationError(RuntimeError):
 
 
 def load_config(env_name: str | None = None) -> type[Config]:
+    if _UNREADABLE:
+        raise ConfigurationError(" ".join(_UNREADABLE))
     name = env_name or os.environ.get("PORTAL_ENV", "development")
     try:
         config = CONFIGS[name]

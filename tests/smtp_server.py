@@ -21,12 +21,14 @@ def free_port() -> int:
 @dataclass
 class RecordingHandler:
     received: list[EmailMessage] = field(default_factory=list)
+    envelopes: list[list[str]] = field(default_factory=list)  # RCPT TO of each message
     refuse_with: str | None = None  # e.g. "550 5.7.1 rejected" to refuse every message
 
     async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]  # noqa: N802
         if self.refuse_with:
             return self.refuse_with
         self.received.append(message_from_bytes(envelope.content, policy=policy.default))
+        self.envelopes.append(list(envelope.rcpt_tos))
         return "250 OK"
 
 
@@ -44,13 +46,25 @@ class SmtpFixture:
         return self.handler.received
 
 
-@pytest.fixture
-def smtp_server() -> Iterator[SmtpFixture]:
+def _serve(*, smtputf8: bool) -> Iterator[SmtpFixture]:
     handler = RecordingHandler()
-    # SMTPUTF8, as Postfix and Exim offer: customers' addresses may hold any letter (RFC 6531).
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port(), enable_SMTPUTF8=True)
+    controller = Controller(
+        handler, hostname="127.0.0.1", port=free_port(), enable_SMTPUTF8=smtputf8
+    )
     controller.start()
     try:
         yield SmtpFixture(handler, controller.port)
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpFixture]:
+    """A relay that does not offer SMTPUTF8 (RFC 6531), as many do not."""
+    yield from _serve(smtputf8=False)
+
+
+@pytest.fixture
+def smtputf8_server() -> Iterator[SmtpFixture]:
+    """A relay that advertises SMTPUTF8: it takes non-ASCII local parts."""
+    yield from _serve(smtputf8=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from email_validator import EmailNotValidError, validate_email
 
 from portal.config import SUPPORTED_LOCALES
-from portal.errors import DomainError
+from portal.imports.records import BadValue, ImportFailed, Record, RowError, RowReader, quote
 from portal.money import MAX_MAJOR, UnknownCurrency, normalize_currency
 
 # Columns holding amounts or counts are 32-bit integers on PostgreSQL.
@@ -30,41 +30,63 @@ QUANTITY_DECIMALS = 3
 
 T = TypeVar("T")
 
+__all__ = [
+    "BadValue",
+    "CsvDialect",
+    "CsvRow",
+    "CsvTable",
+    "ImportFailed",
+    "RowError",
+    "RowReader",
+    "read_table",
+    "read_text",
+]
 
-@dataclass(frozen=True, order=True)
-class RowError:
-    """One reason a file was refused: the CSV line number (header = 1) and why."""
-
-    line: int
-    message: str
-
-    def __str__(self) -> str:
-        return f"line {self.line}: {self.message}"
-
-
-class ImportFailed(DomainError):
-    """The file has bad rows; nothing was written. `errors` lists every one of them."""
-
-    def __init__(self, errors: Iterable[RowError]) -> None:
-        self.errors = sorted(errors)
-        count = len(self.errors)
-        super().__init__(f"{count} bad row{'s' if count != 1 else ''}; nothing was imported")
+CsvRow = Record  # a CSV row is a record located by its line number
 
 
-class BadValue(ValueError):
-    """A field that cannot be read; the message completes "<column> '<value>' …"."""
+@dataclass(frozen=True)
+class CsvDialect:
+    """How a file writes its fields: the separator and the decimal mark of numbers.
+
+    Spreadsheets in most of Europe save "CSV" with `;` between fields and `,` as the
+    decimal mark (`1.234,50`), since `,` is their decimal mark.
+    """
+
+    delimiter: str = ","
+    decimal_comma: bool = False
+
+    def describe(self) -> str:
+        mark = "decimal comma" if self.decimal_comma else "decimal point"
+        return f"separator {self.delimiter!r}, {mark}"
 
 
-@dataclass(frozen=True, slots=True)
-class CsvRow:
-    line: int
-    values: dict[str, str]
+COMMA = CsvDialect()
+
+
+def detect_dialect(
+    text: str, *, delimiter: str | None = None, decimal_comma: bool | None = None
+) -> CsvDialect:
+    """The dialect chosen by the caller, else read from the header line: a header with more
+    `;` than `,` is a European file (`;` separator, decimal comma)."""
+    if delimiter is None:
+        header = next((line for line in text.splitlines() if line.strip(" \t,;")), "")
+        delimiter = ";" if header.count(";") > header.count(",") else ","
+    if delimiter not in (",", ";", "\t", "|"):
+        raise ImportFailed([RowError(1, f"unsupported separator {delimiter!r}; use , or ;")])
+    if decimal_comma is None:
+        decimal_comma = delimiter == ";"
+    if decimal_comma and delimiter == ",":
+        raise ImportFailed(
+            [RowError(1, "a file with a decimal comma cannot also use ',' between fields")]
+        )
+    return CsvDialect(delimiter, decimal_comma)
 
 
 @dataclass(frozen=True)
 class CsvTable:
     columns: tuple[str, ...]
-    rows: list[CsvRow]
+    rows: list[Record]
     errors: list[RowError]  # rows of the wrong shape; the caller adds its own
 
     def has_column(self, column: str) -> bool:
@@ -91,28 +113,41 @@ def read_text(source: Source) -> str:
     return data.removeprefix("\ufeff")
 
 
-def read_table(text: str, *, required: Sequence[str], optional: Sequence[str] = ()) -> CsvTable:
-    """Split the text into rows keyed by column name.
+def read_table(
+    text: str,
+    *,
+    required: Sequence[str],
+    optional: Sequence[str] = (),
+    numeric: Sequence[str] = (),
+    dialect: CsvDialect = COMMA,
+) -> CsvTable:
+    """Split the text into records keyed by column name.
 
     A missing, duplicated or unknown column fails the whole file at once (line 1):
-    no row can be trusted when the header is wrong.
+    no row can be trusted when the header is wrong. Rows holding nothing but separators
+    and spaces are skipped like blank lines, and so are empty columns at the end of the
+    header (spreadsheets write both). With a decimal comma, the `numeric` columns are
+    rewritten with a '.' point, so that the importers read one notation.
     """
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True, delimiter=dialect.delimiter)
     try:
         header = next(reader, None)
-        while header is not None and not any(cell.strip() for cell in header):
+        while header is not None and _is_blank(header):
             header = next(reader, None)
     except csv.Error as error:
         raise ImportFailed([RowError(reader.line_num or 1, f"unreadable CSV: {error}")]) from None
     if header is None:
         raise ImportFailed([RowError(1, "the file is empty; a header row is required")])
     header_line = reader.line_num
+    while len(header) > 1 and not header[-1].strip():
+        header.pop()
     columns = tuple(cell.strip().lower() for cell in header)
-    _check_header(columns, header_line, required, optional)
+    _check_header(columns, header_line, required, optional, dialect)
 
-    rows: list[CsvRow] = []
+    rows: list[Record] = []
     errors: list[RowError] = []
     width = len(columns)
+    to_convert = [column for column in numeric if column in columns]
     last_line = reader.line_num
     while True:
         try:
@@ -125,21 +160,75 @@ def read_table(text: str, *, required: Sequence[str], optional: Sequence[str] = 
             continue
         line = last_line + 1
         last_line = reader.line_num
-        if not cells or (len(cells) == 1 and not cells[0].strip()):
-            continue  # blank line
+        if _is_blank(cells):
+            continue
+        if len(cells) > width and _is_blank(cells[width:]):
+            cells = cells[:width]  # the empty columns a spreadsheet adds at the end
         if len(cells) != width:
             errors.append(
                 RowError(line, f"expected {width} fields as in the header, found {len(cells)}")
             )
             continue
-        rows.append(CsvRow(line, {c: v.strip() for c, v in zip(columns, cells, strict=True)}))
+        values = {c: v.strip() for c, v in zip(columns, cells, strict=True)}
+        if dialect.decimal_comma and not _convert_decimal_commas(values, to_convert, line, errors):
+            continue
+        rows.append(Record(line, values))
     return CsvTable(columns, rows, errors)
 
 
+def _is_blank(cells: Sequence[str]) -> bool:
+    return not any(cell.strip() for cell in cells)
+
+
+_DECIMAL_COMMA_RE = re.compile(r"[+-]?(?:\d{1,3}(?:\.\d{3})+|\d+)?(?:,\d*)?")
+
+
+def decimal_comma_to_point(text: str) -> str:
+    """`1.234,50` → `1234.50`: '.' may group thousands by three, ',' is the decimal mark."""
+    if not text or not _DECIMAL_COMMA_RE.fullmatch(text) or not any(c.isdigit() for c in text):
+        raise BadValue("is not a decimal number with a decimal comma (e.g. 1234,50 or 1.234,50)")
+    return text.replace(".", "").replace(",", ".")
+
+
+def _convert_decimal_commas(
+    values: dict[str, str], columns: Sequence[str], line: int, errors: list[RowError]
+) -> bool:
+    ok = True
+    for column in columns:
+        value = values[column]
+        if not value:
+            continue
+        try:
+            values[column] = decimal_comma_to_point(value)
+        except BadValue as problem:
+            errors.append(RowError(line, f"{column} {quote(value)} {problem}"))
+            ok = False
+    return ok
+
+
 def _check_header(
-    columns: tuple[str, ...], line: int, required: Sequence[str], optional: Sequence[str]
+    columns: tuple[str, ...],
+    line: int,
+    required: Sequence[str],
+    optional: Sequence[str],
+    dialect: CsvDialect,
 ) -> None:
     errors: list[str] = []
+    if (
+        len(columns) == 1
+        and dialect.delimiter not in columns[0]
+        and (";" in columns[0] or "," in columns[0])
+    ):
+        other = ";" if dialect.delimiter == "," else ","
+        raise ImportFailed(
+            [
+                RowError(
+                    line,
+                    f"the header has one column; the file seems to use {other!r} between "
+                    f"fields (choose it with --delimiter {other!r})",
+                )
+            ]
+        )
     known = (*required, *optional)
     if any(not column for column in columns):
         errors.append("the header has an empty column name")
@@ -162,46 +251,6 @@ def _check_header(
         )
     if errors:
         raise ImportFailed([RowError(line, message) for message in errors])
-
-
-class RowReader:
-    """Reads the fields of one row, recording every problem instead of stopping at the first."""
-
-    __slots__ = ("errors", "line", "ok", "values")
-
-    def __init__(self, row: CsvRow, errors: list[RowError]) -> None:
-        self.values = row.values
-        self.line = row.line
-        self.errors = errors
-        self.ok = True
-
-    def error(self, message: str) -> None:
-        self.errors.append(RowError(self.line, message))
-        self.ok = False
-
-    def text(self, column: str, *, required: bool = False, max_length: int | None = None) -> str:
-        value = self.values.get(column, "")
-        if required and not value:
-            self.error(f"{column} is required")
-        elif max_length is not None and len(value) > max_length:
-            self.error(f"{column} is longer than {max_length} characters")
-        return value
-
-    def parse(self, column: str, parser: Callable[[str], T], *, required: bool = True) -> T | None:
-        value = self.values.get(column, "")
-        if not value:
-            if required:
-                self.error(f"{column} is required")
-            return None
-        try:
-            return parser(value)
-        except BadValue as problem:
-            self.error(f"{column} {_quote(value)} {problem}")
-            return None
-
-
-def _quote(value: str) -> str:
-    return repr(value if len(value) <= 40 else value[:37] + "...")
 
 
 # --- field parsers ----------------------------------------------------------------------

@@ -12,6 +12,8 @@ from email.utils import format_datetime, formataddr
 from typing import Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from email_validator import EmailNotValidError, validate_email
+
 from portal.db import utcnow
 from portal.notifications.models import OutboxMessage
 
@@ -20,13 +22,29 @@ PORTAL_LINK = re.compile(r"https?://\S+/l/[A-Za-z0-9_-]+")
 
 
 class DeliveryError(Exception):
-    """The message was not accepted; it stays in the outbox and is retried."""
+    """The message was not accepted; it stays in the outbox and is retried, unless
+    `permanent` (no retry can succeed: it is marked failed at once)."""
+
+    def __init__(self, reason: str, *, permanent: bool = False) -> None:
+        super().__init__(reason)
+        self.permanent = permanent
+
+
+def transport_address(address: str) -> str:
+    """The address as it goes over SMTP: the domain in its ASCII form (IDNA, RFC 5891),
+    which every relay takes; the local part as written (non-ASCII needs SMTPUTF8,
+    RFC 6531). DeliveryError(permanent) if it is not an address at all."""
+    try:
+        parsed = validate_email(address, check_deliverability=False)
+    except EmailNotValidError as error:
+        raise DeliveryError(f"invalid address {address!r}: {error}", permanent=True) from None
+    return f"{parsed.local_part}@{parsed.ascii_domain}"
 
 
 def build_email(message: OutboxMessage, *, sender_name: str, sender_address: str) -> EmailMessage:
     email = EmailMessage()
-    email["From"] = formataddr((sender_name, sender_address))
-    email["To"] = message.to_address
+    email["From"] = formataddr((sender_name, transport_address(sender_address)))
+    email["To"] = transport_address(message.to_address)
     email["Subject"] = message.subject
     email["Message-ID"] = message.message_id
     email["Date"] = format_datetime(utcnow())
@@ -101,9 +119,22 @@ class SmtpSender:
             if self._connection is None:
                 self._connection = self._connect()
             refused = self._connection.send_message(email)
+        except smtplib.SMTPNotSupportedError as error:
+            # smtplib raises this before sending when an address needs SMTPUTF8 and the
+            # server does not offer it: no retry will change the server's answer.
+            raise DeliveryError(
+                f"the mail server does not support SMTPUTF8, which {email['To']} needs "
+                "(letters outside ASCII before the @)",
+                permanent=True,
+            ) from error
         except (OSError, smtplib.SMTPException) as error:
             self.close()
             raise DeliveryError(f"{type(error).__name__}: {error}"[:500]) from error
+        except Exception:
+            # Whatever else broke (a message that cannot be serialized) may have left the
+            # conversation mid-command: the next message starts on a fresh connection.
+            self.close()
+            raise
         if refused:
             raise DeliveryError(f"refused recipients: {sorted(refused)}"[:500])
 

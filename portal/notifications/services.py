@@ -12,6 +12,7 @@ SKIP LOCKED on PostgreSQL; one runner at a time on SQLite, see `portal.jobs.runn
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -47,6 +48,7 @@ from portal.notifications.policy import (
 )
 from portal.notifications.sender import DeliveryError, Sender, build_email
 
+log = logging.getLogger(__name__)
 CLAIM_LEASE = timedelta(minutes=10)
 # Stop sending a claimed batch this long after claiming it, well inside the lease.
 SEND_WITHIN_LEASE = CLAIM_LEASE - timedelta(minutes=2)
@@ -368,28 +370,45 @@ def _deliver_one(
             _release(message, OutboxStatus.QUEUED, not_before=window)
             report.deferred += 1
             return
-    if message.subject is None:
-        if customer is None:  # the customer was deleted: nothing to say, and to no one
-            _release(message, OutboxStatus.SUPPRESSED)
-            report.suppressed += 1
-            return
-        render_deferred(message, customer)
+    if message.subject is None and customer is None:
+        # The customer was deleted: nothing to say, and to no one.
+        _release(message, OutboxStatus.SUPPRESSED)
+        report.suppressed += 1
+        return
+    # Counted before rendering: an email that cannot be rendered or built uses its
+    # attempts like one the server refuses, and ends `failed`, never stuck in `sending`.
     message.attempts += 1
     try:
-        sender.send(build_email(message, sender_name=sender_name, sender_address=sender_address))
+        if message.subject is None and customer is not None:
+            with db.session.begin_nested():  # a loader's failed query must not spoil the batch
+                render_deferred(message, customer)
+        email = build_email(message, sender_name=sender_name, sender_address=sender_address)
+        sender.send(email)
     except DeliveryError as error:
-        message.last_error = str(error)[:500]
-        if has_attempts_left(message.attempts):
-            _release(message, OutboxStatus.QUEUED, not_before=now + retry_delay(message.attempts))
-            report.retried += 1
-        else:
-            _release(message, OutboxStatus.FAILED)
-            report.failed += 1
+        _attempt_failed(message, str(error), now=now, report=report, permanent=error.permanent)
+        return
+    except Exception as error:  # one email's fault must not stop the batch
+        log.warning("email %s could not be prepared or sent: %r", message.id, error)
+        reason = f"could not prepare or send the email: {type(error).__name__}: {error}"
+        _attempt_failed(message, reason, now=now, report=report, permanent=False)
         return
     _release(message, OutboxStatus.SENT)
     message.sent_at = now
     message.last_error = None
     report.sent += 1
+
+
+def _attempt_failed(
+    message: OutboxMessage, reason: str, *, now: datetime, report: DeliveryReport, permanent: bool
+) -> None:
+    """Retry later with backoff, or mark failed after the last attempt (or at once)."""
+    message.last_error = reason[:500]
+    if not permanent and has_attempts_left(message.attempts):
+        _release(message, OutboxStatus.QUEUED, not_before=now + retry_delay(message.attempts))
+        report.retried += 1
+    else:
+        _release(message, OutboxStatus.FAILED)
+        report.failed += 1
 
 
 def _release(

@@ -52,7 +52,7 @@ def test_new_customers_get_defaults_and_one_audit_row(db_session, app):
     assert acme.currency == app.config["DEFAULT_CURRENCY"]
     assert (acme.phone, acme.locale, acme.timezone) == (None, None, None)
     [event] = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "import.customers"))
-    assert event.actor == "test"
+    assert event.actor == "import:test"
     assert event.data == {"rows": 2, "created": 2, "updated": 0, "unchanged": 0}
 
 

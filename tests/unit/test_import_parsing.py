@@ -10,8 +10,11 @@ import pytest
 
 from portal.imports.parsing import (
     BadValue,
+    CsvDialect,
     ImportFailed,
     RowError,
+    decimal_comma_to_point,
+    detect_dialect,
     parse_amount,
     parse_currency,
     parse_date,
@@ -25,6 +28,7 @@ from portal.imports.parsing import (
     read_table,
     read_text,
 )
+from portal.imports.records import looks_scientific, unstorable_character
 
 REQUIRED = ("account_number", "name")
 OPTIONAL = ("phone",)
@@ -101,7 +105,7 @@ def test_rows_with_the_wrong_number_of_fields_are_reported():
 def test_import_failed_sorts_errors_by_line_and_counts_them():
     failure = ImportFailed([RowError(9, "b"), RowError(2, "a")])
     assert [e.line for e in failure.errors] == [2, 9]
-    assert str(failure) == "2 bad rows; nothing was imported"
+    assert str(failure) == "2 bad rows (2 problems); nothing was imported"
     assert str(failure.errors[0]) == "line 2: a"
 
 
@@ -199,3 +203,85 @@ def test_email_locale_and_timezone_are_checked():
         parse_timezone("Mars/Olympus_Mons")
     with pytest.raises(BadValue, match="time zone"):
         parse_timezone("../etc/passwd")
+
+
+# --- European files, unstorable text, scientific notation ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "point"),
+    [
+        ("1.234,50", "1234.50"),
+        ("1234,5", "1234.5"),
+        ("0,19", "0.19"),
+        (",5", ".5"),
+        ("12", "12"),
+        ("1.234", "1234"),
+        ("1.234.567,891", "1234567.891"),
+        ("-3,5", "-3.5"),
+    ],
+)
+def test_decimal_comma_numbers_are_read(text, point):
+    assert decimal_comma_to_point(text) == point
+
+
+@pytest.mark.parametrize("text", ["1234.50", "1,2,3", "12.34,5", "1.23,4", "", "-", "abc", "1e3"])
+def test_what_is_not_a_decimal_comma_number_is_refused(text):
+    with pytest.raises(BadValue):
+        decimal_comma_to_point(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "options", "dialect"),
+    [
+        ("a,b,c\n1;2,3\n", {}, CsvDialect(",", decimal_comma=False)),
+        ("a;b;c\n", {}, CsvDialect(";", decimal_comma=True)),
+        ("\n;;\na;b,x;c\n", {}, CsvDialect(";", decimal_comma=True)),
+        ("a,b,c\n", {"delimiter": ";"}, CsvDialect(";", decimal_comma=True)),
+        ("a;b;c\n", {"decimal_comma": False}, CsvDialect(";", decimal_comma=False)),
+        ("a;b;c\n", {"delimiter": ";", "decimal_comma": True}, CsvDialect(";", True)),
+    ],
+)
+def test_the_dialect_is_read_from_the_header_line_unless_chosen(text, options, dialect):
+    assert detect_dialect(text, **options) == dialect
+
+
+def test_a_decimal_comma_with_comma_separators_is_refused():
+    with pytest.raises(ImportFailed) as failure:
+        detect_dialect("a,b\n", delimiter=",", decimal_comma=True)
+    assert failure.value.errors[0].line == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("plain text", None),
+        ("tab\tand\r\nbreaks", None),
+        ("Zoë, 日本, emoji 🎉", None),
+        ("nul\x00", "U+0000"),
+        ("bell\x07", "U+0007"),
+        ("escape\x1b[0m", "U+001B"),
+        ("delete\x7f", "U+007F"),
+        ("c1 \x85", "U+0085"),
+        ("lone \udc80", "U+DC80"),
+    ],
+)
+def test_unstorable_characters_are_found(text, found):
+    assert unstorable_character(text) == found
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("7.01E+08", True),
+        ("1E5", True),
+        ("7,01E+08", True),
+        ("1.2345e-3", True),
+        ("E12", False),
+        ("ACC-1E5", False),
+        ("70100000", False),
+        ("INV-2026-0001", False),
+    ],
+)
+def test_scientific_notation_is_recognized(text, expected):
+    assert looks_scientific(text) is expected

@@ -1,0 +1,24 @@
+"""Who did something, as written in an audit row's `actor` column."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """A kind of actor ("customer", "staff", "system", "cli", "import") and which one.
+
+    `str(actor)` is what the audit row stores: "import:cli", "customer:42", "system".
+    """
+
+    kind: str
+    name: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.name}" if self.name else self.kind
+
+    @classmethod
+    def importer(cls, via: str) -> Actor:
+        """An import run through `via` (the CLI, later the REST API)."""
+        return cls("import", via)

@@ -1,0 +1,379 @@
+"""Importing invoices: upsert by invoice number, one record per line item."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+
+from portal.audit.actors import Actor
+from portal.extensions import db
+from portal.imports.common import (
+    CustomerKey,
+    ImportReport,
+    chunks,
+    customer_keys,
+    find_customer,
+    finish,
+    settled_by_invoice,
+)
+from portal.imports.parsing import (
+    MAX_DB_INT,
+    parse_amount,
+    parse_currency,
+    parse_date,
+    parse_line_number,
+    parse_quantity_milli,
+)
+from portal.imports.records import ImportFailed, Record, RowError, RowReader
+from portal.invoices.models import QUANTITY_SCALE, Invoice, InvoiceLine
+from portal.money import Money
+
+REQUIRED = (
+    "account_number",
+    "invoice_number",
+    "issue_date",
+    "due_date",
+    "currency",
+    "line_number",
+    "description",
+    "quantity",
+    "unit_price",
+)
+OPTIONAL = ("tax_amount",)
+NUMERIC = ("quantity", "unit_price", "tax_amount")
+
+# What identifies a line's content, in the order of _LineDraft.content().
+_LINE_FIELDS = ("description", "quantity_milli", "unit_price_minor", "tax_minor", "amount_minor")
+
+
+@dataclass(slots=True)
+class _LineDraft:
+    line_number: int
+    description: str
+    quantity_milli: int
+    unit_price_minor: int
+    tax_minor: int
+    amount_minor: int
+
+    def content(self) -> tuple[object, ...]:
+        return (
+            self.description,
+            self.quantity_milli,
+            self.unit_price_minor,
+            self.tax_minor,
+            self.amount_minor,
+        )
+
+
+@dataclass
+class _InvoiceDraft:
+    number: str
+    first_line: int
+    account: str
+    issue_date: date | None
+    due_date: date | None
+    currency: str | None
+    lines: dict[int, _LineDraft] = field(default_factory=dict)
+    line_rows: dict[int, int] = field(default_factory=dict)  # line_number -> CSV line
+    is_valid: bool = True
+
+    @property
+    def total_minor(self) -> int:
+        return sum(line.amount_minor for line in self.lines.values())
+
+
+@dataclass
+class _ExistingInvoice:
+    id: int
+    customer_id: int
+    issue_date: date
+    due_date: date
+    currency: str
+    is_void: bool
+    lines: dict[int, tuple[int, tuple[object, ...]]] = field(default_factory=dict)
+    settled_minor: int = 0  # allocated payments + credits
+
+
+@dataclass
+class InvoiceChanges:
+    """What `apply` writes: checked, nothing left to refuse."""
+
+    report: ImportReport
+    customers: dict[str, CustomerKey]
+    new: list[_InvoiceDraft] = field(default_factory=list)
+    changed: list[tuple[_InvoiceDraft, _ExistingInvoice]] = field(default_factory=list)
+
+
+def validate(records: Sequence[Record]) -> InvoiceChanges:
+    """Check every record (one line item each) against the others and the database."""
+    errors: list[RowError] = []
+    customers = customer_keys({record.values.get("account_number", "") for record in records})
+    drafts: dict[str, _InvoiceDraft] = {}
+    for record in records:
+        _read_invoice_row(RowReader(record, errors), customers, drafts)
+
+    existing = _existing_invoices([n for n, d in drafts.items() if d.is_valid])
+    changes = InvoiceChanges(ImportReport("invoices", rows=len(records)), customers)
+    for number, draft in drafts.items():
+        if not draft.is_valid:
+            continue
+        total = draft.total_minor
+        if total > MAX_DB_INT:
+            errors.append(RowError(draft.first_line, f"invoice {number!r}: total is too large"))
+            continue
+        customer = customers[draft.account]
+        current = existing.get(number)
+        if current is None:
+            changes.new.append(draft)
+            continue
+        differs = _invoice_differs(draft, current)
+        problem = _invoice_change_problem(draft, current, customer.id, differs=differs)
+        if problem:
+            errors.append(RowError(draft.first_line, f"invoice {number!r} {problem}"))
+        elif differs:
+            changes.changed.append((draft, current))
+        else:
+            changes.report.unchanged += 1
+    if errors:
+        raise ImportFailed(errors)
+
+    changes.report.created = len(changes.new)
+    changes.report.updated = len(changes.changed)
+    changes.report.details["lines"] = sum(len(d.lines) for d in changes.new) + sum(
+        len(d.lines) for d, _ in changes.changed
+    )
+    return changes
+
+
+def apply(changes: InvoiceChanges, *, now: datetime, actor: Actor) -> ImportReport:
+    """Write what `validate` found, in the caller's transaction."""
+    _insert_invoices(changes.new, changes.customers, now)
+    _update_invoices(changes.changed)
+    return finish(changes.report, now=now, actor=actor)
+
+
+def _read_invoice_row(
+    reader: RowReader, customers: dict[str, CustomerKey], drafts: dict[str, _InvoiceDraft]
+) -> None:
+    account = reader.key("account_number", max_length=64)
+    number = reader.key("invoice_number", max_length=64)
+    issue_date = reader.parse("issue_date", parse_date)
+    due_date = reader.parse("due_date", parse_date)
+    currency = reader.parse("currency", parse_currency)
+    line_number = reader.parse("line_number", parse_line_number)
+    description = reader.text("description", required=True, max_length=500)
+    quantity_milli = reader.parse("quantity", parse_quantity_milli)
+    unit_price = reader.parse("unit_price", parse_amount)
+    tax = reader.parse("tax_amount", parse_amount, required=False) or Decimal(0)
+
+    find_customer(reader, customers, account, currency)
+    if issue_date and due_date and due_date < issue_date:
+        reader.error(f"due_date {due_date} is before issue_date {issue_date}")
+
+    amounts: tuple[int, int, int] | None = None
+    if currency and quantity_milli and unit_price is not None:
+        price = Money.from_decimal(unit_price, currency)
+        tax_money = Money.from_decimal(tax, currency)
+        amount = price.times(Decimal(quantity_milli) / QUANTITY_SCALE) + tax_money
+        if max(price.minor, tax_money.minor, amount.minor) > MAX_DB_INT:
+            reader.error("the line amount is too large")
+        else:
+            amounts = (price.minor, tax_money.minor, amount.minor)
+
+    if not number:
+        return
+    draft = drafts.get(number)
+    if draft is None:
+        draft = drafts[number] = _InvoiceDraft(
+            number, reader.line, account, issue_date, due_date, currency
+        )
+    else:
+        _check_invoice_agrees(reader, draft, account, issue_date, due_date, currency)
+    if line_number is not None:
+        if line_number in draft.line_rows:
+            reader.error(
+                f"invoice {number!r} line {line_number} already appears on line "
+                f"{draft.line_rows[line_number]}"
+            )
+        else:
+            draft.line_rows[line_number] = reader.line
+    if reader.ok and amounts and line_number and quantity_milli:
+        draft.lines[line_number] = _LineDraft(
+            line_number, description, quantity_milli, amounts[0], amounts[1], amounts[2]
+        )
+    else:
+        draft.is_valid = False
+
+
+def _check_invoice_agrees(
+    reader: RowReader,
+    draft: _InvoiceDraft,
+    account: str,
+    issue_date: date | None,
+    due_date: date | None,
+    currency: str | None,
+) -> None:
+    """Every row of one invoice repeats the same account, dates and currency."""
+    for column, mine, theirs in (
+        ("account_number", account or None, draft.account or None),
+        ("issue_date", issue_date, draft.issue_date),
+        ("due_date", due_date, draft.due_date),
+        ("currency", currency, draft.currency),
+    ):
+        if mine is not None and theirs is not None and mine != theirs:
+            reader.error(
+                f"invoice {draft.number!r} has {column} {theirs} on line {draft.first_line} "
+                f"but {mine} here"
+            )
+    draft.issue_date = draft.issue_date or issue_date
+    draft.due_date = draft.due_date or due_date
+    draft.currency = draft.currency or currency
+    draft.account = draft.account or account
+
+
+def _existing_invoices(numbers: Sequence[str]) -> dict[str, _ExistingInvoice]:
+    found: dict[str, _ExistingInvoice] = {}
+    by_id: dict[int, _ExistingInvoice] = {}
+    for batch in chunks(numbers):
+        rows = db.session.execute(
+            select(
+                Invoice.number,
+                Invoice.id,
+                Invoice.customer_id,
+                Invoice.issue_date,
+                Invoice.due_date,
+                Invoice.currency,
+                Invoice.voided_at,
+            ).where(Invoice.number.in_(batch))
+        )
+        for number, id_, customer_id, issue, due, currency, voided_at in rows:
+            found[number] = by_id[id_] = _ExistingInvoice(
+                id_, customer_id, issue, due, currency, voided_at is not None
+            )
+    for id_batch in chunks(sorted(by_id)):
+        lines = db.session.execute(
+            select(InvoiceLine.invoice_id, InvoiceLine.line_number, InvoiceLine.id)
+            .add_columns(*(getattr(InvoiceLine, name) for name in _LINE_FIELDS))
+            .where(InvoiceLine.invoice_id.in_(id_batch))
+        )
+        for invoice_id, line_number, line_id, *content in lines:
+            by_id[invoice_id].lines[line_number] = (line_id, tuple(content))
+        for invoice_id, settled in settled_by_invoice(id_batch).items():
+            by_id[invoice_id].settled_minor = settled
+    return found
+
+
+def _invoice_differs(draft: _InvoiceDraft, current: _ExistingInvoice) -> bool:
+    if (draft.issue_date, draft.due_date, draft.currency) != (
+        current.issue_date,
+        current.due_date,
+        current.currency,
+    ):
+        return True
+    if draft.lines.keys() != current.lines.keys():
+        return True
+    return any(line.content() != current.lines[n][1] for n, line in draft.lines.items())
+
+
+def _invoice_change_problem(
+    draft: _InvoiceDraft, current: _ExistingInvoice, customer_id: int, *, differs: bool
+) -> str | None:
+    if current.customer_id != customer_id:
+        return "already exists under another account"
+    if not differs:
+        return None
+    if current.is_void:
+        return "is void and cannot be changed"
+    if draft.total_minor < current.settled_minor:
+        currency = draft.currency or current.currency
+        return (
+            f"would total {Money(draft.total_minor, currency)}, less than the "
+            f"{Money(current.settled_minor, currency)} already paid or credited on it"
+        )
+    return None
+
+
+def _line_row(invoice_id: int, line: _LineDraft) -> dict[str, Any]:
+    return {
+        "invoice_id": invoice_id,
+        "line_number": line.line_number,
+        "description": line.description,
+        "quantity_milli": line.quantity_milli,
+        "unit_price_minor": line.unit_price_minor,
+        "tax_minor": line.tax_minor,
+        "amount_minor": line.amount_minor,
+    }
+
+
+def _insert_invoices(
+    drafts: list[_InvoiceDraft], customers: dict[str, CustomerKey], now: datetime
+) -> None:
+    if not drafts:
+        return
+    ids = db.session.execute(
+        insert(Invoice).returning(Invoice.id, sort_by_parameter_order=True),
+        [
+            {
+                "customer_id": customers[d.account].id,
+                "number": d.number,
+                "issue_date": d.issue_date,
+                "due_date": d.due_date,
+                "currency": d.currency,
+                "total_minor": d.total_minor,
+                "created_at": now,
+            }
+            for d in drafts
+        ],
+    ).scalars()
+    lines = [
+        _line_row(invoice_id, line)
+        for invoice_id, draft in zip(ids, drafts, strict=True)
+        for line in draft.lines.values()
+    ]
+    db.session.execute(insert(InvoiceLine), lines)
+
+
+def _update_invoices(changed: list[tuple[_InvoiceDraft, _ExistingInvoice]]) -> None:
+    """Rewrite changed headers and lines in place; line ids survive where the number does."""
+    if not changed:
+        return
+    headers: list[dict[str, Any]] = []
+    line_updates: list[dict[str, Any]] = []
+    line_inserts: list[dict[str, Any]] = []
+    line_deletes: list[int] = []
+    for draft, current in changed:
+        headers.append(
+            {
+                "id": current.id,
+                "issue_date": draft.issue_date,
+                "due_date": draft.due_date,
+                "currency": draft.currency,
+                "total_minor": draft.total_minor,
+            }
+        )
+        for number, line in draft.lines.items():
+            old = current.lines.get(number)
+            if old is None:
+                line_inserts.append(_line_row(current.id, line))
+            elif old[1] != line.content():
+                content = dict(zip(_LINE_FIELDS, line.content(), strict=True))
+                line_updates.append({"id": old[0], **content})
+        line_deletes.extend(
+            line_id for number, (line_id, _) in current.lines.items() if number not in draft.lines
+        )
+    db.session.execute(update(Invoice), headers)
+    for batch in chunks(line_deletes):
+        db.session.execute(
+            delete(InvoiceLine)
+            .where(InvoiceLine.id.in_(batch))
+            .execution_options(synchronize_session=False)
+        )
+    if line_updates:
+        db.session.execute(update(InvoiceLine), line_updates)
+    if line_inserts:
+        db.session.execute(insert(InvoiceLine), line_inserts)
