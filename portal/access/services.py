@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from portal.access.models import AccessLink, LinkRequest, LinkRequestOutcome
 from portal.audit.services import audit_row, record_event
@@ -164,6 +164,9 @@ def is_session_link_valid(link_id: int | None, customer_id: int) -> bool:
 RECOVERY_LINKS_PER_HOUR = 3  # per account: the form must not flood anyone's mailbox
 RECOVERY_ACCOUNTS_PER_REQUEST = 10  # an address shared by many accounts gets this many links
 RECOVERY_BATCH = 200  # requests matched per pass of the worker
+# What people typed into the form (addresses of customers or not) is kept this long after
+# it was answered, for support questions, then deleted with the next pass.
+RECOVERY_REQUESTS_KEPT = timedelta(days=30)
 _DASHES = "-\u2010\u2011\u2012\u2013\u2014\u2212\ufe63\uff0d"
 
 
@@ -269,7 +272,8 @@ def answer_link_request(
 def match_link_requests(
     *, now: datetime, ttl: timedelta, base_url: str, limit: int = RECOVERY_BATCH
 ) -> dict[LinkRequestOutcome, int]:
-    """The worker's job: answer the oldest pending requests, `limit` at most; flushes."""
+    """The worker's job: answer the oldest pending requests, `limit` at most, and forget
+    those answered more than RECOVERY_REQUESTS_KEPT ago; flushes."""
     pending = db.session.scalars(
         select(LinkRequest)
         .where(LinkRequest.processed_at.is_(None))
@@ -281,4 +285,7 @@ def match_link_requests(
     for asked in pending:
         counts[answer_link_request(asked, now=now, ttl=ttl, base_url=base_url)] += 1
         db.session.flush()
+    db.session.execute(
+        delete(LinkRequest).where(LinkRequest.processed_at < now - RECOVERY_REQUESTS_KEPT)
+    )
     return counts

@@ -266,3 +266,12 @@ def test_normalize_account_number(typed, key):
 def test_normalize_email_keeps_every_letter():
     assert normalize_email("  José@Example.COM ") == "josé@example.com"
     assert normalize_email("jose\u0301@example.com") == "josé@example.com"  # NFD to NFC
+
+
+def test_answered_requests_are_forgotten_after_30_days(client, worker):
+    _ask(client, "old@example.com")
+    worker(NOON)
+    _ask(client, "new@example.com")
+    worker(NOON + timedelta(days=30, minutes=1))
+    kept = db.session.scalars(select(LinkRequest.email)).all()
+    assert kept == ["new@example.com"]
