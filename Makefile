@@ -18,6 +18,12 @@ STRIPE_PORT ?= 8420
 
 help: ## List the commands
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-22s\033[0m %s\n", $$1, $$2}'
+	@echo
+	@echo "Variables (e.g. make run PORT=8000 STRIPE_PORT=8421):"
+	@echo "  HOST=$(HOST)  address make run serves on"
+	@echo "  PORT=$(PORT)  port of the portal (make run)"
+	@echo "  STRIPE_PORT=$(STRIPE_PORT)  port of localstripe, the fake Stripe that make run starts"
+	@echo "  PYTHON=$(PYTHON)  interpreter that creates .venv"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,13 +49,13 @@ run: export STRIPE_PUBLISHABLE_KEY ?= pk_test_localstripe
 run: export STRIPE_WEBHOOK_SECRET ?= whsec_localstripe
 run: export STRIPE_API_BASE ?= http://127.0.0.1:$(STRIPE_PORT)
 run: export STRIPE_JS_URL ?= http://127.0.0.1:$(STRIPE_PORT)/js.stripe.com/v3/
-run: install ## Migrate the SQLite database, load the demo, print two links, serve on 127.0.0.1
+run: install ## Migrate the SQLite database, load the demo, print an English and a Spanish link, serve on HOST:PORT
 	$(BIN)/portal db upgrade
 	$(BIN)/portal demo --no-links
 	@mkdir -p instance
 	@echo "Queueing the demo's due emails (log: instance/jobs.log; read them at /dev/mailbox)"
 	$(BIN)/portal jobs run --once > instance/jobs.log 2>&1
-	$(BIN)/portal demo
+	$(BIN)/portal demo --no-load
 	@echo "Mailbox: http://$(HOST):$(PORT)/dev/mailbox/"
 	@echo "Card payments: localstripe on $$STRIPE_API_BASE (log: instance/localstripe.log); test card 4242 4242 4242 4242"
 	$(BIN)/python -m portal.payments.devserver --port $(STRIPE_PORT) \

@@ -29,7 +29,7 @@ def create_app(config: dict[str, Any] | None = None, env_name: str | None = None
     _check_settings(app)
 
     from portal import models  # noqa: F401  (register every table with the metadata)
-    from portal.db import configure_engine
+    from portal.db import configure_engine, init_write_intent
     from portal.extensions import babel, csrf, db, limiter, login_manager, migrate
     from portal.i18n import init_i18n
     from portal.security import init_security
@@ -43,7 +43,8 @@ def create_app(config: dict[str, Any] | None = None, env_name: str | None = None
         compare_type=True,
     )
     with app.app_context():
-        configure_engine(db.engine)
+        configure_engine(db.engine, busy_timeout_ms=app.config["SQLITE_BUSY_TIMEOUT_MS"])
+    init_write_intent(app)
     csrf.init_app(app)
     limiter.init_app(app)
     login_manager.init_app(app)

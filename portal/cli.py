@@ -171,11 +171,14 @@ def link_command(account_number: str, invoice_number: str | None, ttl_days: int 
 
 @click.command("demo")
 @click.option("--links/--no-links", default=True, help="Print two customer links.")
-def demo_command(links: bool) -> None:
-    """Load the demo ledger (once) and print links for two customers."""
+@click.option(
+    "--load/--no-load", default=True, help="Load the demo ledger if the database is empty."
+)
+def demo_command(links: bool, load: bool) -> None:
+    """Load the demo ledger (once) and print links for an English and a Spanish customer."""
     from portal.demo.loader import load_demo
 
-    for line in load_demo(print_links=links):
+    for line in load_demo(print_links=links, load=load):
         click.echo(line)
 
 

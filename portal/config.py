@@ -86,9 +86,14 @@ class Config:
     WEBHOOK_POLL_SECONDS = _env_int("WEBHOOK_POLL_SECONDS", 1)
 
     ACCESS_LINK_TTL_DAYS = _env_int("ACCESS_LINK_TTL_DAYS", 30)
+    # Signed-in sessions live in the `principal_sessions` table (`access.sessions`): each
+    # kind of principal has its own cookie, idle limit and absolute lifetime. A customer
+    # session never outlives the link that opened it.
     SESSION_IDLE_MINUTES = _env_int("SESSION_IDLE_MINUTES", 30)
-    # The cookie outlives the idle limit, so that `access.sessions` (which checks the
-    # last request on the server) ends an idle session with its own message.
+    CUSTOMER_SESSION_MAX_HOURS = _env_int("CUSTOMER_SESSION_MAX_HOURS", 12)
+    STAFF_SESSION_IDLE_MINUTES = _env_int("STAFF_SESSION_IDLE_MINUTES", 15)
+    STAFF_SESSION_MAX_HOURS = _env_int("STAFF_SESSION_MAX_HOURS", 10)
+    # Flask's own signed cookie now holds only the CSRF token and the chosen language.
     PERMANENT_SESSION_LIFETIME = timedelta(days=ACCESS_LINK_TTL_DAYS)
     SESSION_COOKIE_NAME = "portal_session"
     SESSION_COOKIE_HTTPONLY = True
@@ -109,6 +114,8 @@ class Config:
     MAX_CONTENT_LENGTH = 2 * 1024 * 1024
     FORCE_HTTPS = False
     PROXY_FIX_X_FOR = _env_int("PROXY_FIX_X_FOR", 0)
+    # SQLite only: how long a write waits for another writer's lock before failing.
+    SQLITE_BUSY_TIMEOUT_MS = _env_int("SQLITE_BUSY_TIMEOUT_MS", 30_000)
 
     # Card payments through Stripe (README, "Payments"). Without a secret key the portal
     # takes no card payments. STRIPE_API_BASE and STRIPE_JS_URL point at localstripe in

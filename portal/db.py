@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar, Token
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import DateTime
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 
 def utcnow() -> datetime:
@@ -35,13 +41,48 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-def configure_engine(engine: Any) -> None:
+# SQLite: whether the next transaction on this thread (or task) takes the write lock as
+# it begins. A deferred BEGIN that reads and then writes cannot wait for the lock when
+# another connection committed in between: SQLite answers SQLITE_BUSY ("database is
+# locked") at once, whatever the busy timeout (https://sqlite.org/lang_transaction.html,
+# https://sqlite.org/rescode.html#busy_snapshot). BEGIN IMMEDIATE waits its turn instead.
+_begin_immediate: ContextVar[bool] = ContextVar("sqlite_begin_immediate", default=False)
+
+# How long a SQLite connection waits for the write lock before failing, in milliseconds.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def begin_immediate(flag: bool = True) -> Token[bool]:
+    """From now on in this context, SQLite transactions begin IMMEDIATE (see above).
+
+    No effect on PostgreSQL. Reset with `end_immediate(token)`."""
+    return _begin_immediate.set(flag)
+
+
+def end_immediate(token: Token[bool]) -> None:
+    _begin_immediate.reset(token)
+
+
+@contextmanager
+def immediate_transactions() -> Iterator[None]:
+    """Transactions begun inside this block take SQLite's write lock as they begin."""
+    token = begin_immediate()
+    try:
+        yield
+    finally:
+        end_immediate(token)
+
+
+def configure_engine(engine: Any, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> None:
     """Dialect seams, in one place.
 
-    SQLite: enforce foreign keys (off by default there), wait for a busy writer rather
-    than failing at once, and let SQLAlchemy own BEGIN so that SAVEPOINTs work
-    (pysqlite's own transaction handling breaks them; see SQLAlchemy's pysqlite docs,
-    "Serializable isolation / Savepoints / Transactional DDL").
+    SQLite: enforce foreign keys (off by default there); write-ahead logging, so that
+    readers never wait for the writer nor the writer for readers; wait up to
+    `busy_timeout_ms` for another writer rather than failing at once; and let SQLAlchemy
+    own BEGIN so that SAVEPOINTs work (pysqlite's own transaction handling breaks them;
+    see SQLAlchemy's pysqlite docs, "Serializable isolation / Savepoints / Transactional
+    DDL"), beginning IMMEDIATE where the caller will write (`immediate_transactions`, and
+    every request other than GET/HEAD/OPTIONS: `init_write_intent`).
     """
     from sqlalchemy import event
 
@@ -53,9 +94,30 @@ def configure_engine(engine: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        # In-memory databases answer "memory" and keep their journal: harmless.
+        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if _begin_immediate.get() else "BEGIN")
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def init_write_intent(app: Flask) -> None:
+    """Requests that may write (POST and the like) begin their transactions IMMEDIATE."""
+    from flask import g, request
+
+    @app.before_request
+    def _declare_write_intent() -> None:
+        if request.method not in SAFE_METHODS:
+            g._immediate_token = begin_immediate()
+
+    @app.teardown_request
+    def _drop_write_intent(_error: BaseException | None) -> None:
+        token = g.pop("_immediate_token", None)
+        if token is not None:
+            end_immediate(token)

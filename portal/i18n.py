@@ -7,7 +7,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import Flask, current_app, has_request_context, request, session
 from flask_babel import Babel, format_date, format_decimal, get_locale, gettext
-from flask_login import current_user
 
 from portal.config import SUPPORTED_LOCALES
 from portal.money import Money
@@ -31,8 +30,11 @@ def select_locale() -> str:
     chosen = session.get("locale")
     if chosen in SUPPORTED_LOCALES:
         return str(chosen)
-    if current_user.is_authenticated:
-        stored = supported_locale(getattr(current_user, "locale", None))
+    from portal.access.sessions import signed_in_customer
+
+    customer = signed_in_customer()
+    if customer is not None:
+        stored = supported_locale(customer.locale)
         if stored:
             return stored
     return request.accept_languages.best_match(SUPPORTED_LOCALES) or "en"

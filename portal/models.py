@@ -1,6 +1,6 @@
 """Import every model so that Alembic and `db.create_all` see the whole schema."""
 
-from portal.access.models import AccessLink, LinkRequest
+from portal.access.models import AccessLink, LinkRequest, PrincipalSession
 from portal.audit.models import AuditEvent
 from portal.customers.models import Customer
 from portal.invoices.models import CreditNote, Invoice, InvoiceLine
@@ -37,6 +37,7 @@ __all__ = [
     "Payment",
     "PaymentAccount",
     "PaymentAllocation",
+    "PrincipalSession",
     "Refund",
     "RefundAllocation",
     "ReminderStep",

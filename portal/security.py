@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Flask, current_app
+from flask import Flask, current_app, redirect, request
 from flask_talisman import Talisman
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -74,20 +76,76 @@ class PolicyFromConfig(Mapping[str, str | list[str]]):
 CARD_PAGE_CSP = PolicyFromConfig(card_page_csp)
 
 
+# A link's token in a URL path (`/l/<token>`): what `init_log_redaction` hides in every log line.
+LINK_IN_TEXT = re.compile(r"(/l/)[A-Za-z0-9_-]{16,}")
+REDACTED = r"\1[redacted]"
+
+
+def redact_links(text: str) -> str:
+    return LINK_IN_TEXT.sub(REDACTED, text) if "/l/" in text else text
+
+
+def _redact(record: logging.LogRecord) -> None:
+    try:
+        message = record.getMessage()
+    except Exception:
+        return
+    redacted = redact_links(message)
+    if redacted != message:
+        record.msg, record.args = redacted, None
+
+
+def init_log_redaction(app: Flask) -> None:
+    """Every log record of the process, whatever its logger (Flask's exception log names
+    the path; werkzeug's and gunicorn's access logs the request line; the worker), has
+    link tokens redacted as it is created. Installed once per process."""
+    factory = logging.getLogRecordFactory()
+    if getattr(factory, "redacts_links", False):
+        return
+
+    def make_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = factory(*args, **kwargs)
+        _redact(record)
+        return record
+
+    make_record.redacts_links = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(make_record)
+
+
+def init_https_redirect(app: Flask) -> None:
+    """Plain http goes to the same path on PORTAL_BASE_URL (https in production), never
+    to the request's Host header, which whoever sends the request chooses."""
+    base = app.config["PORTAL_BASE_URL"].rstrip("/")
+
+    @app.before_request
+    def redirect_to_https():  # type: ignore[no-untyped-def]
+        if request.is_secure:
+            return None
+        path = request.full_path if request.query_string else request.path
+        code = 301 if request.method in ("GET", "HEAD") else 308
+        return redirect(base + path, code=code)
+
+
 def init_security(app: Flask) -> None:
     production = app.config["ENV_NAME"] == "production"
     proxies = int(app.config.get("PROXY_FIX_X_FOR", 0) or 0)
     if proxies:
+        # Trust that many proxies: each appends the address it received the request from
+        # to X-Forwarded-For, so the client is the `proxies`-th address from the right;
+        # anything further left was written by the client and is ignored.
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies
         )
+    init_log_redaction(app)
+    if app.config["FORCE_HTTPS"]:
+        init_https_redirect(app)
     # One Talisman per app: init_app keeps its options on the instance, so sharing one
     # would let the last app built (say, a production one in a test) set every app's
     # headers. The shared `extensions.talisman` only serves as the per-view decorator,
     # which merely tags the view function.
     Talisman(
         app,
-        force_https=app.config["FORCE_HTTPS"],
+        force_https=False,  # `init_https_redirect` does it, from PORTAL_BASE_URL
         strict_transport_security=production,
         strict_transport_security_max_age=31536000,
         content_security_policy=BASE_CSP,

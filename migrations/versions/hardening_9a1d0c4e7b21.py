@@ -1,7 +1,7 @@
 """hardening: lost-link requests, card failures, reused SetupIntents
 
 Revision ID: 9a1d0c4e7b21
-Revises: b7d1e0a4c2f9
+Revises: a7c3e1f09b24
 Create Date: 2026-11-29 21:44:29.206764
 
 """
@@ -13,7 +13,7 @@ import portal.db
 
 # revision identifiers, used by Alembic.
 revision = '9a1d0c4e7b21'
-down_revision = 'b7d1e0a4c2f9'
+down_revision = 'a7c3e1f09b24'
 branch_labels = None
 depends_on = None
 

@@ -74,3 +74,64 @@ class LinkRequest(db.Model):
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     outcome: Mapped[str | None] = mapped_column(String(16))
     links_sent: Mapped[int] = mapped_column(default=0)
+
+
+class PrincipalKind(StrEnum):
+    """Who a session belongs to. Each kind has its own cookie and limits (`sessions.RULES`)."""
+
+    CUSTOMER = "customer"
+    STAFF = "staff"
+
+
+class SessionEnd(StrEnum):
+    """Why a session ended (`principal_sessions.ended_reason`)."""
+
+    SIGNED_OUT = "signed_out"
+    IDLE = "idle"
+    EXPIRED = "expired"  # its absolute lifetime (never longer than its link's) ran out
+    LINK_REVOKED = "link_revoked"
+    LINK_EXPIRED = "link_expired"
+    REPLACED = "replaced"  # the same browser signed in again (rotation on entry)
+    PRINCIPAL_DISABLED = "principal_disabled"  # staff deactivated, password or 2FA reset
+
+
+class PrincipalSession(db.Model):
+    """A signed-in browser, checked on every request (`access.sessions`).
+
+    The cookie holds a random token; only its SHA-256 is stored, so a database dump
+    opens no session. Ending a session is a write here: a copied cookie stops working
+    at once (sign-out, idle limit, absolute lifetime, the link revoked or expired).
+    Times are aware UTC datetimes.
+    """
+
+    __tablename__ = "principal_sessions"
+    __table_args__ = (
+        CheckConstraint("principal_kind IN ('customer', 'staff')", name="principal_kind_known"),
+        # A customer session is always opened from a link, and belongs to its customer.
+        CheckConstraint(
+            "principal_kind <> 'customer' OR (customer_id IS NOT NULL AND link_id IS NOT NULL)",
+            name="customer_session_has_customer_and_link",
+        ),
+        CheckConstraint("expires_at > created_at", name="expires_after_created"),
+        CheckConstraint("(ended_at IS NULL) = (ended_reason IS NULL)", name="ended_with_reason"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    principal_kind: Mapped[str] = mapped_column(String(16))
+    customer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
+    link_id: Mapped[int | None] = mapped_column(
+        ForeignKey("access_links.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Written at most once a minute (`sessions.TOUCH_EVERY`), so idle is exact to a minute.
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())  # absolute end
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ended_reason: Mapped[str | None] = mapped_column(String(32))
+
+    @property
+    def is_ended(self) -> bool:
+        return self.ended_at is not None

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, select
 
-from portal.access.models import AccessLink, LinkRequest, LinkRequestOutcome
+from portal.access.models import AccessLink, LinkRequest, LinkRequestOutcome, SessionEnd
 from portal.audit.services import audit_row, record_event
 from portal.customers.models import Customer
 from portal.errors import DomainError
@@ -145,19 +145,15 @@ def open_link(token: str, *, now: datetime, ip_address: str | None) -> AccessLin
 
 
 def revoke_link(link: AccessLink, *, now: datetime, actor: str) -> None:
+    """Cancel the link and end, at once, every session opened from it."""
+    from portal.access.sessions import end_sessions_of_link
+
     if link.revoked_at is None:
         link.revoked_at = now
+        end_sessions_of_link(link.id, now=now, reason=SessionEnd.LINK_REVOKED)
         record_event(
             "link.revoked", actor=actor, now=now, customer_id=link.customer_id, subject=link
         )
-
-
-def is_session_link_valid(link_id: int | None, customer_id: int) -> bool:
-    """A session dies with its link: revoking the link ends sessions opened from it."""
-    if link_id is None:
-        return False
-    link = db.session.get(AccessLink, link_id)
-    return link is not None and link.customer_id == customer_id and not link.is_revoked
 
 
 # --- lost links ----------------------------------------------------------------------------
@@ -225,21 +221,22 @@ def customers_for_request(asked: LinkRequest) -> list[Customer]:
 
 
 def count_recent_recoveries(customer: Customer, since: datetime) -> int:
+    """Lost-link emails queued for this customer since `since` (sent or not)."""
+    from portal.notifications.models import OutboxMessage
+
     return (
         db.session.scalar(
-            select(func.count(AccessLink.id)).where(
-                AccessLink.customer_id == customer.id,
-                AccessLink.purpose == "recovery",
-                AccessLink.created_at >= since,
+            select(func.count(OutboxMessage.id)).where(
+                OutboxMessage.customer_id == customer.id,
+                OutboxMessage.kind == "access_link",
+                OutboxMessage.created_at >= since,
             )
         )
         or 0
     )
 
 
-def answer_link_request(
-    asked: LinkRequest, *, now: datetime, ttl: timedelta, base_url: str
-) -> LinkRequestOutcome:
+def answer_link_request(asked: LinkRequest, *, now: datetime, ttl: timedelta) -> LinkRequestOutcome:
     """Mail a fresh link to every customer the request names, within the hourly cap."""
     from portal.notifications.services import queue_email
 
@@ -248,15 +245,14 @@ def answer_link_request(
     for customer in customers:
         if count_recent_recoveries(customer, now - timedelta(hours=1)) >= RECOVERY_LINKS_PER_HOUR:
             continue
-        issued = issue_link(
-            customer, now=now, ttl=ttl, actor="customer:recovery", purpose="recovery"
-        )
+        # The link itself is issued when the email is sent (nothing secret waits in the outbox).
         queue_email(
             customer,
             kind="access_link",
             template="access_link",
-            context={"url": issued.url(base_url), "expires_at": issued.link.expires_at},
+            context={"expires_at": now + ttl},
             now=now,
+            with_portal_link=True,
         )
         sent += 1
     if sent:
@@ -270,7 +266,7 @@ def answer_link_request(
 
 
 def match_link_requests(
-    *, now: datetime, ttl: timedelta, base_url: str, limit: int = RECOVERY_BATCH
+    *, now: datetime, ttl: timedelta, limit: int = RECOVERY_BATCH
 ) -> dict[LinkRequestOutcome, int]:
     """The worker's job: answer the oldest pending requests, `limit` at most, and forget
     those answered more than RECOVERY_REQUESTS_KEPT ago; flushes."""
@@ -283,7 +279,7 @@ def match_link_requests(
     ).all()
     counts = dict.fromkeys(LinkRequestOutcome, 0)
     for asked in pending:
-        counts[answer_link_request(asked, now=now, ttl=ttl, base_url=base_url)] += 1
+        counts[answer_link_request(asked, now=now, ttl=ttl)] += 1
         db.session.flush()
     db.session.execute(
         delete(LinkRequest).where(LinkRequest.processed_at < now - RECOVERY_REQUESTS_KEPT)

@@ -1,86 +1,416 @@
-"""The customer session: started by opening a link, scoped to one account, idle-limited."""
+"""Signed-in sessions, kept on the server and checked on every request.
+
+A session is a `PrincipalSession` row; the browser holds only a random token in a
+cookie of its own per kind of principal (customer, staff), and the row holds its
+SHA-256. Every request that carries the cookie costs one indexed lookup (the session
+joined to its customer and link); ending a session is a write, so a copied cookie stops
+working at once after sign-out, the idle limit, the absolute lifetime, or when the link
+that opened it expires or is revoked (OWASP Session Management Cheat Sheet: "Session
+Expiration", "Manual Session Expiration"). Flask's signed cookie keeps only the CSRF
+token and the chosen language.
+
+Each kind has its own rules (`rules_for`): cookie name and path, idle limit, absolute
+lifetime. A customer cookie is never read as a staff one, nor the reverse:
+`customer_required` / `current_customer()` here, and the staff side builds
+`staff_required(role)` on `principal_required` and `load_session`.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import wraps
+from typing import Any, TypeVar, cast
 
 from flask import (
     Flask,
+    abort,
     current_app,
     flash,
+    g,
     has_request_context,
     redirect,
     request,
     session,
     url_for,
 )
+from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
-from flask_login import current_user, login_user, logout_user
+from sqlalchemy import ColumnElement, select, update
 
-from portal.access.models import AccessLink
-from portal.access.services import is_session_link_valid
+from portal.access.models import AccessLink, PrincipalKind, PrincipalSession, SessionEnd
+from portal.access.services import hash_token
 from portal.customers.models import Customer
-from portal.db import utcnow
+from portal.db import immediate_transactions, utcnow
 from portal.extensions import db, login_manager
+
+SESSION_TOKEN_BYTES = 32  # 256 bits, as for links
+# `last_seen_at` is written at most this often, so that browsing costs no write per page;
+# the idle limit is therefore exact to within this much.
+TOUCH_EVERY = timedelta(seconds=60)
+
+View = TypeVar("View", bound=Callable[..., ResponseReturnValue])
+
+
+@dataclass(frozen=True)
+class SessionRules:
+    """How one kind of principal's sessions live: each kind has its own cookie."""
+
+    kind: PrincipalKind
+    cookie_name: str
+    cookie_path: str
+    idle: timedelta
+    lifetime: timedelta  # absolute, from sign-in; a customer's is also capped by its link
+
+
+def rules_for(kind: PrincipalKind) -> SessionRules:
+    config = current_app.config
+    if kind == PrincipalKind.CUSTOMER:
+        return SessionRules(
+            kind,
+            "portal_customer",
+            "/",
+            timedelta(minutes=config["SESSION_IDLE_MINUTES"]),
+            timedelta(hours=config["CUSTOMER_SESSION_MAX_HOURS"]),
+        )
+    return SessionRules(
+        kind,
+        "portal_staff",
+        "/staff",
+        timedelta(minutes=config["STAFF_SESSION_IDLE_MINUTES"]),
+        timedelta(hours=config["STAFF_SESSION_MAX_HOURS"]),
+    )
+
+
+@dataclass(frozen=True)
+class LoadedSession:
+    """What this request's cookie of one kind opened (if anything), and why not."""
+
+    row: PrincipalSession | None = None
+    principal: Any = None  # the Customer for customer sessions
+    ended_now: SessionEnd | None = None  # ended by this very request (idle, expired…)
+
+
+def new_session_token() -> str:
+    return secrets.token_urlsafe(SESSION_TOKEN_BYTES)
+
+
+# --- the cookie -----------------------------------------------------------------------
+def _queue_cookie(kind: PrincipalKind, token: str | None, expires: datetime | None) -> None:
+    """Set (or, with None, delete) this kind's cookie on the response."""
+    cookies: dict[PrincipalKind, tuple[str | None, datetime | None]] = g.setdefault(
+        "_session_cookies", {}
+    )
+    cookies[kind] = (token, expires)
+
+
+def _write_cookies(response: Any) -> Any:
+    secure = bool(current_app.config["SESSION_COOKIE_SECURE"])
+    for kind, (token, expires) in g.get("_session_cookies", {}).items():
+        rules = rules_for(kind)
+        if token is None:
+            response.delete_cookie(
+                rules.cookie_name, path=rules.cookie_path, secure=secure, httponly=True
+            )
+        else:
+            response.set_cookie(
+                rules.cookie_name,
+                token,
+                expires=expires,
+                path=rules.cookie_path,
+                secure=secure,
+                httponly=True,
+                samesite="Lax",
+            )
+    return response
+
+
+# --- writes ---------------------------------------------------------------------------
+def _commit_write(statement: Any) -> None:
+    """Run one UPDATE in a transaction of its own, taking SQLite's write lock as it
+    begins (the lookup before it only read): called at the start of a request."""
+    db.session.commit()
+    with immediate_transactions():
+        db.session.execute(statement, execution_options={"synchronize_session": False})
+        db.session.commit()
+
+
+def end_sessions(*where: ColumnElement[bool], now: datetime, reason: SessionEnd) -> Any:
+    """The UPDATE that ends every open session matching `where` (run it, or `_commit_write`)."""
+    return (
+        update(PrincipalSession)
+        .where(PrincipalSession.ended_at.is_(None), *where)
+        .values(ended_at=now, ended_reason=reason.value)
+    )
+
+
+def end_sessions_of_link(link_id: int, *, now: datetime, reason: SessionEnd) -> None:
+    """End the sessions opened from this link (it was revoked). Flushes, never commits."""
+    db.session.execute(
+        end_sessions(PrincipalSession.link_id == link_id, now=now, reason=reason),
+        execution_options={"synchronize_session": False},
+    )
+
+
+def end_sessions_of_customer(customer_id: int, *, now: datetime, reason: SessionEnd) -> None:
+    """End every session of this customer (all their links revoked). Never commits."""
+    db.session.execute(
+        end_sessions(PrincipalSession.customer_id == customer_id, now=now, reason=reason),
+        execution_options={"synchronize_session": False},
+    )
+
+
+# --- starting and ending --------------------------------------------------------------
+def start_session(
+    kind: PrincipalKind,
+    *,
+    now: datetime,
+    not_after: datetime | None = None,
+    customer_id: int | None = None,
+    link_id: int | None = None,
+) -> PrincipalSession:
+    """A new session of `kind` for this browser; its cookie goes out with the response.
+
+    Lives `rules.lifetime` at most, and never past `not_after` (a link's expiry). A
+    session this browser already had is ended (rotation: no fixation). Flushes only."""
+    rules = rules_for(kind)
+    old_token = request.cookies.get(rules.cookie_name)
+    if old_token:
+        db.session.execute(
+            end_sessions(
+                PrincipalSession.token_hash == hash_token(old_token),
+                PrincipalSession.principal_kind == kind.value,
+                now=now,
+                reason=SessionEnd.REPLACED,
+            ),
+            execution_options={"synchronize_session": False},
+        )
+    expires_at = now + rules.lifetime
+    if not_after is not None:
+        expires_at = min(expires_at, not_after)
+    token = new_session_token()
+    row = PrincipalSession(
+        token_hash=hash_token(token),
+        principal_kind=kind.value,
+        customer_id=customer_id,
+        link_id=link_id,
+        created_at=now,
+        last_seen_at=now,
+        expires_at=expires_at,
+    )
+    db.session.add(row)
+    db.session.flush()
+    _queue_cookie(kind, token, expires_at)
+    return row
+
+
+def _rotate_flask_session() -> None:
+    """A fresh signed cookie (new CSRF token); only the chosen language survives."""
+    locale = session.get("locale")
+    session.clear()
+    if locale:
+        session["locale"] = locale
 
 
 def start_customer_session(link: AccessLink, now: datetime) -> None:
-    """Rotate the session (no fixation), then bind it to the link's account."""
-    locale = session.get("locale")
-    session.clear()
-    if locale:
-        session["locale"] = locale
-    login_user(link.customer, remember=False, fresh=True)
-    session.permanent = True
-    session["link_id"] = link.id
-    session["seen_at"] = int(now.timestamp())
+    """Sign the browser in to the link's account, until the link expires at the latest."""
+    _rotate_flask_session()
+    row = start_session(
+        PrincipalKind.CUSTOMER,
+        now=now,
+        not_after=link.expires_at,
+        customer_id=link.customer_id,
+        link_id=link.id,
+    )
+    g._customer_session = LoadedSession(row, link.customer)
 
 
-def end_customer_session() -> None:
-    locale = session.get("locale")
-    logout_user()
-    session.clear()
-    if locale:
-        session["locale"] = locale
+def end_current_session(kind: PrincipalKind, *, now: datetime) -> None:
+    """Sign this browser out (the row is ended, the cookie deleted). Flushes only."""
+    rules = rules_for(kind)
+    token = request.cookies.get(rules.cookie_name)
+    if token:
+        db.session.execute(
+            end_sessions(
+                PrincipalSession.token_hash == hash_token(token),
+                PrincipalSession.principal_kind == kind.value,
+                now=now,
+                reason=SessionEnd.SIGNED_OUT,
+            ),
+            execution_options={"synchronize_session": False},
+        )
+    _queue_cookie(kind, None, None)
+    setattr(g, f"_{kind.value}_session", LoadedSession())
 
 
-@login_manager.user_loader
-def load_principal(user_id: str) -> Customer | None:
-    kind, _sep, raw_id = user_id.partition(":")
-    if kind != "customer" or not raw_id.isdigit():
-        return None
-    customer = db.session.get(Customer, int(raw_id))
-    if customer is None or not is_session_link_valid(session.get("link_id"), customer.id):
-        return None
+def end_customer_session(now: datetime) -> None:
+    end_current_session(PrincipalKind.CUSTOMER, now=now)
+    _rotate_flask_session()
+
+
+# --- the check on every request -------------------------------------------------------
+def _why_over(row: PrincipalSession, rules: SessionRules, now: datetime) -> SessionEnd | None:
+    if now >= row.expires_at:
+        return SessionEnd.EXPIRED
+    if now - row.last_seen_at > rules.idle:
+        return SessionEnd.IDLE
+    return None
+
+
+def _why_link_over(link: AccessLink, now: datetime) -> SessionEnd | None:
+    if link.is_revoked:
+        return SessionEnd.LINK_REVOKED
+    if link.is_expired(now):
+        return SessionEnd.LINK_EXPIRED
+    return None
+
+
+def load_session(
+    kind: PrincipalKind,
+    lookup: Callable[[Any], Any],
+    check: Callable[[Any, datetime], SessionEnd | None],
+) -> LoadedSession:
+    """This request's session of `kind`, checked, touched at most once a minute.
+
+    `lookup(select)` adds the principal (and what else `check` needs) to the one query
+    by token hash; `check(row, now)` names a reason the principal's side ends it (a
+    revoked link; later a deactivated staff member). An ended or unknown session
+    deletes the cookie. Cached for the request in `g`."""
+    cache_key = f"_{kind.value}_session"
+    cached: LoadedSession | None = g.get(cache_key)
+    if cached is not None:
+        return cached
+    rules = rules_for(kind)
+    loaded = LoadedSession()
+    token = request.cookies.get(rules.cookie_name)
+    if token:
+        now = utcnow()
+        query = lookup(
+            select(PrincipalSession).where(
+                PrincipalSession.token_hash == hash_token(token),
+                PrincipalSession.principal_kind == kind.value,
+            )
+        )
+        result = db.session.execute(query).one_or_none()
+        if result is None or result[0].is_ended:
+            _queue_cookie(kind, None, None)
+        else:
+            row = result[0]
+            reason = _why_over(row, rules, now) or check(result, now)
+            if reason is not None:
+                _commit_write(end_sessions(PrincipalSession.id == row.id, now=now, reason=reason))
+                _queue_cookie(kind, None, None)
+                loaded = LoadedSession(ended_now=reason)
+            else:
+                principal = result[1] if len(result) > 1 else None
+                if now - row.last_seen_at >= TOUCH_EVERY:
+                    _commit_write(
+                        update(PrincipalSession)
+                        .where(PrincipalSession.id == row.id)
+                        .values(last_seen_at=now)
+                    )
+                loaded = LoadedSession(row, principal)
+    g.setdefault(cache_key, loaded)
+    return cast(LoadedSession, g.get(cache_key))
+
+
+def _customer_lookup(query: Any) -> Any:
+    return (
+        query.add_columns(Customer, AccessLink)
+        .join(Customer, Customer.id == PrincipalSession.customer_id)
+        .join(AccessLink, AccessLink.id == PrincipalSession.link_id)
+    )
+
+
+def _customer_check(result: Any, now: datetime) -> SessionEnd | None:
+    _row, _customer, link = result
+    return _why_link_over(link, now)
+
+
+def customer_session() -> LoadedSession:
+    if not has_request_context():
+        return LoadedSession()
+    return load_session(PrincipalKind.CUSTOMER, _customer_lookup, _customer_check)
+
+
+def signed_in_customer() -> Customer | None:
+    """The customer this request's customer session belongs to, or None."""
+    return cast(Customer | None, customer_session().principal)
+
+
+def current_customer() -> Customer:
+    """The signed-in customer, in a view behind `customer_required` (else a 401)."""
+    customer = signed_in_customer()
+    if customer is None:
+        abort(401)
     return customer
+
+
+# --- decorators -----------------------------------------------------------------------
+def _refuse_customer(loaded: LoadedSession) -> ResponseReturnValue:
+    from portal.errors import render_error
+
+    if loaded.ended_now == SessionEnd.IDLE:
+        flash(
+            _("Your session ended after a period of inactivity. Please open your link again."),
+            "info",
+        )
+        return redirect(url_for("access.signed_out"))
+    return cast(ResponseReturnValue, render_error(401))
+
+
+def principal_required(
+    load: Callable[[], LoadedSession], refuse: Callable[[LoadedSession], ResponseReturnValue]
+) -> Callable[[View], View]:
+    """A view decorator: `load()` must give a live session, else `refuse(loaded)` answers.
+
+    The building block of `customer_required` and of the staff side's `staff_required`."""
+
+    def decorate(view: View) -> View:
+        @wraps(view)
+        def guarded(*args: Any, **kwargs: Any) -> ResponseReturnValue:
+            loaded = load()
+            if loaded.principal is None:
+                return refuse(loaded)
+            return view(*args, **kwargs)
+
+        return cast(View, guarded)
+
+    return decorate
+
+
+customer_required = principal_required(customer_session, _refuse_customer)
+customer_required.__doc__ = "Only a signed-in customer may open this view; others get a 401."
+
+
+# --- wiring ---------------------------------------------------------------------------
+@login_manager.request_loader
+def _flask_login_customer(_request: Any) -> Customer | None:
+    # Flask-Login's `current_user` stays an alias of the signed-in customer, for code
+    # not yet moved to `current_customer()`; it never sees a staff session.
+    return signed_in_customer()
 
 
 @login_manager.unauthorized_handler
 def unauthorized():  # type: ignore[no-untyped-def]
-    from portal.errors import render_error
-
-    return render_error(401)
+    return _refuse_customer(customer_session())
 
 
 def init_sessions(app: Flask) -> None:
+    login_manager.session_protection = None  # our sessions are checked on the server
+
     @app.before_request
-    def enforce_idle_timeout():  # type: ignore[no-untyped-def]
-        if request.endpoint == "static" or "_user_id" not in session:
-            return None
-        now = int(utcnow().timestamp())
-        idle_limit = current_app.config["SESSION_IDLE_MINUTES"] * 60
-        seen_at = session.get("seen_at", 0)
-        if now - int(seen_at) > idle_limit:
-            end_customer_session()
-            flash(
-                _("Your session ended after a period of inactivity. Please open your link again."),
-                "info",
-            )
-            return redirect(url_for("access.signed_out"))
-        session["seen_at"] = now
-        return None
+    def check_customer_session() -> None:
+        # At the start of the request, before the view has changed anything: ending or
+        # touching a session commits.
+        if request.endpoint != "static" and "portal_customer" in request.cookies:
+            customer_session()
+
+    app.after_request(_write_cookies)
 
     @app.context_processor
-    def inject_customer():  # type: ignore[no-untyped-def]
+    def inject_customer() -> dict[str, Any]:
         # Emails are rendered by the jobs runner, outside any request.
-        return {"signed_in": has_request_context() and current_user.is_authenticated}
+        return {"signed_in": has_request_context() and signed_in_customer() is not None}

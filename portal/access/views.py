@@ -52,8 +52,8 @@ def enter(token: str):  # type: ignore[no-untyped-def]
     except LinkNotUsable as error:
         return _unusable(error)
     target_invoice = link.invoice.number if link.invoice else None
-    db.session.commit()
     start_customer_session(link, now)
+    db.session.commit()
     if target_invoice:
         return redirect(url_for("invoices.detail", number=target_invoice))
     return redirect(url_for("customers.account"))
@@ -81,7 +81,8 @@ def link_requested():  # type: ignore[no-untyped-def]
 def sign_out():  # type: ignore[no-untyped-def]
     form = SignOutForm()
     if form.validate_on_submit():
-        end_customer_session()
+        end_customer_session(utcnow())
+        db.session.commit()
         flash(_("You have signed out."), "info")
     return redirect(url_for("access.signed_out"))
 

@@ -2,24 +2,37 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
-from flask_login import current_user, login_required
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, url_for
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
 
+from portal.access.sessions import current_customer, customer_required
 from portal.creditor import current_creditor
+from portal.customers.forms import ResumeEmailForm
 from portal.customers.queries import customer_today
 from portal.db import utcnow
-from portal.i18n import current_locale
+from portal.extensions import db
+from portal.i18n import LANGUAGE_NAMES, current_locale
 from portal.invoices import pdf as documents
-from portal.invoices.queries import invoice_balances_for, recent_payments_for, summarize
+from portal.invoices.queries import (
+    credit_notes_for,
+    invoice_balances_for,
+    recent_payments_for,
+    summarize,
+)
+from portal.notifications.services import locale_for, opted_out_at, resume_collection_email
+from portal.payments.forms import RemoveCardForm
+from portal.payments.gateway import is_enabled as payments_enabled
+from portal.payments.queries import payment_history_for, saved_card_for
 from portal.responses import pdf_response
 
 bp = Blueprint("customers", __name__)
 
 
 @bp.get("/account")
-@login_required
-def account():  # type: ignore[no-untyped-def]
-    customer = current_user
+@customer_required
+def account() -> ResponseReturnValue:
+    customer = current_customer()
     balances = invoice_balances_for(customer, customer_today(customer, utcnow()))
     return render_template(
         "customers/account.html",
@@ -27,13 +40,46 @@ def account():  # type: ignore[no-untyped-def]
         summary=summarize(balances, customer.currency),
         open_invoices=[b for b in balances if b.is_open],
         closed_invoices=[b for b in reversed(balances) if not b.is_open],
+        payments=payment_history_for(customer),
+        credits=credit_notes_for(customer),
+        saved_card=saved_card_for(customer),
+        email_language=LANGUAGE_NAMES[locale_for(customer)],
+        opted_out_at=opted_out_at(customer.id),
+        resume_form=ResumeEmailForm(),
     )
 
 
+@bp.get("/account/card/remove")
+@customer_required
+def remove_card() -> ResponseReturnValue:
+    """The confirmation step before a saved card is forgotten (a plain form: no JS needed)."""
+    if not payments_enabled(current_app.config):
+        abort(404)  # no card can be saved or removed without Stripe
+    card = saved_card_for(current_customer())
+    if card is None:
+        flash(_("You have no saved card."), "info")
+        return redirect(url_for("customers.account"))
+    return render_template("customers/remove_card.html", card=card, form=RemoveCardForm())
+
+
+@bp.post("/account/email/resume")
+@customer_required
+def resume_email() -> ResponseReturnValue:
+    customer = current_customer()
+    if ResumeEmailForm().validate_on_submit() and resume_collection_email(
+        customer, now=utcnow(), actor=f"customer:{customer.id}"
+    ):
+        db.session.commit()
+        flash(
+            _("You will receive invoice notices and payment reminders by email again."), "success"
+        )
+    return redirect(url_for("customers.account", _anchor="email-title"))
+
+
 @bp.get("/account/statement.pdf")
-@login_required
-def statement():  # type: ignore[no-untyped-def]
-    customer = current_user
+@customer_required
+def statement() -> ResponseReturnValue:
+    customer = current_customer()
     today = customer_today(customer, utcnow())
     balances = invoice_balances_for(customer, today)
     pdf = documents.statement_pdf(

@@ -28,7 +28,9 @@ CURRENCY = "USD"
 # The newest invoice of the ledger is dated this many days before today.
 LAST_INVOICE_DAYS_AGO = 3
 TAX_RATE = Decimal("0.0825")
-FEATURED_CUSTOMERS = 2  # the first accounts get multi-line invoices to show off
+# The first account in each of these languages gets multi-line invoices to show off;
+# `make run` prints a link to each (English first).
+FEATURED_LOCALES = ("en", "es")
 
 
 @dataclass(frozen=True)
@@ -174,10 +176,10 @@ def _read_source(source: Path) -> tuple[list[_Invoice], dict[str, str]]:
     return invoices, countries
 
 
-def _customer_row(account: str, country: str, index: int, names: set[str]) -> list[str]:
+def _customer_row(account: str, country: str, is_featured: bool, names: set[str]) -> list[str]:
     region = REGIONS[country]
     # About one customer in eight is a person rather than a business.
-    is_consumer = index >= FEATURED_CUSTOMERS and _digest("kind", account) % 8 == 0
+    is_consumer = not is_featured and _digest("kind", account) % 8 == 0
     if is_consumer:
         first = _pick(region.first_names, "first", account)
         last = _pick(region.last_names, "last", account)
@@ -247,12 +249,15 @@ def convert(out_dir: Path, today: date, source: Path = SOURCE_CSV) -> DemoFiles:
     invoices, countries = _read_source(source)
     shift = (today - timedelta(days=LAST_INVOICE_DAYS_AGO)) - max(i.issued for i in invoices)
     accounts = sorted(countries)
-    featured = tuple(accounts[:FEATURED_CUSTOMERS])
+    featured = tuple(
+        next(a for a in accounts if REGIONS[countries[a]].locale == locale)
+        for locale in FEATURED_LOCALES
+    )
 
     names: set[str] = set()
     customer_rows = [
-        _customer_row(account, countries[account], index, names)
-        for index, account in enumerate(accounts)
+        _customer_row(account, countries[account], account in featured, names)
+        for account in accounts
     ]
     invoice_rows: list[list[str]] = []
     payment_rows: list[list[str]] = []

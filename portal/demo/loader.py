@@ -22,12 +22,23 @@ from portal.invoices.queries import credited_subquery, net_paid_subquery
 ACTOR = "demo"
 
 
-def load_demo(print_links: bool, today: date | None = None) -> list[str]:
-    """Import the demo ledger if the database has no customers; return lines to print."""
+# `make run` prints a link for a customer in each of these languages (English first).
+LINK_LOCALES = ("en", "es")
+LANGUAGE_NAMES = {"en": "English", "es": "Spanish"}
+
+
+def load_demo(print_links: bool, today: date | None = None, *, load: bool = True) -> list[str]:
+    """Import the demo ledger if the database has no customers; return lines to print.
+
+    With `load=False` nothing is imported or reported: only the links (`make run` loads
+    first, runs the worker, then asks for the links alone).
+    """
     now = utcnow()
     today = today or now.astimezone(creditor_zone()).date()
     lines: list[str] = []
-    if db.session.scalar(select(Customer.id).limit(1)) is None:
+    if not load:
+        pass
+    elif db.session.scalar(select(Customer.id).limit(1)) is None:
         with tempfile.TemporaryDirectory(prefix="portal-demo-") as tmp:
             files = convert(Path(tmp), today)
             reports = [
@@ -53,7 +64,8 @@ def load_demo(print_links: bool, today: date | None = None) -> list[str]:
 
 
 def _customer_links(now: datetime) -> list[str]:
-    """Links for two customers with open invoices, the first with a multi-line one."""
+    """One link for an English-speaking and one for a Spanish-speaking customer with open
+    invoices, each with a multi-line invoice when there is one."""
     chosen = _customers_to_show()
     if not chosen:
         return ["No customer has an open invoice, so there is no link to show."]
@@ -63,7 +75,8 @@ def _customer_links(now: datetime) -> list[str]:
     for customer in chosen:
         issued = issue_link(customer, now=now, ttl=ttl, actor=ACTOR)
         lines.append(
-            f"Customer link ({customer.name}, account {customer.account_number}): "
+            f"Customer link ({LANGUAGE_NAMES.get(customer.locale or 'en', customer.locale)}: "
+            f"{customer.name}, account {customer.account_number}): "
             f"{issued.url(base_url)}"
         )
     return lines
@@ -81,8 +94,12 @@ def _customers_to_show() -> list[Customer]:
         .group_by(Customer.id)
         .order_by(Customer.account_number)
     ).all()
-    first = next((customer for customer, lines in rows if lines > 1), None)
-    if first is None and rows:
-        first = rows[0][0]
-    second = next((customer for customer, _ in rows if customer is not first), None)
-    return [c for c in (first, second) if c is not None]
+    chosen: list[Customer] = []
+    for locale in LINK_LOCALES:
+        speakers = [(c, lines) for c, lines in rows if (c.locale or "en") == locale]
+        best = next((c for c, lines in speakers if lines > 1), None)
+        if best is None and speakers:
+            best = speakers[0][0]
+        if best is not None:
+            chosen.append(best)
+    return chosen

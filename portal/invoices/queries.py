@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from sqlalchemy import ColumnElement, func, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import contains_eager, selectinload
 
 from portal.customers.models import Customer
 from portal.extensions import db
@@ -219,5 +219,18 @@ def credits_for_invoice(invoice: Invoice) -> list[CreditNote]:
             select(CreditNote)
             .where(CreditNote.invoice_id == invoice.id)
             .order_by(CreditNote.issued_on, CreditNote.id)
+        )
+    )
+
+
+def credit_notes_for(customer: Customer) -> list[CreditNote]:
+    """Every credit note on this customer's invoices, newest first, with its invoice."""
+    return list(
+        db.session.scalars(
+            select(CreditNote)
+            .join(Invoice, Invoice.id == CreditNote.invoice_id)
+            .where(Invoice.customer_id == customer.id)
+            .options(contains_eager(CreditNote.invoice))
+            .order_by(CreditNote.issued_on.desc(), CreditNote.id.desc())
         )
     )

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from flask import Blueprint, abort, render_template
-from flask_login import current_user, login_required
 
+from portal.access.sessions import current_customer, customer_required
 from portal.creditor import current_creditor
 from portal.customers.queries import customer_today
 from portal.db import utcnow
@@ -22,19 +22,19 @@ bp = Blueprint("invoices", __name__)
 
 
 def _invoice_or_404(number: str):  # type: ignore[no-untyped-def]
-    invoice = get_invoice_for(current_user, number)
+    invoice = get_invoice_for(current_customer(), number)
     if invoice is None:
         abort(404)  # someone else's invoice is "not found", never "forbidden"
     return invoice
 
 
 @bp.get("/invoices/<path:number>")  # ERP numbers may hold "/" (FA/2024/001)
-@login_required
+@customer_required
 def detail(number: str):  # type: ignore[no-untyped-def]
     invoice = _invoice_or_404(number)
     return render_template(
         "invoices/detail.html",
-        balance=invoice_balance(invoice, customer_today(current_user, utcnow())),
+        balance=invoice_balance(invoice, customer_today(current_customer(), utcnow())),
         invoice=invoice,
         allocations=allocations_for_invoice(invoice),
         credits=credits_for_invoice(invoice),
@@ -42,11 +42,11 @@ def detail(number: str):  # type: ignore[no-untyped-def]
 
 
 @bp.get("/invoices/<path:number>/pdf")
-@login_required
+@customer_required
 def pdf(number: str):  # type: ignore[no-untyped-def]
     invoice = _invoice_or_404(number)
     document = documents.invoice_pdf(
-        invoice_balance(invoice, customer_today(current_user, utcnow())),
+        invoice_balance(invoice, customer_today(current_customer(), utcnow())),
         allocations_for_invoice(invoice),
         credits_for_invoice(invoice),
         creditor=current_creditor(),

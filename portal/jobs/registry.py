@@ -45,7 +45,6 @@ def _match_link_requests(now: datetime, runner: str) -> str:
     counts = match_link_requests(
         now=now,
         ttl=timedelta(days=current_app.config["ACCESS_LINK_TTL_DAYS"]),
-        base_url=current_app.config["PORTAL_BASE_URL"],
     )
     db.session.commit()
     return ", ".join(f"{count} {outcome}" for outcome, count in counts.items())

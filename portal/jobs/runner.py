@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from portal.db import utcnow
+from portal.db import immediate_transactions, utcnow
 from portal.extensions import db
 from portal.jobs.models import JobRun, JobSchedule
 from portal.jobs.registry import JOBS, Job
@@ -104,6 +104,14 @@ def run_jobs(
     *, now: datetime, runner: str, only: str | None = None, force: bool = False
 ) -> list[Outcome]:
     """Run every due job (or every job, with `force`); skip what another runner holds."""
+    # SQLite: every transaction of a pass takes the write lock as it begins, so that a
+    # read-then-write never fails because a web request committed in between
+    # (`portal.db.immediate_transactions`); each is short (email is sent outside them).
+    with immediate_transactions():
+        return _run_jobs(now=now, runner=runner, only=only, force=force)
+
+
+def _run_jobs(*, now: datetime, runner: str, only: str | None, force: bool) -> list[Outcome]:
     kinds = [only] if only else list(JOBS)
     single_runner = db.engine.dialect.name == "sqlite"
     lock_kinds = [*kinds, SQLITE_RUNNER_LOCK] if single_runner else kinds

@@ -77,6 +77,14 @@ class OutboxMessage(db.Model):
     body_text: Mapped[str | None] = mapped_column(Text)
     body_html: Mapped[str | None] = mapped_column(Text)
     unsubscribe_url: Mapped[str | None] = mapped_column(String(500))
+    # An email that carries a portal link is stored without it: the runner issues the
+    # link (purpose `link_purpose`, to `invoice_id` if set) as it sends, and puts it in
+    # the copy it hands to the mail server only (`services.PORTAL_LINK_SLOT`). The link's
+    # row is `access_link_id`; its token exists nowhere else (README, Security model).
+    link_purpose: Mapped[str | None] = mapped_column(String(32))
+    access_link_id: Mapped[int | None] = mapped_column(
+        ForeignKey("access_links.id", ondelete="SET NULL")
+    )
     # For an email rendered when sent (`services.deferred_email_row`): what to render.
     template: Mapped[str | None] = mapped_column(String(60))
     context: Mapped[dict[str, Any] | None] = mapped_column(JSON)

@@ -41,7 +41,19 @@ def transport_address(address: str) -> str:
     return f"{parsed.local_part}@{parsed.ascii_domain}"
 
 
-def build_email(message: OutboxMessage, *, sender_name: str, sender_address: str) -> EmailMessage:
+def build_email(
+    message: OutboxMessage,
+    *,
+    sender_name: str,
+    sender_address: str,
+    links: dict[str, str] | None = None,
+) -> EmailMessage:
+    """The MIME message of `message`; `links` maps a placeholder in the stored bodies to
+    the link this copy carries (issued for this send; never written back)."""
+    text, html = message.body_text or "", message.body_html
+    for placeholder, url in (links or {}).items():
+        text = text.replace(placeholder, url)
+        html = html.replace(placeholder, url) if html else html
     email = EmailMessage()
     email["From"] = formataddr((sender_name, transport_address(sender_address)))
     email["To"] = transport_address(message.to_address)
@@ -52,9 +64,9 @@ def build_email(message: OutboxMessage, *, sender_name: str, sender_address: str
         # RFC 8058 one-click: the mail client POSTs "List-Unsubscribe=One-Click" to the URL.
         email["List-Unsubscribe"] = f"<{message.unsubscribe_url}>"
         email["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    email.set_content(message.body_text)
-    if message.body_html:
-        email.add_alternative(message.body_html, subtype="html")
+    email.set_content(text)
+    if html:
+        email.add_alternative(html, subtype="html")
     # After the body: setting the content clears Content-* headers.
     email["Content-Language"] = message.locale
     return email

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email.message import EmailMessage
 from typing import Any
 
 from flask import current_app, render_template
@@ -26,6 +27,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from portal.access.services import build_link_url, issue_link
 from portal.audit.services import record_event
 from portal.customers.models import Customer
 from portal.customers.queries import customer_today
@@ -47,6 +49,7 @@ from portal.notifications.policy import (
     retry_delay,
 )
 from portal.notifications.sender import DeliveryError, Sender, build_email
+from portal.payments.gateway import is_enabled as payments_enabled
 
 log = logging.getLogger(__name__)
 CLAIM_LEASE = timedelta(minutes=10)
@@ -102,6 +105,66 @@ def opt_out(customer: Customer, *, source: str, now: datetime) -> bool:
     return True
 
 
+# --- portal links: issued when sent, never stored -----------------------------------------
+# An email's stored copy (queued or sent) holds this placeholder where its portal link
+# goes; the runner issues the link as it sends and writes it into the copy it hands to
+# the mail server only. So the outbox, a database dump or a backup holds no working link:
+# only the link's SHA-256 is stored (`access_links`). Retrying issues another link.
+PORTAL_LINK_SLOT = "link-issued-when-sent"
+
+
+def portal_link_slot() -> str:
+    """What a stored email shows in place of its link (not a token: opens nothing)."""
+    return build_link_url(current_app.config["PORTAL_BASE_URL"], PORTAL_LINK_SLOT)
+
+
+def _issue_link_for(message: OutboxMessage, customer: Customer, now: datetime) -> str:
+    """Issue the link this message carries; its URL, for the copy being sent only."""
+    invoice = db.session.get(Invoice, message.invoice_id) if message.invoice_id else None
+    issued = issue_link(
+        customer,
+        now=now,
+        ttl=timedelta(days=current_app.config["ACCESS_LINK_TTL_DAYS"]),
+        actor="system",
+        invoice=invoice if invoice is not None and invoice.customer_id == customer.id else None,
+        purpose=str(message.link_purpose),
+    )
+    message.access_link_id = issued.link.id
+    return issued.url(current_app.config["PORTAL_BASE_URL"])
+
+
+def opted_out_at(customer_id: int) -> datetime | None:
+    """When this customer stopped collection email; None if they receive it."""
+    return db.session.scalar(
+        select(EmailOptOut.opted_out_at).where(EmailOptOut.customer_id == customer_id)
+    )
+
+
+def resume_collection_email(customer: Customer, *, now: datetime, actor: str) -> bool:
+    """Undo an opt-out: collection email (notices, reminders) reaches the customer again.
+
+    Only the customer may ask for it (Regulation F, 12 CFR 1006.14(h): a consumer's
+    opt-out holds until the consumer says otherwise). True if this call changed anything;
+    the audit log keeps when the opt-out started and ended.
+    """
+    opt_out_row = db.session.scalar(
+        select(EmailOptOut).where(EmailOptOut.customer_id == customer.id)
+    )
+    if opt_out_row is None:
+        return False
+    record_event(
+        "email.opt_out_undone",
+        actor=actor,
+        now=now,
+        customer_id=customer.id,
+        subject=customer,
+        data={"opted_out_at": opt_out_row.opted_out_at.isoformat(), "source": opt_out_row.source},
+    )
+    db.session.delete(opt_out_row)
+    db.session.flush()
+    return True
+
+
 # --- queueing ---------------------------------------------------------------------------
 def new_message_id() -> str:
     """An RFC 5322 Message-ID fixed at queue time, so that retries reuse it."""
@@ -128,23 +191,14 @@ def queue_email(
     """Render `emails/<template>.{subject.txt,txt,html}` in the customer's locale into the outbox.
 
     Collection email to an opted-out customer is not queued (None). With
-    `with_portal_link`, a fresh link (to `invoice` if given) is issued for the email.
+    `with_portal_link`, the email carries `portal_url`: a fresh link (to `invoice` if
+    given) issued when it is sent, never stored (`PORTAL_LINK_SLOT`).
     """
     if category == EmailCategory.COLLECTION and is_opted_out(customer.id):
         return None
     context = {"customer": customer, "invoice": invoice, **context}
     if with_portal_link:
-        from portal.access.services import issue_link
-
-        issued = issue_link(
-            customer,
-            now=now,
-            ttl=timedelta(days=current_app.config["ACCESS_LINK_TTL_DAYS"]),
-            actor="system",
-            invoice=invoice,
-            purpose=kind,
-        )
-        context["portal_url"] = issued.url(current_app.config["PORTAL_BASE_URL"])
+        context["portal_url"] = portal_link_slot()
     opt_out_url = None
     if category == EmailCategory.COLLECTION and customer.is_consumer:
         opt_out_url = unsubscribe_url(customer)
@@ -163,6 +217,7 @@ def queue_email(
         body_text=text,
         body_html=html,
         unsubscribe_url=opt_out_url,
+        link_purpose=kind if with_portal_link else None,
         created_at=now,
         not_before=next_delivery_time(now, zone_or_default(customer.timezone)),
     )
@@ -184,6 +239,8 @@ def _render(
             "category": str(category),
             "opt_out_url": opt_out_url,
             "is_debt_collector": current_app.config["CREDITOR_IS_DEBT_COLLECTOR"],
+            # An email offers to pay online only when the portal can take a card.
+            "payments_enabled": payments_enabled(current_app.config),
         }
         subject = render_template(f"emails/{template}.subject.txt", **context).strip()
         text = render_template(f"emails/{template}.txt", **context)
@@ -195,8 +252,8 @@ def _render(
 # A hot path (a batch of card payments) queues a transactional email as a row naming its
 # template and the ids its context is loaded from; the runner renders it just before
 # sending and keeps what it sent in the row. The module that owns the data registers how
-# to load it (`renders_later`). The context is JSON; a portal link in it is as secret as
-# the rendered body of any other queued email, which holds the same link.
+# to load it (`renders_later`). The context is JSON and holds no link: a message with
+# `link_purpose` gets `portal_url` (the placeholder) when rendered, its link when sent.
 ContextLoader = Callable[[Customer, Mapping[str, Any]], dict[str, Any]]
 _CONTEXT_LOADERS: dict[str, ContextLoader] = {}
 
@@ -220,8 +277,11 @@ def deferred_email_row(
     context: dict[str, Any],
     now: datetime,
     dedupe_key: str,
+    with_portal_link: bool = False,
 ) -> dict[str, Any]:
-    """The outbox row of a transactional email to render when sent, for a bulk insert."""
+    """The outbox row of a transactional email to render when sent, for a bulk insert.
+
+    With `with_portal_link`, the email carries a link issued when it is sent."""
     if template not in _CONTEXT_LOADERS:
         raise ValueError(f"no context loader registered for email template {template!r}")
     return {
@@ -235,6 +295,7 @@ def deferred_email_row(
         "locale": locale_for(customer),
         "template": template,
         "context": context,
+        "link_purpose": kind if with_portal_link else None,
         "status": OutboxStatus.QUEUED,
         "attempts": 0,
         "created_at": now,
@@ -246,6 +307,8 @@ def render_deferred(message: OutboxMessage, customer: Customer) -> None:
     """Write the subject and bodies of a message queued by `deferred_email_row`."""
     loader = _CONTEXT_LOADERS[str(message.template)]
     context = {"customer": customer, "invoice": None, **loader(customer, message.context or {})}
+    if message.link_purpose:
+        context["portal_url"] = portal_link_slot()
     message.subject, message.body_text, message.body_html = _render(
         str(message.template), context, message.locale, message.category, None
     )
@@ -370,8 +433,8 @@ def _deliver_one(
             _release(message, OutboxStatus.QUEUED, not_before=window)
             report.deferred += 1
             return
-    if message.subject is None and customer is None:
-        # The customer was deleted: nothing to say, and to no one.
+    if customer is None and (message.subject is None or message.link_purpose):
+        # The customer was deleted: nothing to say (or no link to issue), and to no one.
         _release(message, OutboxStatus.SUPPRESSED)
         report.suppressed += 1
         return
@@ -379,17 +442,26 @@ def _deliver_one(
     # attempts like one the server refuses, and ends `failed`, never stuck in `sending`.
     message.attempts += 1
     try:
-        if message.subject is None and customer is not None:
-            with db.session.begin_nested():  # a loader's failed query must not spoil the batch
-                render_deferred(message, customer)
-        email = build_email(message, sender_name=sender_name, sender_address=sender_address)
+        with db.session.begin_nested():  # a loader's failed query must not spoil the batch
+            email = email_to_send(
+                message, customer, now=now, sender_name=sender_name, sender_address=sender_address
+            )
+    except Exception as error:  # one email's fault must not stop the batch
+        log.warning("email %s could not be prepared: %r", message.id, error)
+        reason = f"could not prepare the email: {type(error).__name__}: {error}"
+        _attempt_failed(message, reason, now=now, report=report, permanent=False)
+        return
+    # Commit the attempt (and the link it carries) before talking to the mail server, so
+    # that no transaction, and on SQLite no write lock, is held while it answers.
+    db.session.commit()
+    try:
         sender.send(email)
     except DeliveryError as error:
         _attempt_failed(message, str(error), now=now, report=report, permanent=error.permanent)
         return
     except Exception as error:  # one email's fault must not stop the batch
-        log.warning("email %s could not be prepared or sent: %r", message.id, error)
-        reason = f"could not prepare or send the email: {type(error).__name__}: {error}"
+        log.warning("email %s could not be sent: %r", message.id, error)
+        reason = f"could not send the email: {type(error).__name__}: {error}"
         _attempt_failed(message, reason, now=now, report=report, permanent=False)
         return
     _release(message, OutboxStatus.SENT)
@@ -409,6 +481,24 @@ def _attempt_failed(
     else:
         _release(message, OutboxStatus.FAILED)
         report.failed += 1
+
+
+def email_to_send(
+    message: OutboxMessage,
+    customer: Customer | None,
+    *,
+    now: datetime,
+    sender_name: str,
+    sender_address: str,
+) -> EmailMessage:
+    """The copy of `message` to hand to the mail server: rendered if it renders when sent,
+    with its portal link issued now (the stored copy keeps the placeholder)."""
+    if message.subject is None and customer is not None:
+        render_deferred(message, customer)
+    links = None
+    if message.link_purpose and customer is not None:
+        links = {portal_link_slot(): _issue_link_for(message, customer, now)}
+    return build_email(message, sender_name=sender_name, sender_address=sender_address, links=links)
 
 
 def _release(

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, render_template, request
+from datetime import timedelta
+
+from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 from sqlalchemy import select
 
+from portal.access.services import issue_link
 from portal.customers.models import Customer
 from portal.db import utcnow
 from portal.extensions import csrf, db, limiter, talisman
+from portal.invoices.models import Invoice
 from portal.notifications.forms import ConfirmOptOutForm
 from portal.notifications.models import OutboxMessage
 from portal.notifications.services import (
@@ -98,3 +102,22 @@ def show(message_id: int):  # type: ignore[no-untyped-def]
 )
 def show_html(message_id: int):  # type: ignore[no-untyped-def]
     return _rendered(message_id).body_html or ""
+
+
+@mailbox.post("/<int:message_id>/open")
+def open_as_recipient(message_id: int):  # type: ignore[no-untyped-def]
+    """Development: open the portal with a fresh link to this email's recipient (and
+    invoice); the stored email holds no working link (`services.PORTAL_LINK_SLOT`)."""
+    message = db.get_or_404(OutboxMessage, message_id)
+    customer = db.get_or_404(Customer, message.customer_id or 0)
+    invoice = db.session.get(Invoice, message.invoice_id) if message.invoice_id else None
+    issued = issue_link(
+        customer,
+        now=utcnow(),
+        ttl=timedelta(hours=1),
+        actor="developer:mailbox",
+        invoice=invoice,
+        purpose="mailbox",
+    )
+    db.session.commit()
+    return redirect(url_for("access.landing", token=issued.token))

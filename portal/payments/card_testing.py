@@ -17,16 +17,15 @@ authentication"); Radar's rules, CAPTCHA and Stripe's own velocity limits are St
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
-from flask import current_app, session
+from flask import current_app
 from flask_limiter.util import get_remote_address
-from flask_login import current_user
 from sqlalchemy import func, select
 
+from portal.access.sessions import customer_session, signed_in_customer
 from portal.extensions import db, limiter
 from portal.payments.errors import CardAttemptsExhausted
 from portal.payments.models import CardFailure
@@ -40,17 +39,17 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # --- rate limits --------------------------------------------------------------------------
 def _per_session() -> str:
-    # Flask-WTF keeps a random secret per session (a new one when a link opens a session):
-    # its digest names the session without putting the secret in the limiter's storage.
-    secret = session.get("csrf_token")
-    if not secret:
+    # The server-side session (`access.sessions`): a new one each time a link is opened.
+    loaded = customer_session()
+    if loaded.row is None:
         return f"ip:{get_remote_address()}"
-    return "session:" + hashlib.sha256(str(secret).encode()).hexdigest()[:32]
+    return f"session:{loaded.row.id}"
 
 
 def _per_account() -> str:
-    if current_user.is_authenticated:
-        return f"customer:{current_user.id}"
+    customer = signed_in_customer()
+    if customer is not None:
+        return f"customer:{customer.id}"
     return f"ip:{get_remote_address()}"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, HiddenField, SelectMultipleField, StringField
+from wtforms import BooleanField, HiddenField, SelectMultipleField, StringField, SubmitField
 from wtforms.validators import AnyOf, Length, Optional
 
 
@@ -18,6 +18,9 @@ class ChoosePaymentForm(FlaskForm):
         validators=[Optional(), Length(max=32, message=_l("Please enter a valid amount."))],
         description=_l("Leave empty to pay the total. You may pay less, down to the minimum."),
     )
+    # Without JavaScript, this button shows the total of what is ticked and how the amount
+    # will be applied, and opens nothing; with it, static/js/portal.js keeps them live.
+    update = SubmitField(_l("Update total"))
 
 
 class PayForm(FlaskForm):

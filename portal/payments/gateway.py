@@ -142,6 +142,8 @@ class CardSummary:
     customer_id: str | None
     brand: str
     last4: str
+    exp_month: int | None = None
+    exp_year: int | None = None
 
 
 @dataclass(frozen=True)
@@ -491,7 +493,16 @@ def _card(method: Any) -> CardSummary:
         customer_id=_id_of(_get(method, "customer")),
         brand=str(_get(card, "brand") or "card"),
         last4=str(_get(card, "last4") or ""),
+        exp_month=_int_or_none(_get(card, "exp_month")),
+        exp_year=_int_or_none(_get(card, "exp_year")),
     )
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
 
 
 # --- configuration --------------------------------------------------------------------

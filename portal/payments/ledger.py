@@ -11,14 +11,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from flask import current_app
 from sqlalchemy import insert
 
-from portal.access.models import AccessLink
-from portal.access.services import build_link_url, link_issued_row, new_link_row
 from portal.audit.models import AuditEvent
 from portal.audit.services import audit_row, record_event
 from portal.customers.models import Customer
@@ -182,6 +179,7 @@ class Ledger:
         saved.payment_method_id = str(checkout.payment_method_id)
         saved.brand = checkout.card_brand or "card"
         saved.last4 = checkout.card_last4 or ""
+        saved.exp_month, saved.exp_year = checkout.card_exp_month, checkout.card_exp_year
         saved.saved_at = self.now
         record_event(
             "card.saved",
@@ -209,38 +207,20 @@ class Ledger:
         ]
         if allocations:
             db.session.execute(insert(PaymentAllocation), allocations)
-        ttl = timedelta(days=current_app.config["ACCESS_LINK_TTL_DAYS"])
-        links = [
-            new_link_row(entry.customer.id, now=now, ttl=ttl, purpose="receipt")
-            for entry in recorded
-        ]
-        link_ids = db.session.scalars(
-            insert(AccessLink).returning(AccessLink.id, sort_by_parameter_order=True),
-            [row for row, _ in links],
-        ).all()
-        base_url = current_app.config["PORTAL_BASE_URL"]
         audits: list[dict[str, Any]] = []
         receipts = []
-        for entry, payment_id, link_id, (_row, token) in zip(
-            recorded, payment_ids, link_ids, links, strict=True
-        ):
+        for entry, payment_id in zip(recorded, payment_ids, strict=True):
             audits += self._audit_rows(entry, payment_id)
-            audits.append(
-                link_issued_row(
-                    link_id, entry.customer.id, purpose="receipt", actor="system", now=now
-                )
-            )
+            # Its portal link is issued when it is sent: none waits in the outbox.
             receipts.append(
                 deferred_email_row(
                     entry.customer,
                     kind="receipt",
                     template="receipt",
-                    context={
-                        "payment_id": payment_id,
-                        "portal_url": build_link_url(base_url, token),
-                    },
+                    context={"payment_id": payment_id},
                     now=now,
                     dedupe_key=f"receipt:{payment_id}",
+                    with_portal_link=True,
                 )
             )
         db.session.execute(insert(AuditEvent), audits)
@@ -294,7 +274,7 @@ def _receipt_context(customer: Customer, context: Mapping[str, Any]) -> dict[str
     payment = get_payment_for(customer, context["payment_id"])
     if payment is None:
         raise LookupError(f"payment {context['payment_id']} is not this customer's")
-    return {"payment": payment, "checkout": payment.checkout, "portal_url": context["portal_url"]}
+    return {"payment": payment, "checkout": payment.checkout}
 
 
 # --- refunds ----------------------------------------------------------------------------

@@ -205,6 +205,9 @@ class SavedCard(db.Model):
     """The card a customer asked us to keep for next time: Stripe's id and what to show."""
 
     __tablename__ = "saved_cards"
+    __table_args__ = (
+        CheckConstraint("exp_month IS NULL OR exp_month BETWEEN 1 AND 12", name="exp_month_valid"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     customer_id: Mapped[int] = mapped_column(
@@ -213,6 +216,10 @@ class SavedCard(db.Model):
     payment_method_id: Mapped[str] = mapped_column(String(64), unique=True)
     brand: Mapped[str] = mapped_column(String(20))
     last4: Mapped[str] = mapped_column(String(4))
+    # Shown on the account page so the customer sees when the card stops working; None
+    # for cards saved before it was recorded.
+    exp_month: Mapped[int | None]
+    exp_year: Mapped[int | None]
     saved_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
@@ -309,6 +316,8 @@ class Checkout(db.Model):
     save_card: Mapped[bool] = mapped_column(Boolean, default=False)
     card_brand: Mapped[str | None] = mapped_column(String(20))
     card_last4: Mapped[str | None] = mapped_column(String(4))
+    card_exp_month: Mapped[int | None]
+    card_exp_year: Mapped[int | None]
     last_error_code: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -129,3 +129,39 @@ def take_back(amount: Money, applied: Sequence[Applied]) -> list[tuple[int, Mone
     if remaining.is_positive:
         raise Overpayment(f"{remaining} more than the payment still covers")
     return result
+
+
+# --- what the pay page shows before the card page ---------------------------------------
+@dataclass(frozen=True)
+class PaymentPreview:
+    """Step 1 of paying: the total of the ticked invoices and what each would receive
+    of `amount`, oldest due first, as `allocate` will apply it once the money is in.
+
+    `applied` lists every ticked invoice, oldest due first, with its share (zero when a
+    partial amount does not reach it). `problem` says why `amount` cannot be paid; the
+    shares are then empty.
+    """
+
+    total: Money
+    amount: Money
+    applied: tuple[tuple[OpenItem, Money], ...]
+    problem: AmountProblem | None
+
+    @property
+    def is_partial(self) -> bool:
+        return self.problem is None and self.amount < self.total
+
+
+def preview_payment(
+    items: Sequence[OpenItem], amount: Money | None, minimum: Money
+) -> PaymentPreview:
+    """The preview for paying `amount` (None: everything) on `items` (one currency, at
+    least one item). Raises nothing for a bad amount: `problem` says what is wrong."""
+    currency = items[0].balance.currency
+    total = Money.sum((item.balance for item in items), currency)
+    wanted = total if amount is None else amount
+    problem = check_amount(wanted, total, minimum)
+    shares = dict(allocate(wanted, items)) if problem is None else {}
+    ordered = sorted(items, key=lambda i: (i.due_date, i.number))
+    applied = tuple((item, shares.get(item.invoice_id, Money.zero(currency))) for item in ordered)
+    return PaymentPreview(total, wanted, applied, problem)

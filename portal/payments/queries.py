@@ -114,3 +114,20 @@ def in_flight_checkout(customer_id: int) -> Checkout | None:
         .where(Checkout.in_flight_customer_id == customer_id)
         .execution_options(populate_existing=True)
     )
+
+
+def payment_history_for(customer: Customer) -> list[Payment]:
+    """Every payment of this customer, newest first, with what each paid (allocations and
+    their invoices) and gave back (refunds) loaded: three statements, however many
+    payments and invoices the customer has."""
+    return list(
+        db.session.scalars(
+            select(Payment)
+            .where(Payment.customer_id == customer.id)
+            .order_by(Payment.paid_on.desc(), Payment.id.desc())
+            .options(
+                selectinload(Payment.allocations).selectinload(PaymentAllocation.invoice),
+                selectinload(Payment.refunds),
+            )
+        )
+    )

@@ -372,6 +372,8 @@ class _Card:
     payment_method_id: str
     brand: str
     last4: str
+    exp_month: int | None = None
+    exp_year: int | None = None
 
 
 def _card_for_charge(
@@ -391,7 +393,9 @@ def _card_for_charge(
         saved = saved_card_for(customer)
         if saved is None:
             raise CardNotUsable("card_not_usable")
-        return _Card(saved.payment_method_id, saved.brand, saved.last4)
+        return _Card(
+            saved.payment_method_id, saved.brand, saved.last4, saved.exp_month, saved.exp_year
+        )
     if not setup_intent_id or not setup_intent_id.startswith("seti_"):
         raise CardNotUsable("card_not_usable")
     try:
@@ -416,7 +420,7 @@ def _card_for_charge(
         raise CardNotUsable("gateway_unavailable") from error
     if card.customer_id != account.stripe_customer_id:
         raise CardNotUsable("card_not_usable")
-    return _Card(card.payment_method_id, card.brand, card.last4)
+    return _Card(card.payment_method_id, card.brand, card.last4, card.exp_month, card.exp_year)
 
 
 def begin_charge(
@@ -468,6 +472,7 @@ def begin_charge(
         checkout.attempt_key = f"checkout-{checkout.id}-attempt-{checkout.attempt}"
     checkout.payment_method_id = card.payment_method_id
     checkout.card_brand, checkout.card_last4 = card.brand, card.last4
+    checkout.card_exp_month, checkout.card_exp_year = card.exp_month, card.exp_year
     checkout.save_card = save_card or use_saved_card
     checkout.last_error_code = None
     move_checkout(checkout, CheckoutStatus.PROCESSING, actor=customer_actor(customer.id), now=now)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
-from flask_login import current_user, login_required
 
+from portal.access.sessions import current_customer, customer_required
 from portal.creditor import current_creditor
 from portal.customers.queries import customer_today
 from portal.db import utcnow
@@ -13,6 +13,7 @@ from portal.errors import DomainError
 from portal.extensions import db, talisman
 from portal.i18n import current_locale
 from portal.inputs import row_id
+from portal.money import InvalidAmount, Money
 from portal.payments import receipt as receipts
 from portal.payments.card_testing import limit_card_actions, record_card_failure
 from portal.payments.errors import (
@@ -28,6 +29,7 @@ from portal.payments.forms import CheckPaymentForm, ChoosePaymentForm, PayForm, 
 from portal.payments.gateway import is_enabled
 from portal.payments.inventory import card_page_script_tags
 from portal.payments.models import Checkout, CheckoutStatus
+from portal.payments.policy import AmountProblem, PaymentPreview, preview_payment
 from portal.payments.queries import (
     PayableItem,
     get_checkout_for,
@@ -63,27 +65,89 @@ def require_payments_enabled():  # type: ignore[no-untyped-def]
 
 
 def _checkout_or_404(checkout_id: int) -> Checkout:
-    checkout = get_checkout_for(current_user, checkout_id)
+    checkout = get_checkout_for(current_customer(), checkout_id)
     if checkout is None:
         abort(404)  # someone else's checkout is "not found", never "forbidden"
     return checkout
 
 
 def _payable_now() -> list[PayableItem]:
-    return payable_items(current_user, customer_today(current_user, utcnow()))
+    return payable_items(current_customer(), customer_today(current_customer(), utcnow()))
 
 
 def _render_choose(  # type: ignore[no-untyped-def]
     form: ChoosePaymentForm, items: list[PayableItem], status: int = 200
 ):
-    currency = items[0].invoice.currency if items else current_user.currency
+    currency = items[0].invoice.currency if items else current_customer().currency
+    minimum = payment_minimum(currency)
+    preview = _preview(form, items, minimum)
+    if form.update.data and preview is not None and not form.amount.errors:
+        form.amount.errors = _amount_errors(form, preview, minimum)
     return render_template(
-        "payments/choose.html", form=form, items=items, minimum=payment_minimum(currency)
+        "payments/choose.html",
+        form=form,
+        items=items,
+        minimum=minimum,
+        preview=preview,
+        preview_texts=preview_messages(),
     ), status
 
 
+def _preview(
+    form: ChoosePaymentForm, items: list[PayableItem], minimum: Money
+) -> PaymentPreview | None:
+    """The total of the ticked invoices and how the amount typed would be applied."""
+    ticked = [i.open_item for i in items if i.invoice.number in (form.invoices.data or [])]
+    if not ticked or len({i.balance.currency for i in ticked}) > 1:
+        return None
+    amount = None
+    if (form.amount.data or "").strip():
+        try:
+            amount = Money.from_decimal(form.amount.data.strip(), minimum.currency)
+        except (InvalidAmount, ArithmeticError):
+            amount = None  # shown as "pay the total"; the amount's error says why
+    return preview_payment(ticked, amount, minimum)
+
+
+def _amount_errors(form: ChoosePaymentForm, preview: PaymentPreview, minimum: Money) -> list[str]:
+    """What the service would say of this amount, said before anything is opened."""
+    locale = current_locale()
+    text = (form.amount.data or "").strip()
+    if not text:
+        return []
+    problem = preview.problem
+    try:
+        Money.from_decimal(text, minimum.currency)
+    except InvalidAmount:
+        return [_("Please enter the amount as a number, for example 120.50.")]
+    except ArithmeticError:  # more digits than any amount has
+        problem = AmountProblem.ABOVE_PAYABLE
+    match problem:
+        case AmountProblem.ABOVE_PAYABLE:
+            return [_("You can pay at most %(amount)s.", amount=preview.total.format(locale))]
+        case AmountProblem.BELOW_MINIMUM:
+            return [
+                _("The smallest amount you can pay is %(amount)s.", amount=minimum.format(locale))
+            ]
+        case AmountProblem.NOT_POSITIVE:
+            return [_("Please enter an amount greater than zero.")]
+    return []
+
+
+def preview_messages() -> dict[str, str]:
+    """The step-1 sentences that static/js/portal.js fills in as the customer ticks and types
+    (placeholders as in gettext: %(number)s, %(amount)s, %(due)s)."""
+    return {
+        "full": _("%(number)s: %(amount)s, paid in full"),
+        "part": _("%(number)s: %(amount)s of %(due)s"),
+        "none": _("%(number)s: nothing this time (%(due)s stays due)"),
+        "nothing": _("Tick at least one invoice to see the total."),
+        "intro": _("How %(amount)s will be applied, oldest due first:"),
+    }
+
+
 @bp.get("/pay")
-@login_required
+@customer_required
 def choose():  # type: ignore[no-untyped-def]
     items = _payable_now()
     wanted = request.args.getlist("invoice")
@@ -94,14 +158,17 @@ def choose():  # type: ignore[no-untyped-def]
 
 
 @bp.post("/pay")
-@login_required
+@customer_required
 @limit_card_actions
 def start():  # type: ignore[no-untyped-def]
     form = ChoosePaymentForm()
+    if form.update.data:  # "Update total" (no JavaScript): show the total, open nothing
+        form.validate_on_submit()
+        return _render_choose(form, _payable_now())
     if form.validate_on_submit():
         try:
             checkout = start_checkout(
-                current_user, form.invoices.data or [], form.amount.data, now=utcnow()
+                current_customer(), form.invoices.data or [], form.amount.data, now=utcnow()
             )
         except InvalidPaymentAmount as error:
             db.session.rollback()
@@ -116,7 +183,7 @@ def start():  # type: ignore[no-untyped-def]
 
 
 @bp.get("/pay/<int:checkout_id>")
-@login_required
+@customer_required
 @limit_card_actions
 @talisman(content_security_policy=CARD_PAGE_CSP, content_security_policy_nonce_in=["script-src"])
 def card(checkout_id: int):  # type: ignore[no-untyped-def]
@@ -137,7 +204,7 @@ def card(checkout_id: int):  # type: ignore[no-untyped-def]
             context["client_secret"] = authentication_secret(checkout)
             context["check_form"] = CheckPaymentForm()
         else:
-            context["card_form"] = prepare_card_form(current_user, checkout, now=utcnow())
+            context["card_form"] = prepare_card_form(current_customer(), checkout, now=utcnow())
             context["remove_form"] = RemoveCardForm()
     except CardAttemptsExhausted as error:
         return render_template("payments/unavailable.html", message=str(error.message)), 429
@@ -148,7 +215,7 @@ def card(checkout_id: int):  # type: ignore[no-untyped-def]
 
 
 @bp.post("/pay/<int:checkout_id>/confirm")
-@login_required
+@customer_required
 @limit_card_actions
 def confirm(checkout_id: int):  # type: ignore[no-untyped-def]
     checkout = _checkout_or_404(checkout_id)
@@ -158,7 +225,7 @@ def confirm(checkout_id: int):  # type: ignore[no-untyped-def]
         return redirect(url_for("payments.card", checkout_id=checkout.id))
     try:
         claim = begin_charge(
-            current_user,
+            current_customer(),
             checkout,
             setup_intent_id=form.setup_intent.data,
             use_saved_card=form.uses_saved_card,
@@ -174,7 +241,9 @@ def confirm(checkout_id: int):  # type: ignore[no-untyped-def]
     except DomainError as error:
         db.session.rollback()
         if isinstance(error, CardNotUsable):  # counts towards the day's cap (card testing)
-            record_card_failure(current_user.id, error.code, now=utcnow(), checkout_id=checkout.id)
+            record_card_failure(
+                current_customer().id, error.code, now=utcnow(), checkout_id=checkout.id
+            )
             db.session.commit()
         flash(str(error.message), "error")
         return redirect(url_for("payments.card", checkout_id=checkout.id))
@@ -185,11 +254,11 @@ def confirm(checkout_id: int):  # type: ignore[no-untyped-def]
 
 
 @bp.post("/pay/<int:checkout_id>/check")
-@login_required
+@customer_required
 def check(checkout_id: int):  # type: ignore[no-untyped-def]
     checkout = _checkout_or_404(checkout_id)
     if CheckPaymentForm().validate_on_submit():
-        checkout = sync_checkout(current_user, checkout, now=utcnow())
+        checkout = sync_checkout(current_customer(), checkout, now=utcnow())
         db.session.commit()
     return _next_step(checkout)
 
@@ -203,13 +272,13 @@ def _next_step(checkout: Checkout):  # type: ignore[no-untyped-def]
 
 
 @bp.get("/pay/<int:checkout_id>/done")
-@login_required
+@customer_required
 def done(checkout_id: int):  # type: ignore[no-untyped-def]
     checkout = _checkout_or_404(checkout_id)
     if checkout.state.is_in_flight:
         # Stripe's answer or its event usually got here first; if not, ask Stripe
         # (never the browser).
-        checkout = sync_checkout(current_user, checkout, now=utcnow())
+        checkout = sync_checkout(current_customer(), checkout, now=utcnow())
         db.session.commit()
     if checkout.state in (CheckoutStatus.OPEN, CheckoutStatus.REQUIRES_ACTION):
         return _next_step(checkout)
@@ -217,9 +286,9 @@ def done(checkout_id: int):  # type: ignore[no-untyped-def]
 
 
 @bp.get("/payments/<int:payment_id>/receipt.pdf")
-@login_required
+@customer_required
 def receipt(payment_id: int):  # type: ignore[no-untyped-def]
-    payment = get_payment_for(current_user, payment_id)
+    payment = get_payment_for(current_customer(), payment_id)
     if payment is None or payment.checkout_id is None:
         abort(404)
     document = receipts.receipt_pdf(payment, creditor=current_creditor(), locale=current_locale())
@@ -227,11 +296,15 @@ def receipt(payment_id: int):  # type: ignore[no-untyped-def]
 
 
 @bp.post("/pay/card/remove")
-@login_required
+@customer_required
 def remove_card():  # type: ignore[no-untyped-def]
-    if RemoveCardForm().validate_on_submit() and remove_saved_card(current_user, now=utcnow()):
+    if RemoveCardForm().validate_on_submit() and remove_saved_card(
+        current_customer(), now=utcnow()
+    ):
         db.session.commit()
         flash(_("Your saved card was removed."), "success")
+    if request.form.get("return_to") == "account":  # the account page's confirmation step
+        return redirect(url_for("customers.account", _anchor="card-title"))
     checkout_id = row_id(request.form.get("checkout"))
     if checkout_id:
         return redirect(url_for("payments.card", checkout_id=checkout_id))

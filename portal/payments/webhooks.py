@@ -21,7 +21,7 @@ from flask import Flask
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
 
-from portal.db import utcnow
+from portal.db import immediate_transactions, utcnow
 from portal.extensions import db
 from portal.payments.gateway import BadSignature, gateway_from_config, is_enabled
 from portal.payments.inbox import receive_event
@@ -51,7 +51,8 @@ def mount(app: Flask) -> None:
 def endpoint(app: Flask) -> WSGIApplication:
     def receive(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         request = Request(environ)
-        with app.app_context():
+        # Receiving writes (SQLite: take the write lock as the transaction begins).
+        with app.app_context(), immediate_transactions():
             try:
                 response = _answer(app, request)
             except Exception:  # a bug or the database: Stripe retries a 500 later

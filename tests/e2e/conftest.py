@@ -27,7 +27,7 @@ from portal.customers.models import Customer
 from portal.db import utcnow
 from portal.extensions import db
 from portal.notifications.models import OutboxMessage
-from portal.notifications.services import render_deferred
+from portal.notifications.services import email_to_send
 from tests.conftest import build_test_app
 from tests.factories import make_customer, make_invoice, make_link_token, make_payment
 
@@ -156,19 +156,29 @@ class LiveServer:
             run_jobs(now=utcnow(), runner="e2e", only="match_link_requests", force=True)
 
     def emails_to(self, address: str) -> list[str]:
-        """The plain-text bodies of the emails queued for this address, oldest first; those
-        written only when sent (receipts) as the runner will write them."""
+        """The plain-text bodies of the emails queued for this address, oldest first, as
+        the runner hands them to the mail server (rendered, with a fresh portal link
+        each: the stored copies hold none)."""
         with self.app.app_context():
             messages = db.session.scalars(
                 select(OutboxMessage)
                 .where(OutboxMessage.to_address == address)
                 .order_by(OutboxMessage.id)
             ).all()
+            bodies = []
             for message in messages:
-                if message.body_text is None:
-                    render_deferred(message, db.session.get(Customer, message.customer_id))
-            bodies = [str(message.body_text) for message in messages]
-            db.session.rollback()  # reading only
+                customer = db.session.get(Customer, message.customer_id)
+                email = email_to_send(
+                    message,
+                    customer,
+                    now=utcnow(),
+                    sender_name="Portal",
+                    sender_address="billing@example.com",
+                )
+                db.session.expunge(message)  # the stored copy stays as it is
+                plain = email.get_body(("plain",))
+                bodies.append(str(plain.get_content()) if plain is not None else "")
+            db.session.commit()  # the links issued for these copies
             return bodies
 
 

@@ -80,24 +80,21 @@ def test_card_pages_are_rate_limited_per_ip_across_accounts(app, client, monkeyp
     assert _start(other, invoice).status_code == 302
 
 
-def test_the_session_budget_is_per_session(app, client, monkeypatch):
-    from portal.payments.card_testing import _per_session
+def test_the_session_budget_is_per_session_and_the_account_budget_per_customer(app, client):
+    from portal.payments.card_testing import _per_account, _per_session
 
     customer, _invoice = _customer()
-    login_as(client, customer)
-    client.get("/pay")
-    with app.test_request_context():
-        with client.session_transaction() as session:
-            secret = session["csrf_token"]
-        from flask import session as live
-
-        live["csrf_token"] = secret
-        first = _per_session()
-        live["csrf_token"] = secret + "x"
-        second = _per_session()
-    assert first.startswith("session:")
-    assert first != second
-    assert secret not in first
+    other = app.test_client()
+    keys = []
+    for browser in (client, other):  # the same customer opens two links, in two browsers
+        login_as(browser, customer)
+        token = browser.get_cookie("portal_customer").value
+        with app.test_request_context(headers={"Cookie": f"portal_customer={token}"}):
+            keys.append((_per_session(), _per_account()))
+    (first_session, first_account), (second_session, second_account) = keys
+    assert first_session.startswith("session:")
+    assert first_session != second_session
+    assert first_account == second_account == f"customer:{customer.id}"
 
 
 # --- one open SetupIntent per customer, reused ------------------------------------------------

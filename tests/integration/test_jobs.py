@@ -16,7 +16,7 @@ from portal.jobs.runner import SQLITE_RUNNER_LOCK, run_jobs
 from portal.notifications.models import OutboxMessage
 from portal.notifications.sender import SmtpSender, SmtpSettings
 from portal.notifications.services import deliver_due_messages
-from tests.factories import make_customer
+from tests.factories import csrf_token_from, make_customer
 
 NOON = datetime(2026, 11, 23, 17, 0, tzinfo=UTC)
 
@@ -184,8 +184,9 @@ def test_mailbox_lists_and_shows_messages_in_development_only(app, client):
         customer,
         kind="access_link",
         template="access_link",
-        context={"url": "https://portal.example.test/l/x", "expires_at": utcnow()},
+        context={"expires_at": utcnow()},
         now=utcnow(),
+        with_portal_link=True,
     )
     db.session.flush()
     assert client.get("/dev/mailbox/").status_code == 404
@@ -194,7 +195,16 @@ def test_mailbox_lists_and_shows_messages_in_development_only(app, client):
         listing = client.get("/dev/mailbox/")
         assert message.subject in listing.text
         detail = client.get(f"/dev/mailbox/{message.id}")
-        assert "https://portal.example.test/l/x" in detail.text
+        # the stored copy holds the placeholder: its link is issued when it is sent
+        assert "https://portal.example.test/l/link-issued-when-sent" in detail.text
+        # development opens the portal as the recipient with a fresh link instead
+        opened = client.post(
+            f"/dev/mailbox/{message.id}/open",
+            data={"csrf_token": csrf_token_from(detail.text)},
+        )
+        assert opened.status_code == 302
+        assert opened.headers["Location"].startswith("/l/")
+        assert client.get(opened.headers["Location"]).status_code == 200
         html = client.get(f"/dev/mailbox/{message.id}/html")
         assert "frame-ancestors 'self'" in html.headers["Content-Security-Policy"]
         assert "sandbox" in html.headers["Content-Security-Policy"]

@@ -213,7 +213,7 @@ def test_access_link_email_is_transactional(db_session):
     from portal.access.services import match_link_requests, record_link_request
 
     record_link_request(customer.account_number, customer.email, now=NOON)
-    match_link_requests(now=NOON, ttl=timedelta(days=30), base_url="https://portal.example.test")
+    match_link_requests(now=NOON, ttl=timedelta(days=30))
     message = db.session.scalar(
         select(OutboxMessage).where(OutboxMessage.customer_id == customer.id)
     )
