@@ -27,6 +27,10 @@ class InvalidAmount(MoneyError):
     pass
 
 
+class AmountTooLarge(InvalidAmount):
+    """A number, but beyond any amount this portal handles (MAX_MAJOR)."""
+
+
 class CurrencyMismatch(MoneyError):
     pass
 
@@ -63,8 +67,10 @@ MAX_MINOR = 2**63 - 1  # BIGINT: the widest integer column of SQLite and Postgre
 def _check_magnitude(value: Decimal, shown: object) -> None:
     if not value.is_finite():
         raise InvalidAmount(f"{shown!r} is not a finite number")
-    if abs(value) > MAX_MAJOR:
-        raise InvalidAmount(f"{shown!r} is too large an amount")
+    if value > MAX_MAJOR:
+        raise AmountTooLarge(f"{shown!r} is too large an amount")
+    if value < -MAX_MAJOR:
+        raise InvalidAmount(f"{shown!r} is beyond any amount")
 
 
 def parse_decimal(text: str) -> Decimal:

@@ -44,7 +44,7 @@ from portal.customers.models import Customer
 from portal.customers.queries import customer_today
 from portal.extensions import db
 from portal.i18n import current_locale
-from portal.money import InvalidAmount, Money
+from portal.money import AmountTooLarge, InvalidAmount, Money
 from portal.payments.card_testing import check_card_attempts_left, record_card_failure
 from portal.payments.checkouts import (
     METADATA_ATTEMPT,
@@ -209,6 +209,8 @@ def start_checkout(
     if amount_text and amount_text.strip():
         try:
             amount = Money.from_decimal(amount_text.strip(), selection.total.currency)
+        except AmountTooLarge:  # a number, larger than anything payable
+            raise _amount_error(AmountProblem.ABOVE_PAYABLE, selection) from None
         except InvalidAmount:
             raise InvalidPaymentAmount() from None
     problem = check_amount(amount, selection.total, selection.minimum)

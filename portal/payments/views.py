@@ -13,7 +13,7 @@ from portal.errors import DomainError
 from portal.extensions import db, talisman
 from portal.i18n import current_locale
 from portal.inputs import row_id
-from portal.money import InvalidAmount, Money
+from portal.money import AmountTooLarge, InvalidAmount, Money
 from portal.payments import receipt as receipts
 from portal.payments.card_testing import limit_card_actions, record_card_failure
 from portal.payments.errors import (
@@ -104,7 +104,7 @@ def _preview(
     if (form.amount.data or "").strip():
         try:
             amount = Money.from_decimal(form.amount.data.strip(), minimum.currency)
-        except (InvalidAmount, ArithmeticError):
+        except InvalidAmount:
             amount = None  # shown as "pay the total"; the amount's error says why
     return preview_payment(ticked, amount, minimum)
 
@@ -118,10 +118,10 @@ def _amount_errors(form: ChoosePaymentForm, preview: PaymentPreview, minimum: Mo
     problem = preview.problem
     try:
         Money.from_decimal(text, minimum.currency)
+    except AmountTooLarge:  # more digits than any amount has
+        problem = AmountProblem.ABOVE_PAYABLE
     except InvalidAmount:
         return [_("Please enter the amount as a number, for example 120.50.")]
-    except ArithmeticError:  # more digits than any amount has
-        problem = AmountProblem.ABOVE_PAYABLE
     match problem:
         case AmountProblem.ABOVE_PAYABLE:
             return [_("You can pay at most %(amount)s.", amount=preview.total.format(locale))]
