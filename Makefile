@@ -14,7 +14,7 @@ COVERAGE_FLOOR := 93
 STRIPE_PORT ?= 8420
 
 .PHONY: help install run test test-sqlite test-postgres test-e2e lint format translations \
-        translations-update translations-check bench browser clean
+        translations-update translations-check bench browser fonts clean
 
 help: ## List the commands
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-22s\033[0m %s\n", $$1, $$2}'
@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP) translations ## Create .venv and install the project with its dev tools
+install: $(STAMP) translations fonts ## Create .venv and install the project with its dev tools
 
 translations: $(STAMP) ## Compile the Babel catalogs (.po -> .mo)
 	$(BIN)/pybabel -q compile -d portal/translations
@@ -72,6 +72,19 @@ browser: ## Install Debian's Chromium for the browser tests (as root, when missi
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	else \
 		echo "NOTE: /usr/bin/chromium is missing and we are not root: browser tests will be skipped."; \
+	fi
+
+# The PDFs' fallback fonts (CJK, emoji; portal/invoices/fonts.py finds them under PDF_FONT_DIRS,
+# default /usr/share/fonts) and poppler's pdftotext/pdftoppm, which the PDF tests read with.
+PDF_PACKAGES := fonts-wqy-microhei fonts-symbola poppler-utils
+fonts: ## Install Debian's fonts for CJK and emoji in PDFs, and poppler-utils (as root, when missing)
+	@missing=$$(for p in $(PDF_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -z "$$missing" ]; then :; \
+	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+		echo "Installing $$missing with apt-get for the PDFs"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	else \
+		echo "NOTE: $$missing missing and we are not root: PDFs print CJK and emoji as boxes; some PDF tests are skipped."; \
 	fi
 
 test: install browser ## Run the whole suite on SQLite, then on PostgreSQL when TEST_DATABASE_URL is set

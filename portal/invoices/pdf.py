@@ -1,8 +1,10 @@
 """Invoice and statement PDFs, drawn with fpdf2 in the reader's language.
 
-Text uses the bundled DejaVu fonts (embedded as subsets), which cover every character
-Babel produces for our four languages, such as the narrow no-break space in French
-amounts. Labels, dates and amounts all follow the `locale` argument (the labels through
+Text prints in every script the pages show (see `portal.invoices.fonts`): DejaVu, which
+covers every character Babel produces for our four languages, such as the narrow no-break
+space in French amounts, with fallback fonts for CJK and emoji, shaped by HarfBuzz so that
+Arabic and Hebrew run right to left with Arabic letters joined. Fonts are embedded as
+subsets. Labels, dates and amounts all follow the `locale` argument (the labels through
 `force_locale`), so a document can be made in a language other than the request's. The
 creation date comes from the document's "as of" day, so the same data gives the same bytes.
 """
@@ -11,8 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, time
-from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from babel.dates import format_date
 from babel.numbers import format_decimal
@@ -23,13 +24,13 @@ from fpdf.enums import XPos, YPos
 
 from portal.creditor import Creditor
 from portal.customers.models import Customer
+from portal.invoices.fonts import PRIMARY, FontOutputProducer, install_fonts, needs_shaping
 from portal.invoices.models import CreditNote, Invoice
 from portal.invoices.queries import AccountSummary, InvoiceBalance
 from portal.money import Money
 from portal.payments.models import Payment, PaymentAllocation
 
-FONT_DIR = Path(__file__).resolve().parent.parent / "static" / "fonts"
-FONT = "DejaVu"
+FONT = PRIMARY
 PAGE_COUNT = "{nb}"  # fpdf2 replaces this alias with the number of pages when it closes
 RECENT_PAYMENTS = 10  # a statement lists the latest few
 
@@ -60,8 +61,7 @@ class _Document(FPDF):
 
     def __init__(self, *, title: str, creditor: Creditor, locale: str, as_of: date) -> None:
         super().__init__(orientation="portrait", unit="mm", format="A4")
-        self.add_font(FONT, "", FONT_DIR / "DejaVuSans.ttf")
-        self.add_font(FONT, "B", FONT_DIR / "DejaVuSans-Bold.ttf")
+        install_fonts(self)
         self.set_title(title)
         self.set_author(creditor.name)
         self.set_lang(locale)
@@ -73,6 +73,21 @@ class _Document(FPDF):
         self._footer_text = f"{creditor.name} · {title}"
         self.add_page()
 
+    # Text is shaped (HarfBuzz: joined Arabic letters, right-to-left runs) where it needs it:
+    # each cell decides, so that the many cells of a long statement stay quick.
+    def cell(self, *args: Any, **kwargs: Any) -> Any:
+        self._shape_if_needed(kwargs["text"] if "text" in kwargs else _nth(args, 2))
+        return super().cell(*args, **kwargs)
+
+    def multi_cell(self, *args: Any, **kwargs: Any) -> Any:
+        self._shape_if_needed(kwargs["text"] if "text" in kwargs else _nth(args, 2))
+        return super().multi_cell(*args, **kwargs)
+
+    def _shape_if_needed(self, text: object) -> None:
+        shape = isinstance(text, str) and needs_shaping(text)
+        if shape != (self.text_shaping is not None):
+            self.set_text_shaping(use_shaping_engine=shape)
+
     def footer(self) -> None:
         self.set_y(-13)
         self.set_font(FONT, size=7.5)
@@ -83,7 +98,7 @@ class _Document(FPDF):
         self.set_text_color(*INK)
 
     def rendered(self) -> bytes:
-        return bytes(self.output())
+        return bytes(self.output(output_producer_class=FontOutputProducer))
 
 
 def invoice_pdf(
@@ -93,8 +108,10 @@ def invoice_pdf(
     *,
     creditor: Creditor,
     locale: str,
+    portal_url: str,
 ) -> bytes:
-    """The invoice: its lines, what was paid and credited against it, and the balance due."""
+    """The invoice: its lines, what was paid and credited against it, the balance due, and
+    while something is due, how to pay it at `portal_url` (the portal's public address)."""
     invoice = balance.invoice
     with force_locale(locale):
         title = _("Invoice %(number)s", number=invoice.number)
@@ -117,6 +134,8 @@ def invoice_pdf(
             _payments_applied(pdf, allocations, locale)
         if credits:
             _credit_notes(pdf, credits, locale)
+        if balance.balance.is_positive:
+            _how_to_pay(pdf, creditor, portal_url=portal_url, number=invoice.number)
         return pdf.rendered()
 
 
@@ -334,6 +353,34 @@ def _recent_payments(pdf: FPDF, payments: Iterable[Payment], locale: str) -> Non
     )
 
 
+def _how_to_pay(pdf: FPDF, creditor: Creditor, *, portal_url: str, number: str) -> None:
+    _heading(pdf, _("How to pay"))
+    _paragraph(
+        pdf,
+        _(
+            "Pay online at %(url)s: open your account with the link in any email from "
+            "%(creditor)s (the page there emails you a new link if you have none), then pay "
+            "invoice %(number)s.",
+            url=portal_url,
+            creditor=creditor.name,
+            number=number,
+        ),
+    )
+    _paragraph(pdf, _questions(creditor))
+
+
+def _questions(creditor: Creditor) -> str:
+    if creditor.phone:
+        return str(
+            _(
+                "Questions? Email %(email)s or call %(phone)s.",
+                email=creditor.email,
+                phone=creditor.phone,
+            )
+        )
+    return str(_("Questions? Email %(email)s.", email=creditor.email))
+
+
 def _closing(pdf: FPDF, creditor: Creditor) -> None:
     pdf.ln(2)
     _paragraph(
@@ -343,15 +390,7 @@ def _closing(pdf: FPDF, creditor: Creditor) -> None:
             creditor=creditor.name,
         ),
     )
-    if creditor.phone:
-        questions = _(
-            "Questions? Email %(email)s or call %(phone)s.",
-            email=creditor.email,
-            phone=creditor.phone,
-        )
-    else:
-        questions = _("Questions? Email %(email)s.", email=creditor.email)
-    _paragraph(pdf, questions)
+    _paragraph(pdf, _questions(creditor))
 
 
 # --- primitives -----------------------------------------------------------------------------
@@ -395,6 +434,10 @@ def _table(pdf: FPDF, columns: Sequence[Column], rows: Iterable[Sequence[Cell]])
 
 def _customer_lines(customer: Customer) -> list[str]:
     return [customer.name, _("Account number %(number)s", number=customer.account_number)]
+
+
+def _nth(args: Sequence[object], index: int) -> object:
+    return args[index] if len(args) > index else ""
 
 
 def _date(value: date, locale: str) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, render_template
+from flask import Blueprint, abort, current_app, render_template
 
 from portal.access.sessions import current_customer, customer_required
 from portal.creditor import current_creditor
@@ -51,5 +51,6 @@ def pdf(number: str):  # type: ignore[no-untyped-def]
         credits_for_invoice(invoice),
         creditor=current_creditor(),
         locale=current_locale(),
+        portal_url=current_app.config["PORTAL_BASE_URL"],
     )
     return pdf_response(document, f"invoice-{invoice.number}.pdf")

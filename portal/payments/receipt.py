@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import date
+
 from flask_babel import force_locale
 from flask_babel import gettext as _
 
@@ -17,15 +20,27 @@ from portal.invoices.pdf import (
     _heading,
     _paragraph,
     _party_and_facts,
+    _questions,
     _table,
     _title,
 )
+from portal.invoices.queries import InvoiceBalance, summarize
 from portal.payments.models import Payment
 
 
-def receipt_pdf(payment: Payment, *, creditor: Creditor, locale: str) -> bytes:
-    """What was paid, when, by which card, and how it was applied to invoices."""
+def receipt_pdf(
+    payment: Payment,
+    balances: Sequence[InvoiceBalance],
+    *,
+    creditor: Creditor,
+    locale: str,
+    today: date,
+) -> bytes:
+    """What was paid, when, by which card, how it was applied to invoices, and what is still
+    owed: on each of those invoices and in all, from `balances` (every invoice of the
+    payment's customer with its balance as of `today`, the customer's day)."""
     checkout = payment.checkout
+    still_owed = {b.invoice.id: b.balance for b in balances}
     with force_locale(locale):
         title = _("Receipt %(number)s", number=payment.receipt_number)
         pdf = _Document(title=title, creditor=creditor, locale=locale, as_of=payment.paid_on)
@@ -43,27 +58,42 @@ def receipt_pdf(payment: Payment, *, creditor: Creditor, locale: str) -> bytes:
         )
         _heading(pdf, _("Applied to"))
         rows = [
-            (a.invoice.number, _date(a.invoice.due_date, locale), a.amount.format(locale))
+            (
+                a.invoice.number,
+                _date(a.invoice.due_date, locale),
+                a.amount.format(locale),
+                still_owed[a.invoice_id].format(locale) if a.invoice_id in still_owed else "",
+            )
             for a in sorted(
                 payment.allocations, key=lambda a: (a.invoice.due_date, a.invoice.number)
             )
         ]
         if payment.unapplied.is_positive:
-            rows.append((_("Not applied to an invoice"), "", payment.unapplied.format(locale)))
+            rows.append((_("Not applied to an invoice"), "", payment.unapplied.format(locale), ""))
         _table(
             pdf,
-            [Column(_("Invoice"), 5), Column(_("Due date"), 4), Column(_("Amount"), 4, "RIGHT")],
+            [
+                Column(_("Invoice"), 5),
+                Column(_("Due date"), 4),
+                Column(_("Amount"), 4, "RIGHT"),
+                Column(_("Still owed"), 4, "RIGHT"),
+            ],
             rows,
         )
+        total_due = summarize(balances, payment.currency).total_due
+        if total_due.is_positive:
+            owed = _(
+                "Still owed on your account as of %(date)s: %(amount)s.",
+                date=_date(today, locale),
+                amount=total_due.format(locale),
+            )
+        else:
+            owed = _(
+                "As of %(date)s you owe nothing more on your account.", date=_date(today, locale)
+            )
+        _paragraph(pdf, owed)
         _paragraph(pdf, _("Thank you for your payment."))
-        _paragraph(
-            pdf,
-            _(
-                "Questions? Email %(email)s or call %(phone)s.",
-                email=creditor.email,
-                phone=creditor.phone,
-            ),
-        )
+        _paragraph(pdf, _questions(creditor))
         return pdf.rendered()
 
 

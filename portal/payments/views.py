@@ -13,6 +13,7 @@ from portal.errors import DomainError
 from portal.extensions import db, talisman
 from portal.i18n import current_locale
 from portal.inputs import row_id
+from portal.invoices.queries import invoice_balances_for
 from portal.money import AmountTooLarge, InvalidAmount, Money
 from portal.payments import receipt as receipts
 from portal.payments.card_testing import limit_card_actions, record_card_failure
@@ -288,10 +289,18 @@ def done(checkout_id: int):  # type: ignore[no-untyped-def]
 @bp.get("/payments/<int:payment_id>/receipt.pdf")
 @customer_required
 def receipt(payment_id: int):  # type: ignore[no-untyped-def]
-    payment = get_payment_for(current_customer(), payment_id)
+    customer = current_customer()
+    payment = get_payment_for(customer, payment_id)
     if payment is None or payment.checkout_id is None:
         abort(404)
-    document = receipts.receipt_pdf(payment, creditor=current_creditor(), locale=current_locale())
+    today = customer_today(customer, utcnow())
+    document = receipts.receipt_pdf(
+        payment,
+        invoice_balances_for(customer, today),
+        creditor=current_creditor(),
+        locale=current_locale(),
+        today=today,
+    )
     return pdf_response(document, f"receipt-{payment.receipt_number}.pdf")
 
 

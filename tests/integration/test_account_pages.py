@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 from datetime import date, timedelta
 
 import pytest
+from pypdf import PdfReader
 
 from portal.db import utcnow
 from tests.factories import login_as, make_credit, make_customer, make_invoice, make_payment
@@ -104,6 +106,12 @@ def test_invoice_pdf_downloads(client):
     assert response.mimetype == "application/pdf"
     assert response.data.startswith(b"%PDF")
     assert 'filename="invoice-INV-PDF.pdf"' in response.headers["Content-Disposition"]
+    # and it says how to pay: the portal's configured address and the invoice's number
+    text = " ".join(
+        "".join(page.extract_text() for page in PdfReader(io.BytesIO(response.data)).pages).split()
+    )
+    assert "Pay online at https://portal.example.test" in text
+    assert "then pay invoice INV-PDF." in text
 
 
 def test_statement_pdf_downloads(client):

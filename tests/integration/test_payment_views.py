@@ -184,6 +184,10 @@ def test_paying_shows_the_charge_then_a_receipt_and_the_invoice_is_paid(client, 
     assert "$160.00" in text
     assert overdue.number in text
     assert "Visa ending in 4242" in text
+    # and what is still owed after it: $10.00 of the $50.00 upcoming invoice was paid
+    assert re.search(rf"{upcoming.number}\s.*\$10\.00\s*\$40\.00", text)
+    assert "Still owed on your account as of" in text
+    assert ": $40.00." in text
 
 
 def test_the_amount_in_the_request_is_never_trusted(client, localstripe):

@@ -95,6 +95,7 @@ def _paid_invoice_pdf(locale: str) -> bytes:
         [credit],
         creditor=CREDITOR,
         locale=locale,
+        portal_url="https://pay.northwind.example",
     )
 
 
