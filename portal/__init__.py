@@ -18,6 +18,11 @@ def create_app(config: dict[str, Any] | None = None, env_name: str | None = None
         template_folder=str(PACKAGE_DIR / "templates"),
         static_folder=str(PACKAGE_DIR / "static"),
     )
+    from portal.inputs import init_inputs
+
+    # First: the int converter must be in place before any route is added, and the
+    # request-wide input gates run before every other hook (CSRF, sessions, limits).
+    init_inputs(app)
     app.config.from_object(settings)
     if config:
         app.config.update(config)

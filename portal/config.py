@@ -135,6 +135,12 @@ class Config:
     # Remainders no card can pay, written off per currency up to this much (major units,
     # "USD=0.50,KWD=0.010"); empty: nothing is written off. See small_balance_tolerances.
     SMALL_BALANCE_TOLERANCE = os.environ.get("SMALL_BALANCE_TOLERANCE", "")
+    # Card testing (README, "Card testing"): opening checkouts, card pages and charges
+    # share one budget per session and per account, and a larger one per IP (an office
+    # shares its address); declined attempts per customer in 24 hours are capped.
+    CARD_RATE_LIMIT = os.environ.get("CARD_RATE_LIMIT", "10 per minute; 40 per hour")
+    CARD_RATE_LIMIT_PER_IP = os.environ.get("CARD_RATE_LIMIT_PER_IP", "30 per minute; 200 per hour")
+    CARD_FAILURES_PER_DAY = _env_int("CARD_FAILURES_PER_DAY", 5)
 
 
 class DevelopmentConfig(Config):

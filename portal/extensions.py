@@ -14,6 +14,22 @@ from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
 
+class PortalCSRFProtect(CSRFProtect):
+    """Flask-WTF's CSRF check, with a Referer it cannot parse refused as a bad referrer.
+
+    On HTTPS Flask-WTF compares the Referer's origin with the Host's, through
+    `urlparse(…).port`, which raises ValueError on a port that is not a number
+    ("https://portal.example:abc/"): a 500 for any client that sends one. Such a
+    request is refused like any other cross-origin one (400, nothing written).
+    """
+
+    def protect(self, apply_exemptions: bool = False) -> None:
+        try:
+            super().protect(apply_exemptions)
+        except ValueError:
+            self._error_response("The referrer does not match the host.")
+
+
 class Base(DeclarativeBase):
     # Named constraints so that Alembic migrations are stable on SQLite and PostgreSQL.
     metadata = MetaData(
@@ -30,7 +46,7 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 login_manager = LoginManager()
-csrf = CSRFProtect()
+csrf = PortalCSRFProtect()
 babel = Babel()
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
 talisman = Talisman()  # for @talisman(...) per-view options; each app gets its own in security.py

@@ -1,12 +1,13 @@
 """Import every model so that Alembic and `db.create_all` see the whole schema."""
 
-from portal.access.models import AccessLink, PrincipalSession
+from portal.access.models import AccessLink, LinkRequest, PrincipalSession
 from portal.audit.models import AuditEvent
 from portal.customers.models import Customer
 from portal.invoices.models import CreditNote, Invoice, InvoiceLine
 from portal.jobs.models import JobRun, JobSchedule
 from portal.notifications.models import EmailOptOut, OutboxMessage, ReminderStep
 from portal.payments.models import (
+    CardFailure,
     Checkout,
     CheckoutInvoice,
     Payment,
@@ -21,6 +22,7 @@ from portal.payments.models import (
 __all__ = [
     "AccessLink",
     "AuditEvent",
+    "CardFailure",
     "Checkout",
     "CheckoutInvoice",
     "CreditNote",
@@ -30,6 +32,7 @@ __all__ = [
     "InvoiceLine",
     "JobRun",
     "JobSchedule",
+    "LinkRequest",
     "OutboxMessage",
     "Payment",
     "PaymentAccount",

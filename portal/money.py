@@ -29,6 +29,10 @@ class InvalidAmount(MoneyError):
     pass
 
 
+class AmountTooLarge(InvalidAmount):
+    """A number, but beyond any amount this portal handles (MAX_MAJOR)."""
+
+
 class CurrencyMismatch(MoneyError):
     pass
 
@@ -59,17 +63,39 @@ def minor_unit_exponent(currency: str) -> int:
     return int(get_currency_precision(normalize_currency(currency)))
 
 
+# The largest amount anything here accepts: 10**15 major units (a quadrillion). Times
+# 1000 (three-decimal currencies) it still fits a 64-bit minor-unit column, and every
+# step of the arithmetic stays within Decimal's default 28 digits, so a 32-digit amount
+# typed into a form is refused as an amount, not a crash (an InvalidOperation).
+MAX_MAJOR_DIGITS = 15
+MAX_MAJOR = Decimal(10) ** MAX_MAJOR_DIGITS
+MAX_AMOUNT_TEXT = 64  # characters: longer text is not an amount anyone typed
+
+
+def _check_magnitude(value: Decimal, shown: object) -> None:
+    if not value.is_finite():
+        raise InvalidAmount(f"{shown!r} is not a finite number")
+    if value > MAX_MAJOR:
+        raise AmountTooLarge(f"{shown!r} is too large an amount")
+    if value < -MAX_MAJOR:
+        raise InvalidAmount(f"{shown!r} is beyond any amount")
+
+
 def parse_decimal(text: str) -> Decimal:
-    """Parse a plain decimal string ("12", "12.5", "-3.25"); no floats, exponents or NaN."""
+    """Parse a plain decimal string ("12", "12.5", "-3.25"); no floats, exponents or NaN,
+    nothing beyond ±10**15 (MAX_MAJOR) and no more than 64 characters."""
     cleaned = (text or "").strip()
     if not cleaned:
         raise InvalidAmount("an amount is required")
+    if len(cleaned) > MAX_AMOUNT_TEXT:
+        raise InvalidAmount("the amount is too long")
     try:
         value = Decimal(cleaned)
     except InvalidOperation:
         raise InvalidAmount(f"{text!r} is not a decimal number") from None
     if not value.is_finite() or "e" in cleaned.lower():
         raise InvalidAmount(f"{text!r} is not a plain decimal number")
+    _check_magnitude(value, text)
     return value
 
 
@@ -88,6 +114,8 @@ class Money:
     def __post_init__(self) -> None:
         if isinstance(self.minor, bool) or not isinstance(self.minor, int):
             raise InvalidAmount("minor units must be an int")
+        if abs(self.minor) > MAX_MINOR:
+            raise InvalidAmount("the amount does not fit a 64-bit number of minor units")
         object.__setattr__(self, "currency", normalize_currency(self.currency))
 
     # --- construction -------------------------------------------------------------
@@ -99,8 +127,7 @@ class Money:
     def from_decimal(cls, amount: Decimal | str, currency: str) -> Money:
         """From major units ("12.345" USD -> 1235 cents), rounded half-up once."""
         value = parse_decimal(amount) if isinstance(amount, str) else amount
-        if not value.is_finite():
-            raise InvalidAmount("amount must be finite")
+        _check_magnitude(value, amount)
         exponent = minor_unit_exponent(currency)
         return cls(round_half_up(value.scaleb(exponent)), currency)
 

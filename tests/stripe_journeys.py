@@ -45,7 +45,7 @@ def set_up_card(
     server: StripeServer, customer: Customer, checkout: Checkout, number: str = CARD_OK
 ) -> str:
     """Open the card form and confirm a card in it, as the browser would."""
-    form = prepare_card_form(customer, checkout)
+    form = prepare_card_form(customer, checkout, now=utcnow())
     return server.set_up_card(form.setup_client_secret, number)
 
 

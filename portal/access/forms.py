@@ -3,7 +3,12 @@ from __future__ import annotations
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import EmailField, StringField, SubmitField
-from wtforms.validators import DataRequired, Email, Length
+from wtforms.validators import DataRequired, Email, Length, Optional
+
+
+def _strip(value: str | None) -> str | None:
+    """Spaces pasted around an address are not a reason to refuse it."""
+    return value.strip() if isinstance(value, str) else value
 
 
 class ContinueForm(FlaskForm):
@@ -13,17 +18,26 @@ class ContinueForm(FlaskForm):
 
 
 class RequestLinkForm(FlaskForm):
+    """Lost link: an email address, and the account number if the customer has it."""
+
     account_number = StringField(
-        _l("Account number"),
-        validators=[DataRequired(message=_l("Please enter your account number.")), Length(max=64)],
-        description=_l("You will find it on any invoice or email from us."),
+        _l("Account number (optional)"),
+        validators=[
+            Optional(),
+            Length(max=64, message=_l("An account number has at most 64 characters.")),
+        ],
+        description=_l(
+            "You will find it on any invoice or email from us. Without it, we send a link "
+            "for every account that has this email address."
+        ),
     )
     email = EmailField(
         _l("Email address"),
+        filters=[_strip],
         validators=[
             DataRequired(message=_l("Please enter your email address.")),
             Email(message=_l("Please enter a valid email address."), check_deliverability=False),
-            Length(max=254),
+            Length(max=254, message=_l("Please enter a valid email address.")),
         ],
     )
     submit = SubmitField(_l("Email me a new link"))

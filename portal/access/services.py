@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
-from portal.access.models import AccessLink, SessionEnd
+from portal.access.models import AccessLink, LinkRequest, LinkRequestOutcome, SessionEnd
 from portal.audit.services import audit_row, record_event
 from portal.customers.models import Customer
-from portal.customers.queries import get_customer_by_account
 from portal.errors import DomainError
 from portal.extensions import db
 from portal.invoices.models import Invoice
@@ -157,18 +156,68 @@ def revoke_link(link: AccessLink, *, now: datetime, actor: str) -> None:
         )
 
 
-def find_customer_for_recovery(account_number: str, email: str) -> Customer | None:
-    account_number = account_number.strip()
-    email = email.strip()
-    if not account_number or not email:
-        return None
-    customer = get_customer_by_account(account_number)
-    if customer is None:
-        return None
-    # Constant-time comparison of the normalized addresses.
-    if not hmac.compare_digest(customer.email.strip().lower(), email.lower()):
-        return None
-    return customer
+# --- lost links ----------------------------------------------------------------------------
+RECOVERY_LINKS_PER_HOUR = 3  # per account: the form must not flood anyone's mailbox
+RECOVERY_ACCOUNTS_PER_REQUEST = 10  # an address shared by many accounts gets this many links
+RECOVERY_BATCH = 200  # requests matched per pass of the worker
+# What people typed into the form (addresses of customers or not) is kept this long after
+# it was answered, for support questions, then deleted with the next pass.
+RECOVERY_REQUESTS_KEPT = timedelta(days=30)
+_DASHES = "-\u2010\u2011\u2012\u2013\u2014\u2212\ufe63\uff0d"
+
+
+def normalize_email(email: str) -> str:
+    """An address as the lost-link matching compares it: stripped, NFC, lower case.
+
+    Unicode letters are kept as they are (an address may hold them: RFC 6531), so that
+    such customers can recover their link like any other.
+    """
+    return unicodedata.normalize("NFC", email.strip()).lower()
+
+
+def normalize_account_number(account_number: str) -> str:
+    """`acc 000-12` and `ACC00012` are the same account: no case, spaces or dashes."""
+    text = unicodedata.normalize("NFKC", account_number)
+    return "".join(c for c in text if not c.isspace() and c not in _DASHES).upper()
+
+
+def record_link_request(account_number: str | None, email: str, *, now: datetime) -> LinkRequest:
+    """Store a lost-link request for the worker (`match_link_requests`); look nothing up.
+
+    The form answers the same, in the same time, whatever was asked: one insert, whether
+    or not the address or account exists. An empty account number asks by address alone.
+    """
+    account_key = normalize_account_number(account_number or "") or None
+    asked = LinkRequest(
+        email=normalize_email(email)[:254],
+        account_key=account_key[:64] if account_key else None,
+        created_at=now,
+    )
+    db.session.add(asked)
+    db.session.flush()
+    return asked
+
+
+def customers_for_request(asked: LinkRequest) -> list[Customer]:
+    """The customers this request names: same address and, if it gives one, same account."""
+    key = asked.email
+    stored = func.lower(func.trim(Customer.email))
+    # SQLite's lower() folds ASCII only: an address with other letters is found by its
+    # length and compared here, where Python folds every letter.
+    if key.isascii():
+        condition = stored == key
+    else:
+        condition = func.length(func.trim(Customer.email)) == len(key)
+    candidates = db.session.scalars(select(Customer).where(condition).order_by(Customer.id)).all()
+    return [
+        customer
+        for customer in candidates
+        if normalize_email(customer.email) == key
+        and (
+            asked.account_key is None
+            or normalize_account_number(customer.account_number) == asked.account_key
+        )
+    ][:RECOVERY_ACCOUNTS_PER_REQUEST]
 
 
 def count_recent_recoveries(customer: Customer, since: datetime) -> int:
@@ -187,28 +236,52 @@ def count_recent_recoveries(customer: Customer, since: datetime) -> int:
     )
 
 
-RECOVERY_LINKS_PER_HOUR = 3
-
-
-def request_new_link(account_number: str, email: str, *, now: datetime, ttl: timedelta) -> None:
-    """Mail a fresh link if the pair matches; say nothing either way (no enumeration).
-
-    At most RECOVERY_LINKS_PER_HOUR links per account per hour, so that the form
-    cannot be used to flood someone's mailbox.
-    """
+def answer_link_request(asked: LinkRequest, *, now: datetime, ttl: timedelta) -> LinkRequestOutcome:
+    """Mail a fresh link to every customer the request names, within the hourly cap."""
     from portal.notifications.services import queue_email
 
-    customer = find_customer_for_recovery(account_number, email)
-    if customer is None:
-        return
-    if count_recent_recoveries(customer, now - timedelta(hours=1)) >= RECOVERY_LINKS_PER_HOUR:
-        return
-    # The link itself is issued when the email is sent (nothing secret waits in the outbox).
-    queue_email(
-        customer,
-        kind="access_link",
-        template="access_link",
-        context={"expires_at": now + ttl},
-        now=now,
-        with_portal_link=True,
+    customers = customers_for_request(asked)
+    sent = 0
+    for customer in customers:
+        if count_recent_recoveries(customer, now - timedelta(hours=1)) >= RECOVERY_LINKS_PER_HOUR:
+            continue
+        # The link itself is issued when the email is sent (nothing secret waits in the outbox).
+        queue_email(
+            customer,
+            kind="access_link",
+            template="access_link",
+            context={"expires_at": now + ttl},
+            now=now,
+            with_portal_link=True,
+        )
+        sent += 1
+    if sent:
+        outcome = LinkRequestOutcome.SENT
+    elif customers:
+        outcome = LinkRequestOutcome.CAPPED
+    else:
+        outcome = LinkRequestOutcome.NO_MATCH
+    asked.processed_at, asked.outcome, asked.links_sent = now, outcome, sent
+    return outcome
+
+
+def match_link_requests(
+    *, now: datetime, ttl: timedelta, limit: int = RECOVERY_BATCH
+) -> dict[LinkRequestOutcome, int]:
+    """The worker's job: answer the oldest pending requests, `limit` at most, and forget
+    those answered more than RECOVERY_REQUESTS_KEPT ago; flushes."""
+    pending = db.session.scalars(
+        select(LinkRequest)
+        .where(LinkRequest.processed_at.is_(None))
+        .order_by(LinkRequest.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    counts = dict.fromkeys(LinkRequestOutcome, 0)
+    for asked in pending:
+        counts[answer_link_request(asked, now=now, ttl=ttl)] += 1
+        db.session.flush()
+    db.session.execute(
+        delete(LinkRequest).where(LinkRequest.processed_at < now - RECOVERY_REQUESTS_KEPT)
     )
+    return counts

@@ -21,7 +21,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from portal.config import SUPPORTED_LOCALES
 from portal.imports.records import BadValue, ImportFailed, Record, RowError, RowReader, quote
-from portal.money import MAX_MINOR, UnknownCurrency, normalize_currency
+from portal.money import MAX_MAJOR, MAX_MINOR, UnknownCurrency, normalize_currency
 
 # Columns holding amounts or quantities are 64-bit integers (BIGINT) on every database.
 MAX_DB_INT = MAX_MINOR
@@ -283,16 +283,23 @@ def parse_decimal_text(text: str) -> Decimal:
     return Decimal(text)
 
 
-def parse_amount(text: str) -> Decimal:
-    """An amount in major units that is zero or more."""
+def _bounded_amount(text: str) -> Decimal:
     value = parse_decimal_text(text)
+    if abs(value) > MAX_MAJOR:
+        raise BadValue(f"is too large (at most {MAX_MAJOR:,})")
+    return value
+
+
+def parse_amount(text: str) -> Decimal:
+    """An amount in major units that is zero or more, at most 10**15 (money.MAX_MAJOR)."""
+    value = _bounded_amount(text)
     if value < 0:
         raise BadValue("must not be negative")
     return value
 
 
 def parse_positive_amount(text: str) -> Decimal:
-    value = parse_decimal_text(text)
+    value = _bounded_amount(text)
     if value <= 0:
         raise BadValue("must be more than zero")
     return value

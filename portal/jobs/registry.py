@@ -38,6 +38,18 @@ def _schedule_collection_emails(now: datetime, runner: str) -> str:
     return report.summary()
 
 
+def _match_link_requests(now: datetime, runner: str) -> str:
+    from portal.access.services import match_link_requests
+    from portal.extensions import db
+
+    counts = match_link_requests(
+        now=now,
+        ttl=timedelta(days=current_app.config["ACCESS_LINK_TTL_DAYS"]),
+    )
+    db.session.commit()
+    return ", ".join(f"{count} {outcome}" for outcome, count in counts.items())
+
+
 def _apply_webhooks(now: datetime, runner: str) -> str:
     from portal.jobs.webhook_worker import apply_all_pending
 
@@ -75,6 +87,13 @@ JOBS: dict[str, Job] = {
             timedelta(minutes=15),
             _write_off_small_balances,
             "write off remainders no card can pay, up to SMALL_BALANCE_TOLERANCE",
+        ),
+        # Before delivery, so that one pass answers a lost-link request.
+        Job(
+            "match_link_requests",
+            timedelta(minutes=1),
+            _match_link_requests,
+            "match lost-link requests to customers and queue their links",
         ),
         Job(
             "schedule_emails",

@@ -16,6 +16,7 @@ from flask import current_app
 
 from portal.audit.services import record_event
 from portal.extensions import db
+from portal.payments.card_testing import record_card_failure
 from portal.payments.errors import CheckoutTransitionRefused, PaymentsUnavailable
 from portal.payments.gateway import (
     AttemptInDoubt,
@@ -103,6 +104,9 @@ def apply_intent(checkout: Checkout, intent: IntentResult, *, actor: str, ledger
         # The attempt whose answer we never got failed: the next charge is a new attempt.
         checkout.attempt_key = None
         checkout.last_error_code = intent.error_code or "card_declined"
+        record_card_failure(
+            checkout.customer_id, checkout.last_error_code, now=now, checkout_id=checkout.id
+        )
         return True
     if not checkout.state.is_in_flight or not is_current:
         return False
@@ -117,6 +121,9 @@ def apply_intent(checkout: Checkout, intent: IntentResult, *, actor: str, ledger
         checkout.payment_intent_id = intent.id
         checkout.last_error_code = intent.error_code or "card_declined"
         checkout.attempt_key = None
+        record_card_failure(
+            checkout.customer_id, checkout.last_error_code, now=now, checkout_id=checkout.id
+        )
         move_checkout(
             checkout, CheckoutStatus.OPEN, actor=actor, now=now, reason=checkout.last_error_code
         )

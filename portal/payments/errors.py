@@ -51,6 +51,15 @@ class CardNotUsable(DomainError):
         super().__init__(decline_message(code))
 
 
+class CardAttemptsExhausted(DomainError):
+    """Too many failed card attempts on this account in 24 hours (`card_testing`)."""
+
+    message = _l(
+        "For your security, card payments on your account are paused after several "
+        "declined attempts. Please try again tomorrow, or contact us."
+    )
+
+
 class CheckoutTransitionRefused(DomainError):
     def __init__(self, current: CheckoutStatus, target: CheckoutStatus) -> None:
         super().__init__(f"a checkout cannot go from {current.value} to {target.value}")

@@ -15,7 +15,7 @@ class ChoosePaymentForm(FlaskForm):
     invoices = SelectMultipleField(_l("Invoices to pay"), choices=[], validate_choice=False)
     amount = StringField(
         _l("Amount to pay (optional)"),
-        validators=[Optional(), Length(max=32)],
+        validators=[Optional(), Length(max=32, message=_l("Please enter a valid amount."))],
         description=_l("Leave empty to pay the total. You may pay less, down to the minimum."),
     )
     # Without JavaScript, this button shows the total of what is ticked and how the amount

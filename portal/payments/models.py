@@ -185,6 +185,23 @@ class PaymentAccount(db.Model):
     )
     stripe_customer_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The SetupIntent the card page last created, reused by every later visit while it can
+    # still take a card: a page load is then not a new Stripe object (card testing).
+    open_setup_intent_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class CardFailure(db.Model):
+    """A card attempt that failed (declined, or not usable for this customer): what caps a
+    customer's attempts per day (`payments.card_testing`). No card data, only Stripe's code."""
+
+    __tablename__ = "card_failures"
+    __table_args__ = (Index("ix_card_failures_customer_failed_at", "customer_id", "failed_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    checkout_id: Mapped[int | None] = mapped_column(ForeignKey("checkouts.id", ondelete="SET NULL"))
+    code: Mapped[str] = mapped_column(String(64))
+    failed_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class SavedCard(db.Model):

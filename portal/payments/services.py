@@ -44,8 +44,9 @@ from portal.customers.models import Customer
 from portal.customers.queries import customer_today
 from portal.extensions import db
 from portal.i18n import current_locale
-from portal.money import InvalidAmount, Money
+from portal.money import AmountTooLarge, InvalidAmount, Money
 from portal.payments.card_advice import card_advice_message
+from portal.payments.card_testing import check_card_attempts_left, record_card_failure
 from portal.payments.checkouts import (
     METADATA_ATTEMPT,
     METADATA_CHECKOUT,
@@ -82,6 +83,7 @@ from portal.payments.gateway import (
     GatewayRejected,
     GatewayUnavailable,
     IntentResult,
+    SetupResult,
     StripeGateway,
     to_stripe_amount,
 )
@@ -201,12 +203,15 @@ def start_checkout(
     customer: Customer, numbers: Sequence[str], amount_text: str | None, *, now: datetime
 ) -> Checkout:
     """Open a checkout for the chosen invoices: in full, or `amount_text` (major units)."""
+    check_card_attempts_left(customer.id, now=now)
     gateway = current_gateway()
     selection = select_invoices(customer, numbers, now=now)
     amount = selection.total
     if amount_text and amount_text.strip():
         try:
             amount = Money.from_decimal(amount_text.strip(), selection.total.currency)
+        except AmountTooLarge:  # a number, larger than anything payable
+            raise _amount_error(AmountProblem.ABOVE_PAYABLE, selection) from None
         except InvalidAmount:
             raise InvalidPaymentAmount() from None
     problem = check_amount(amount, selection.total, selection.minimum)
@@ -293,18 +298,48 @@ class CardForm:
     saved_card: SavedCard | None
 
 
-def prepare_card_form(customer: Customer, checkout: Checkout) -> CardForm:
-    """A fresh SetupIntent for the Card Element (Stripe.js confirms it in the browser)."""
+# A SetupIntent in one of these states can still take a card (Stripe.js confirms it again
+# after a decline): https://docs.stripe.com/payments/setupintents/lifecycle
+REUSABLE_SETUP_STATES = frozenset(
+    {"requires_payment_method", "requires_confirmation", "requires_action"}
+)
+
+
+def prepare_card_form(customer: Customer, checkout: Checkout, *, now: datetime) -> CardForm:
+    """The SetupIntent for the Card Element (Stripe.js confirms it in the browser).
+
+    The customer's open SetupIntent is reused while it can still take a card; a new one
+    is created only when there is none (card testing: a page load is not a new Stripe
+    object). Refused with CardAttemptsExhausted after too many failed attempts.
+    """
+    check_card_attempts_left(customer.id, now=now)
     gateway = current_gateway()
     account = _ensure_stripe_customer(customer, gateway)
     try:
-        setup = gateway.create_setup_intent(
-            customer_id=str(account.stripe_customer_id),
-            key=f"checkout-{checkout.id}-setup-{uuid.uuid4().hex}",
-        )
+        setup = _open_setup_intent(account, gateway)
+        if setup is None:
+            setup = gateway.create_setup_intent(
+                customer_id=str(account.stripe_customer_id),
+                key=f"checkout-{checkout.id}-setup-{uuid.uuid4().hex}",
+            )
+            account.open_setup_intent_id = setup.id
     except GatewayError as error:
         raise PaymentsUnavailable() from error
     return CardForm(setup.client_secret, saved_card_for(customer))
+
+
+def _open_setup_intent(account: PaymentAccount, gateway: StripeGateway) -> SetupResult | None:
+    """The account's last SetupIntent, if it is this customer's and can still take a card."""
+    if not account.open_setup_intent_id:
+        return None
+    setup = gateway.retrieve_setup_intent(account.open_setup_intent_id)
+    if (
+        setup.customer_id != account.stripe_customer_id
+        or setup.status not in REUSABLE_SETUP_STATES
+        or not setup.client_secret
+    ):
+        return None
+    return setup
 
 
 def authentication_secret(checkout: Checkout) -> str:
@@ -406,6 +441,7 @@ def begin_charge(
     now: datetime,
 ) -> ChargeClaim:
     """Claim an open checkout for one charge; the caller commits, then `finish_charge`."""
+    check_card_attempts_left(customer.id, now=now)
     gateway = current_gateway()
     account = account_for(customer.id)
     if account is None or not account.stripe_customer_id:
@@ -493,6 +529,7 @@ def finish_charge(claim: ChargeClaim, *, now: datetime) -> Checkout:
         apply_intent(checkout, intent, actor=actor, ledger=ledger)
         ledger.write()
     elif checkout.state == CheckoutStatus.PROCESSING and checkout.attempt == claim.attempt:
+        record_card_failure(claim.customer_id, failure, now=now, checkout_id=checkout.id)
         checkout.last_error_code = failure
         if failure not in UNSETTLED_ATTEMPT:
             checkout.attempt_key = None

@@ -12,11 +12,15 @@ from portal.db import utcnow
 from portal.errors import DomainError
 from portal.extensions import db, talisman
 from portal.i18n import current_locale
+from portal.inputs import row_id
 from portal.invoices.queries import invoice_balances_for
-from portal.money import InvalidAmount, Money
+from portal.money import AmountTooLarge, InvalidAmount, Money
 from portal.payments import receipt as receipts
 from portal.payments.card_advice import card_advice_message
+from portal.payments.card_testing import limit_card_actions, record_card_failure
 from portal.payments.errors import (
+    CardAttemptsExhausted,
+    CardNotUsable,
     CheckoutNotOpen,
     InvalidPaymentAmount,
     PaymentsUnavailable,
@@ -118,7 +122,7 @@ def _preview(
     if (form.amount.data or "").strip():
         try:
             amount = Money.from_decimal(form.amount.data.strip(), minimum.currency)
-        except (InvalidAmount, ArithmeticError):
+        except InvalidAmount:
             amount = None  # shown as "pay the total"; the amount's error says why
     return preview_payment(ticked, amount, minimum)
 
@@ -132,10 +136,10 @@ def _amount_errors(form: ChoosePaymentForm, preview: PaymentPreview, minimum: Mo
     problem = preview.problem
     try:
         Money.from_decimal(text, minimum.currency)
+    except AmountTooLarge:  # more digits than any amount has
+        problem = AmountProblem.ABOVE_PAYABLE
     except InvalidAmount:
         return [_("Please enter the amount as a number, for example 120.50.")]
-    except ArithmeticError:  # more digits than any amount has
-        problem = AmountProblem.ABOVE_PAYABLE
     match problem:
         case AmountProblem.ABOVE_PAYABLE:
             return [_("You can pay at most %(amount)s.", amount=preview.total.format(locale))]
@@ -176,6 +180,7 @@ def choose():  # type: ignore[no-untyped-def]
 
 @bp.post("/pay")
 @customer_required
+@limit_card_actions
 def start():  # type: ignore[no-untyped-def]
     form = ChoosePaymentForm()
     if form.update.data:  # "Update total" (no JavaScript): show the total, open nothing
@@ -200,6 +205,7 @@ def start():  # type: ignore[no-untyped-def]
 
 @bp.get("/pay/<int:checkout_id>")
 @customer_required
+@limit_card_actions
 @talisman(content_security_policy=CARD_PAGE_CSP, content_security_policy_nonce_in=["script-src"])
 def card(checkout_id: int):  # type: ignore[no-untyped-def]
     checkout = _checkout_or_404(checkout_id)
@@ -219,8 +225,10 @@ def card(checkout_id: int):  # type: ignore[no-untyped-def]
             context["client_secret"] = authentication_secret(checkout)
             context["check_form"] = CheckPaymentForm()
         else:
-            context["card_form"] = prepare_card_form(current_customer(), checkout)
+            context["card_form"] = prepare_card_form(current_customer(), checkout, now=utcnow())
             context["remove_form"] = RemoveCardForm()
+    except CardAttemptsExhausted as error:
+        return render_template("payments/unavailable.html", message=str(error.message)), 429
     except PaymentsUnavailable as error:
         return render_template("payments/unavailable.html", message=str(error.message)), 503
     db.session.commit()  # the Stripe Customer, if this visit created it
@@ -229,6 +237,7 @@ def card(checkout_id: int):  # type: ignore[no-untyped-def]
 
 @bp.post("/pay/<int:checkout_id>/confirm")
 @customer_required
+@limit_card_actions
 def confirm(checkout_id: int):  # type: ignore[no-untyped-def]
     checkout = _checkout_or_404(checkout_id)
     form = PayForm()
@@ -247,8 +256,16 @@ def confirm(checkout_id: int):  # type: ignore[no-untyped-def]
     except CheckoutNotOpen:
         db.session.rollback()  # a double click: the first click's charge is under way
         return redirect(url_for("payments.done", checkout_id=checkout.id))
+    except CardAttemptsExhausted:
+        db.session.rollback()  # the card page says so
+        return redirect(url_for("payments.card", checkout_id=checkout.id))
     except DomainError as error:
         db.session.rollback()
+        if isinstance(error, CardNotUsable):  # counts towards the day's cap (card testing)
+            record_card_failure(
+                current_customer().id, error.code, now=utcnow(), checkout_id=checkout.id
+            )
+            db.session.commit()
         flash(str(error.message), "error")
         return redirect(url_for("payments.card", checkout_id=checkout.id))
     db.session.commit()  # the claim is visible before Stripe is called: a second click finds it
@@ -317,7 +334,7 @@ def remove_card():  # type: ignore[no-untyped-def]
         flash(_("Your saved card was removed."), "success")
     if request.form.get("return_to") == "account":  # the account page's confirmation step
         return redirect(url_for("customers.account", _anchor="card-title"))
-    checkout_id = request.form.get("checkout", type=int)
+    checkout_id = row_id(request.form.get("checkout"))
     if checkout_id:
         return redirect(url_for("payments.card", checkout_id=checkout_id))
     return redirect(url_for("payments.choose"))

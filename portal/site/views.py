@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from flask import Blueprint, flash, redirect, render_template, session, url_for
 from flask_babel import force_locale
 from flask_babel import gettext as _
@@ -11,6 +9,7 @@ from portal.customers.services import set_customer_locale
 from portal.db import utcnow
 from portal.extensions import db
 from portal.i18n import LANGUAGE_NAMES
+from portal.inputs import local_redirect_target
 from portal.site.forms import ChooseLanguageForm
 
 bp = Blueprint("site", __name__)
@@ -52,11 +51,5 @@ def choose_language():  # type: ignore[no-untyped-def]
 
 
 def _safe_next(target: str | None) -> str:
-    """Only a path on this site: never an open redirect."""
-    if target:
-        parts = urlsplit(target)
-        on_site = not parts.scheme and not parts.netloc and target.startswith("/")
-        # "//host" or "////host" is another site to a browser, whatever urlsplit says.
-        if on_site and not target.startswith("//") and "\\" not in target:
-            return target
-    return url_for("site.home")
+    """Only a path on this site: never an open redirect, never a broken header."""
+    return local_redirect_target(target) or url_for("site.home")

@@ -148,6 +148,13 @@ class LiveServer:
             db.session.commit()
         return f"{self.url}/l/{token}"
 
+    def run_lost_link_job(self) -> None:
+        """What the worker does with lost-link requests (`match_link_requests`)."""
+        with self.app.app_context():
+            from portal.jobs.runner import run_jobs
+
+            run_jobs(now=utcnow(), runner="e2e", only="match_link_requests", force=True)
+
     def emails_to(self, address: str) -> list[str]:
         """The plain-text bodies of the emails queued for this address, oldest first, as
         the runner hands them to the mail server (rendered, with a fresh portal link
@@ -201,6 +208,8 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         # Every test opens links from 127.0.0.1; the limits have their own tests.
         LINK_RATE_LIMIT="1000 per minute",
         LOST_LINK_RATE_LIMIT="1000 per minute",
+        CARD_RATE_LIMIT="1000 per minute",
+        CARD_RATE_LIMIT_PER_IP="1000 per minute",
     )
     server.app = app
     thread = threading.Thread(target=server.serve_forever, name="e2e-live-server", daemon=True)

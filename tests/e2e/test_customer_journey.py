@@ -145,7 +145,7 @@ def test_lost_link_form_explains_errors_then_emails_a_working_link(
     expect(page.get_by_role("heading", level=1)).to_have_text("Get a new link")
     assert_accessible(page)
     # when it is sent with an email address that is not one
-    page.get_by_label("Account number").fill(ledger.account_number)
+    page.get_by_label("Account number (optional)").fill(ledger.account_number)
     email = page.get_by_label("Email address")
     email.fill("not-an-email")
     page.get_by_role("button", name="Email me a new link").click()
@@ -153,7 +153,7 @@ def test_lost_link_form_explains_errors_then_emails_a_working_link(
     expect(page.get_by_role("alert")).to_contain_text("Please enter a valid email address.")
     expect(email).to_have_attribute("aria-invalid", "true")
     expect(email).to_have_accessible_description(re.compile("Please enter a valid email"))
-    expect(page.get_by_label("Account number")).to_have_value(ledger.account_number)
+    expect(page.get_by_label("Account number (optional)")).to_have_value(ledger.account_number)
     assert_accessible(page)
     # when it is corrected and sent again
     email.fill(ledger.email.upper())
@@ -162,6 +162,8 @@ def test_lost_link_form_explains_errors_then_emails_a_working_link(
     expect(page).to_have_url(f"{live_server.url}/link/sent")
     expect(page.get_by_role("heading", level=1)).to_have_text("Check your email")
     assert_accessible(page)
+    assert live_server.emails_to(ledger.email) == []  # the worker matches the request
+    live_server.run_lost_link_job()
     (body,) = live_server.emails_to(ledger.email)
     match = re.search(rf"{re.escape(live_server.url)}/l/\S+", body)
     assert match, body

@@ -11,7 +11,6 @@ from portal.access.services import hash_token, revoke_link
 from portal.audit.models import AuditEvent
 from portal.db import utcnow
 from portal.extensions import db
-from portal.notifications.models import OutboxMessage
 from tests.factories import (
     csrf_token_from,
     login_as,
@@ -144,81 +143,7 @@ def test_sign_out_ends_session(client):
     assert client.get("/account").status_code == 401
 
 
-def _request_link(client, account_number, email):
-    page = client.get("/link/new")
-    return client.post(
-        "/link/new",
-        data={
-            "csrf_token": csrf_token_from(page.text),
-            "account_number": account_number,
-            "email": email,
-        },
-    )
-
-
-def test_lost_link_for_matching_pair_queues_an_email(client):
-    customer = make_customer(account_number="ACC-LOST", email="Owner@Example.com", locale="fr")
-    response = _request_link(client, "ACC-LOST", "owner@example.com")
-    assert response.status_code == 302
-    assert response.headers["Location"] == "/link/sent"
-    message = db.session.scalar(
-        select(OutboxMessage).where(OutboxMessage.customer_id == customer.id)
-    )
-    assert message.to_address == "Owner@Example.com"
-    assert message.locale == "fr"
-    assert "https://portal.example.test/l/" in message.body_text
-    assert "https://portal.example.test/l/" in message.body_html
-
-
-def test_lost_link_answer_is_identical_whether_or_not_it_matches(client):
-    make_customer(account_number="ACC-REAL", email="real@example.com")
-    matching = _request_link(client, "ACC-REAL", "real@example.com")
-    wrong_email = _request_link(client, "ACC-REAL", "someone@example.com")
-    unknown = _request_link(client, "ACC-NOPE", "real@example.com")
-    assert matching.status_code == wrong_email.status_code == unknown.status_code == 302
-    assert matching.headers["Location"] == wrong_email.headers["Location"]
-    assert unknown.headers["Location"] == matching.headers["Location"]
-    assert db.session.scalar(select(db.func.count(OutboxMessage.id))) == 1
-
-
-def test_lost_link_form_with_bad_email_shows_error_and_writes_nothing(client):
-    response = _request_link(client, "ACC-1", "not-an-email")
-    assert response.status_code == 400
-    assert "Please enter a valid email address." in response.text
-    assert db.session.scalar(select(db.func.count(OutboxMessage.id))) == 0
-
-
-def test_lost_link_is_capped_per_account(client):
-    make_customer(account_number="ACC-FLOOD", email="flood@example.com")
-    for _ in range(5):
-        _request_link(client, "ACC-FLOOD", "flood@example.com")
-    assert db.session.scalar(select(db.func.count(OutboxMessage.id))) == 3
-
-
-def test_lost_link_form_is_rate_limited(client, app):
-    statuses = [_request_link(client, "ACC-X", "x@example.com").status_code for _ in range(7)]
-    assert statuses[:5] == [302] * 5
-    assert statuses[-1] == 429
-
-
 def test_link_opening_is_rate_limited(client, app):
     statuses = [client.get(f"/l/guess-{i}").status_code for i in range(25)]
     assert 429 in statuses
     assert statuses[0] == 404
-
-
-def test_links_use_configured_base_url_not_host_header(client):
-    make_customer(account_number="ACC-HOST", email="host@example.com")
-    page = client.get("/link/new", headers={"Host": "evil.example"})
-    client.post(
-        "/link/new",
-        data={
-            "csrf_token": csrf_token_from(page.text),
-            "account_number": "ACC-HOST",
-            "email": "host@example.com",
-        },
-        headers={"Host": "evil.example"},
-    )
-    message = db.session.scalar(select(OutboxMessage))
-    assert "evil.example" not in message.body_text
-    assert "https://portal.example.test/l/" in message.body_text

@@ -25,6 +25,7 @@ def test_run_logs_every_job_and_reschedules_it(db_session):
     outcomes = run_jobs(now=NOON, runner="r1")
     assert {o.kind: o.outcome for o in outcomes} == {
         "write_off_small_balances": "ok",
+        "match_link_requests": "ok",
         "schedule_emails": "ok",
         "deliver_email": "ok",
         "apply_webhooks": "ok",
@@ -32,6 +33,7 @@ def test_run_logs_every_job_and_reschedules_it(db_session):
     runs = db.session.scalars(select(JobRun).order_by(JobRun.id)).all()
     assert [(r.kind, r.outcome, r.runner) for r in runs] == [
         ("write_off_small_balances", "ok", "r1"),
+        ("match_link_requests", "ok", "r1"),
         ("schedule_emails", "ok", "r1"),
         ("deliver_email", "ok", "r1"),
         ("apply_webhooks", "ok", "r1"),
@@ -69,6 +71,7 @@ def test_job_held_by_a_live_runner_is_not_run_again(db_session):
     else:
         assert by_kind == {
             "write_off_small_balances": "ok",
+            "match_link_requests": "ok",
             "schedule_emails": "ok",
             "deliver_email": "skipped",
             "apply_webhooks": "ok",
@@ -92,6 +95,7 @@ def test_a_failing_job_is_logged_and_the_runner_goes_on(db_session, app, monkeyp
     outcomes = run_jobs(now=NOON, runner="r1")
     assert [(o.kind, o.outcome) for o in outcomes] == [
         ("write_off_small_balances", "ok"),
+        ("match_link_requests", "ok"),
         ("schedule_emails", "error"),
         ("deliver_email", "ok"),
         ("apply_webhooks", "ok"),

@@ -210,14 +210,10 @@ def test_retry_falling_at_night_is_deferred_to_the_window(db_session, smtp_serve
 
 def test_access_link_email_is_transactional(db_session):
     customer = make_customer()
-    from portal.access.services import request_new_link
+    from portal.access.services import match_link_requests, record_link_request
 
-    request_new_link(
-        customer.account_number,
-        customer.email,
-        now=NOON,
-        ttl=timedelta(days=30),
-    )
+    record_link_request(customer.account_number, customer.email, now=NOON)
+    match_link_requests(now=NOON, ttl=timedelta(days=30))
     message = db.session.scalar(
         select(OutboxMessage).where(OutboxMessage.customer_id == customer.id)
     )

@@ -75,6 +75,9 @@ def race_app(app: Flask, localstripe) -> Iterator[Flask]:
             "SQLALCHEMY_ENGINE_OPTIONS": {"pool_size": 20, "max_overflow": 10},
             "PORTAL_BASE_URL": "https://portal.example.test",
             "LINK_RATE_LIMIT": "10000 per minute",
+            # races, not card-testing limits, are under test here (test_card_testing)
+            "CARD_RATE_LIMIT": "10000 per minute",
+            "CARD_RATE_LIMIT_PER_IP": "10000 per minute",
             **localstripe.config(),
         },
         env_name="testing",

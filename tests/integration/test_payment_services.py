@@ -254,7 +254,7 @@ def test_a_card_declined_at_setup_never_reaches_a_charge(localstripe):
     checkout = start_checkout(customer, ["INV-SETUP"], None, now=utcnow())
     from portal.payments.services import prepare_card_form
 
-    secret = prepare_card_form(customer, checkout).setup_client_secret
+    secret = prepare_card_form(customer, checkout, now=utcnow()).setup_client_secret
     response = localstripe.confirm_setup(secret, CARD_DECLINED_AT_SETUP)
     assert response.status_code == 402
     setup_id = secret.split("_secret_")[0]
