@@ -215,7 +215,16 @@ def wrk(url: str, seconds: int, cookie: str | None, script: Path) -> dict[str, A
     headers = [f"{k}: {v}" for k, v in PROXY_HEADERS.items()]
     if cookie:
         headers.append(f"Cookie: {cookie}")
-    command = ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "-s", str(script)]
+    command = [
+        "wrk",
+        "-t2",
+        f"-c{CONNECTIONS}",
+        f"-d{seconds}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(script),
+    ]
     for header in headers:
         command += ["-H", header]
     load = load_average()
