@@ -122,7 +122,7 @@ bench: install wrk ## Run the benchmarks in bench/ (webhooks and pages on Postgr
 	$(BIN)/python bench/bench_import.py
 	-$(BIN)/python bench/bench_webhooks.py $${BENCH_DATABASE_URL:+--reset --database-url $$BENCH_DATABASE_URL}
 	$(BIN)/python bench/bench_pay_flow.py
-	$(BIN)/python bench/bench_pages.py
+	$(BIN)/python bench/bench_pages.py $${BENCH_DATABASE_URL:+--replace}
 
 clean: ## Remove the venv, caches and the development database
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache instance

@@ -263,11 +263,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=10, help="per page and round")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--reset", action="store_true", help="regenerate the data set")
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="drop the database's tables unless they hold the data set (make bench: the"
+        " webhook benchmark fills the same database)",
+    )
     args = parser.parse_args(argv)
     if not args.database_url:
         print("bench_pages: set BENCH_DATABASE_URL (PostgreSQL); skipped")
         return 0
-    info = ensure_dataset(args.database_url, reset=args.reset)
+    info = ensure_dataset(args.database_url, reset=args.reset, replace=args.replace)
     print(
         f"data set: {info.customers:,} customers, {info.invoices:,} invoices, "
         f"{info.invoice_lines:,} lines, {info.payments:,} payments, "
