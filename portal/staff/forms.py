@@ -9,6 +9,7 @@ from wtforms import (
     EmailField,
     HiddenField,
     PasswordField,
+    SelectChoice,
     SelectField,
     StringField,
     SubmitField,
@@ -99,7 +100,7 @@ class InviteStaffForm(FlaskForm):
     )
     role = SelectField(
         _l("Role"),
-        choices=[(role.value, ROLE_LABELS[role]) for role in StaffRole],
+        choices=[SelectChoice(role.value, ROLE_LABELS[role]) for role in StaffRole],
         default=StaffRole.SPECIALIST.value,
     )
     submit = SubmitField(_l("Invite"))
