@@ -461,4 +461,5 @@ def test_create_staff_checks_its_input(db_session) -> None:
         "A@B.example", name="A", role="admin", password="x" * 12, actor=actor, now=now
     )
     assert member.email == "a@b.example"
-    assert member.password_hash and member.password_hash.startswith("$argon2id$")
+    assert member.password_hash
+    assert member.password_hash.startswith("$argon2id$")
