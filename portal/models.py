@@ -6,6 +6,8 @@ from portal.customers.models import Customer
 from portal.invoices.models import CreditNote, Invoice, InvoiceLine
 from portal.jobs.models import JobRun, JobSchedule
 from portal.notifications.models import EmailOptOut, OutboxMessage, ReminderStep
+from portal.desk.models import SEARCH_INDEXES
+from portal.promises.models import CustomerNote, Promise, PromiseInvoice
 from portal.payments.models import (
     CardFailure,
     Checkout,
@@ -20,12 +22,14 @@ from portal.payments.models import (
 )
 
 __all__ = [
+    "SEARCH_INDEXES",
     "AccessLink",
     "AuditEvent",
     "CardFailure",
     "Checkout",
     "CheckoutInvoice",
     "CreditNote",
+    "CustomerNote",
     "Customer",
     "EmailOptOut",
     "Invoice",
@@ -38,6 +42,8 @@ __all__ = [
     "PaymentAccount",
     "PaymentAllocation",
     "PrincipalSession",
+    "Promise",
+    "PromiseInvoice",
     "Refund",
     "RefundAllocation",
     "ReminderStep",
