@@ -20,6 +20,7 @@ from portal.payments.models import (
     SavedCard,
     WebhookEvent,
 )
+from portal.staff.models import StaffMember
 
 __all__ = [
     "SEARCH_INDEXES",
@@ -48,5 +49,6 @@ __all__ = [
     "RefundAllocation",
     "ReminderStep",
     "SavedCard",
+    "StaffMember",
     "WebhookEvent",
 ]
