@@ -5,7 +5,6 @@ from __future__ import annotations
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
-    DateField,
     HiddenField,
     IntegerField,
     SelectChoice,
@@ -17,6 +16,7 @@ from wtforms import (
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from portal.promises.forms import PromiseDateField
 from portal.promises.models import NOTE_KIND_LABELS, NoteKind
 
 
@@ -52,22 +52,10 @@ class MakePromiseForm(FlaskForm):
             Length(max=32, message=_l("Please enter a valid amount.")),
         ],
     )
-    promised_on = DateField(
+    promised_on = PromiseDateField(
         _l("Pay by"), validators=[InputRequired(message=_l("Please enter a valid date."))]
     )
     note = StringField(_l("Note (optional)"), validators=[Optional(), Length(max=500)])
-
-
-class CustomerPromiseForm(FlaskForm):
-    """The portal's "I will pay this by …" form, on the account page."""
-
-    invoices = MultiCheckboxField(
-        _l("Invoices"),
-        validators=[DataRequired(message=_l("Choose at least one invoice that is still open."))],
-    )
-    promised_on = DateField(
-        _l("I will pay by"), validators=[InputRequired(message=_l("Please enter a valid date."))]
-    )
 
 
 class RefundForm(FlaskForm):
