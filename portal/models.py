@@ -3,11 +3,10 @@
 from portal.access.models import AccessLink, LinkRequest, PrincipalSession
 from portal.audit.models import AuditEvent
 from portal.customers.models import Customer
+from portal.desk.models import SEARCH_INDEXES
 from portal.invoices.models import CreditNote, Invoice, InvoiceLine
 from portal.jobs.models import JobRun, JobSchedule
 from portal.notifications.models import EmailOptOut, OutboxMessage, ReminderStep
-from portal.desk.models import SEARCH_INDEXES
-from portal.promises.models import CustomerNote, Promise, PromiseInvoice
 from portal.payments.models import (
     CardFailure,
     Checkout,
@@ -20,6 +19,7 @@ from portal.payments.models import (
     SavedCard,
     WebhookEvent,
 )
+from portal.promises.models import CustomerNote, Promise, PromiseInvoice
 from portal.staff.models import StaffMember
 
 __all__ = [
@@ -30,8 +30,8 @@ __all__ = [
     "Checkout",
     "CheckoutInvoice",
     "CreditNote",
-    "CustomerNote",
     "Customer",
+    "CustomerNote",
     "EmailOptOut",
     "Invoice",
     "InvoiceLine",

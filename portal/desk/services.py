@@ -54,7 +54,8 @@ def send_fresh_link(customer: Customer, *, actor: Actor, now: datetime) -> Outbo
         now=now,
         with_portal_link=True,
     )
-    assert message is not None  # transactional email is never suppressed
+    if message is None:  # only collection email is ever held back; this is transactional
+        raise DomainError()
     db.session.flush()
     record_event(
         "link.sent_by_staff",

@@ -52,7 +52,8 @@ def _actor() -> Actor:
 
 def _back(customer: Customer, anchor: str = "") -> ResponseReturnValue:
     return redirect(
-        url_for("desk.customer", account_number=customer.account_number) + (f"#{anchor}" if anchor else "")
+        url_for("desk.customer", account_number=customer.account_number)
+        + (f"#{anchor}" if anchor else "")
     )
 
 
@@ -101,7 +102,11 @@ def add_customer_note(account_number: str) -> ResponseReturnValue:
         return _back(customer, "note")
     try:
         add_note(
-            customer, kind=NoteKind(form.kind.data), body=form.body.data or "", actor=_actor(), now=utcnow()
+            customer,
+            kind=NoteKind(form.kind.data),
+            body=form.body.data or "",
+            actor=_actor(),
+            now=utcnow(),
         )
     except DomainError as error:
         db.session.rollback()
@@ -184,9 +189,7 @@ def revoke_links(account_number: str) -> ResponseReturnValue:
         abort(400)
     count = revoke_all_links(customer, actor=_actor(), now=utcnow())
     db.session.commit()
-    flash(
-        _("%(count)s links revoked; the customer's sessions have ended.", count=count), "success"
-    )
+    flash(_("%(count)s links revoked; the customer's sessions have ended.", count=count), "success")
     return _back(customer)
 
 
@@ -220,7 +223,10 @@ def refund(account_number: str, payment_id: int) -> ResponseReturnValue:
         flash(error.message, "error")
         return _back(customer, f"payment-{payment_id}")
     db.session.commit()
-    flash(_("Refunded %(amount)s; the customer will be emailed.", amount=done.amount.format()), "success")
+    flash(
+        _("Refunded %(amount)s; the customer will be emailed.", amount=done.amount.format()),
+        "success",
+    )
     return _back(customer)
 
 

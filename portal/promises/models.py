@@ -64,7 +64,9 @@ PROMISE_STATUS_LABELS = {
 
 # The only moves a promise makes; `services.move_promise` refuses every other pair.
 TRANSITIONS: dict[PromiseStatus, frozenset[PromiseStatus]] = {
-    PromiseStatus.OPEN: frozenset({PromiseStatus.KEPT, PromiseStatus.BROKEN, PromiseStatus.CANCELLED}),
+    PromiseStatus.OPEN: frozenset(
+        {PromiseStatus.KEPT, PromiseStatus.BROKEN, PromiseStatus.CANCELLED}
+    ),
     PromiseStatus.KEPT: frozenset(),
     PromiseStatus.BROKEN: frozenset(),
     PromiseStatus.CANCELLED: frozenset(),
@@ -85,13 +87,9 @@ class Promise(db.Model):
         CheckConstraint("paid_minor >= 0", name="paid_not_negative"),
         CheckConstraint("length(currency) = 3", name="currency_iso"),
         CheckConstraint("promised_on >= made_on", name="promised_after_made"),
-        CheckConstraint(
-            "status IN ('open', 'kept', 'broken', 'cancelled')", name="status_known"
-        ),
+        CheckConstraint("status IN ('open', 'kept', 'broken', 'cancelled')", name="status_known"),
         CheckConstraint("source IN ('staff', 'customer')", name="source_known"),
-        CheckConstraint(
-            "(status = 'open') = (resolved_at IS NULL)", name="resolved_unless_open"
-        ),
+        CheckConstraint("(status = 'open') = (resolved_at IS NULL)", name="resolved_unless_open"),
         Index("ix_promises_customer_status", "customer_id", "status"),
         Index("ix_promises_status_date", "status", "promised_on"),
     )
@@ -103,7 +101,9 @@ class Promise(db.Model):
     made_on: Mapped[date] = mapped_column(Date)  # the customer's today when promised
     promised_on: Mapped[date] = mapped_column(Date)
     status: Mapped[str] = mapped_column(String(16), default=PromiseStatus.OPEN)
-    source: Mapped[str] = mapped_column(String(16))  # who promised: "staff" (on a call) or "customer"
+    source: Mapped[str] = mapped_column(
+        String(16)
+    )  # who promised: "staff" (on a call) or "customer"
     created_by: Mapped[str] = mapped_column(String(64))  # str(Actor)
     note: Mapped[str] = mapped_column(String(500), default="")
     # What the covering payments came to when it was decided (minor units).

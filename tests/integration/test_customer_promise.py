@@ -50,7 +50,11 @@ def test_a_promise_beyond_the_limit_is_refused(client: FlaskClient) -> None:
     by = customer_today(customer, utcnow()) + timedelta(days=15)
     response = client.post(
         "/account/promise",
-        data={"csrf_token": csrf_token_from(page), "invoices": invoice.number, "promised_on": by.isoformat()},
+        data={
+            "csrf_token": csrf_token_from(page),
+            "invoices": invoice.number,
+            "promised_on": by.isoformat(),
+        },
     )
     assert response.status_code == 302
     assert "A promise can be at most 14 days ahead." in client.get("/account").text
@@ -62,10 +66,16 @@ def test_a_bad_date_or_a_foreign_invoice_is_refused(client: FlaskClient) -> None
     other = make_invoice(make_customer(), issue_date=date(2026, 9, 1))
     db.session.commit()
     token = csrf_token_from(page)
-    client.post("/account/promise", data={"csrf_token": token, "invoices": invoice.number, "promised_on": "31/12/2026"})
+    client.post(
+        "/account/promise",
+        data={"csrf_token": token, "invoices": invoice.number, "promised_on": "31/12/2026"},
+    )
     assert "Please enter a valid date." in client.get("/account").text
     by = customer_today(customer, utcnow()) + timedelta(days=3)
-    client.post("/account/promise", data={"csrf_token": token, "invoices": other.number, "promised_on": by.isoformat()})
+    client.post(
+        "/account/promise",
+        data={"csrf_token": token, "invoices": other.number, "promised_on": by.isoformat()},
+    )
     assert "Choose at least one invoice that is still open." in client.get("/account").text
     assert db.session.scalar(select(Promise)) is None
 

@@ -64,6 +64,7 @@ def test_search_finds_by_prefix_of_account_name_email_or_invoice(staff_client: F
     bob = make_customer(account_number="QY-200", name="Bob Stone", email="Finance@Stone.example")
     make_invoice(bob, number="INV-ZZ-9")
     make_customer(account_number="AA_1", name="Under_score")
+
     def found(q: str) -> list[str]:
         page = staff_client.get("/staff/customers", query_string={"q": q})
         assert page.status_code == 200
@@ -85,8 +86,10 @@ def test_search_is_paginated(staff_client: FlaskClient) -> None:
         make_customer(account_number=f"PG-{n:03d}", name=f"Page Person {n:03d}")
     first = staff_client.get("/staff/customers?q=pg-").text
     second = staff_client.get("/staff/customers?q=pg-&page=2").text
-    assert first.count(">PG-") == 25 and "Next page" in first
-    assert second.count(">PG-") == 2 and "Previous page" in second
+    assert first.count(">PG-") == 25
+    assert "Next page" in first
+    assert second.count(">PG-") == 2
+    assert "Previous page" in second
 
 
 def test_unknown_customer_is_404(staff_client: FlaskClient) -> None:
@@ -147,7 +150,9 @@ def test_customer_page_statements_do_not_grow_with_events(app, staff_client: Fla
         engine = db.engine
         event.listen(engine, "before_cursor_execute", listen)
         try:
-            assert staff_client.get(f"/staff/customers/{customer.account_number}").status_code == 200
+            assert (
+                staff_client.get(f"/staff/customers/{customer.account_number}").status_code == 200
+            )
         finally:
             event.remove(engine, "before_cursor_execute", listen)
         counts.append(len(statements))
@@ -172,7 +177,8 @@ def test_a_note_is_saved_audited_and_in_the_timeline(staff_client: FlaskClient) 
     note = db.session.scalar(select(CustomerNote).where(CustomerNote.customer_id == customer.id))
     assert note.author == f"staff:{staff_client.staff_member.id}"  # type: ignore[attr-defined]
     page = staff_client.get(f"/staff/customers/{customer.account_number}").text
-    assert "The note was saved." in page and "Called, will pay" in page
+    assert "The note was saved." in page
+    assert "Called, will pay" in page
 
 
 def test_an_empty_note_is_refused_with_a_message(staff_client: FlaskClient) -> None:
@@ -198,19 +204,25 @@ def test_a_promise_from_the_desk_and_a_bad_one(staff_client: FlaskClient) -> Non
     invoice = make_invoice(customer, issue_date=date(2026, 9, 1))
     by = (datetime.now(UTC) + timedelta(days=10)).date().isoformat()
     bad = _post(
-        staff_client, customer, "/promises",
+        staff_client,
+        customer,
+        "/promises",
         {"invoices": [invoice.number], "amount": "100.01", "promised_on": by},
     )
     assert "more than these invoices still owe" in staff_client.get(bad.headers["Location"]).text
     words = _post(
-        staff_client, customer, "/promises",
+        staff_client,
+        customer,
+        "/promises",
         {"invoices": [invoice.number], "amount": "ten", "promised_on": by},
     )
     assert words.status_code == 302, words.text[:3000]
     assert "as a number" in staff_client.get(words.headers["Location"]).text
     assert db.session.scalar(select(Promise)) is None
     good = _post(
-        staff_client, customer, "/promises",
+        staff_client,
+        customer,
+        "/promises",
         {"invoices": [invoice.number], "amount": "60.00", "promised_on": by},
     )
     assert good.status_code == 302
@@ -227,13 +239,17 @@ def test_another_customers_promise_is_404(staff_client: FlaskClient) -> None:
     customer, other = make_customer(), make_customer()
     invoice = make_invoice(other, issue_date=date(2026, 9, 1))
     from portal.audit.actors import Actor
-    from portal.promises.services import make_promise
     from portal.money import Money
+    from portal.promises.services import make_promise
 
     promise = make_promise(
-        other, invoice_numbers=[invoice.number], amount=Money(100, "USD"),
-        promised_on=datetime.now(UTC).date() + timedelta(days=2), actor=Actor("system"),
-        now=utcnow(), source="staff",
+        other,
+        invoice_numbers=[invoice.number],
+        amount=Money(100, "USD"),
+        promised_on=datetime.now(UTC).date() + timedelta(days=2),
+        actor=Actor("system"),
+        now=utcnow(),
+        source="staff",
     )
     response = _post(staff_client, customer, f"/promises/{promise.id}/cancel", {})
     assert response.status_code == 404
@@ -257,7 +273,9 @@ def test_send_a_link_and_revoke_them_all(staff_client: FlaskClient, client: Flas
     response = _post(staff_client, customer, "/links/revoke", {})
     assert response.status_code == 302
     live = db.session.scalars(
-        select(AccessLink).where(AccessLink.customer_id == customer.id, AccessLink.revoked_at.is_(None))
+        select(AccessLink).where(
+            AccessLink.customer_id == customer.id, AccessLink.revoked_at.is_(None)
+        )
     ).all()
     assert live == []
     audit = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "links.revoked_all"))
@@ -274,15 +292,26 @@ def test_outbox_pages_list_status_attempts_and_failures(staff_client: FlaskClien
     customer = make_customer()
     db.session.add(
         OutboxMessage(
-            message_id="<fail@x>", customer_id=customer.id, kind="receipt", to_address="x@y.example",
-            locale="en", subject="Your receipt", body_text="b", status="failed", attempts=8,
+            message_id="<fail@x>",
+            customer_id=customer.id,
+            kind="receipt",
+            to_address="x@y.example",
+            locale="en",
+            subject="Your receipt",
+            body_text="b",
+            status="failed",
+            attempts=8,
             last_error="550 mailbox unavailable",
         )
     )
     db.session.flush()
     overall = staff_client.get("/staff/outbox?status=failed").text
-    assert "550 mailbox unavailable" in overall and ">8<" in overall
-    assert "Your receipt" in staff_client.get(f"/staff/customers/{customer.account_number}/outbox").text
+    assert "550 mailbox unavailable" in overall
+    assert ">8<" in overall
+    assert (
+        "Your receipt"
+        in staff_client.get(f"/staff/customers/{customer.account_number}/outbox").text
+    )
     assert staff_client.get("/staff/outbox?status=bogus&page=abc").status_code == 200
 
 
@@ -290,14 +319,22 @@ def test_follow_up_queue_lists_broken_promises_until_closed(staff_client: FlaskC
     customer = make_customer(timezone="UTC")
     invoice = make_invoice(customer, issue_date=date(2026, 9, 1))
     promise = Promise(
-        customer_id=customer.id, amount_minor=5000, currency="USD", made_on=date(2026, 11, 1),
-        promised_on=date(2026, 11, 5), status="broken", source="customer", created_by="customer:1",
-        paid_minor=1000, resolved_at=utcnow(),
+        customer_id=customer.id,
+        amount_minor=5000,
+        currency="USD",
+        made_on=date(2026, 11, 1),
+        promised_on=date(2026, 11, 5),
+        status="broken",
+        source="customer",
+        created_by="customer:1",
+        paid_minor=1000,
+        resolved_at=utcnow(),
     )
     db.session.add(promise)
     db.session.flush()
     page = staff_client.get("/staff/follow-up")
-    assert customer.account_number in page.text and "$10.00" in page.text
+    assert customer.account_number in page.text
+    assert "$10.00" in page.text
     response = staff_client.post(
         f"/staff/follow-up/{promise.id}/close", data={"csrf_token": csrf_token_from(page.text)}
     )

@@ -39,10 +39,16 @@ SPECIALIST = Actor("staff", "7")
 
 def _overdue_invoices(customer):
     a = make_invoice(
-        customer, number=f"P-A-{customer.id}", issue_date=date(2026, 9, 1), lines=[("A", "1", "80.00")]
+        customer,
+        number=f"P-A-{customer.id}",
+        issue_date=date(2026, 9, 1),
+        lines=[("A", "1", "80.00")],
     )
     b = make_invoice(
-        customer, number=f"P-B-{customer.id}", issue_date=date(2026, 9, 5), lines=[("B", "1", "40.00")]
+        customer,
+        number=f"P-B-{customer.id}",
+        issue_date=date(2026, 9, 5),
+        lines=[("B", "1", "40.00")],
     )
     return a, b
 
@@ -136,7 +142,9 @@ def test_an_empty_note_is_refused_and_a_call_is_written(db_session):
     customer = make_customer()
     with pytest.raises(NoteRefused):
         add_note(customer, kind=NoteKind.CALL, body="   ", actor=SPECIALIST, now=MADE)
-    note = add_note(customer, kind=NoteKind.CALL, body=" Will pay Friday ", actor=SPECIALIST, now=MADE)
+    note = add_note(
+        customer, kind=NoteKind.CALL, body=" Will pay Friday ", actor=SPECIALIST, now=MADE
+    )
     assert (note.body, note.author) == ("Will pay Friday", "staff:7")
 
 
