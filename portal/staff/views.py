@@ -128,10 +128,12 @@ def _pending(now: datetime) -> StaffMember | None:
     return member
 
 
-def _finish(member: StaffMember, now: datetime, target: str | None):  # type: ignore[no-untyped-def]
+def _finish(member: StaffMember, now: datetime, target: str | None, message: str = ""):  # type: ignore[no-untyped-def]
     signed_in(member, now=now)
-    start_staff_session(member, now)
+    start_staff_session(member, now)  # a fresh signed cookie: flash after this
     db.session.commit()
+    if message:
+        flash(message, "success")
     return redirect(_safe_next(target))
 
 
@@ -202,8 +204,8 @@ def enrol():  # type: ignore[no-untyped-def]
             form.code.errors = [refused.message]
             status = 400
         else:
-            flash(_("Your authenticator app is set up."), "success")
-            return _finish(member, now, session.get("staff_pending", {}).get("next"))
+            target = session.get("staff_pending", {}).get("next")
+            return _finish(member, now, target, _("Your authenticator app is set up."))
     elif form.errors:
         status = 400
     qr = segno.make(provisioning_uri(member), error="m")
