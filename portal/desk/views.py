@@ -32,7 +32,7 @@ from portal.staff.auth import current_staff, staff_required
 from portal.staff.models import StaffRole
 
 bp = Blueprint("desk", __name__, url_prefix="/staff")
-TIMELINE_PAGE_SIZE = 30
+TIMELINE_PAGE_SIZE = 25
 specialist = staff_required(StaffRole.SPECIALIST)
 
 
