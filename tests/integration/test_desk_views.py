@@ -341,3 +341,14 @@ def test_follow_up_queue_lists_broken_promises_until_closed(staff_client: FlaskC
     assert response.status_code == 302
     assert "Nothing to follow up." in staff_client.get("/staff/follow-up").text
     assert invoice.id
+
+
+@pytest.mark.parametrize(
+    "query", ["\\", "%", "_", "a" * 5000, "Ünïcödé", "' OR 1=1 --", "\u202e", "   ", "page=-1"]
+)
+def test_odd_searches_answer_a_page_not_an_error(staff_client: FlaskClient, query: str) -> None:
+    make_customer(name="Ünïcödé GmbH")
+    response = staff_client.get("/staff/customers", query_string={"q": query, "page": "-3"})
+    assert response.status_code == 200
+    if query == "Ünïcödé":
+        assert "Ünïcödé GmbH" in response.text
