@@ -1,4 +1,4 @@
-"""fixes: the ledger's guards also hold for UPDATEs
+"""fixes: the ledger's guards also hold for UPDATEs; no working opt-out link at rest
 
 The amounts migration (a3f1c2d4b5e6) checks the row being written: an allocation against
 its payment and invoice, a refund against its payment. An UPDATE of the other side went
@@ -14,6 +14,10 @@ triggers check every side of each rule, and keep a ledger row's links fixed:
   another payment, refund, invoice or customer; an invoice with ledger rows keeps its
   customer.
 
+Stored emails' opt-out links (outbox_messages.unsubscribe_url and the bodies) are
+replaced by the placeholder the portal now stores (the link is made when sent,
+notifications.services.OPT_OUT_LINK_SLOT).
+
 No table is rebuilt here, so no earlier trigger is dropped
 (tests/integration/test_amounts.py::test_every_ledger_trigger_is_in_place_at_head).
 
@@ -23,6 +27,7 @@ Create Date: 2026-11-29 22:45:00
 
 """
 from alembic import op
+import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
@@ -117,8 +122,36 @@ def _quoted(message):
     return message.replace("'", "''")
 
 
+OPT_OUT_LINK_SLOT = "opt-out-link-made-when-sent"
+
+
+def _redact_opt_out_links(bind):
+    rows = bind.execute(sa.text(
+        "SELECT id, unsubscribe_url, body_text, body_html FROM outbox_messages"
+        " WHERE unsubscribe_url IS NOT NULL"
+    )).all()
+    for id_, url, text, html in rows:
+        base, _, token = url.rpartition("/")
+        if token == OPT_OUT_LINK_SLOT:
+            continue
+        slot = f"{base}/{OPT_OUT_LINK_SLOT}"
+        bind.execute(
+            sa.text(
+                "UPDATE outbox_messages SET unsubscribe_url = :slot, body_text = :text,"
+                " body_html = :html WHERE id = :id"
+            ),
+            {
+                "id": id_,
+                "slot": slot,
+                "text": text.replace(url, slot) if text else text,
+                "html": html.replace(url, slot) if html else html,
+            },
+        )
+
+
 def upgrade():
     dialect = op.get_bind().dialect.name
+    _redact_opt_out_links(op.get_bind())
     for name, table, timing, events, condition, message in CHECKS:
         trigger = f"trg_{name}"
         if dialect == 'postgresql':
