@@ -221,6 +221,23 @@ def card_chargeable_part(amount: Money) -> Money:
     return part if part >= card_minimum(amount.currency) else Money.zero(amount.currency)
 
 
+def effective_minimum(configured: Money) -> Money:
+    """The smallest partial payment the portal takes: the creditor's minimum for the
+    currency (PAYMENT_MINIMUM, PAYMENT_MINIMUMS) or Stripe's card minimum, whichever is
+    larger, rounded up to what a card can charge (a final 0 for KWD). One rule for the
+    page's hint, the form's check and `start_checkout`: JPY 1 configured -> 50 (Stripe's
+    JPY minimum), so a partial ¥10 is refused as below ¥50, not sent to bank transfer."""
+    floor = max(configured, card_minimum(configured.currency))
+    step = card_step(floor.currency).minor
+    return Money(-(-floor.minor // step) * step, floor.currency)
+
+
+def card_payable_now(total: Money) -> bool:
+    """True if a card can take all of `total` or a part of it in one charge now (the pay
+    page then offers that part); False for a balance no card can pay (¥2, 0.005 KWD)."""
+    return card_chargeable_part(total).is_positive
+
+
 def is_small_balance(amount: Money) -> bool:
     """A positive remainder no card can pay, even in part (below Stripe's minimum once
     rounded down to what Stripe can express: 0.49 USD, 0.005 KWD). Never dunned; a

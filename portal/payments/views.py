@@ -106,6 +106,8 @@ def _render_choose(  # type: ignore[no-untyped-def]
         items=items,
         card_notice=card_advice_message(advice) if advice else None,
         minimum=minimum,
+        # A partial payment exists only above the minimum: 0.005 KWD has none to offer.
+        partial_possible=preview is None or preview.total > minimum,
         preview=preview,
         preview_texts=preview_messages(),
     ), status
