@@ -99,6 +99,21 @@ def allocate_received(
     return allocations, remaining
 
 
+def planned_allocation(
+    amount: Money, chosen: Sequence[OpenItem], others: Sequence[OpenItem]
+) -> list[tuple[OpenItem, Money]]:
+    """What `amount` will put on each invoice if it is received now (`allocate_received`,
+    the rule the ledger applies): every chosen invoice, oldest due first, with its share
+    (zero when a partial amount does not reach it), then any other invoice it reaches."""
+    shares = dict(allocate_received(amount, chosen, others)[0])
+    zero = Money.zero(amount.currency)
+    ordered = sorted(chosen, key=lambda i: (i.due_date, i.number))
+    reached = [
+        i for i in sorted(others, key=lambda i: (i.due_date, i.number)) if i.invoice_id in shares
+    ]
+    return [(item, shares.get(item.invoice_id, zero)) for item in [*ordered, *reached]]
+
+
 @dataclass(frozen=True)
 class Applied:
     """What one payment put on one invoice, net of earlier refunds."""
