@@ -22,7 +22,7 @@ No table is rebuilt here, so no earlier trigger is dropped
 (tests/integration/test_amounts.py::test_every_ledger_trigger_is_in_place_at_head).
 
 Revision ID: c4e8a2b61d07
-Revises: 9a1d0c4e7b21
+Revises: c4e8a1f2d903
 Create Date: 2026-11-29 22:45:00
 
 """
@@ -32,7 +32,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'c4e8a2b61d07'
-down_revision = '9a1d0c4e7b21'
+down_revision = 'c4e8a1f2d903'
 branch_labels = None
 depends_on = None
 
