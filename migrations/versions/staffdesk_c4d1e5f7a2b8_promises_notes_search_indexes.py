@@ -1,7 +1,7 @@
 """staffdesk: notes, promises to pay, indexes for the staff customer search
 
 Revision ID: c4d1e5f7a2b8
-Revises: c4e8a1f2d903
+Revises: c4e8a2b61d07
 Create Date: 2026-11-29 22:23:28.402288
 
 """
@@ -13,7 +13,7 @@ import portal.db
 
 # revision identifiers, used by Alembic.
 revision = 'c4d1e5f7a2b8'
-down_revision = 'c4e8a1f2d903'
+down_revision = 'c4e8a2b61d07'
 branch_labels = None
 depends_on = None
 
