@@ -36,8 +36,11 @@ bp = Blueprint("customers", __name__)
 @bp.get("/account")
 @customer_required
 def account() -> ResponseReturnValue:
+    from portal.promises.views import account_promise_context
+
     customer = current_customer()
-    balances = invoice_balances_for(customer, customer_today(customer, utcnow()))
+    today = customer_today(customer, utcnow())
+    balances = invoice_balances_for(customer, today)
     payable = [b.payable for b in balances if b.is_open and b.payable.is_positive]
     overdue = [b.payable for b in balances if b.is_open and b.is_overdue and b.payable.is_positive]
     all_payable = Money.sum(payable, customer.currency)
@@ -51,6 +54,7 @@ def account() -> ResponseReturnValue:
             break
     return render_template(
         "customers/account.html",
+        **account_promise_context(customer, today),
         offer_overdue=overdue_payable.is_positive and card_payable_now(overdue_payable),
         offer_choose=all_payable.is_positive and card_payable_now(all_payable),
         card_notice=card_notice,
