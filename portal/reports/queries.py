@@ -1,0 +1,373 @@
+"""Receivables reports computed in SQL: aging as of a date, DSO, CEI, collections, channels.
+
+Every amount is an integer number of minor units in one currency (`Money`); a report never
+adds across currencies. Ratios (DSO in days, CEI in percent) are exact `Decimal`s rounded
+half-up to one place, computed from integers: no float is involved.
+
+The open amount of an invoice *as of* a day D is reconstructed from dated records, the
+same terms as the balances module (`invoices.queries`: total − paid − credited +
+refunded), each counted only when its date is on or before D:
+
+- the invoice exists from its `issue_date`, and not once voided (`voided_at` before the
+  end of D, UTC);
+- a payment allocation counts from its payment's `paid_on` (so an invoice paid on D is
+  not open on D);
+- a refund allocation gives back from its refund's `refunded_on`;
+- a credit note reduces from its `issued_on`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Subquery,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    or_,
+    select,
+    union_all,
+)
+
+from portal.customers.models import Customer
+from portal.db import MinorUnits
+from portal.extensions import db
+from portal.invoices.models import CreditNote, Invoice
+from portal.money import Money
+from portal.payments.models import Payment, PaymentAllocation, Refund, RefundAllocation
+
+# Bucket keys, in order, with the days past due each holds (inclusive; None: no bound).
+# Days past due = as-of date − due date; "current" is not yet due or due on the day.
+BUCKETS: tuple[tuple[str, int | None, int | None], ...] = (
+    ("current", None, 0),
+    ("1-30", 1, 30),
+    ("31-60", 31, 60),
+    ("61-90", 61, 90),
+    ("91-120", 91, 120),
+    ("120+", 121, None),
+)
+BUCKET_KEYS: tuple[str, ...] = tuple(key for key, _, _ in BUCKETS)
+
+ONE_PLACE = Decimal("0.1")
+
+
+def _minor(column: ColumnElement[int]) -> ColumnElement[int]:
+    """SUM of a money column as an integer (PostgreSQL sums BIGINT into NUMERIC)."""
+    return cast(func.coalesce(func.sum(column), 0), MinorUnits)
+
+
+def _end_of_day(day: date) -> datetime:
+    return datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
+
+
+def _exists_on(as_of: date) -> ColumnElement[bool]:
+    """The invoice was issued by `as_of` and not voided by the end of it."""
+    return and_(
+        Invoice.issue_date <= as_of,
+        or_(Invoice.voided_at.is_(None), Invoice.voided_at >= _end_of_day(as_of)),
+    )
+
+
+def _settlements_on(as_of: date) -> Subquery:
+    """Per invoice: the signed sum (minor units) of what was paid, refunded and credited
+    on or before `as_of`. Negative reduces the balance."""
+    movements = union_all(
+        select(PaymentAllocation.invoice_id, (-PaymentAllocation.amount_minor).label("amount"))
+        .join(Payment, Payment.id == PaymentAllocation.payment_id)
+        .where(Payment.paid_on <= as_of),
+        select(RefundAllocation.invoice_id, RefundAllocation.amount_minor.label("amount"))
+        .join(Refund, Refund.id == RefundAllocation.refund_id)
+        .where(Refund.refunded_on <= as_of),
+        select(CreditNote.invoice_id, (-CreditNote.amount_minor).label("amount")).where(
+            CreditNote.issued_on <= as_of
+        ),
+    ).subquery("movements")
+    return (
+        select(movements.c.invoice_id, func.sum(movements.c.amount).label("delta"))
+        .group_by(movements.c.invoice_id)
+        .subquery("settled")
+    )
+
+
+def open_invoices_on(as_of: date, currency: str | None = None) -> Subquery:
+    """Invoices open on `as_of`: id, customer_id, currency, due_date, open_minor (> 0)."""
+    settled = _settlements_on(as_of)
+    open_minor = Invoice.total_minor + func.coalesce(settled.c.delta, 0)
+    query = (
+        select(
+            Invoice.id,
+            Invoice.customer_id,
+            Invoice.currency,
+            Invoice.due_date,
+            open_minor.label("open_minor"),
+        )
+        .outerjoin(settled, settled.c.invoice_id == Invoice.id)
+        .where(_exists_on(as_of), open_minor > 0)
+    )
+    if currency is not None:
+        query = query.where(Invoice.currency == currency)
+    return query.subquery("open_invoices")
+
+
+def _bucket_columns(as_of: date, due: ColumnElement[date], amount: ColumnElement[int]) -> list:
+    """One SUM per bucket; boundaries as dates so that no dialect's date arithmetic is needed."""
+    columns = []
+    for key, low, high in BUCKETS:
+        conditions = []
+        if low is not None:  # at least `low` days past due: due on or before as_of − low
+            conditions.append(due <= as_of - timedelta(days=low))
+        if high is not None:  # at most `high` days past due
+            conditions.append(due >= as_of - timedelta(days=high))
+        columns.append(_minor(case((and_(*conditions), amount), else_=literal(0))).label(key))
+    return columns
+
+
+@dataclass(frozen=True)
+class AgingRow:
+    """One currency's (or one customer's) open receivables by bucket."""
+
+    currency: str
+    buckets: dict[str, Money]
+    account_number: str | None = None
+    name: str | None = None
+
+    @property
+    def total(self) -> Money:
+        return Money.sum(self.buckets.values(), self.currency)
+
+
+@dataclass(frozen=True)
+class Aging:
+    as_of: date
+    totals: list[AgingRow]  # one per currency, by currency code
+    customers: list[AgingRow] = field(default_factory=list)  # largest total first
+
+    def total_for(self, currency: str) -> AgingRow:
+        for row in self.totals:
+            if row.currency == currency:
+                return row
+        return AgingRow(currency, {key: Money.zero(currency) for key in BUCKET_KEYS})
+
+
+def _row(currency: str, values: Sequence[int]) -> dict[str, Money]:
+    return {key: Money(int(v), currency) for key, v in zip(BUCKET_KEYS, values, strict=True)}
+
+
+def aging(
+    as_of: date,
+    *,
+    currency: str | None = None,
+    customer_limit: int | None = 0,
+) -> Aging:
+    """Open receivables on `as_of` by bucket, per currency, and per customer.
+
+    `customer_limit`: 0 for no per-customer rows, None for all of them, N for the N
+    customers owing the most. Two queries (one without customers).
+    """
+    open_invoices = open_invoices_on(as_of, currency)
+    buckets = _bucket_columns(as_of, open_invoices.c.due_date, open_invoices.c.open_minor)
+    totals = [
+        AgingRow(row[0], _row(row[0], row[1:]))
+        for row in db.session.execute(
+            select(open_invoices.c.currency, *buckets)
+            .group_by(open_invoices.c.currency)
+            .order_by(open_invoices.c.currency)
+        )
+    ]
+    customers: list[AgingRow] = []
+    if customer_limit != 0:
+        per_customer = (
+            select(
+                open_invoices.c.currency,
+                open_invoices.c.customer_id,
+                *buckets,
+                _minor(open_invoices.c.open_minor).label("total"),
+            )
+            .group_by(open_invoices.c.currency, open_invoices.c.customer_id)
+            .subquery("per_customer")
+        )
+        query: Select = (
+            select(
+                per_customer.c.currency,
+                Customer.account_number,
+                Customer.name,
+                *(per_customer.c[key] for key in BUCKET_KEYS),
+            )
+            .join(Customer, Customer.id == per_customer.c.customer_id)
+            .order_by(
+                per_customer.c.currency, per_customer.c.total.desc(), Customer.account_number
+            )
+        )
+        if customer_limit is not None:
+            query = query.limit(customer_limit)
+        customers = [
+            AgingRow(row[0], _row(row[0], row[3:]), account_number=row[1], name=row[2])
+            for row in db.session.execute(query)
+        ]
+    return Aging(as_of, totals, customers)
+
+
+def receivables_on(as_of: date, currency: str) -> tuple[Money, Money]:
+    """(total open, current part: not yet past due) on `as_of`, in `currency`."""
+    row = aging(as_of, currency=currency).total_for(currency)
+    return row.total, row.buckets["current"]
+
+
+def credit_sales(start: date, end: date, currency: str) -> Money:
+    """Invoices issued from `start` to `end` inclusive and not voided by `end`."""
+    total = db.session.scalar(
+        select(_minor(Invoice.total_minor)).where(
+            Invoice.currency == currency,
+            Invoice.issue_date >= start,
+            _exists_on(end),
+        )
+    )
+    return Money(int(total or 0), currency)
+
+
+def _ratio(numerator: int, denominator: int) -> Decimal | None:
+    """numerator / denominator, rounded half-up to one place; None when undefined."""
+    if denominator == 0:
+        return None
+    return (Decimal(numerator) / Decimal(denominator)).quantize(ONE_PLACE, ROUND_HALF_UP)
+
+
+@dataclass(frozen=True)
+class Period:
+    start: date
+    end: date
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days + 1
+
+
+@dataclass(frozen=True)
+class Effectiveness:
+    """DSO and CEI of one currency over a period, with every term they are made of.
+
+    DSO (the "standard" or period-end method) = receivables at the end of the period
+    / credit sales in the period × days in the period.
+    CEI = (beginning receivables + credit sales − ending total receivables)
+    / (beginning receivables + credit sales − ending current receivables) × 100, where
+    beginning receivables are those open at the end of the day before the period.
+    """
+
+    period: Period
+    currency: str
+    beginning: Money
+    sales: Money
+    ending: Money
+    ending_current: Money
+
+    @property
+    def dso(self) -> Decimal | None:
+        """Days; None when there were no credit sales in the period."""
+        return _ratio(self.ending.minor * self.period.days, self.sales.minor)
+
+    @property
+    def cei(self) -> Decimal | None:
+        """Percent; None when the denominator is zero."""
+        start = self.beginning.minor + self.sales.minor
+        return _ratio(
+            (start - self.ending.minor) * 100, start - self.ending_current.minor
+        )
+
+
+def effectiveness(period: Period, currency: str) -> Effectiveness:
+    """The terms of DSO and CEI over `period` in `currency` (four queries)."""
+    beginning, _ = receivables_on(period.start - timedelta(days=1), currency)
+    ending, ending_current = receivables_on(period.end, currency)
+    return Effectiveness(
+        period, currency, beginning, credit_sales(period.start, period.end, currency),
+        ending, ending_current,
+    )
+
+
+@dataclass(frozen=True)
+class DailyCollections:
+    day: date
+    received: Money
+    refunded: Money
+    count: int
+
+    @property
+    def net(self) -> Money:
+        return self.received - self.refunded
+
+
+def collections_per_day(period: Period, currency: str) -> list[DailyCollections]:
+    """Payments received and refunds given back per day (days with either), oldest first."""
+    received = {
+        row[0]: (int(row[1]), int(row[2]))
+        for row in db.session.execute(
+            select(Payment.paid_on, _minor(Payment.amount_minor), func.count(Payment.id))
+            .where(
+                Payment.currency == currency,
+                Payment.paid_on >= period.start,
+                Payment.paid_on <= period.end,
+            )
+            .group_by(Payment.paid_on)
+        )
+    }
+    refunded = {
+        row[0]: int(row[1])
+        for row in db.session.execute(
+            select(Refund.refunded_on, _minor(Refund.amount_minor))
+            .where(
+                Refund.currency == currency,
+                Refund.refunded_on >= period.start,
+                Refund.refunded_on <= period.end,
+            )
+            .group_by(Refund.refunded_on)
+        )
+    }
+    return [
+        DailyCollections(
+            day,
+            Money(received.get(day, (0, 0))[0], currency),
+            Money(refunded.get(day, 0), currency),
+            received.get(day, (0, 0))[1],
+        )
+        for day in sorted(set(received) | set(refunded))
+    ]
+
+
+@dataclass(frozen=True)
+class ChannelTotal:
+    channel: str  # payments.models.PaymentSource: "card" or "offline"
+    amount: Money
+    count: int
+
+
+def payments_by_channel(period: Period, currency: str) -> list[ChannelTotal]:
+    """Payments received in `period` by source (card, offline), each listed even when zero."""
+    found = {
+        row[0]: (int(row[1]), int(row[2]))
+        for row in db.session.execute(
+            select(Payment.source, _minor(Payment.amount_minor), func.count(Payment.id))
+            .where(
+                Payment.currency == currency,
+                Payment.paid_on >= period.start,
+                Payment.paid_on <= period.end,
+            )
+            .group_by(Payment.source)
+        )
+    }
+    return [
+        ChannelTotal(channel, Money(found.get(channel, (0, 0))[0], currency), found.get(channel, (0, 0))[1])
+        for channel in ("card", "offline")
+    ]
+
+
+def currencies_in_use() -> list[str]:
+    """Currencies that have at least one invoice, by code."""
+    return list(db.session.scalars(select(Invoice.currency).distinct().order_by(Invoice.currency)))
