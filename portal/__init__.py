@@ -64,6 +64,7 @@ def create_app(config: dict[str, Any] | None = None, env_name: str | None = None
     from portal.payments import webhooks
     from portal.payments.views import bp as payments_bp
     from portal.site.views import bp as site_bp
+    from portal.staff.views import bp as staff_bp
 
     app.register_blueprint(site_bp)
     app.register_blueprint(access_bp)
@@ -72,6 +73,7 @@ def create_app(config: dict[str, Any] | None = None, env_name: str | None = None
     app.register_blueprint(notifications_bp)
     app.register_blueprint(mailbox_bp)
     app.register_blueprint(payments_bp)
+    app.register_blueprint(staff_bp)
     init_errors(app)
     webhooks.mount(app)
 
@@ -99,6 +101,10 @@ def _check_settings(app: Flask) -> None:
         raise ConfigurationError(
             "DATABASE_URL must be a database URL such as postgresql://user@host/name."
         ) from None
+    if app.config["STAFF_MFA"] not in ("required", "optional"):
+        raise ConfigurationError("STAFF_MFA must be required or optional.")
+    if app.config["STAFF_MFA"] != "required" and app.config["ENV_NAME"] == "production":
+        raise ConfigurationError("STAFF_MFA must be required in production.")
     if app.config.get("SMTP_URL"):
         from portal.notifications.sender import SmtpSettings
 

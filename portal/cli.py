@@ -42,6 +42,7 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(demo_command)
     app.cli.add_command(jobs_group)
     app.cli.add_command(report_group)
+    app.cli.add_command(staff_group)
 
 
 @click.group("import")
@@ -168,6 +169,42 @@ def link_command(account_number: str, invoice_number: str | None, ttl_days: int 
     )
     db.session.commit()
     click.echo(issued.url(current_app.config["PORTAL_BASE_URL"]))
+
+
+@click.group("staff")
+def staff_group() -> None:
+    """Staff accounts (admins manage the rest at /staff/admin/staff)."""
+
+
+@staff_group.command("create")
+@click.argument("email")
+@click.option("--name", required=True, help="The member's name as shown to colleagues.")
+@click.option(
+    "--role", type=click.Choice(["specialist", "admin"]), default="specialist", show_default=True
+)
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from the first line of standard input instead of a prompt.",
+)
+def staff_create(email: str, name: str, role: str, password_stdin: bool) -> None:
+    """Create a staff member with a password; they enrol TOTP at their first sign-in."""
+    from portal.audit.actors import Actor
+    from portal.db import utcnow
+    from portal.staff.services import StaffInputError, create_staff
+
+    if password_stdin:
+        password = click.get_text_stream("stdin").readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        member = create_staff(
+            email, name=name, role=role, password=password, actor=Actor("cli"), now=utcnow()
+        )
+    except StaffInputError as error:
+        raise click.ClickException(str(error)) from None
+    db.session.commit()
+    click.echo(f"created {member.role} {member.email} (id {member.id})")
 
 
 @click.command("demo")

@@ -95,6 +95,14 @@ class Config:
     CUSTOMER_SESSION_MAX_HOURS = _env_int("CUSTOMER_SESSION_MAX_HOURS", 12)
     STAFF_SESSION_IDLE_MINUTES = _env_int("STAFF_SESSION_IDLE_MINUTES", 15)
     STAFF_SESSION_MAX_HOURS = _env_int("STAFF_SESSION_MAX_HOURS", 10)
+    # Staff sign-in (portal.staff): "required" makes every member enrol and use a TOTP
+    # second factor; "optional" (the development default) lets a member without one in
+    # on their password alone. Argon2id cost: argon2-cffi's RFC 9106 low-memory profile.
+    STAFF_MFA = os.environ.get("STAFF_MFA", "required")
+    STAFF_ARGON2_TIME_COST = _env_int("STAFF_ARGON2_TIME_COST", 3)
+    STAFF_ARGON2_MEMORY_KIB = _env_int("STAFF_ARGON2_MEMORY_KIB", 65536)
+    STAFF_ARGON2_PARALLELISM = _env_int("STAFF_ARGON2_PARALLELISM", 4)
+    STAFF_LOGIN_RATE_LIMIT = os.environ.get("STAFF_LOGIN_RATE_LIMIT", "30 per minute; 300 per hour")
     # Flask's own signed cookie now holds only the CSRF token and the chosen language.
     PERMANENT_SESSION_LIFETIME = timedelta(days=ACCESS_LINK_TTL_DAYS)
     SESSION_COOKIE_NAME = "portal_session"
@@ -146,6 +154,7 @@ class Config:
 class DevelopmentConfig(Config):
     ENV_NAME = "development"
     DEV_MAILBOX = True
+    STAFF_MFA = os.environ.get("STAFF_MFA", "optional")
 
 
 class TestingConfig(Config):
@@ -156,6 +165,10 @@ class TestingConfig(Config):
         os.environ.get("TEST_DATABASE_URL", "sqlite://")
     )
     RATELIMIT_STORAGE_URI = "memory://"
+    # Cheap hashes: the suite signs staff in many times (production keeps the real cost).
+    STAFF_ARGON2_TIME_COST = 1
+    STAFF_ARGON2_MEMORY_KIB = 8
+    STAFF_ARGON2_PARALLELISM = 1
     # Tests that take card payments start localstripe and set these themselves.
     STRIPE_SECRET_KEY = STRIPE_PUBLISHABLE_KEY = STRIPE_WEBHOOK_SECRET = None
 

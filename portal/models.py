@@ -18,6 +18,7 @@ from portal.payments.models import (
     SavedCard,
     WebhookEvent,
 )
+from portal.staff.models import StaffMember
 
 __all__ = [
     "AccessLink",
@@ -42,5 +43,6 @@ __all__ = [
     "RefundAllocation",
     "ReminderStep",
     "SavedCard",
+    "StaffMember",
     "WebhookEvent",
 ]

@@ -193,3 +193,28 @@ def client(app: Flask, db_session: sa.orm.scoped_session) -> FlaskClient:
     limiter.reset()
     app.test_client_class = FreshGlobalsClient
     return app.test_client()
+
+
+@pytest.fixture
+def staff_client(client: FlaskClient) -> FlaskClient:
+    """A client signed in as a new specialist (through the real sign-in, with TOTP);
+    the member is `client.staff_member`."""
+    from tests.factories import login_as_staff, make_staff
+
+    member = make_staff("specialist")
+    response = login_as_staff(client, member)
+    assert response.status_code == 302, response.text
+    client.staff_member = member  # type: ignore[attr-defined]
+    return client
+
+
+@pytest.fixture
+def admin_client(client: FlaskClient) -> FlaskClient:
+    """As `staff_client`, signed in as an admin."""
+    from tests.factories import login_as_staff, make_staff
+
+    member = make_staff("admin")
+    response = login_as_staff(client, member)
+    assert response.status_code == 302, response.text
+    client.staff_member = member  # type: ignore[attr-defined]
+    return client

@@ -7,6 +7,7 @@ import re
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
+import pyotp
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
@@ -24,6 +25,8 @@ from portal.payments.models import (
     PaymentAccount,
     PaymentAllocation,
 )
+from portal.staff.models import StaffMember
+from portal.staff.services import hash_password
 
 _sequence = itertools.count(1)
 
@@ -190,3 +193,74 @@ def make_checkout_in_flight(
     db.session.add(checkout)
     db.session.flush()
     return checkout
+
+
+# --- staff ---------------------------------------------------------------------------------
+STAFF_PASSWORD = "correct horse battery staple"
+
+
+def make_staff(
+    role: str = "specialist",
+    *,
+    password: str | None = STAFF_PASSWORD,
+    enrolled: bool = True,
+    **fields: object,
+) -> StaffMember:
+    """A staff member with `password` and, if `enrolled`, a TOTP secret already enrolled."""
+    n = next(_sequence)
+    values: dict[str, object] = {
+        "email": f"staff{n}@northwind.example",
+        "name": f"Staff Member {n}",
+        "role": role,
+        "password_hash": hash_password(password) if password else None,
+        "totp_secret": pyotp.random_base32() if enrolled else None,
+        "mfa_enrolled": enrolled,
+        "failed_logins": 0,
+    }
+    values.update(fields)
+    member = StaffMember(**values)
+    db.session.add(member)
+    db.session.flush()
+    return member
+
+
+def next_totp_code(member: StaffMember, now: datetime | None = None) -> str:
+    """A code the portal accepts now: the current step's, or the next one's when the
+    current step was used already (a code works once; one step of drift is allowed)."""
+    db.session.refresh(member)
+    assert member.totp_secret
+    step = int((now or utcnow()).timestamp()) // 30
+    if member.totp_last_step is not None and member.totp_last_step >= step:
+        step = member.totp_last_step + 1
+    return pyotp.TOTP(member.totp_secret).generate_otp(step)
+
+
+def login_as_staff(client: FlaskClient, member: StaffMember, *, password: str = STAFF_PASSWORD):  # type: ignore[no-untyped-def]
+    """Sign `member` in through the real pages: password, then the TOTP code (or, for a
+    member not enrolled yet, the enrolment page with the secret it shows). Returns the
+    last response (a redirect to the dashboard when it worked)."""
+    page = client.get("/staff/login")
+    response = client.post(
+        "/staff/login",
+        data={
+            "csrf_token": csrf_token_from(page.text),
+            "email": member.email,
+            "password": password,
+        },
+    )
+    location = response.headers.get("Location", "")
+    if location.endswith("/staff/login/code"):
+        page = client.get("/staff/login/code")
+        return client.post(
+            "/staff/login/code",
+            data={"csrf_token": csrf_token_from(page.text), "code": next_totp_code(member)},
+        )
+    if location.endswith("/staff/login/enrol"):
+        page = client.get("/staff/login/enrol")
+        secret = re.search(r'id="totp-secret">([A-Z2-7 ]+)<', page.text)
+        assert secret, "no TOTP secret on the enrolment page"
+        code = pyotp.TOTP(secret.group(1).replace(" ", "")).now()
+        return client.post(
+            "/staff/login/enrol", data={"csrf_token": csrf_token_from(page.text), "code": code}
+        )
+    return response

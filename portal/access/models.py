@@ -112,6 +112,12 @@ class PrincipalSession(db.Model):
             "principal_kind <> 'customer' OR (customer_id IS NOT NULL AND link_id IS NOT NULL)",
             name="customer_session_has_customer_and_link",
         ),
+        # A staff session belongs to a staff member, and to no customer or link.
+        CheckConstraint(
+            "principal_kind <> 'staff' OR (staff_id IS NOT NULL AND customer_id IS NULL"
+            " AND link_id IS NULL)",
+            name="staff_session_has_staff_member",
+        ),
         CheckConstraint("expires_at > created_at", name="expires_after_created"),
         CheckConstraint("(ended_at IS NULL) = (ended_reason IS NULL)", name="ended_with_reason"),
     )
@@ -124,6 +130,9 @@ class PrincipalSession(db.Model):
     )
     link_id: Mapped[int | None] = mapped_column(
         ForeignKey("access_links.id", ondelete="CASCADE"), index=True
+    )
+    staff_id: Mapped[int | None] = mapped_column(
+        ForeignKey("staff_members.id", ondelete="CASCADE"), index=True
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # Written at most once a minute (`sessions.TOUCH_EVERY`), so idle is exact to a minute.

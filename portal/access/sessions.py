@@ -170,6 +170,7 @@ def start_session(
     not_after: datetime | None = None,
     customer_id: int | None = None,
     link_id: int | None = None,
+    staff_id: int | None = None,
 ) -> PrincipalSession:
     """A new session of `kind` for this browser; its cookie goes out with the response.
 
@@ -196,6 +197,7 @@ def start_session(
         principal_kind=kind.value,
         customer_id=customer_id,
         link_id=link_id,
+        staff_id=staff_id,
         created_at=now,
         last_seen_at=now,
         expires_at=expires_at,

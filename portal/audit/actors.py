@@ -19,6 +19,11 @@ class Actor:
         return f"{self.kind}:{self.name}" if self.name else self.kind
 
     @classmethod
+    def staff(cls, member: object) -> Actor:
+        """A staff member (a `StaffMember`, or anything with an `id`)."""
+        return cls("staff", str(getattr(member, "id", member)))
+
+    @classmethod
     def importer(cls, via: str) -> Actor:
         """An import run through `via` (the CLI, later the REST API)."""
         return cls("import", via)

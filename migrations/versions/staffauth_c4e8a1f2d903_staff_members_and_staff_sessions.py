@@ -1,0 +1,65 @@
+"""staffauth: staff members, staff sessions
+
+- staff_members: email unique (stored in lower case), role, Argon2 hash, TOTP secret and the
+  last accepted time step (a code works once), failed sign-ins and lock-out, a
+  set-password link's token hash.
+- principal_sessions.staff_id: a staff session belongs to a staff member.
+
+Revision ID: c4e8a1f2d903
+Revises: 9a1d0c4e7b21
+Create Date: 2026-11-29 22:30:00
+
+"""
+from alembic import op
+import sqlalchemy as sa
+
+import portal.db
+
+
+# revision identifiers, used by Alembic.
+revision = 'c4e8a1f2d903'
+down_revision = '9a1d0c4e7b21'
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.create_table('staff_members',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('email', sa.String(length=254), nullable=False),
+    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('role', sa.String(length=16), nullable=False),
+    sa.Column('password_hash', sa.String(length=255), nullable=True),
+    sa.Column('totp_secret', sa.String(length=64), nullable=True),
+    sa.Column('mfa_enrolled', sa.Boolean(), nullable=False),
+    sa.Column('totp_last_step', sa.BigInteger(), nullable=True),
+    sa.Column('failed_logins', sa.Integer(), nullable=False),
+    sa.Column('locked_until', portal.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('password_token_hash', sa.String(length=64), nullable=True),
+    sa.Column('password_token_expires_at', portal.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', portal.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('deactivated_at', portal.db.UTCDateTime(timezone=True), nullable=True),
+    sa.CheckConstraint('email = lower(email)', name=op.f('ck_staff_members_email_lower_case')),
+    sa.CheckConstraint("role IN ('specialist', 'admin')", name=op.f('ck_staff_members_role_known')),
+    sa.CheckConstraint('failed_logins >= 0', name=op.f('ck_staff_members_failed_logins_not_negative')),
+    sa.CheckConstraint('NOT mfa_enrolled OR totp_secret IS NOT NULL', name=op.f('ck_staff_members_enrolled_has_secret')),
+    sa.CheckConstraint('(password_token_hash IS NULL) = (password_token_expires_at IS NULL)', name=op.f('ck_staff_members_password_token_has_expiry')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_staff_members')),
+    sa.UniqueConstraint('email', name=op.f('uq_staff_members_email')),
+    sa.UniqueConstraint('password_token_hash', name=op.f('uq_staff_members_password_token_hash'))
+    )
+    with op.batch_alter_table('principal_sessions', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('staff_id', sa.Integer(), nullable=True))
+        batch_op.create_index(batch_op.f('ix_principal_sessions_staff_id'), ['staff_id'], unique=False)
+        batch_op.create_foreign_key(batch_op.f('fk_principal_sessions_staff_id_staff_members'), 'staff_members', ['staff_id'], ['id'], ondelete='CASCADE')
+        batch_op.create_check_constraint('staff_session_has_staff_member', "principal_kind <> 'staff' OR (staff_id IS NOT NULL AND customer_id IS NULL AND link_id IS NULL)")
+
+
+def downgrade():
+    with op.batch_alter_table('principal_sessions', schema=None) as batch_op:
+        batch_op.drop_constraint(batch_op.f('ck_principal_sessions_staff_session_has_staff_member'), type_='check')
+        batch_op.drop_constraint(batch_op.f('fk_principal_sessions_staff_id_staff_members'), type_='foreignkey')
+        batch_op.drop_index(batch_op.f('ix_principal_sessions_staff_id'))
+        batch_op.drop_column('staff_id')
+
+    op.drop_table('staff_members')
