@@ -64,6 +64,7 @@ def create_app(config: dict[str, Any] | None = None, env_name: str | None = None
     from portal.payments import webhooks
     from portal.payments.views import bp as payments_bp
     from portal.site.views import bp as site_bp
+    from portal.reports.views import bp as reports_bp
     from portal.staff.views import bp as staff_bp
 
     app.register_blueprint(site_bp)
@@ -74,6 +75,7 @@ def create_app(config: dict[str, Any] | None = None, env_name: str | None = None
     app.register_blueprint(mailbox_bp)
     app.register_blueprint(payments_bp)
     app.register_blueprint(staff_bp)
+    app.register_blueprint(reports_bp)
     init_errors(app)
     webhooks.mount(app)
 

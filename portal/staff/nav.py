@@ -10,7 +10,7 @@ from flask_babel import lazy_gettext as _l
 STAFF_NAV = (
     ("staff.customers", _l("Customers"), False),
     ("staff.disputes", _l("Disputes"), False),
-    ("staff.reports", _l("Reports"), False),
+    ("reports.aging_report", _l("Reports"), False),
     ("staff.outbox", _l("Outbox"), False),
     ("staff.audit_log", _l("Audit log"), True),
     ("staff.admin_staff", _l("Staff"), True),
