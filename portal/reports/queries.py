@@ -76,10 +76,11 @@ def _exists_on(as_of: date) -> ColumnElement[bool]:
     )
 
 
-def _settlements_on(as_of: date) -> Subquery:
-    """Per invoice: the signed sum (minor units) of what was paid, refunded and credited
-    on or before `as_of`. Negative reduces the balance."""
-    movements = union_all(
+def _movements_on(as_of: date, *, only_refunded: bool = False) -> Subquery:
+    """Every dated record that changed an invoice's balance on or before `as_of`:
+    (invoice_id, amount in minor units), negative when it reduced the balance; with
+    `only_refunded`, only those of invoices a refund touched."""
+    parts = [
         select(PaymentAllocation.invoice_id, (-PaymentAllocation.amount_minor).label("amount"))
         .join(Payment, Payment.id == PaymentAllocation.payment_id)
         .where(Payment.paid_on <= as_of),
@@ -89,32 +90,84 @@ def _settlements_on(as_of: date) -> Subquery:
         select(CreditNote.invoice_id, (-CreditNote.amount_minor).label("amount")).where(
             CreditNote.issued_on <= as_of
         ),
-    ).subquery("movements")
-    return (
+    ]
+    if only_refunded:
+        refunded = select(RefundAllocation.invoice_id)
+        parts = [
+            part.where(part.selected_columns[0].in_(refunded)) for part in parts
+        ]
+    return union_all(*parts).subquery("movements")
+
+
+def _invoice_filter(as_of: date, currency: str | None) -> list[ColumnElement[bool]]:
+    conditions = [_exists_on(as_of)]
+    if currency is not None:
+        conditions.append(Invoice.currency == currency)
+    return conditions
+
+
+def open_invoices_on(
+    as_of: date, currency: str | None = None, *, only_refunded: bool = False
+) -> Subquery:
+    """Invoices with their open amount on `as_of`, one row each: id, customer_id,
+    currency, due_date, open_minor. Every existing invoice, including those with nothing
+    open (0) and, with `only_refunded`, only invoices that a refund touched."""
+    movements = _movements_on(as_of, only_refunded=only_refunded)
+    settled = (
         select(movements.c.invoice_id, func.sum(movements.c.amount).label("delta"))
         .group_by(movements.c.invoice_id)
         .subquery("settled")
     )
-
-
-def open_invoices_on(as_of: date, currency: str | None = None) -> Subquery:
-    """Invoices open on `as_of`: id, customer_id, currency, due_date, open_minor (> 0)."""
-    settled = _settlements_on(as_of)
-    open_minor = Invoice.total_minor + func.coalesce(settled.c.delta, 0)
     query = (
         select(
             Invoice.id,
             Invoice.customer_id,
             Invoice.currency,
             Invoice.due_date,
-            open_minor.label("open_minor"),
+            (Invoice.total_minor + func.coalesce(settled.c.delta, 0)).label("open_minor"),
         )
         .outerjoin(settled, settled.c.invoice_id == Invoice.id)
-        .where(_exists_on(as_of), open_minor > 0)
+        .where(*_invoice_filter(as_of, currency))
     )
-    if currency is not None:
-        query = query.where(Invoice.currency == currency)
+    if only_refunded:
+        query = query.where(Invoice.id.in_(select(RefundAllocation.invoice_id)))
     return query.subquery("open_invoices")
+
+
+def _entries_on(as_of: date, currency: str | None, *, by: str = "customer") -> Subquery:
+    """What the aging sums, as rows (currency, due_date, [customer_id,] amount): each
+    existing invoice's total, each of its records dated by `as_of` (signed), and, for an
+    invoice those records took below zero, the amount that brings it back to zero.
+
+    Summing these rows per invoice gives max(open, 0), the same as grouping per invoice
+    first, without grouping a million invoices: only invoices a refund touched can go
+    below zero on a past day (without refunds, open on D ≥ the balance today ≥ 0, which
+    the ledger's triggers guarantee), so only they are grouped (the third part).
+    `by="due_date"` sums each part per (currency, due date) already, which lets
+    PostgreSQL aggregate each part in parallel; `by="customer"` keeps the customer.
+    """
+    movements = _movements_on(as_of)
+    refunded = open_invoices_on(as_of, currency, only_refunded=True)
+    keys = [Invoice.currency, Invoice.due_date]
+    refunded_keys = [refunded.c.currency, refunded.c.due_date]
+    if by == "customer":
+        keys.append(Invoice.customer_id)
+        refunded_keys.append(refunded.c.customer_id)
+    grouped = by == "due_date"
+
+    def amount(column: ColumnElement[int]) -> ColumnElement[int]:
+        return (_minor(column) if grouped else column).label("amount")
+
+    parts = [
+        select(*keys, amount(Invoice.total_minor)).where(*_invoice_filter(as_of, currency)),
+        select(*keys, amount(movements.c.amount))
+        .join(movements, movements.c.invoice_id == Invoice.id)
+        .where(*_invoice_filter(as_of, currency)),
+        select(*refunded_keys, amount(-refunded.c.open_minor)).where(refunded.c.open_minor < 0),
+    ]
+    if grouped:
+        parts = [part.group_by(*part.selected_columns[:-1]) for part in parts]
+    return union_all(*parts).subquery("entries")
 
 
 def _bucket_columns(as_of: date, due: ColumnElement[date], amount: ColumnElement[int]) -> list:
@@ -172,26 +225,36 @@ def aging(
     `customer_limit`: 0 for no per-customer rows, None for all of them, N for the N
     customers owing the most. Two queries (one without customers).
     """
-    open_invoices = open_invoices_on(as_of, currency)
-    buckets = _bucket_columns(as_of, open_invoices.c.due_date, open_invoices.c.open_minor)
+    # Summed per due date first (a few thousand rows), then into buckets: the CASEs run
+    # on those rows rather than on every invoice.
+    entries = _entries_on(as_of, currency, by="due_date")
+    by_due = (
+        select(entries.c.currency, entries.c.due_date, _minor(entries.c.amount).label("amount"))
+        .group_by(entries.c.currency, entries.c.due_date)
+        .subquery("by_due_date")
+    )
     totals = [
         AgingRow(row[0], _row(row[0], row[1:]))
         for row in db.session.execute(
-            select(open_invoices.c.currency, *buckets)
-            .group_by(open_invoices.c.currency)
-            .order_by(open_invoices.c.currency)
+            select(by_due.c.currency, *_bucket_columns(as_of, by_due.c.due_date, by_due.c.amount))
+            .group_by(by_due.c.currency)
+            .having(_minor(by_due.c.amount) != 0)
+            .order_by(by_due.c.currency)
         )
     ]
     customers: list[AgingRow] = []
     if customer_limit != 0:
+        entries = _entries_on(as_of, currency, by="customer")
+        buckets = _bucket_columns(as_of, entries.c.due_date, entries.c.amount)
         per_customer = (
             select(
-                open_invoices.c.currency,
-                open_invoices.c.customer_id,
+                entries.c.currency,
+                entries.c.customer_id,
                 *buckets,
-                _minor(open_invoices.c.open_minor).label("total"),
+                _minor(entries.c.amount).label("total"),
             )
-            .group_by(open_invoices.c.currency, open_invoices.c.customer_id)
+            .group_by(entries.c.currency, entries.c.customer_id)
+            .having(_minor(entries.c.amount) != 0)
             .subquery("per_customer")
         )
         query: Select = (

@@ -209,3 +209,23 @@ def test_collections_per_day_and_by_channel():
         ("card", 6000, 1),
         ("offline", 4000, 1),
     ]
+
+
+def test_invoice_over_settled_on_a_past_day_counts_as_nothing_not_less():
+    # given: paid on 3-20, refunded in full on 4-15, then paid again by a payment the ERP
+    # dates 4-05 (back-dated): on 4-05..4-14 the records sum to more than the total
+    customer = make_customer()
+    invoice = make_invoice(customer, issue_date=date(2026, 3, 1), due_date=DUE)
+    other = make_invoice(customer, issue_date=date(2026, 3, 1), due_date=DUE,
+                         lines=[("x", "1", "30")])
+    first = make_payment(customer, [(invoice, "100.00")], paid_on=date(2026, 3, 20))
+    first.source = "card"
+    refund(first, invoice, 10000, date(2026, 4, 15))
+    make_payment(customer, [(invoice, "100.00")], paid_on=date(2026, 4, 5))
+    # then: the invoice is 0 on those days (not −100, which would hide `other`)
+    assert bucket(date(2026, 4, 10), "1-30") == "30.00"
+    report = aging(date(2026, 4, 10), currency="USD", customer_limit=None)
+    assert str(report.customers[0].total.to_decimal()) == "30.00"
+    assert total(date(2026, 4, 20)) == "30.00"
+    assert total(date(2026, 3, 25)) == "30.00"
+    assert total(date(2026, 3, 19)) == "130.00"
