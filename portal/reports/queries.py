@@ -34,6 +34,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     union_all,
 )
 
@@ -62,6 +63,19 @@ ONE_PLACE = Decimal("0.1")
 def _minor(column: ColumnElement[int]) -> ColumnElement[int]:
     """SUM of a money column as an integer (PostgreSQL sums BIGINT into NUMERIC)."""
     return cast(func.coalesce(func.sum(column), 0), MinorUnits)
+
+
+# PostgreSQL's default work_mem (4 MB) makes the per-customer aggregation of a million
+# invoices sort and hash on disk (EXPLAIN: "external merge", "Batches: 8"); a report's
+# transaction gets more, for itself only (SET LOCAL ends with the transaction).
+# https://www.postgresql.org/docs/current/runtime-config-resource.html#GUC-WORK-MEM
+REPORT_WORK_MEM = "64MB"
+
+
+def _room_to_aggregate() -> None:
+    """On PostgreSQL, give this transaction REPORT_WORK_MEM; nothing elsewhere."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(text(f"SET LOCAL work_mem = '{REPORT_WORK_MEM}'"))
 
 
 def _end_of_day(day: date) -> datetime:
@@ -134,40 +148,38 @@ def open_invoices_on(
     return query.subquery("open_invoices")
 
 
-def _entries_on(as_of: date, currency: str | None, *, by: str = "customer") -> Subquery:
-    """What the aging sums, as rows (currency, due_date, [customer_id,] amount): each
-    existing invoice's total, each of its records dated by `as_of` (signed), and, for an
-    invoice those records took below zero, the amount that brings it back to zero.
+def _entry_parts(as_of: date, currency: str | None) -> list[Subquery]:
+    """What the aging sums, in three parts of rows (currency, due_date, customer_id,
+    amount): each existing invoice's total; each of its records dated by `as_of`
+    (signed); and, for an invoice those records took below zero, what brings it back to
+    zero.
 
-    Summing these rows per invoice gives max(open, 0), the same as grouping per invoice
-    first, without grouping a million invoices: only invoices a refund touched can go
+    Summing these rows per invoice gives max(open, 0), as grouping per invoice first
+    would, without grouping a million invoices: only an invoice a refund touched can be
     below zero on a past day (without refunds, open on D ≥ the balance today ≥ 0, which
-    the ledger's triggers guarantee), so only they are grouped (the third part).
-    `by="due_date"` sums each part per (currency, due date) already, which lets
-    PostgreSQL aggregate each part in parallel; `by="customer"` keeps the customer.
+    the ledger's triggers guarantee), so only those are grouped (the third part). Each
+    part is aggregated on its own by the caller, which PostgreSQL does in parallel.
     """
     movements = _movements_on(as_of)
     refunded = open_invoices_on(as_of, currency, only_refunded=True)
-    keys = [Invoice.currency, Invoice.due_date]
-    refunded_keys = [refunded.c.currency, refunded.c.due_date]
-    if by == "customer":
-        keys.append(Invoice.customer_id)
-        refunded_keys.append(refunded.c.customer_id)
-    grouped = by == "due_date"
-
-    def amount(column: ColumnElement[int]) -> ColumnElement[int]:
-        return (_minor(column) if grouped else column).label("amount")
-
-    parts = [
-        select(*keys, amount(Invoice.total_minor)).where(*_invoice_filter(as_of, currency)),
-        select(*keys, amount(movements.c.amount))
+    keys = (Invoice.currency, Invoice.due_date, Invoice.customer_id)
+    return [
+        select(*keys, Invoice.total_minor.label("amount"))
+        .where(*_invoice_filter(as_of, currency))
+        .subquery("invoice_totals"),
+        select(*keys, movements.c.amount)
         .join(movements, movements.c.invoice_id == Invoice.id)
-        .where(*_invoice_filter(as_of, currency)),
-        select(*refunded_keys, amount(-refunded.c.open_minor)).where(refunded.c.open_minor < 0),
+        .where(*_invoice_filter(as_of, currency))
+        .subquery("invoice_records"),
+        select(
+            refunded.c.currency,
+            refunded.c.due_date,
+            refunded.c.customer_id,
+            (-refunded.c.open_minor).label("amount"),
+        )
+        .where(refunded.c.open_minor < 0)
+        .subquery("over_settled"),
     ]
-    if grouped:
-        parts = [part.group_by(*part.selected_columns[:-1]) for part in parts]
-    return union_all(*parts).subquery("entries")
 
 
 def _bucket_columns(as_of: date, due: ColumnElement[date], amount: ColumnElement[int]) -> list:
@@ -225,14 +237,18 @@ def aging(
     `customer_limit`: 0 for no per-customer rows, None for all of them, N for the N
     customers owing the most. Two queries (one without customers).
     """
+    _room_to_aggregate()
+    parts = _entry_parts(as_of, currency)
     # Summed per due date first (a few thousand rows), then into buckets: the CASEs run
     # on those rows rather than on every invoice.
-    entries = _entries_on(as_of, currency, by="due_date")
-    by_due = (
-        select(entries.c.currency, entries.c.due_date, _minor(entries.c.amount).label("amount"))
-        .group_by(entries.c.currency, entries.c.due_date)
-        .subquery("by_due_date")
-    )
+    by_due = union_all(
+        *(
+            select(p.c.currency, p.c.due_date, _minor(p.c.amount).label("amount")).group_by(
+                p.c.currency, p.c.due_date
+            )
+            for p in parts
+        )
+    ).subquery("by_due_date")
     totals = [
         AgingRow(row[0], _row(row[0], row[1:]))
         for row in db.session.execute(
@@ -244,17 +260,26 @@ def aging(
     ]
     customers: list[AgingRow] = []
     if customer_limit != 0:
-        entries = _entries_on(as_of, currency, by="customer")
-        buckets = _bucket_columns(as_of, entries.c.due_date, entries.c.amount)
+        by_part = union_all(
+            *(
+                select(
+                    p.c.currency,
+                    p.c.customer_id,
+                    *_bucket_columns(as_of, p.c.due_date, p.c.amount),
+                    _minor(p.c.amount).label("total"),
+                ).group_by(p.c.currency, p.c.customer_id)
+                for p in parts
+            )
+        ).subquery("by_part")
         per_customer = (
             select(
-                entries.c.currency,
-                entries.c.customer_id,
-                *buckets,
-                _minor(entries.c.amount).label("total"),
+                by_part.c.currency,
+                by_part.c.customer_id,
+                *(_minor(by_part.c[key]).label(key) for key in BUCKET_KEYS),
+                _minor(by_part.c.total).label("total"),
             )
-            .group_by(entries.c.currency, entries.c.customer_id)
-            .having(_minor(entries.c.amount) != 0)
+            .group_by(by_part.c.currency, by_part.c.customer_id)
+            .having(_minor(by_part.c.total) != 0)
             .subquery("per_customer")
         )
         query: Select = (
