@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import date, timedelta
 from pathlib import Path
 from typing import NoReturn
@@ -194,7 +195,7 @@ def staff_create(email: str, name: str, role: str, password_stdin: bool) -> None
     from portal.staff.services import StaffInputError, create_staff
 
     if password_stdin:
-        password = click.get_text_stream("stdin").readline().rstrip("\r\n")
+        password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     try:

@@ -4,6 +4,9 @@
   last accepted time step (a code works once), failed sign-ins and lock-out, a
   set-password link's token hash.
 - principal_sessions.staff_id: a staff session belongs to a staff member.
+- audit_events is append-only: triggers refuse UPDATE and DELETE (and, on PostgreSQL,
+  TRUNCATE). A later SQLite batch migration that rebuilds audit_events drops them and
+  must create them again (tests/integration/test_staff_audit.py checks they exist).
 
 Revision ID: c4e8a1f2d903
 Revises: 9a1d0c4e7b21
@@ -55,7 +58,46 @@ def upgrade():
         batch_op.create_check_constraint('staff_session_has_staff_member', "principal_kind <> 'staff' OR (staff_id IS NOT NULL AND customer_id IS NULL AND link_id IS NULL)")
 
 
+    _create_audit_triggers(op.get_bind().dialect.name)
+
+
+APPEND_ONLY = "audit_events is append-only"
+
+
+def _create_audit_triggers(dialect):
+    if dialect == 'postgresql':
+        op.execute(
+            "CREATE FUNCTION trg_audit_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+            f"BEGIN RAISE EXCEPTION '{APPEND_ONLY}'; END $$"
+        )
+        op.execute(
+            "CREATE TRIGGER trg_audit_events_append_only BEFORE UPDATE OR DELETE ON audit_events"
+            " FOR EACH ROW EXECUTE FUNCTION trg_audit_events_append_only()"
+        )
+        op.execute(
+            "CREATE TRIGGER trg_audit_events_no_truncate BEFORE TRUNCATE ON audit_events"
+            " FOR EACH STATEMENT EXECUTE FUNCTION trg_audit_events_append_only()"
+        )
+    else:
+        for event in ('UPDATE', 'DELETE'):
+            op.execute(
+                f"CREATE TRIGGER trg_audit_events_append_only_{event.lower()} BEFORE {event}"
+                f" ON audit_events BEGIN SELECT RAISE(ABORT, '{APPEND_ONLY}'); END"
+            )
+
+
+def _drop_audit_triggers(dialect):
+    if dialect == 'postgresql':
+        op.execute("DROP TRIGGER IF EXISTS trg_audit_events_no_truncate ON audit_events")
+        op.execute("DROP TRIGGER IF EXISTS trg_audit_events_append_only ON audit_events")
+        op.execute("DROP FUNCTION IF EXISTS trg_audit_events_append_only()")
+    else:
+        for event in ('update', 'delete'):
+            op.execute(f"DROP TRIGGER IF EXISTS trg_audit_events_append_only_{event}")
+
+
 def downgrade():
+    _drop_audit_triggers(op.get_bind().dialect.name)
     with op.batch_alter_table('principal_sessions', schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f('ck_principal_sessions_staff_session_has_staff_member'), type_='check')
         batch_op.drop_constraint(batch_op.f('fk_principal_sessions_staff_id_staff_members'), type_='foreignkey')

@@ -19,6 +19,16 @@ class Actor:
         return f"{self.kind}:{self.name}" if self.name else self.kind
 
     @classmethod
+    def customer(cls, customer: object) -> Actor:
+        """A customer acting through the portal (a `Customer`, or its id)."""
+        return cls("customer", str(getattr(customer, "id", customer)))
+
+    @classmethod
+    def system(cls) -> Actor:
+        """The portal itself: the jobs runner, Stripe's webhooks, a policy."""
+        return cls("system")
+
+    @classmethod
     def staff(cls, member: object) -> Actor:
         """A staff member (a `StaffMember`, or anything with an `id`)."""
         return cls("staff", str(getattr(member, "id", member)))

@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from portal.audit.actors import Actor
 from portal.audit.models import AuditEvent
 from portal.extensions import db
 
@@ -10,16 +11,17 @@ from portal.extensions import db
 def record_event(
     action: str,
     *,
-    actor: str,
+    actor: Actor | str,
     now: datetime,
     customer_id: int | None = None,
     subject: Any = None,
     data: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    """Append an audit row in the caller's transaction."""
+    """Append an audit row in the caller's transaction (there is no update or delete:
+    the table's triggers refuse both)."""
     event = AuditEvent(
         action=action,
-        actor=actor,
+        actor=str(actor),
         occurred_at=now,
         customer_id=customer_id,
         subject_type=getattr(subject, "__tablename__", None),
@@ -33,7 +35,7 @@ def record_event(
 def audit_row(
     action: str,
     *,
-    actor: str,
+    actor: Actor | str,
     now: datetime,
     customer_id: int | None,
     subject: tuple[str, int] | None = None,
@@ -44,7 +46,7 @@ def audit_row(
     subject_type, subject_id = subject if subject else (None, None)
     return {
         "action": action,
-        "actor": actor,
+        "actor": str(actor),
         "occurred_at": now,
         "customer_id": customer_id,
         "subject_type": subject_type,

@@ -4,8 +4,18 @@ from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import EmailField, HiddenField, PasswordField, SelectField, StringField, SubmitField
-from wtforms.validators import DataRequired, Email, EqualTo, Length
+from wtforms import (
+    DateField,
+    EmailField,
+    HiddenField,
+    PasswordField,
+    SelectChoice,
+    SelectField,
+    StringField,
+    SubmitField,
+    ValidationError,
+)
+from wtforms.validators import DataRequired, Email, EqualTo, Length, Optional
 
 from portal.staff.models import ROLE_LABELS, StaffRole
 
@@ -90,13 +100,8 @@ class InviteStaffForm(FlaskForm):
     )
     role = SelectField(
         _l("Role"),
-        choices=[(role.value, ROLE_LABELS[role]) for role in StaffRole],
+        choices=[SelectChoice(role.value, ROLE_LABELS[role]) for role in StaffRole],
         default=StaffRole.SPECIALIST.value,
-    )
-    send_email = SelectField(
-        _l("How to deliver the set-password link"),
-        choices=[("show", _l("Show it to me once")), ("email", _l("Email it to them"))],
-        default="show",
     )
     submit = SubmitField(_l("Invite"))
 
@@ -105,3 +110,41 @@ class StaffActionForm(FlaskForm):
     """A button on a member's row (deactivate, reset 2FA, reset password)."""
 
     submit = SubmitField(_l("Confirm"))
+
+
+class AuditFilterForm(FlaskForm):
+    """The audit log's filters (a GET form: it changes nothing, so no CSRF token)."""
+
+    class Meta:
+        csrf = False
+
+    actor = StringField(
+        _l("Actor"),
+        filters=[_strip],
+        validators=[Optional(), Length(max=64, message=_l("At most 64 characters."))],
+        description=_l(
+            '"staff:7" for one staff member, or a kind: staff, customer, system, import.'
+        ),
+    )
+    account_number = StringField(
+        _l("Customer account number"),
+        filters=[_strip],
+        validators=[Optional(), Length(max=64, message=_l("At most 64 characters."))],
+    )
+    action = StringField(
+        _l("Kind of event"),
+        filters=[_strip],
+        validators=[Optional(), Length(max=64, message=_l("At most 64 characters."))],
+        description=_l('An event such as "staff.signed_in", or a group ending in a dot: "staff."'),
+    )
+    date_from = DateField(
+        _l("From (UTC)"),
+        validators=[Optional()],
+        render_kw={"type": "date"},
+    )
+    date_to = DateField(_l("To (UTC)"), validators=[Optional()], render_kw={"type": "date"})
+    submit = SubmitField(_l("Filter"))
+
+    def validate_date_to(self, field: DateField) -> None:
+        if field.data and self.date_from.data and field.data < self.date_from.data:
+            raise ValidationError(_l("The end date is before the start date."))

@@ -252,7 +252,7 @@ def verify_code(member: StaffMember, code: str, *, now: datetime) -> None:
     code = _normalized_code(code)
     totp = pyotp.TOTP(member.totp_secret, interval=TOTP_STEP_SECONDS)
     current = _step_of(now)
-    if re.fullmatch(r"\d{6}", code):
+    if re.fullmatch(r"[0-9]{6}", code):
         for step in range(current - TOTP_DRIFT_STEPS, current + TOTP_DRIFT_STEPS + 1):
             if not hmac.compare_digest(totp.generate_otp(step), code):
                 continue

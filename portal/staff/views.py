@@ -14,6 +14,8 @@ from typing import Any
 import segno
 from flask import (
     Blueprint,
+    Response,
+    abort,
     current_app,
     flash,
     has_request_context,
@@ -21,10 +23,15 @@ from flask import (
     render_template,
     request,
     session,
+    stream_with_context,
     url_for,
 )
 from flask_babel import gettext as _
+from sqlalchemy import select
 
+from portal.audit.actors import Actor
+from portal.audit.queries import AuditFilter, audit_csv, audit_page
+from portal.audit.services import record_event
 from portal.db import utcnow
 from portal.extensions import db, limiter
 from portal.staff.auth import (
@@ -35,16 +42,33 @@ from portal.staff.auth import (
     staff_session,
     start_staff_session,
 )
-from portal.staff.forms import StaffCodeForm, StaffLoginForm, StaffSignOutForm
-from portal.staff.models import StaffMember
+from portal.staff.forms import (
+    AuditFilterForm,
+    InviteStaffForm,
+    SetPasswordForm,
+    StaffActionForm,
+    StaffCodeForm,
+    StaffLoginForm,
+    StaffSignOutForm,
+)
+from portal.staff.models import StaffMember, StaffRole
 from portal.staff.nav import staff_nav
 from portal.staff.services import (
     CodeRefused,
     LoginRefused,
+    PasswordLink,
+    PasswordLinkNotUsable,
+    StaffInputError,
     check_password,
+    deactivate_staff,
     finish_enrolment,
+    invite_staff,
+    member_for_password_token,
     mfa_required,
     provisioning_uri,
+    reset_mfa,
+    reset_password,
+    set_password_with_token,
     signed_in,
     start_enrolment,
     verify_code,
@@ -104,10 +128,12 @@ def _pending(now: datetime) -> StaffMember | None:
     return member
 
 
-def _finish(member: StaffMember, now: datetime, target: str | None):  # type: ignore[no-untyped-def]
+def _finish(member: StaffMember, now: datetime, target: str | None, message: str = ""):  # type: ignore[no-untyped-def]
     signed_in(member, now=now)
-    start_staff_session(member, now)
+    start_staff_session(member, now)  # a fresh signed cookie: flash after this
     db.session.commit()
+    if message:
+        flash(message, "success")
     return redirect(_safe_next(target))
 
 
@@ -178,8 +204,8 @@ def enrol():  # type: ignore[no-untyped-def]
             form.code.errors = [refused.message]
             status = 400
         else:
-            flash(_("Your authenticator app is set up."), "success")
-            return _finish(member, now, session.get("staff_pending", {}).get("next"))
+            target = session.get("staff_pending", {}).get("next")
+            return _finish(member, now, target, _("Your authenticator app is set up."))
     elif form.errors:
         status = 400
     qr = segno.make(provisioning_uri(member), error="m")
@@ -202,3 +228,160 @@ def logout():  # type: ignore[no-untyped-def]
 @staff_required()
 def dashboard():  # type: ignore[no-untyped-def]
     return render_template("staff/dashboard.html", member=current_staff())
+
+
+# --- set-password links (invitations, password resets) --------------------------------------
+@bp.route("/set-password/<token>", methods=["GET", "POST"])
+@limiter.limit(_login_limit, methods=["POST"])
+def set_password(token: str):  # type: ignore[no-untyped-def]
+    now = utcnow()
+    try:
+        member = member_for_password_token(token, now=now)
+    except PasswordLinkNotUsable as error:
+        return render_template("staff/link_unusable.html", message=error.message), 410
+    form = SetPasswordForm()
+    if form.validate_on_submit():
+        try:
+            set_password_with_token(token, form.password.data or "", now=now)
+        except StaffInputError as error:
+            form.password.errors = [error.message]
+        else:
+            db.session.commit()
+            flash(_("Your password is set. Please sign in."), "success")
+            return redirect(url_for("staff.login"))
+    status = 400 if form.errors else 200
+    return render_template("staff/set_password.html", form=form, member=member), status
+
+
+# --- admin: staff accounts ---------------------------------------------------------------
+def _member_or_404(member_id: int) -> StaffMember:
+    member = db.session.get(StaffMember, member_id)
+    if member is None:
+        abort(404)
+    return member
+
+
+def _staff_page(invite: InviteStaffForm, issued: PasswordLink | None = None, status: int = 200):  # type: ignore[no-untyped-def]
+    members = db.session.scalars(select(StaffMember).order_by(StaffMember.name, StaffMember.id))
+    link = url_for("staff.set_password", token=issued.token, _external=True) if issued else None
+    return render_template(
+        "staff/admin_staff.html",
+        members=list(members),
+        invite=invite,
+        action=StaffActionForm(),
+        issued=issued,
+        link=link,
+        now=utcnow(),
+    ), status
+
+
+@bp.get("/admin/staff")
+@staff_required(StaffRole.ADMIN)
+def admin_staff():  # type: ignore[no-untyped-def]
+    return _staff_page(InviteStaffForm())
+
+
+@bp.post("/admin/staff")
+@staff_required(StaffRole.ADMIN)
+def invite():  # type: ignore[no-untyped-def]
+    form = InviteStaffForm()
+    if not form.validate_on_submit():
+        return _staff_page(form, status=400)
+    try:
+        issued = invite_staff(
+            form.email.data or "",
+            name=form.name.data or "",
+            role=form.role.data or "",
+            actor=Actor.staff(current_staff()),
+            now=utcnow(),
+        )
+    except StaffInputError as error:
+        db.session.rollback()
+        form.email.errors = [error.message]
+        return _staff_page(form, status=400)
+    db.session.commit()
+    flash(_("%(name)s is invited.", name=issued.member.name), "success")
+    return _staff_page(InviteStaffForm(formdata=None), issued)
+
+
+@bp.post("/admin/staff/<int:member_id>/<any('deactivate', 'reset-2fa', 'reset-password'):what>")
+@staff_required(StaffRole.ADMIN)
+def change_member(member_id: int, what: str):  # type: ignore[no-untyped-def]
+    member = _member_or_404(member_id)
+    if not StaffActionForm().validate_on_submit():
+        abort(400)
+    actor, now = Actor.staff(current_staff()), utcnow()
+    issued = None
+    try:
+        if what == "deactivate":
+            deactivate_staff(member, actor=actor, now=now)
+            message = _("%(name)s is deactivated and signed out.", name=member.name)
+        elif what == "reset-2fa":
+            reset_mfa(member, actor=actor, now=now)
+            message = _(
+                "%(name)s is signed out and sets up a new authenticator app at the next sign-in.",
+                name=member.name,
+            )
+        else:
+            issued = reset_password(member, actor=actor, now=now)
+            message = _(
+                "%(name)s is signed out; give them the link below to set a new password.",
+                name=member.name,
+            )
+    except StaffInputError as error:
+        db.session.rollback()
+        flash(error.message, "error")
+        return redirect(url_for("staff.admin_staff"))
+    db.session.commit()
+    flash(message, "success")
+    if issued:
+        return _staff_page(InviteStaffForm(formdata=None), issued)
+    return redirect(url_for("staff.admin_staff"))
+
+
+# --- admin: the audit log ----------------------------------------------------------------
+def _audit_filter() -> tuple[AuditFilterForm, AuditFilter | None]:
+    form = AuditFilterForm(request.args)
+    if not form.validate():
+        return form, None
+    return form, AuditFilter(
+        actor=form.actor.data or "",
+        account_number=form.account_number.data or "",
+        action=form.action.data or "",
+        date_from=form.date_from.data,
+        date_to=form.date_to.data,
+    )
+
+
+@bp.get("/admin/audit")
+@staff_required(StaffRole.ADMIN)
+def audit_log():  # type: ignore[no-untyped-def]
+    form, chosen = _audit_filter()
+    page = request.args.get("page", 1, type=int) or 1
+    page = min(max(page, 1), 100_000)
+    rows, more = audit_page(chosen, page) if chosen else ([], False)
+    args = {k: v for k, v in request.args.items() if k not in ("page", "submit") and v}
+    return render_template(
+        "staff/audit.html", form=form, rows=rows, page=page, more=more, args=args
+    ), (200 if chosen else 400)
+
+
+@bp.get("/admin/audit.csv")
+@staff_required(StaffRole.ADMIN)
+def audit_log_csv():  # type: ignore[no-untyped-def]
+    _form, chosen = _audit_filter()
+    if chosen is None:
+        return audit_log()
+    record_event(
+        "audit.exported",
+        actor=Actor.staff(current_staff()),
+        now=utcnow(),
+        data={k: v for k, v in request.args.items() if v},
+    )
+    db.session.commit()
+    stamp = utcnow().strftime("%Y%m%d-%H%M%S")
+    return Response(
+        stream_with_context(audit_csv(chosen)),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="audit-{stamp}.csv"'},
+    )

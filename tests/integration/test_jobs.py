@@ -100,7 +100,7 @@ def test_a_failing_job_is_logged_and_the_runner_goes_on(db_session, app, monkeyp
         ("deliver_email", "ok"),
         ("apply_webhooks", "ok"),
     ]
-    assert "RuntimeError: boom" in outcomes[1].detail
+    assert "RuntimeError: boom" in outcomes[2].detail
 
 
 def test_concurrent_runners_send_each_email_exactly_once_on_postgres(app, smtp_server):
