@@ -32,10 +32,14 @@ bp = Blueprint("customers", __name__)
 @bp.get("/account")
 @customer_required
 def account() -> ResponseReturnValue:
+    from portal.promises.views import account_promise_context
+
     customer = current_customer()
-    balances = invoice_balances_for(customer, customer_today(customer, utcnow()))
+    today = customer_today(customer, utcnow())
+    balances = invoice_balances_for(customer, today)
     return render_template(
         "customers/account.html",
+        **account_promise_context(customer, today),
         customer=customer,
         summary=summarize(balances, customer.currency),
         open_invoices=[b for b in balances if b.is_open],

@@ -540,14 +540,17 @@ def schedule_collection_emails(*, now: datetime) -> ScheduleReport:
     """Queue invoice notices and the cadence's reminders that are due; idempotent.
 
     Only the *payable* amount is dunned: `payable_invoices` leaves out what is paid,
-    disputed or covered by a plan. Each (invoice, step) is queued at most once; the
-    outbox's unique `dedupe_key` enforces it even against a concurrent runner.
+    disputed or covered by a plan. An invoice an open promise to pay covers waits until
+    the promise is decided (`portal.promises`). Each (invoice, step) is queued at most
+    once; the outbox's unique `dedupe_key` enforces it even against a concurrent runner.
     """
     from portal.invoices.queries import payable_invoices
+    from portal.promises.queries import paused_invoice_ids
 
     report = ScheduleReport()
     offsets = active_offsets()
-    candidates = payable_invoices()
+    paused = set(db.session.scalars(paused_invoice_ids()))
+    candidates = [c for c in payable_invoices() if c.invoice.id not in paused]
     opted_out = set(db.session.scalars(select(EmailOptOut.customer_id)))
     history = _email_history(item.invoice.id for item in candidates)
     for item in candidates:
