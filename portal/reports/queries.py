@@ -459,3 +459,45 @@ def payments_by_channel(period: Period, currency: str) -> list[ChannelTotal]:
 def currencies_in_use() -> list[str]:
     """Currencies that have at least one invoice, by code."""
     return list(db.session.scalars(select(Invoice.currency).distinct().order_by(Invoice.currency)))
+
+
+@dataclass(frozen=True)
+class PromiseOutcome:
+    status: str  # promises.models.PromiseStatus
+    amount: Money  # what was promised
+    paid: Money  # what was paid towards it (kept or broken promises)
+    count: int
+
+
+def promises_by_outcome(period: Period, currency: str) -> list[PromiseOutcome]:
+    """Promises to pay falling due in `period` (their `promised_on`), by status: kept,
+    broken, still open, cancelled; each listed even when there is none."""
+    from portal.promises.models import Promise, PromiseStatus
+
+    found = {
+        row[0]: (int(row[1]), int(row[2]), int(row[3]))
+        for row in db.session.execute(
+            select(
+                Promise.status,
+                _minor(Promise.amount_minor),
+                _minor(Promise.paid_minor),
+                func.count(Promise.id),
+            )
+            .where(
+                Promise.currency == currency,
+                Promise.promised_on >= period.start,
+                Promise.promised_on <= period.end,
+            )
+            .group_by(Promise.status)
+        )
+    }
+    order = (PromiseStatus.KEPT, PromiseStatus.BROKEN, PromiseStatus.OPEN, PromiseStatus.CANCELLED)
+    return [
+        PromiseOutcome(
+            status.value,
+            Money(found.get(status, (0, 0, 0))[0], currency),
+            Money(found.get(status, (0, 0, 0))[1], currency),
+            found.get(status, (0, 0, 0))[2],
+        )
+        for status in order
+    ]

@@ -8,9 +8,11 @@ from typing import Any
 from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
+from flask_babel import ngettext
 
 from portal.i18n import creditor_zone, date_filter, money_filter
 from portal.money import Money
+from portal.promises.models import PromiseStatus
 from portal.reports import charts, exports
 from portal.reports.forms import AgingForm, PeriodForm
 from portal.reports.queries import (
@@ -21,6 +23,7 @@ from portal.reports.queries import (
     currencies_in_use,
     effectiveness,
     payments_by_channel,
+    promises_by_outcome,
 )
 from portal.staff.auth import staff_required
 from portal.staff.models import StaffRole
@@ -189,6 +192,7 @@ def collections_report() -> ResponseReturnValue:
     days = collections_per_day(period, form.currency.data)
     channels = payments_by_channel(period, form.currency.data)
     channel_labels = {"card": _("Card"), "offline": _("Offline (bank transfer, cheque)")}
+    promises = promises_by_outcome(period, form.currency.data)
     every = max(1, len(days) // 8)
     return render_template(
         "reports/collections.html",
@@ -201,6 +205,20 @@ def collections_report() -> ResponseReturnValue:
             "collections-chart",
             [charts.Bar(_short_date(d.day), d.net.minor, _money(d.net)) for d in days],
             every=every,
+        ),
+        promises=promises,
+        promise_labels={p.status: PromiseStatus(p.status).label for p in promises},
+        promises_chart=charts.horizontal_bars(
+            "promises-chart",
+            [
+                charts.Bar(
+                    PromiseStatus(p.status).label,
+                    p.count,
+                    ngettext("%(num)d promise", "%(num)d promises", p.count),
+                    charts.PATTERNS[i],
+                )
+                for i, p in enumerate(promises)
+            ],
         ),
         channel_chart=charts.horizontal_bars(
             "channel-chart",
@@ -248,6 +266,24 @@ def channels_csv() -> ResponseReturnValue:
         ],
     )
     return _csv(body, f"channels-{period.start}-{period.end}-{form.currency.data}.csv")
+
+
+@bp.get("/promises.csv")
+@staff_required(StaffRole.SPECIALIST)
+def promises_csv() -> ResponseReturnValue:
+    form = _period_form()
+    if not form.validate():
+        return render_template("reports/collections.html", form=form, days=None), 400
+    period = Period(form.start.data, form.end.data)
+    body = exports.to_csv(
+        ["start", "end", "currency", "status", "promises", "promised", "paid"],
+        [
+            [period.start.isoformat(), period.end.isoformat(), form.currency.data, p.status,
+             p.count, p.amount.to_decimal(), p.paid.to_decimal()]
+            for p in promises_by_outcome(period, form.currency.data)
+        ],
+    )
+    return _csv(body, f"promises-{period.start}-{period.end}-{form.currency.data}.csv")
 
 
 def _money(amount: Money) -> str:

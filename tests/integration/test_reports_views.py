@@ -140,3 +140,36 @@ def test_the_page_speaks_the_staff_members_language(staff_client, ledger):
     )
     assert response.status_code == 200
     assert "Altersstruktur" in response.text or "Fälligkeit" in response.text
+
+
+def test_promises_kept_and_broken_in_the_period(staff_client, ledger):
+    from portal.db import utcnow
+    from portal.extensions import db
+    from portal.promises.models import Promise
+
+    def promise(status: str, on: date, amount: int, paid: int) -> None:
+        db.session.add(
+            Promise(customer_id=ledger.id, amount_minor=amount, currency="USD",
+                    made_on=date(2026, 3, 25), promised_on=on, status=status, source="staff",
+                    created_by="staff:1", paid_minor=paid,
+                    resolved_at=None if status == "open" else utcnow())
+        )
+
+    promise("kept", date(2026, 4, 5), 5000, 5000)
+    promise("kept", date(2026, 4, 9), 2000, 2500)
+    promise("broken", date(2026, 4, 12), 9000, 1000)
+    promise("broken", date(2026, 3, 12), 9000, 0)  # outside the period
+    db.session.flush()
+    query = "start=2026-04-01&end=2026-04-30&currency=USD"
+    page = staff_client.get(f"/staff/reports/collections?{query}")
+    assert page.status_code == 200
+    assert "2 promises" in page.text and "1 promise" in page.text
+    rows = list(csv.DictReader(
+        staff_client.get(f"/staff/reports/promises.csv?{query}").text.splitlines()
+    ))
+    assert [(r["status"], r["promises"], r["promised"], r["paid"]) for r in rows] == [
+        ("kept", "2", "70.00", "75.00"),
+        ("broken", "1", "90.00", "10.00"),
+        ("open", "0", "0.00", "0.00"),
+        ("cancelled", "0", "0.00", "0.00"),
+    ]
