@@ -150,7 +150,7 @@ def test_promises_kept_and_broken_in_the_period(staff_client, ledger):
     def promise(status: str, on: date, amount: int, paid: int) -> None:
         db.session.add(
             Promise(customer_id=ledger.id, amount_minor=amount, currency="USD",
-                    made_on=date(2026, 3, 25), promised_on=on, status=status, source="staff",
+                    made_on=date(2026, 3, 1), promised_on=on, status=status, source="staff",
                     created_by="staff:1", paid_minor=paid,
                     resolved_at=None if status == "open" else utcnow())
         )
