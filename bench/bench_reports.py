@@ -130,7 +130,7 @@ def main() -> int:
         )
         + "\n"
     )
-    print(f"written to {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS}")
+    print(f"written to {RESULTS}")
     if failed:
         print("FAIL: " + "; ".join(failed))
         return 1

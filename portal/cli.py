@@ -325,7 +325,11 @@ def report_aging(as_of: str, currency: str | None, output: str, customers: bool)
             ) from None
     report = aging(day, currency=currency, customer_limit=None if customers else 0)
     if output == "json":
-        codes = [currency] if currency else currencies_in_use() or [current_app.config["DEFAULT_CURRENCY"]]
+        codes = (
+            [currency]
+            if currency
+            else currencies_in_use() or [current_app.config["DEFAULT_CURRENCY"]]
+        )
         for code in codes:
             click.echo(json.dumps(exports.aging_json(report, code)))
     elif customers:

@@ -54,8 +54,13 @@ def aging_totals_csv(report: Aging) -> str:
 def aging_customers_csv(report: Aging) -> str:
     """One row per customer and currency, then the currency's totals (account "TOTAL")."""
     rows: list[list[Any]] = [
-        [report.as_of.isoformat(), row.currency, row.account_number or "", row.name or "",
-         *_amounts(row)]
+        [
+            report.as_of.isoformat(),
+            row.currency,
+            row.account_number or "",
+            row.name or "",
+            *_amounts(row),
+        ]
         for row in report.customers
     ]
     rows += [

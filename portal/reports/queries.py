@@ -107,9 +107,7 @@ def _movements_on(as_of: date, *, only_refunded: bool = False) -> Subquery:
     ]
     if only_refunded:
         refunded = select(RefundAllocation.invoice_id)
-        parts = [
-            part.where(part.selected_columns[0].in_(refunded)) for part in parts
-        ]
+        parts = [part.where(part.selected_columns[0].in_(refunded)) for part in parts]
     return union_all(*parts).subquery("movements")
 
 
@@ -290,9 +288,7 @@ def aging(
                 *(per_customer.c[key] for key in BUCKET_KEYS),
             )
             .join(Customer, Customer.id == per_customer.c.customer_id)
-            .order_by(
-                per_customer.c.currency, per_customer.c.total.desc(), Customer.account_number
-            )
+            .order_by(per_customer.c.currency, per_customer.c.total.desc(), Customer.account_number)
         )
         if customer_limit is not None:
             query = query.limit(customer_limit)
@@ -365,9 +361,7 @@ class Effectiveness:
     def cei(self) -> Decimal | None:
         """Percent; None when the denominator is zero."""
         start = self.beginning.minor + self.sales.minor
-        return _ratio(
-            (start - self.ending.minor) * 100, start - self.ending_current.minor
-        )
+        return _ratio((start - self.ending.minor) * 100, start - self.ending_current.minor)
 
 
 def effectiveness(period: Period, currency: str) -> Effectiveness:
@@ -375,8 +369,12 @@ def effectiveness(period: Period, currency: str) -> Effectiveness:
     beginning, _ = receivables_on(period.start - timedelta(days=1), currency)
     ending, ending_current = receivables_on(period.end, currency)
     return Effectiveness(
-        period, currency, beginning, credit_sales(period.start, period.end, currency),
-        ending, ending_current,
+        period,
+        currency,
+        beginning,
+        credit_sales(period.start, period.end, currency),
+        ending,
+        ending_current,
     )
 
 
@@ -451,7 +449,9 @@ def payments_by_channel(period: Period, currency: str) -> list[ChannelTotal]:
         )
     }
     return [
-        ChannelTotal(channel, Money(found.get(channel, (0, 0))[0], currency), found.get(channel, (0, 0))[1])
+        ChannelTotal(
+            channel, Money(found.get(channel, (0, 0))[0], currency), found.get(channel, (0, 0))[1]
+        )
         for channel in ("card", "offline")
     ]
 

@@ -110,13 +110,22 @@ def aging_report() -> ResponseReturnValue:
     chart = charts.horizontal_bars(
         "aging-chart",
         [
-            charts.Bar(labels[key], row.buckets[key].minor, _money(row.buckets[key]),
-                       charts.PATTERNS[i % len(charts.PATTERNS)])
+            charts.Bar(
+                labels[key],
+                row.buckets[key].minor,
+                _money(row.buckets[key]),
+                charts.PATTERNS[i % len(charts.PATTERNS)],
+            )
             for i, key in enumerate(BUCKET_KEYS)
         ],
     )
     return render_template(
-        "reports/aging.html", form=form, report=report, row=row, chart=chart, labels=labels,
+        "reports/aging.html",
+        form=form,
+        report=report,
+        row=row,
+        chart=chart,
+        labels=labels,
         page_customers=PAGE_CUSTOMERS,
     )
 
@@ -170,14 +179,32 @@ def effectiveness_csv() -> ResponseReturnValue:
         return render_template("reports/effectiveness.html", form=form, result=None), 400
     result = effectiveness(Period(form.start.data, form.end.data), form.currency.data)
     body = exports.to_csv(
-        ["start", "end", "days", "currency", "beginning_receivables", "credit_sales",
-         "ending_receivables", "ending_current_receivables", "dso_days", "cei_percent"],
-        [[
-            result.period.start.isoformat(), result.period.end.isoformat(), result.period.days,
-            result.currency, result.beginning.to_decimal(), result.sales.to_decimal(),
-            result.ending.to_decimal(), result.ending_current.to_decimal(),
-            "" if result.dso is None else result.dso, "" if result.cei is None else result.cei,
-        ]],
+        [
+            "start",
+            "end",
+            "days",
+            "currency",
+            "beginning_receivables",
+            "credit_sales",
+            "ending_receivables",
+            "ending_current_receivables",
+            "dso_days",
+            "cei_percent",
+        ],
+        [
+            [
+                result.period.start.isoformat(),
+                result.period.end.isoformat(),
+                result.period.days,
+                result.currency,
+                result.beginning.to_decimal(),
+                result.sales.to_decimal(),
+                result.ending.to_decimal(),
+                result.ending_current.to_decimal(),
+                "" if result.dso is None else result.dso,
+                "" if result.cei is None else result.cei,
+            ]
+        ],
     )
     return _csv(body, f"dso-cei-{result.period.start}-{result.period.end}-{result.currency}.csv")
 
@@ -223,8 +250,12 @@ def collections_report() -> ResponseReturnValue:
         channel_chart=charts.horizontal_bars(
             "channel-chart",
             [
-                charts.Bar(channel_labels[c.channel], c.amount.minor, _money(c.amount),
-                           "hatch" if c.channel == "card" else "dots")
+                charts.Bar(
+                    channel_labels[c.channel],
+                    c.amount.minor,
+                    _money(c.amount),
+                    "hatch" if c.channel == "card" else "dots",
+                )
                 for c in channels
             ],
         ),
@@ -242,8 +273,14 @@ def collections_csv() -> ResponseReturnValue:
     body = exports.to_csv(
         ["day", "currency", "payments", "received", "refunded", "net"],
         [
-            [d.day.isoformat(), form.currency.data, d.count, d.received.to_decimal(),
-             d.refunded.to_decimal(), d.net.to_decimal()]
+            [
+                d.day.isoformat(),
+                form.currency.data,
+                d.count,
+                d.received.to_decimal(),
+                d.refunded.to_decimal(),
+                d.net.to_decimal(),
+            ]
             for d in days
         ],
     )
@@ -260,8 +297,14 @@ def channels_csv() -> ResponseReturnValue:
     body = exports.to_csv(
         ["start", "end", "currency", "channel", "payments", "amount"],
         [
-            [period.start.isoformat(), period.end.isoformat(), form.currency.data, c.channel,
-             c.count, c.amount.to_decimal()]
+            [
+                period.start.isoformat(),
+                period.end.isoformat(),
+                form.currency.data,
+                c.channel,
+                c.count,
+                c.amount.to_decimal(),
+            ]
             for c in payments_by_channel(period, form.currency.data)
         ],
     )
@@ -278,8 +321,15 @@ def promises_csv() -> ResponseReturnValue:
     body = exports.to_csv(
         ["start", "end", "currency", "status", "promises", "promised", "paid"],
         [
-            [period.start.isoformat(), period.end.isoformat(), form.currency.data, p.status,
-             p.count, p.amount.to_decimal(), p.paid.to_decimal()]
+            [
+                period.start.isoformat(),
+                period.end.isoformat(),
+                form.currency.data,
+                p.status,
+                p.count,
+                p.amount.to_decimal(),
+                p.paid.to_decimal(),
+            ]
             for p in promises_by_outcome(period, form.currency.data)
         ],
     )

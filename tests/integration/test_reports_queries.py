@@ -66,9 +66,7 @@ def test_invoice_falls_in_the_bucket_of_its_days_past_due(as_of, key):
     customer = make_customer()
     make_invoice(customer, issue_date=date(2026, 3, 1), due_date=DUE, lines=[("x", "1", "100")])
     report = aging(as_of, currency="USD").total_for("USD")
-    assert {k: str(v.to_decimal()) for k, v in report.buckets.items() if v.minor} == {
-        key: "100.00"
-    }
+    assert {k: str(v.to_decimal()) for k, v in report.buckets.items() if v.minor} == {key: "100.00"}
 
 
 def test_invoice_does_not_exist_before_its_issue_date():
@@ -147,8 +145,9 @@ def test_currencies_are_reported_apart_and_never_added():
 def test_per_customer_rows_sum_to_the_totals_largest_first():
     first, second = make_customer(), make_customer()
     make_invoice(first, issue_date=date(2026, 3, 1), due_date=DUE, lines=[("x", "1", "10")])
-    make_invoice(second, issue_date=date(2026, 1, 1), due_date=date(2026, 1, 31),
-                 lines=[("x", "1", "70")])
+    make_invoice(
+        second, issue_date=date(2026, 1, 1), due_date=date(2026, 1, 31), lines=[("x", "1", "70")]
+    )
     make_invoice(second, issue_date=date(2026, 3, 1), due_date=DUE, lines=[("x", "1", "5")])
     report = aging(date(2026, 4, 10), currency="USD", customer_limit=None)
     assert [row.account_number for row in report.customers] == [
@@ -163,18 +162,27 @@ def test_per_customer_rows_sum_to_the_totals_largest_first():
 def test_dso_and_cei_follow_their_formulas():
     customer = make_customer()
     # open before the period: 100 due 2026-03-31
-    before = make_invoice(customer, issue_date=date(2026, 3, 1), due_date=DUE,
-                          lines=[("x", "1", "100")])
+    before = make_invoice(
+        customer, issue_date=date(2026, 3, 1), due_date=DUE, lines=[("x", "1", "100")]
+    )
     # sold in April: 200 due 2026-04-30, and 300 due 2026-05-10
-    sold = make_invoice(customer, issue_date=date(2026, 4, 1), due_date=date(2026, 4, 30),
-                        lines=[("x", "1", "200")])
-    make_invoice(customer, issue_date=date(2026, 4, 10), due_date=date(2026, 5, 10),
-                 lines=[("x", "1", "300")])
+    sold = make_invoice(
+        customer, issue_date=date(2026, 4, 1), due_date=date(2026, 4, 30), lines=[("x", "1", "200")]
+    )
+    make_invoice(
+        customer,
+        issue_date=date(2026, 4, 10),
+        due_date=date(2026, 5, 10),
+        lines=[("x", "1", "300")],
+    )
     make_payment(customer, [(before, "100"), (sold, "50")], paid_on=date(2026, 4, 20))
     result = effectiveness(Period(date(2026, 4, 1), date(2026, 4, 30)), "USD")
     # beginning 100; sales 500; ending 150 + 300 = 450, of which current 450 (none past due)
     assert (result.beginning, result.sales, result.ending, result.ending_current) == (
-        Money(10000, "USD"), Money(50000, "USD"), Money(45000, "USD"), Money(45000, "USD"),
+        Money(10000, "USD"),
+        Money(50000, "USD"),
+        Money(45000, "USD"),
+        Money(45000, "USD"),
     )
     assert result.dso == Decimal("27.0")  # 450 / 500 × 30
     assert result.cei == Decimal("100.0")  # (600 − 450) / (600 − 450)
@@ -192,8 +200,9 @@ def test_cei_is_undefined_rather_than_a_division_by_zero():
 
 def test_collections_per_day_and_by_channel():
     customer = make_customer()
-    invoice = make_invoice(customer, issue_date=date(2026, 3, 1), due_date=DUE,
-                           lines=[("x", "1", "100")])
+    invoice = make_invoice(
+        customer, issue_date=date(2026, 3, 1), due_date=DUE, lines=[("x", "1", "100")]
+    )
     card = make_payment(customer, [(invoice, "60")], paid_on=date(2026, 4, 2))
     card.source = "card"
     make_payment(customer, [(invoice, "40")], paid_on=date(2026, 4, 3))
@@ -216,8 +225,7 @@ def test_invoice_over_settled_on_a_past_day_counts_as_nothing_not_less():
     # dates 4-05 (back-dated): on 4-05..4-14 the records sum to more than the total
     customer = make_customer()
     invoice = make_invoice(customer, issue_date=date(2026, 3, 1), due_date=DUE)
-    other = make_invoice(customer, issue_date=date(2026, 3, 1), due_date=DUE,
-                         lines=[("x", "1", "30")])
+    make_invoice(customer, issue_date=date(2026, 3, 1), due_date=DUE, lines=[("x", "1", "30")])
     first = make_payment(customer, [(invoice, "100.00")], paid_on=date(2026, 3, 20))
     first.source = "card"
     refund(first, invoice, 10000, date(2026, 4, 15))
