@@ -19,13 +19,14 @@ import pytest
 
 from portal.cli import report_group
 from portal.db import utcnow
-from portal.demo.convert import LAST_INVOICE_DAYS_AGO, convert
+from portal.demo.convert import LAST_INVOICE_DAYS_AGO, SOURCE_CSV, convert
 from portal.imports.services import import_file
 from portal.reports.queries import BUCKET_KEYS, Period, aging, effectiveness
 
-RAW = Path(__file__).resolve().parents[3] / "shared" / "data" / "ibm-late-payment-histories.csv"
-if not RAW.exists():  # the worktree layout: /work/wt/NAME; shared data at /work/shared
-    RAW = Path("/work/shared/data/ibm-late-payment-histories.csv")
+# The ledger as published in shared/data when it is there (the development machine),
+# else the repository's unchanged copy of it (portal/demo/README.md).
+SHARED = Path("/work/shared/data/ibm-late-payment-histories.csv")
+RAW = SHARED if SHARED.exists() else SOURCE_CSV
 
 AS_OF_DATES = [date(2012, 3, 31), date(2012, 9, 30), date(2013, 1, 15), date(2013, 6, 30)]
 PERIODS = [
