@@ -11,6 +11,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup
 
+from portal.audit.actors import Actor
 from portal.extensions import db
 from portal.imports.services import KINDS as IMPORT_KINDS
 from portal.jobs.registry import JOBS as _JOBS
@@ -68,7 +69,7 @@ def _run_import(
             path,
             dry_run=dry_run,
             now=utcnow(),
-            actor="cli",
+            actor=Actor.importer("cli"),
             delimiter=delimiter,
             decimal_comma=decimal_comma,
         )
@@ -166,7 +167,7 @@ def link_command(account_number: str, invoice_number: str | None, ttl_days: int 
             )
     days = ttl_days or current_app.config["ACCESS_LINK_TTL_DAYS"]
     issued = issue_link(
-        customer, now=utcnow(), ttl=timedelta(days=days), actor="cli", invoice=invoice
+        customer, now=utcnow(), ttl=timedelta(days=days), actor=Actor.cli(), invoice=invoice
     )
     db.session.commit()
     click.echo(issued.url(current_app.config["PORTAL_BASE_URL"]))
@@ -190,7 +191,6 @@ def staff_group() -> None:
 )
 def staff_create(email: str, name: str, role: str, password_stdin: bool) -> None:
     """Create a staff member with a password; they enrol TOTP at their first sign-in."""
-    from portal.audit.actors import Actor
     from portal.db import utcnow
     from portal.staff.services import StaffInputError, create_staff
 
@@ -200,7 +200,7 @@ def staff_create(email: str, name: str, role: str, password_stdin: bool) -> None
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     try:
         member = create_staff(
-            email, name=name, role=role, password=password, actor=Actor("cli"), now=utcnow()
+            email, name=name, role=role, password=password, actor=Actor.cli(), now=utcnow()
         )
     except StaffInputError as error:
         raise click.ClickException(str(error)) from None

@@ -4,6 +4,7 @@
   last accepted time step (a code works once), failed sign-ins and lock-out, a
   set-password link's token hash.
 - principal_sessions.staff_id: a staff session belongs to a staff member.
+- audit_events: indexes for the audit log page (newest first, by actor).
 - audit_events is append-only: triggers refuse UPDATE and DELETE (and, on PostgreSQL,
   TRUNCATE). A later SQLite batch migration that rebuilds audit_events drops them and
   must create them again (tests/integration/test_staff_audit.py checks they exist).
@@ -58,6 +59,9 @@ def upgrade():
         batch_op.create_check_constraint('staff_session_has_staff_member', "principal_kind <> 'staff' OR (staff_id IS NOT NULL AND customer_id IS NULL AND link_id IS NULL)")
 
 
+    # Plain CREATE INDEX (no batch): rebuilding audit_events would drop its triggers.
+    op.create_index('ix_audit_events_time', 'audit_events', ['occurred_at'], unique=False)
+    op.create_index('ix_audit_events_actor_time', 'audit_events', ['actor', 'occurred_at'], unique=False)
     _create_audit_triggers(op.get_bind().dialect.name)
 
 
@@ -98,6 +102,8 @@ def _drop_audit_triggers(dialect):
 
 def downgrade():
     _drop_audit_triggers(op.get_bind().dialect.name)
+    op.drop_index('ix_audit_events_actor_time', table_name='audit_events')
+    op.drop_index('ix_audit_events_time', table_name='audit_events')
     with op.batch_alter_table('principal_sessions', schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f('ck_principal_sessions_staff_session_has_staff_member'), type_='check')
         batch_op.drop_constraint(batch_op.f('fk_principal_sessions_staff_id_staff_members'), type_='foreignkey')

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 
 from portal.access.models import AccessLink, LinkRequest, LinkRequestOutcome, SessionEnd
+from portal.audit.actors import Actor
 from portal.audit.services import audit_row, record_event
 from portal.customers.models import Customer
 from portal.errors import DomainError
@@ -57,7 +58,7 @@ def issue_link(
     *,
     now: datetime,
     ttl: timedelta,
-    actor: str,
+    actor: Actor,
     invoice: Invoice | None = None,
     purpose: str = "manual",
 ) -> IssuedLink:
@@ -99,7 +100,7 @@ def new_link_row(
 
 
 def link_issued_row(
-    link_id: int, customer_id: int, *, purpose: str, actor: str, now: datetime
+    link_id: int, customer_id: int, *, purpose: str, actor: Actor, now: datetime
 ) -> dict[str, Any]:
     return audit_row(
         "link.issued",
@@ -135,7 +136,7 @@ def open_link(token: str, *, now: datetime, ip_address: str | None) -> AccessLin
     link.last_opened_at = now
     record_event(
         "link.opened",
-        actor=f"customer:{link.customer_id}",
+        actor=Actor.customer(link.customer_id),
         now=now,
         customer_id=link.customer_id,
         subject=link,
@@ -144,7 +145,7 @@ def open_link(token: str, *, now: datetime, ip_address: str | None) -> AccessLin
     return link
 
 
-def revoke_link(link: AccessLink, *, now: datetime, actor: str) -> None:
+def revoke_link(link: AccessLink, *, now: datetime, actor: Actor) -> None:
     """Cancel the link and end, at once, every session opened from it."""
     from portal.access.sessions import end_sessions_of_link
 

@@ -7,9 +7,15 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class Actor:
-    """A kind of actor ("customer", "staff", "system", "cli", "import") and which one.
+    """Who did something: a kind and, for most kinds, which one.
 
-    `str(actor)` is what the audit row stores: "import:cli", "customer:42", "system".
+    Kinds: "customer" (id), "staff" (staff member id), "system" (the portal itself: the
+    worker, a policy; optionally which part), "stripe" (its webhooks), "import" (the
+    front end: "cli", "demo"), "cli" (an operator at the `portal` command), "developer"
+    (development-only tools). Every service that changes something takes one; nobody
+    builds the string by hand. `str(actor)` is what the audit row's `actor` column
+    stores and the audit log filters on: "customer:42", "staff:7", "system",
+    "import:cli".
     """
 
     kind: str
@@ -27,6 +33,16 @@ class Actor:
     def system(cls) -> Actor:
         """The portal itself: the jobs runner, Stripe's webhooks, a policy."""
         return cls("system")
+
+    @classmethod
+    def stripe(cls) -> Actor:
+        """Stripe, through its webhooks (a refund made in its dashboard, say)."""
+        return cls("stripe")
+
+    @classmethod
+    def cli(cls) -> Actor:
+        """An operator at the `portal` command."""
+        return cls("cli")
 
     @classmethod
     def staff(cls, member: object) -> Actor:

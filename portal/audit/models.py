@@ -14,7 +14,12 @@ class AuditEvent(db.Model):
     """One thing that happened. Rows are only ever inserted."""
 
     __tablename__ = "audit_events"
-    __table_args__ = (Index("ix_audit_events_customer_time", "customer_id", "occurred_at"),)
+    __table_args__ = (
+        Index("ix_audit_events_customer_time", "customer_id", "occurred_at"),
+        # The audit log page: newest first, by actor (staffauth).
+        Index("ix_audit_events_time", "occurred_at"),
+        Index("ix_audit_events_actor_time", "actor", "occurred_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -7,6 +7,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 
 from portal.access.sessions import current_customer, customer_required
+from portal.audit.actors import Actor
 from portal.creditor import current_creditor
 from portal.customers.forms import ResumeEmailForm
 from portal.customers.queries import customer_today
@@ -71,7 +72,7 @@ def remove_card() -> ResponseReturnValue:
 def resume_email() -> ResponseReturnValue:
     customer = current_customer()
     if ResumeEmailForm().validate_on_submit() and resume_collection_email(
-        customer, now=utcnow(), actor=f"customer:{customer.id}"
+        customer, now=utcnow(), actor=Actor.customer(customer)
     ):
         db.session.commit()
         flash(

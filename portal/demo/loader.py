@@ -10,6 +10,7 @@ from flask import current_app
 from sqlalchemy import func, select
 
 from portal.access.services import issue_link
+from portal.audit.actors import Actor
 from portal.customers.models import Customer
 from portal.db import utcnow
 from portal.demo.convert import convert
@@ -19,7 +20,7 @@ from portal.imports.services import import_file
 from portal.invoices.models import Invoice, InvoiceLine
 from portal.invoices.queries import credited_subquery, net_paid_subquery
 
-ACTOR = "demo"
+ACTOR = Actor.importer("demo")
 
 
 # `make run` prints a link for a customer in each of these languages (English first).
@@ -73,7 +74,7 @@ def _customer_links(now: datetime) -> list[str]:
     base_url = current_app.config["PORTAL_BASE_URL"]
     lines = []
     for customer in chosen:
-        issued = issue_link(customer, now=now, ttl=ttl, actor=ACTOR)
+        issued = issue_link(customer, now=now, ttl=ttl, actor=Actor("system", "demo"))
         lines.append(
             f"Customer link ({LANGUAGE_NAMES.get(customer.locale or 'en', customer.locale)}: "
             f"{customer.name}, account {customer.account_number}): "

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import func, select
 
+from portal.audit.actors import Actor
 from portal.audit.services import record_event
 from portal.extensions import db
 from portal.invoices.models import CreditNote, CreditNoteKind, Invoice
@@ -26,7 +27,7 @@ class WriteOffReport:
 
 
 def write_off_small_balances(
-    tolerances: Mapping[str, Money], *, now: datetime, actor: str = "system"
+    tolerances: Mapping[str, Money], *, now: datetime, actor: Actor | None = None
 ) -> WriteOffReport:
     """Write off every open remainder that no card can pay and that is within the
     creditor's tolerance for its currency (SMALL_BALANCE_TOLERANCE), one credit note of
@@ -67,7 +68,7 @@ def write_off_small_balances(
         db.session.flush()
         record_event(
             "credit_note.small_balance_written_off",
-            actor=actor,
+            actor=actor or Actor.system(),
             now=now,
             customer_id=invoice.customer_id,
             subject=note,

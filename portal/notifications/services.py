@@ -28,6 +28,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from portal.access.services import build_link_url, issue_link
+from portal.audit.actors import Actor
 from portal.audit.services import record_event
 from portal.customers.models import Customer
 from portal.customers.queries import customer_today
@@ -96,7 +97,7 @@ def opt_out(customer: Customer, *, source: str, now: datetime) -> bool:
     db.session.add(EmailOptOut(customer_id=customer.id, opted_out_at=now, source=source))
     record_event(
         "email.opted_out",
-        actor=f"customer:{customer.id}",
+        actor=Actor.customer(customer),
         now=now,
         customer_id=customer.id,
         subject=customer,
@@ -125,7 +126,7 @@ def _issue_link_for(message: OutboxMessage, customer: Customer, now: datetime) -
         customer,
         now=now,
         ttl=timedelta(days=current_app.config["ACCESS_LINK_TTL_DAYS"]),
-        actor="system",
+        actor=Actor.system(),
         invoice=invoice if invoice is not None and invoice.customer_id == customer.id else None,
         purpose=str(message.link_purpose),
     )
@@ -140,7 +141,7 @@ def opted_out_at(customer_id: int) -> datetime | None:
     )
 
 
-def resume_collection_email(customer: Customer, *, now: datetime, actor: str) -> bool:
+def resume_collection_email(customer: Customer, *, now: datetime, actor: Actor) -> bool:
     """Undo an opt-out: collection email (notices, reminders) reaches the customer again.
 
     Only the customer may ask for it (Regulation F, 12 CFR 1006.14(h): a consumer's

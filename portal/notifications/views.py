@@ -8,6 +8,7 @@ from flask import Blueprint, abort, current_app, redirect, render_template, requ
 from sqlalchemy import select
 
 from portal.access.services import issue_link
+from portal.audit.actors import Actor
 from portal.customers.models import Customer
 from portal.db import utcnow
 from portal.extensions import csrf, db, limiter, talisman
@@ -115,7 +116,7 @@ def open_as_recipient(message_id: int):  # type: ignore[no-untyped-def]
         customer,
         now=utcnow(),
         ttl=timedelta(hours=1),
-        actor="developer:mailbox",
+        actor=Actor("developer", "mailbox"),
         invoice=invoice,
         purpose="mailbox",
     )

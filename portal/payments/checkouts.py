@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from flask import current_app
 
+from portal.audit.actors import Actor
 from portal.audit.services import record_event
 from portal.extensions import db
 from portal.payments.card_testing import record_card_failure
@@ -53,8 +54,8 @@ def current_gateway() -> StripeGateway:
     return gateway_from_config(config)
 
 
-def customer_actor(customer_id: int) -> str:
-    return f"customer:{customer_id}"
+def customer_actor(customer_id: int) -> Actor:
+    return Actor.customer(customer_id)
 
 
 # --- the state machine ------------------------------------------------------------------
@@ -62,7 +63,7 @@ def move_checkout(
     checkout: Checkout,
     to: CheckoutStatus,
     *,
-    actor: str,
+    actor: Actor,
     now: datetime,
     reason: str | None = None,
 ) -> None:
@@ -89,7 +90,7 @@ def move_checkout(
     )
 
 
-def apply_intent(checkout: Checkout, intent: IntentResult, *, actor: str, ledger: Ledger) -> bool:
+def apply_intent(checkout: Checkout, intent: IntentResult, *, actor: Actor, ledger: Ledger) -> bool:
     """Bring a locked checkout up to what Stripe says of one of its PaymentIntents.
 
     True if anything changed. Never moves backwards: a failure or a pending state

@@ -38,6 +38,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from portal.audit.actors import Actor
 from portal.audit.services import record_event
 from portal.extensions import db
 from portal.payments.checkouts import (
@@ -343,7 +344,7 @@ def _apply_refunds(state: ChargeRefunds, payment: Payment | None, *, now: dateti
         log.error("Stripe refunded more of %s than the ledger holds", payment.reference)
         record_event(
             "payment.refund_mismatch",
-            actor="stripe",
+            actor=Actor.stripe(),
             now=now,
             customer_id=payment.customer_id,
             subject=payment,
@@ -376,7 +377,7 @@ def _apply_one(
         )
         record_event(
             "payment.mismatch",
-            actor="stripe",
+            actor=Actor.stripe(),
             now=now,
             customer_id=checkout.customer_id,
             subject=checkout,
@@ -391,7 +392,7 @@ def _apply_one(
     was_in_flight = checkout.state.is_in_flight
     # Read before applying, which may replace it with the card just used.
     saved = ledger.saved_payment_method(checkout.customer_id) if checkout.save_card else None
-    changed = apply_intent(checkout, intent, actor="stripe", ledger=ledger)
+    changed = apply_intent(checkout, intent, actor=Actor.stripe(), ledger=ledger)
     if not changed:
         return _Result(WebhookOutcome.IGNORED, checkout.id)
     # The webhook settled the charge (the customer left during 3-D Secure, say): its

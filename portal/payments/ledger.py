@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import insert
 
+from portal.audit.actors import Actor
 from portal.audit.models import AuditEvent
 from portal.audit.services import audit_row, record_event
 from portal.customers.models import Customer
@@ -62,7 +63,7 @@ class _Recorded:
     checkout_id: int
     allocations: list[tuple[int, Money]]
     unapplied: Money
-    actor: str
+    actor: Actor
 
 
 class Ledger:
@@ -118,7 +119,7 @@ class Ledger:
         saved = self._saved_card(customer_id)
         return saved.payment_method_id if saved is not None else None
 
-    def record(self, checkout: Checkout, intent: IntentResult, *, actor: str) -> bool:
+    def record(self, checkout: Checkout, intent: IntentResult, *, actor: Actor) -> bool:
         """Record money Stripe took, once per PaymentIntent. True if this call recorded it.
 
         Every payment of a checkout is recorded here, which leaves the checkout
@@ -282,7 +283,7 @@ def refund_payment(
     payment: Payment,
     amount: Money | None,
     *,
-    actor: str,
+    actor: Actor,
     now: datetime,
     reason: str = "",
 ) -> Refund:
@@ -336,7 +337,7 @@ def record_stripe_refunds(payment: Payment, state: ChargeRefunds, *, now: dateti
             refund.amount,
             parts,
             reference=refund.id,
-            actor="stripe",
+            actor=Actor.stripe(),
             reason="refunded at Stripe",
             now=now,
         )
@@ -358,7 +359,7 @@ def _record_refund(
     parts: list[tuple[int, Money]],
     *,
     reference: str,
-    actor: str,
+    actor: Actor,
     reason: str,
     now: datetime,
 ) -> Refund:
@@ -369,7 +370,7 @@ def _record_refund(
         currency=amount.currency,
         refunded_on=customer_today(payment.customer, now),
         reason=reason,
-        actor=actor,
+        actor=str(actor),
         created_at=now,
         allocations=[RefundAllocation(invoice_id=i, amount_minor=m.minor) for i, m in parts],
     )

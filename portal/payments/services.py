@@ -39,6 +39,7 @@ from flask_babel import gettext as _
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
+from portal.audit.actors import Actor
 from portal.audit.services import record_event
 from portal.customers.models import Customer
 from portal.customers.queries import customer_today
@@ -562,7 +563,7 @@ def _settle_stale(checkout: Checkout, gateway: StripeGateway, *, now: datetime) 
     """Free the in-flight slot of a checkout abandoned long ago, on Stripe's word."""
     if now - checkout.updated_at < STALE_AFTER:
         return
-    actor = "system"
+    actor = Actor.system()
     if checkout.payment_intent_id is None:
         # Interrupted before Stripe answered. If it did charge, its webhook still records it.
         move_checkout(checkout, CheckoutStatus.CANCELED, actor=actor, now=now, reason="interrupted")

@@ -5,6 +5,7 @@ from flask_babel import force_locale
 from flask_babel import gettext as _
 
 from portal.access.sessions import signed_in_customer
+from portal.audit.actors import Actor
 from portal.customers.services import set_customer_locale
 from portal.db import utcnow
 from portal.extensions import db
@@ -35,7 +36,7 @@ def choose_language():  # type: ignore[no-untyped-def]
         customer = signed_in_customer()
         if customer is not None:
             set_customer_locale(
-                customer, form.locale.data, now=utcnow(), actor=f"customer:{customer.id}"
+                customer, form.locale.data, now=utcnow(), actor=Actor.customer(customer)
             )
             db.session.commit()
             with force_locale(form.locale.data):  # said in the language just chosen

@@ -123,7 +123,9 @@ def _pending(now: datetime) -> StaffMember | None:
         member = db.session.get(StaffMember, int(pending["id"]))
     except (KeyError, TypeError, ValueError):
         return None
-    if member is None or not member.is_active or now - since > PENDING_FOR or since > now:
+    if member is None or not member.is_active or member.password_hash is None:
+        return None  # deactivated, or its password reset, since the password step
+    if now - since > PENDING_FOR or since > now:
         return None
     return member
 

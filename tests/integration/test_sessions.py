@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
@@ -166,16 +167,16 @@ def test_browsing_writes_last_seen_at_at_most_once_a_minute(client):
 
 def test_a_staff_session_token_never_opens_the_customer_side(client, app):
     # given a live staff session whose token is put in the customer cookie
-    customer = make_customer()
+    from tests.factories import make_staff
+
+    make_customer()
     token = new_session_token()
-    link = db.session.scalar(select(AccessLink).limit(1))
     now = utcnow()
     db.session.add(
         PrincipalSession(
             token_hash=hash_token(token),
             principal_kind=PrincipalKind.STAFF,
-            customer_id=customer.id,  # even pointing at a customer, it is not theirs
-            link_id=link.id if link else None,
+            staff_id=make_staff().id,
             created_at=now,
             last_seen_at=now,
             expires_at=now + timedelta(hours=1),
@@ -183,6 +184,23 @@ def test_a_staff_session_token_never_opens_the_customer_side(client, app):
     )
     db.session.flush()
     assert _thief(app, token).get("/account").status_code == 401
+
+
+def test_a_staff_session_cannot_point_at_a_customer(db_session):
+    # The database refuses a staff session tied to a customer or a link (staffauth).
+    customer = make_customer()
+    now = utcnow()
+    row = PrincipalSession(
+        token_hash=hash_token(new_session_token()),
+        principal_kind=PrincipalKind.STAFF,
+        customer_id=customer.id,
+        created_at=now,
+        last_seen_at=now,
+        expires_at=now + timedelta(hours=1),
+    )
+    db.session.add(row)
+    with pytest.raises(sa.exc.IntegrityError), db.session.begin_nested():
+        db.session.flush()
 
 
 def test_customer_and_staff_cookies_differ(app):
