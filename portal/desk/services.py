@@ -59,7 +59,7 @@ def send_fresh_link(customer: Customer, *, actor: Actor, now: datetime) -> Outbo
     db.session.flush()
     record_event(
         "link.sent_by_staff",
-        actor=str(actor),
+        actor=actor,
         now=now,
         customer_id=customer.id,
         subject=message,
@@ -77,11 +77,11 @@ def revoke_all_links(customer: Customer, *, actor: Actor, now: datetime) -> int:
         )
     ).all()
     for link in links:
-        revoke_link(link, now=now, actor=str(actor))
+        revoke_link(link, now=now, actor=actor)
     end_sessions_of_customer(customer.id, now=now, reason=SessionEnd.LINK_REVOKED)
     record_event(
         "links.revoked_all",
-        actor=str(actor),
+        actor=actor,
         now=now,
         customer_id=customer.id,
         subject=customer,
@@ -120,7 +120,7 @@ def refund_from_desk(
     db.session.refresh(payment, ["refunds"])
     if len(payment.refunds) != refunds_seen:
         raise RefundFormStale()
-    refund = refund_payment(payment, amount, actor=str(actor), now=now, reason=reason)
+    refund = refund_payment(payment, amount, actor=actor, now=now, reason=reason)
     queue_email(
         customer,
         kind="refund_notice",

@@ -15,16 +15,21 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import Select, String, Text, cast, literal, null, select, union_all
+from sqlalchemy import Select, String, Text, cast, func, literal, null, select, union_all
 
 from portal.audit.models import AuditEvent
 from portal.db import MinorUnits
 from portal.extensions import db
 from portal.invoices.models import CreditNote, Invoice
 from portal.money import Money
-from portal.notifications.models import OutboxMessage
+from portal.notifications.models import OUTBOX_STATUS_LABELS, OutboxMessage
 from portal.payments.models import Payment, Refund
-from portal.promises.models import CustomerNote, Promise
+from portal.promises.models import (
+    NOTE_KIND_LABELS,
+    PROMISE_STATUS_LABELS,
+    CustomerNote,
+    Promise,
+)
 
 # Every source selects these, in this order.
 COLUMNS = ("at", "kind", "subject_id", "reference", "amount_minor", "currency", "detail", "status")
@@ -43,6 +48,13 @@ class TimelineEntry:
     @property
     def label(self) -> str:
         return str(KIND_LABELS.get(self.kind, self.kind))
+
+    @property
+    def status_label(self) -> str | None:
+        """The status in words where it has a label (an email's, a promise's, a note's)."""
+        if self.status is None:
+            return None
+        return str(STATUS_LABELS.get(self.status, self.status))
 
 
 def _row(
@@ -95,7 +107,8 @@ def emails_queued(customer_id: int) -> Select[tuple[object, ...]]:
                 OutboxMessage.created_at,
                 "email.queued",
                 OutboxMessage.id,
-                reference=OutboxMessage.subject,
+                # An email rendered when sent has no subject until then: its kind instead.
+                reference=func.coalesce(OutboxMessage.subject, OutboxMessage.kind),
                 status=OutboxMessage.status,
             )
         )
@@ -288,6 +301,15 @@ KIND_LABELS = {
     "note": _l("Note"),
     "promise.made": _l("Promise to pay"),
     "promise.decided": _l("Promise decided"),
+}
+
+
+# Status values that read better in words; the others (a payment's channel, who refunded)
+# are shown as stored.
+STATUS_LABELS = {
+    **{str(k): v for k, v in OUTBOX_STATUS_LABELS.items()},
+    **{str(k): v for k, v in PROMISE_STATUS_LABELS.items()},
+    **{str(k): v for k, v in NOTE_KIND_LABELS.items()},
 }
 
 

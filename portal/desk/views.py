@@ -22,6 +22,7 @@ from portal.desk.services import refund_from_desk, revoke_all_links, send_fresh_
 from portal.desk.timeline import timeline_for
 from portal.errors import DomainError
 from portal.extensions import db
+from portal.i18n import current_locale
 from portal.money import Money, MoneyError
 from portal.notifications.models import OutboxStatus
 from portal.promises.models import NoteKind
@@ -31,6 +32,7 @@ from portal.staff.auth import current_staff, staff_required
 from portal.staff.models import StaffRole
 
 bp = Blueprint("desk", __name__, url_prefix="/staff")
+TIMELINE_PAGE_SIZE = 25
 specialist = staff_required(StaffRole.SPECIALIST)
 
 
@@ -76,14 +78,17 @@ def customer(account_number: str) -> ResponseReturnValue:
     customer = _customer_or_404(account_number)
     now = utcnow()
     overview = customer_overview(customer, customer_today(customer, now))
+    locale = current_locale()
     promise_form = MakePromiseForm()
     promise_form.invoices.choices = [
-        SelectChoice(b.invoice.number, b.invoice.number) for b in overview.balances if b.is_open
+        SelectChoice(b.invoice.number, f"{b.invoice.number} ({b.payable.format(locale)})")
+        for b in overview.balances
+        if b.is_open
     ]
     return render_template(
         "desk/customer.html",
         overview=overview,
-        timeline=timeline_for(customer.id, page=_page()),
+        timeline=timeline_for(customer.id, page=_page(), per_page=TIMELINE_PAGE_SIZE),
         note_form=AddNoteForm(),
         promise_form=promise_form,
         refund_form=RefundForm(),

@@ -88,7 +88,7 @@ def add_note(
     db.session.flush()
     record_event(
         "note.added",
-        actor=str(actor),
+        actor=actor,
         now=now,
         customer_id=customer.id,
         subject=note,
@@ -158,7 +158,7 @@ def make_promise(
     db.session.flush()
     record_event(
         "promise.made",
-        actor=str(actor),
+        actor=actor,
         now=now,
         customer_id=customer.id,
         subject=promise,
@@ -186,7 +186,7 @@ def move_promise(
     db.session.flush()
     record_event(
         f"promise.{to.value}",
-        actor=str(actor),
+        actor=actor,
         now=now,
         customer_id=promise.customer_id,
         subject=promise,
@@ -228,10 +228,10 @@ def decide_due_promises(*, now: datetime) -> DecisionReport:
     for promise in due:
         paid = covered.get(promise.id, 0)
         if is_kept(promise.amount, Money(max(0, paid), promise.currency)):
-            move_promise(promise, PromiseStatus.KEPT, actor=Actor("system"), now=now, paid=paid)
+            move_promise(promise, PromiseStatus.KEPT, actor=Actor.system(), now=now, paid=paid)
             report.kept += 1
             continue
-        move_promise(promise, PromiseStatus.BROKEN, actor=Actor("system"), now=now, paid=paid)
+        move_promise(promise, PromiseStatus.BROKEN, actor=Actor.system(), now=now, paid=paid)
         _email_broken_promise(promise, now)
         report.broken += 1
     return report
@@ -259,7 +259,7 @@ def close_follow_up(promise: Promise, *, actor: Actor, now: datetime) -> None:
     promise.followed_up_at = now
     record_event(
         "promise.followed_up",
-        actor=str(actor),
+        actor=actor,
         now=now,
         customer_id=promise.customer_id,
         subject=promise,

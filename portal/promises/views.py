@@ -65,7 +65,7 @@ def promise_to_pay() -> ResponseReturnValue:
             invoice_numbers=sorted(wanted),
             amount=owed,
             promised_on=form.promised_on.data,
-            actor=Actor("customer", str(customer.id)),
+            actor=Actor.customer(customer),
             now=now,
             source="customer",
         )
