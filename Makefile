@@ -109,10 +109,11 @@ format: install ## Format the code
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: install ## Run the benchmarks in bench/ (webhooks on PostgreSQL when BENCH_DATABASE_URL is set; a missed target is reported, the rest still run)
+bench: install ## Run the benchmarks in bench/ (webhooks and the staff reports on PostgreSQL when BENCH_DATABASE_URL is set; a missed target is reported, the rest still run)
 	$(BIN)/python bench/bench_import.py
 	-$(BIN)/python bench/bench_webhooks.py $${BENCH_DATABASE_URL:+--reset --database-url $$BENCH_DATABASE_URL}
 	$(BIN)/python bench/bench_pay_flow.py
+	-$(BIN)/python bench/bench_reports.py
 
 clean: ## Remove the venv, caches and the development database
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache instance

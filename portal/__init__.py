@@ -65,6 +65,7 @@ def create_app(config: dict[str, Any] | None = None, env_name: str | None = None
     from portal.payments import webhooks
     from portal.payments.views import bp as payments_bp
     from portal.promises.views import bp as promises_bp
+    from portal.reports.views import bp as reports_bp
     from portal.site.views import bp as site_bp
     from portal.staff.views import bp as staff_bp
 
@@ -76,6 +77,7 @@ def create_app(config: dict[str, Any] | None = None, env_name: str | None = None
     app.register_blueprint(mailbox_bp)
     app.register_blueprint(payments_bp)
     app.register_blueprint(staff_bp)
+    app.register_blueprint(reports_bp)
     app.register_blueprint(desk_bp)
     app.register_blueprint(promises_bp)
     init_errors(app)

@@ -11,7 +11,7 @@ STAFF_NAV = (
     ("desk.customers", _l("Customers"), False),
     ("desk.follow_up", _l("Follow-up"), False),
     ("staff.disputes", _l("Disputes"), False),
-    ("staff.reports", _l("Reports"), False),
+    ("reports.aging_report", _l("Reports"), False),
     ("desk.outbox", _l("Outbox"), False),
     ("staff.audit_log", _l("Audit log"), True),
     ("staff.admin_staff", _l("Staff"), True),
