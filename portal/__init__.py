@@ -57,12 +57,15 @@ def create_app(config: dict[str, Any] | None = None, env_name: str | None = None
 
     from portal.access.views import bp as access_bp
     from portal.customers.views import bp as customers_bp
+    from portal.desk.views import bp as desk_bp
     from portal.errors import init_errors
     from portal.invoices.views import bp as invoices_bp
     from portal.notifications.views import bp as notifications_bp
     from portal.notifications.views import mailbox as mailbox_bp
     from portal.payments import webhooks
     from portal.payments.views import bp as payments_bp
+    from portal.promises.views import bp as promises_bp
+    from portal.reports.views import bp as reports_bp
     from portal.site.views import bp as site_bp
     from portal.staff.views import bp as staff_bp
 
@@ -74,6 +77,9 @@ def create_app(config: dict[str, Any] | None = None, env_name: str | None = None
     app.register_blueprint(mailbox_bp)
     app.register_blueprint(payments_bp)
     app.register_blueprint(staff_bp)
+    app.register_blueprint(reports_bp)
+    app.register_blueprint(desk_bp)
+    app.register_blueprint(promises_bp)
     init_errors(app)
     webhooks.mount(app)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import NoReturn
 
@@ -43,6 +43,7 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(link_command)
     app.cli.add_command(demo_command)
     app.cli.add_command(jobs_group)
+    app.cli.add_command(report_group)
     app.cli.add_command(staff_group)
 
 
@@ -274,3 +275,64 @@ def _apply_webhooks_until(deadline: float) -> None:
         poll_seconds=current_app.config["WEBHOOK_POLL_SECONDS"],
         report=lambda n: click.echo(f"apply_webhooks: ok ({n} webhook events applied)"),
     )
+
+
+@click.group("report")
+def report_group() -> None:
+    """Print the receivables reports that staff see under /staff/reports."""
+
+
+def _parse_day(value: str) -> date:
+    from flask_babel import gettext as _
+
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            _("%(value)s is not a date; use YYYY-MM-DD.", value=value)
+        ) from None
+
+
+@report_group.command("aging")
+@click.option("--as-of", "as_of", required=True, help="The day, YYYY-MM-DD.")
+@click.option("--currency", default=None, help="One currency (ISO 4217); default: each in use.")
+@click.option(
+    "--format", "output", type=click.Choice(["csv", "json"]), default="csv", show_default=True
+)
+@click.option("--customers", is_flag=True, help="CSV: one row per customer, then the totals.")
+def report_aging(as_of: str, currency: str | None, output: str, customers: bool) -> None:
+    """Open receivables by days past due on a day (as the aging report shows them).
+
+    JSON: one object per currency, one per line: {"as_of", "currency", "buckets", "total"},
+    amounts as decimal strings in major units.
+    """
+    import json
+
+    from flask_babel import gettext as _
+
+    from portal.money import UnknownCurrency, normalize_currency
+    from portal.reports import exports
+    from portal.reports.queries import aging, currencies_in_use
+
+    day = _parse_day(as_of)
+    if currency is not None:
+        try:
+            currency = normalize_currency(currency)
+        except UnknownCurrency:
+            raise click.BadParameter(
+                _("%(code)s is not an ISO 4217 currency code.", code=currency),
+                param_hint="--currency",
+            ) from None
+    report = aging(day, currency=currency, customer_limit=None if customers else 0)
+    if output == "json":
+        codes = (
+            [currency]
+            if currency
+            else currencies_in_use() or [current_app.config["DEFAULT_CURRENCY"]]
+        )
+        for code in codes:
+            click.echo(json.dumps(exports.aging_json(report, code)))
+    elif customers:
+        click.echo(exports.aging_customers_csv(report), nl=False)
+    else:
+        click.echo(exports.aging_totals_csv(report), nl=False)

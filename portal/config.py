@@ -88,6 +88,8 @@ class Config:
     WEBHOOK_POLL_SECONDS = _env_int("WEBHOOK_POLL_SECONDS", 1)
 
     ACCESS_LINK_TTL_DAYS = _env_int("ACCESS_LINK_TTL_DAYS", 30)
+    # How many days ahead a customer may promise to pay from the portal (portal.promises).
+    PROMISE_MAX_DAYS = _env_int("PROMISE_MAX_DAYS", 14)
     # Signed-in sessions live in the `principal_sessions` table (`access.sessions`): each
     # kind of principal has its own cookie, idle limit and absolute lifetime. A customer
     # session never outlives the link that opened it.

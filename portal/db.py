@@ -104,10 +104,18 @@ def configure_engine(engine: Any, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_
         # In-memory databases answer "memory" and keep their journal: harmless.
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.close()
+        # SQLite's own lower() folds ASCII only ("Ü" stays "Ü"); PostgreSQL's folds every
+        # letter. Python's str.lower makes the case-insensitive searches (the staff customer
+        # search) agree on both.
+        dbapi_connection.create_function("lower", 1, _unicode_lower, deterministic=True)
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if _begin_immediate.get() else "BEGIN")
+
+
+def _unicode_lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
 
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

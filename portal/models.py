@@ -3,6 +3,7 @@
 from portal.access.models import AccessLink, LinkRequest, PrincipalSession
 from portal.audit.models import AuditEvent
 from portal.customers.models import Customer
+from portal.desk.models import SEARCH_INDEXES
 from portal.invoices.models import CreditNote, Invoice, InvoiceLine
 from portal.jobs.models import JobRun, JobSchedule
 from portal.notifications.models import EmailOptOut, OutboxMessage, ReminderStep
@@ -18,9 +19,11 @@ from portal.payments.models import (
     SavedCard,
     WebhookEvent,
 )
+from portal.promises.models import CustomerNote, Promise, PromiseInvoice
 from portal.staff.models import StaffMember
 
 __all__ = [
+    "SEARCH_INDEXES",
     "AccessLink",
     "AuditEvent",
     "CardFailure",
@@ -28,6 +31,7 @@ __all__ = [
     "CheckoutInvoice",
     "CreditNote",
     "Customer",
+    "CustomerNote",
     "EmailOptOut",
     "Invoice",
     "InvoiceLine",
@@ -39,6 +43,8 @@ __all__ = [
     "PaymentAccount",
     "PaymentAllocation",
     "PrincipalSession",
+    "Promise",
+    "PromiseInvoice",
     "Refund",
     "RefundAllocation",
     "ReminderStep",

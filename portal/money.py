@@ -58,7 +58,7 @@ def normalize_currency(code: str) -> str:
     """Return the upper-case ISO 4217 code, or raise UnknownCurrency."""
     normalized = (code or "").strip().upper()
     if len(normalized) != 3 or normalized not in _known_currencies():
-        raise UnknownCurrency(f"unknown currency {code!r}")
+        raise UnknownCurrency(f"unknown currency {shown_amount(str(code or ''))}")
     return normalized
 
 
@@ -77,13 +77,25 @@ MAX_MAJOR = Decimal(10) ** MAX_MAJOR_DIGITS
 MAX_AMOUNT_TEXT = 64  # characters: longer text is not an amount anyone typed
 
 
-def _check_magnitude(value: Decimal, shown: object) -> None:
+def shown_amount(value: Decimal | str) -> str:
+    """A value as an error message shows it: text as given, quoted like the importer's
+    other messages ('abc'); a number with thousands separators (10,000,000), never
+    Python's notation (Decimal('1E+16')). At most 40 characters."""
+    if isinstance(value, Decimal):
+        text = f"{value:,f}" if value.is_finite() else str(value)
+        return text if len(text) <= 40 else text[:37] + "..."
+    return repr(value if len(value) <= 40 else value[:37] + "...")
+
+
+def _check_magnitude(value: Decimal, shown: Decimal | str) -> None:
     if not value.is_finite():
-        raise InvalidAmount(f"{shown!r} is not a finite number")
+        raise InvalidAmount(f"{shown_amount(shown)} is not a finite number")
     if value > MAX_MAJOR:
-        raise AmountTooLarge(f"{shown!r} is too large an amount")
+        raise AmountTooLarge(
+            f"{shown_amount(shown)} is too large an amount (at most {MAX_MAJOR:,})"
+        )
     if value < -MAX_MAJOR:
-        raise InvalidAmount(f"{shown!r} is beyond any amount")
+        raise InvalidAmount(f"{shown_amount(shown)} is beyond any amount (at least {-MAX_MAJOR:,})")
 
 
 def parse_decimal(text: str) -> Decimal:
@@ -97,9 +109,9 @@ def parse_decimal(text: str) -> Decimal:
     try:
         value = Decimal(cleaned)
     except InvalidOperation:
-        raise InvalidAmount(f"{text!r} is not a decimal number") from None
+        raise InvalidAmount(f"{shown_amount(cleaned)} is not a decimal number") from None
     if not value.is_finite() or "e" in cleaned.lower():
-        raise InvalidAmount(f"{text!r} is not a plain decimal number")
+        raise InvalidAmount(f"{shown_amount(cleaned)} is not a plain decimal number")
     _check_magnitude(value, text)
     return value
 
@@ -120,7 +132,7 @@ class Money:
         if isinstance(self.minor, bool) or not isinstance(self.minor, int):
             raise InvalidAmount("minor units must be an int")
         if abs(self.minor) > MAX_MINOR:
-            raise InvalidAmount("the amount does not fit a 64-bit number of minor units")
+            raise AmountTooLarge("the amount is too large for any money column (64-bit)")
         object.__setattr__(self, "currency", normalize_currency(self.currency))
 
     # --- construction -------------------------------------------------------------
@@ -256,7 +268,9 @@ class UnitPrice:
         scale = max(0, -exponent)
         units = int(value.scaleb(scale))
         if units > MAX_MINOR:
-            raise InvalidAmount("the unit price is too large")
+            raise AmountTooLarge(
+                "the unit price has too many digits (at most 18 in all, decimals included)"
+            )
         return cls(units, scale, currency)
 
     def to_decimal(self) -> Decimal:
@@ -314,5 +328,11 @@ def line_amount(quantity: Decimal, unit_price: UnitPrice, tax: Money) -> Money:
     with localcontext() as context:
         context.prec = 80
         exact = quantity * unit_price.to_decimal()
-        # Money refuses an amount that does not fit a BIGINT column (InvalidAmount).
-        return Money.from_decimal(exact, unit_price.currency) + tax
+        try:
+            line = Money.from_decimal(exact, unit_price.currency)
+        except AmountTooLarge:
+            raise AmountTooLarge(
+                f"quantity x unit price is {shown_amount(exact)}, too large an amount"
+                f" (at most {MAX_MAJOR:,})"
+            ) from None
+        return line + tax

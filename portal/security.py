@@ -76,13 +76,16 @@ class PolicyFromConfig(Mapping[str, str | list[str]]):
 CARD_PAGE_CSP = PolicyFromConfig(card_page_csp)
 
 
-# A link's token in a URL path (`/l/<token>`): what `init_log_redaction` hides in every log line.
-LINK_IN_TEXT = re.compile(r"(/l/)[A-Za-z0-9_-]{16,}")
+# A link's token in a URL path (`/l/<token>`, `/email/opt-out/<signed id>`): what
+# `init_log_redaction` hides in every log line.
+LINK_IN_TEXT = re.compile(r"(/l/|/email/opt-out/)[A-Za-z0-9_.-]{16,}")
 REDACTED = r"\1[redacted]"
 
 
 def redact_links(text: str) -> str:
-    return LINK_IN_TEXT.sub(REDACTED, text) if "/l/" in text else text
+    if "/l/" in text or "/email/opt-out/" in text:
+        return LINK_IN_TEXT.sub(REDACTED, text)
+    return text
 
 
 def _redact(record: logging.LogRecord) -> None:

@@ -46,7 +46,8 @@ class LinkRequestOutcome(StrEnum):
 
     SENT = "sent"  # at least one link mailed
     NO_MATCH = "no_match"  # no customer has that address (and account number)
-    CAPPED = "capped"  # matched, but every matching account had its links for the hour
+    CAPPED = "capped"  # matched, but every matching account had its links for the hour,
+    # or one minutes ago (services.RECOVERY_LINK_INTERVAL)
 
 
 class LinkRequest(db.Model):

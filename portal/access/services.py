@@ -159,6 +159,9 @@ def revoke_link(link: AccessLink, *, now: datetime, actor: Actor) -> None:
 
 # --- lost links ----------------------------------------------------------------------------
 RECOVERY_LINKS_PER_HOUR = 3  # per account: the form must not flood anyone's mailbox
+# Per account, at most one lost-link email in this interval: three presses of the form in
+# a few seconds (a double click, an impatient reload) send one link, not three.
+RECOVERY_LINK_INTERVAL = timedelta(minutes=5)
 RECOVERY_ACCOUNTS_PER_REQUEST = 10  # an address shared by many accounts gets this many links
 RECOVERY_BATCH = 200  # requests matched per pass of the worker
 # What people typed into the form (addresses of customers or not) is kept this long after
@@ -238,7 +241,9 @@ def count_recent_recoveries(customer: Customer, since: datetime) -> int:
 
 
 def answer_link_request(asked: LinkRequest, *, now: datetime, ttl: timedelta) -> LinkRequestOutcome:
-    """Mail a fresh link to every customer the request names, within the hourly cap."""
+    """Mail a fresh link to every customer the request names: at most one per
+    RECOVERY_LINK_INTERVAL (repeats of a request already answered are CAPPED) and
+    RECOVERY_LINKS_PER_HOUR per account."""
     from portal.notifications.services import queue_email
 
     customers = customers_for_request(asked)
@@ -246,6 +251,8 @@ def answer_link_request(asked: LinkRequest, *, now: datetime, ttl: timedelta) ->
     for customer in customers:
         if count_recent_recoveries(customer, now - timedelta(hours=1)) >= RECOVERY_LINKS_PER_HOUR:
             continue
+        if count_recent_recoveries(customer, now - RECOVERY_LINK_INTERVAL):
+            continue  # the link mailed minutes ago answers this request too
         # The link itself is issued when the email is sent (nothing secret waits in the outbox).
         queue_email(
             customer,

@@ -21,9 +21,12 @@ from portal.invoices.queries import (
     recent_payments_for,
     summarize,
 )
+from portal.money import Money
 from portal.notifications.services import locale_for, opted_out_at, resume_collection_email
+from portal.payments.card_advice import card_advice_message
 from portal.payments.forms import RemoveCardForm
 from portal.payments.gateway import is_enabled as payments_enabled
+from portal.payments.policy import card_advice, card_payable_now
 from portal.payments.queries import payment_history_for, saved_card_for
 from portal.responses import pdf_response
 
@@ -33,10 +36,28 @@ bp = Blueprint("customers", __name__)
 @bp.get("/account")
 @customer_required
 def account() -> ResponseReturnValue:
+    from portal.promises.views import account_promise_context
+
     customer = current_customer()
-    balances = invoice_balances_for(customer, customer_today(customer, utcnow()))
+    today = customer_today(customer, utcnow())
+    balances = invoice_balances_for(customer, today)
+    payable = [b.payable for b in balances if b.is_open and b.payable.is_positive]
+    overdue = [b.payable for b in balances if b.is_open and b.is_overdue and b.payable.is_positive]
+    all_payable = Money.sum(payable, customer.currency)
+    overdue_payable = Money.sum(overdue, customer.currency)
+    # Offer only a card payment that can succeed; else say why and what to do instead.
+    card_notice = None
+    for amount in (overdue_payable, all_payable):
+        advice = card_advice(amount) if amount.is_positive else None
+        if advice is not None and not card_payable_now(amount):
+            card_notice = card_advice_message(advice)
+            break
     return render_template(
         "customers/account.html",
+        **account_promise_context(customer, today),
+        offer_overdue=overdue_payable.is_positive and card_payable_now(overdue_payable),
+        offer_choose=all_payable.is_positive and card_payable_now(all_payable),
+        card_notice=card_notice,
         customer=customer,
         summary=summarize(balances, customer.currency),
         open_invoices=[b for b in balances if b.is_open],

@@ -50,6 +50,8 @@ class Invoice(db.Model):
         CheckConstraint("due_date >= issue_date", name="due_after_issue"),
         CheckConstraint("length(currency) = 3", name="currency_iso"),
         Index("ix_invoices_customer_due", "customer_id", "due_date"),
+        # The reports' credit sales in a period and the currencies in use.
+        Index("ix_invoices_currency_issue", "currency", "issue_date"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -257,6 +257,12 @@ def _totals(pdf: FPDF, balance: InvoiceBalance, locale: str) -> None:
         (_("Credited"), _deduction(balance.credited, locale)),
     ]
     label_width, amount_width, height = 50.0, 36.0, 6.0
+    pdf.set_font(FONT, "B", 11)  # the widest: the balance due, in bold
+    widest = max(
+        pdf.get_string_width(text)
+        for text in [balance.balance.format(locale), *dict(rows).values()]
+    )
+    amount_width = max(amount_width, widest + 2)
     if pdf.will_page_break(height * (len(rows) + 1) + 2):
         pdf.add_page()  # keep the totals together, with the balance due under them
     left = pdf.l_margin + pdf.epw - label_width - amount_width
@@ -412,17 +418,74 @@ def _paragraph(pdf: FPDF, text: str) -> None:
     pdf.ln(2)
 
 
+TABLE_FONT_SIZE = 9.0
+TABLE_PADDING = 1.8  # mm, left and right of each cell
+SMALLEST_TABLE_FONT = 6.0
+NARROWEST_TEXT_COLUMN = 16.0  # mm that a wrapping (left-aligned) column keeps
+
+
+def _cell_text(cell: Cell) -> str:
+    return str(cell.get("text", "")) if isinstance(cell, dict) else str(cell)
+
+
+def _fitted_widths(
+    pdf: FPDF, columns: Sequence[Column], rows: Sequence[Sequence[Cell]]
+) -> tuple[list[float], float]:
+    """Column widths (mm, summing to the page's width) and the font size (pt) at which
+    every right-aligned cell (amounts, quantities, counts) fits on one line.
+
+    The columns' weights share out the width; a right-aligned column narrower than its
+    widest cell takes what it lacks from the left-aligned (wrapping) columns, which
+    keep NARROWEST_TEXT_COLUMN each. Only if that is not enough does the table's font
+    shrink (down to SMALLEST_TABLE_FONT): 30,000,000.00 USD never wraps to "0".
+    """
+    total = sum(c.width for c in columns)
+    widths = [c.width / total * pdf.epw for c in columns]
+    pdf.set_font(FONT, size=TABLE_FONT_SIZE)
+    needed = [
+        max((pdf.get_string_width(_cell_text(row[i])) for row in rows), default=0.0)
+        + 2 * TABLE_PADDING
+        + 0.5
+        if c.align == "RIGHT"
+        else 0.0
+        for i, c in enumerate(columns)
+    ]
+    lacking = sum(max(0.0, n - w) for n, w in zip(needed, widths, strict=True))
+    if lacking <= 0:
+        return widths, TABLE_FONT_SIZE
+    text = [i for i, c in enumerate(columns) if c.align != "RIGHT"]
+    spare = sum(max(0.0, widths[i] - NARROWEST_TEXT_COLUMN) for i in text)
+    taken = min(lacking, spare)
+    for i in text:
+        share = max(0.0, widths[i] - NARROWEST_TEXT_COLUMN) / spare if spare else 0.0
+        widths[i] -= taken * share
+    for i, c in enumerate(columns):
+        if c.align == "RIGHT" and needed[i] > widths[i]:
+            widths[i] = needed[i]
+    size = TABLE_FONT_SIZE
+    if sum(widths) > pdf.epw:
+        # Still too wide: scale the right-aligned columns back and the font with them.
+        fixed = sum(w for i, w in enumerate(widths) if i in text)
+        scale = (pdf.epw - fixed) / (sum(widths) - fixed)
+        widths = [w if i in text else w * scale for i, w in enumerate(widths)]
+        size = max(SMALLEST_TABLE_FONT, TABLE_FONT_SIZE * scale)
+    return widths, size
+
+
 def _table(pdf: FPDF, columns: Sequence[Column], rows: Iterable[Sequence[Cell]]) -> None:
-    """A full-width table whose heading row repeats on every page it runs onto."""
-    pdf.set_font(FONT, size=9)
+    """A full-width table whose heading row repeats on every page it runs onto; columns
+    fitted to their widest amount (`_fitted_widths`)."""
+    rows = list(rows)
+    widths, size = _fitted_widths(pdf, columns, rows)
+    pdf.set_font(FONT, size=size)
     pdf.set_text_color(*INK)
     with pdf.table(
-        col_widths=tuple(c.width for c in columns),
+        col_widths=tuple(widths),
         text_align=tuple(c.align for c in columns),
         borders_layout="HORIZONTAL_LINES",
         headings_style=HEADINGS,
         line_height=4.6,
-        padding=(1.4, 1.8),
+        padding=(1.4, TABLE_PADDING),
         v_align="TOP",
         repeat_headings=1,
     ) as table:

@@ -67,6 +67,15 @@ def _write_off_small_balances(now: datetime, runner: str) -> str:
     return report.summary()
 
 
+def _decide_promises(now: datetime, runner: str) -> str:
+    from portal.extensions import db
+    from portal.promises.services import decide_due_promises
+
+    report = decide_due_promises(now=now)
+    db.session.commit()
+    return report.summary()
+
+
 def sender_from_config():  # type: ignore[no-untyped-def]
     from portal.notifications.sender import ConsoleSender, SmtpSender, SmtpSettings
 
@@ -94,6 +103,13 @@ JOBS: dict[str, Job] = {
             timedelta(minutes=1),
             _match_link_requests,
             "match lost-link requests to customers and queue their links",
+        ),
+        # Before the reminders: a broken promise's invoices are dunned again at once.
+        Job(
+            "decide_promises",
+            timedelta(minutes=15),
+            _decide_promises,
+            "decide promises to pay whose date has passed: kept or broken",
         ),
         Job(
             "schedule_emails",

@@ -51,18 +51,20 @@ def build_email(
     """The MIME message of `message`; `links` maps a placeholder in the stored bodies to
     the link this copy carries (issued for this send; never written back)."""
     text, html = message.body_text or "", message.body_html
+    unsubscribe = message.unsubscribe_url
     for placeholder, url in (links or {}).items():
         text = text.replace(placeholder, url)
         html = html.replace(placeholder, url) if html else html
+        unsubscribe = unsubscribe.replace(placeholder, url) if unsubscribe else unsubscribe
     email = EmailMessage()
     email["From"] = formataddr((sender_name, transport_address(sender_address)))
     email["To"] = transport_address(message.to_address)
     email["Subject"] = message.subject
     email["Message-ID"] = message.message_id
     email["Date"] = format_datetime(utcnow())
-    if message.unsubscribe_url:
+    if unsubscribe:
         # RFC 8058 one-click: the mail client POSTs "List-Unsubscribe=One-Click" to the URL.
-        email["List-Unsubscribe"] = f"<{message.unsubscribe_url}>"
+        email["List-Unsubscribe"] = f"<{unsubscribe}>"
         email["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     email.set_content(text)
     if html:

@@ -23,7 +23,7 @@ from typing import Any
 
 from flask import current_app, render_template
 from flask_babel import force_locale
-from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -60,17 +60,36 @@ UNSUBSCRIBE_SALT = "email-opt-out"
 
 
 # --- opt-out ----------------------------------------------------------------------------
-def _serializer() -> URLSafeSerializer:
-    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt=UNSUBSCRIBE_SALT)
+# An opt-out link is a signed customer id with a timestamp: it works for
+# OPT_OUT_LINK_MAX_AGE from the moment the email is sent (RFC 8058 one-click must keep
+# working for as long as a customer may reasonably act on an email; 90 days covers a
+# reminder cadence). Like portal links, it is made only for the copy handed to the mail
+# server: the stored copy holds `opt_out_link_slot()` (README, Security model).
+OPT_OUT_LINK_MAX_AGE = timedelta(days=90)
+OPT_OUT_LINK_SLOT = "opt-out-link-made-when-sent"
+
+
+class OptOutLinkExpired(Exception):
+    """A genuine opt-out link older than OPT_OUT_LINK_MAX_AGE."""
+
+
+def _serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=UNSUBSCRIBE_SALT)
 
 
 def unsubscribe_token(customer: Customer) -> str:
+    """A token naming `customer`, valid for OPT_OUT_LINK_MAX_AGE from now."""
     return str(_serializer().dumps(customer.id))
 
 
 def customer_for_unsubscribe_token(token: str) -> Customer | None:
+    """The customer a token names; None if it is not ours (or names no customer).
+
+    Raises OptOutLinkExpired for one of ours older than OPT_OUT_LINK_MAX_AGE."""
     try:
-        customer_id = _serializer().loads(token)
+        customer_id = _serializer().loads(token, max_age=int(OPT_OUT_LINK_MAX_AGE.total_seconds()))
+    except SignatureExpired:
+        raise OptOutLinkExpired from None
     except BadSignature:
         return None
     if not isinstance(customer_id, int):
@@ -79,8 +98,14 @@ def customer_for_unsubscribe_token(token: str) -> Customer | None:
 
 
 def unsubscribe_url(customer: Customer) -> str:
+    """The working opt-out URL: for the copy handed to the mail server only."""
     base = current_app.config["PORTAL_BASE_URL"]
     return f"{base}/email/opt-out/{unsubscribe_token(customer)}"
+
+
+def opt_out_link_slot() -> str:
+    """What a stored email shows in place of its opt-out link (opens nothing)."""
+    return f"{current_app.config['PORTAL_BASE_URL']}/email/opt-out/{OPT_OUT_LINK_SLOT}"
 
 
 def is_opted_out(customer_id: int) -> bool:
@@ -202,7 +227,7 @@ def queue_email(
         context["portal_url"] = portal_link_slot()
     opt_out_url = None
     if category == EmailCategory.COLLECTION and customer.is_consumer:
-        opt_out_url = unsubscribe_url(customer)
+        opt_out_url = opt_out_link_slot()
     locale = locale_for(customer)
     subject, text, html = _render(template, context, locale, category, opt_out_url)
     message = OutboxMessage(
@@ -493,12 +518,15 @@ def email_to_send(
     sender_address: str,
 ) -> EmailMessage:
     """The copy of `message` to hand to the mail server: rendered if it renders when sent,
-    with its portal link issued now (the stored copy keeps the placeholder)."""
+    with its portal link issued now and its opt-out link made now (the stored copy keeps
+    the placeholders)."""
     if message.subject is None and customer is not None:
         render_deferred(message, customer)
-    links = None
+    links = {}
     if message.link_purpose and customer is not None:
-        links = {portal_link_slot(): _issue_link_for(message, customer, now)}
+        links[portal_link_slot()] = _issue_link_for(message, customer, now)
+    if message.unsubscribe_url and customer is not None:
+        links[opt_out_link_slot()] = unsubscribe_url(customer)
     return build_email(message, sender_name=sender_name, sender_address=sender_address, links=links)
 
 
@@ -541,14 +569,17 @@ def schedule_collection_emails(*, now: datetime) -> ScheduleReport:
     """Queue invoice notices and the cadence's reminders that are due; idempotent.
 
     Only the *payable* amount is dunned: `payable_invoices` leaves out what is paid,
-    disputed or covered by a plan. Each (invoice, step) is queued at most once; the
-    outbox's unique `dedupe_key` enforces it even against a concurrent runner.
+    disputed or covered by a plan. An invoice an open promise to pay covers waits until
+    the promise is decided (`portal.promises`). Each (invoice, step) is queued at most
+    once; the outbox's unique `dedupe_key` enforces it even against a concurrent runner.
     """
     from portal.invoices.queries import payable_invoices
+    from portal.promises.queries import paused_invoice_ids
 
     report = ScheduleReport()
     offsets = active_offsets()
-    candidates = payable_invoices()
+    paused = set(db.session.scalars(paused_invoice_ids()))
+    candidates = [c for c in payable_invoices() if c.invoice.id not in paused]
     opted_out = set(db.session.scalars(select(EmailOptOut.customer_id)))
     history = _email_history(item.invoice.id for item in candidates)
     for item in candidates:

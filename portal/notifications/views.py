@@ -16,6 +16,8 @@ from portal.invoices.models import Invoice
 from portal.notifications.forms import ConfirmOptOutForm
 from portal.notifications.models import OutboxMessage
 from portal.notifications.services import (
+    OPT_OUT_LINK_MAX_AGE,
+    OptOutLinkExpired,
     customer_for_unsubscribe_token,
     is_opted_out,
     opt_out,
@@ -30,7 +32,10 @@ mailbox = Blueprint("mailbox", __name__, url_prefix="/dev/mailbox")
 @limiter.limit("30 per minute")
 def opt_out_page(token: str):  # type: ignore[no-untyped-def]
     # A GET (or HEAD) only shows the page: mail scanners open every link in an email.
-    customer = customer_for_unsubscribe_token(token)
+    try:
+        customer = customer_for_unsubscribe_token(token)
+    except OptOutLinkExpired:
+        return _expired()
     if customer is None:
         abort(404)
     return render_template(
@@ -45,7 +50,10 @@ def opt_out_page(token: str):  # type: ignore[no-untyped-def]
 @csrf.exempt  # RFC 8058: a mail client POSTs without our cookie; the signed token authenticates
 @limiter.limit("30 per minute")
 def opt_out_confirm(token: str):  # type: ignore[no-untyped-def]
-    customer = customer_for_unsubscribe_token(token)
+    try:
+        customer = customer_for_unsubscribe_token(token)
+    except OptOutLinkExpired:
+        return _expired()
     if customer is None:
         abort(404)
     one_click = request.form.get("List-Unsubscribe") == "One-Click"
@@ -54,6 +62,14 @@ def opt_out_confirm(token: str):  # type: ignore[no-untyped-def]
     if one_click:
         return "", 204
     return render_template("notifications/opted_out.html")
+
+
+def _expired():  # type: ignore[no-untyped-def]
+    """410: a genuine opt-out link past its lifetime; nothing changes."""
+    return (
+        render_template("notifications/opt_out_expired.html", days=OPT_OUT_LINK_MAX_AGE.days),
+        410,
+    )
 
 
 LOOPBACK = frozenset({"127.0.0.1", "::1"})

@@ -5,7 +5,8 @@ mitigations; the ones that belong in the portal are here:
 
 - the pages that reach Stripe (opening a checkout, the card page, the charge) share a rate
   limit per session, per account and per IP (`limit_card_actions`; Flask-Limiter, with
-  the app's RATELIMIT_STORAGE_URI);
+  the app's RATELIMIT_STORAGE_URI); only requests that reach Stripe count
+  (`reached_stripe`), not forms refused before anything is opened;
 - the card page reuses the customer's open SetupIntent instead of creating one per page
   load (`services`/`prepare_card_form`), so reloading is not a way to mint Stripe objects;
 - failed card attempts per customer are capped over 24 hours (CARD_FAILURES_PER_DAY):
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
-from flask import current_app
+from flask import Response, current_app, request
 from flask_limiter.util import get_remote_address
 from sqlalchemy import func, select
 
@@ -61,10 +62,27 @@ def _ip_limit() -> str:
     return str(current_app.config["CARD_RATE_LIMIT_PER_IP"])
 
 
+def reached_stripe(response: Response) -> bool:
+    """Whether a request spends the budget: a checkout opened, a card page shown, a charge
+    tried. A form refused before anything is opened (400: an amount mistyped, no invoice
+    ticked), "Update total" (which only recomputes the page) and our own refusals
+    (429 attempts exhausted, 503 Stripe down) reach no card and cost nothing: a customer
+    who mistypes an amount ten times is not a card tester."""
+    if response.status_code >= 400:
+        return False
+    return not (request.method == "POST" and request.form.get("update"))
+
+
 _LIMITS = (
-    limiter.shared_limit(_account_limit, scope="card-session", key_func=_per_session),
-    limiter.shared_limit(_account_limit, scope="card-account", key_func=_per_account),
-    limiter.shared_limit(_ip_limit, scope="card-ip", key_func=get_remote_address),
+    limiter.shared_limit(
+        _account_limit, scope="card-session", key_func=_per_session, deduct_when=reached_stripe
+    ),
+    limiter.shared_limit(
+        _account_limit, scope="card-account", key_func=_per_account, deduct_when=reached_stripe
+    ),
+    limiter.shared_limit(
+        _ip_limit, scope="card-ip", key_func=get_remote_address, deduct_when=reached_stripe
+    ),
 )
 
 

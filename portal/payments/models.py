@@ -46,6 +46,8 @@ class Payment(db.Model):
         CheckConstraint("amount_minor > 0", name="amount_positive"),
         CheckConstraint("length(currency) = 3", name="currency_iso"),
         CheckConstraint("source IN ('offline', 'card')", name="source_known"),
+        # The reports' collections per day and payments by channel in a period.
+        Index("ix_payments_currency_paid_on", "currency", "paid_on"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -99,6 +99,21 @@ def allocate_received(
     return allocations, remaining
 
 
+def planned_allocation(
+    amount: Money, chosen: Sequence[OpenItem], others: Sequence[OpenItem]
+) -> list[tuple[OpenItem, Money]]:
+    """What `amount` will put on each invoice if it is received now (`allocate_received`,
+    the rule the ledger applies): every chosen invoice, oldest due first, with its share
+    (zero when a partial amount does not reach it), then any other invoice it reaches."""
+    shares = dict(allocate_received(amount, chosen, others)[0])
+    zero = Money.zero(amount.currency)
+    ordered = sorted(chosen, key=lambda i: (i.due_date, i.number))
+    reached = [
+        i for i in sorted(others, key=lambda i: (i.due_date, i.number)) if i.invoice_id in shares
+    ]
+    return [(item, shares.get(item.invoice_id, zero)) for item in [*ordered, *reached]]
+
+
 @dataclass(frozen=True)
 class Applied:
     """What one payment put on one invoice, net of earlier refunds."""
@@ -219,6 +234,23 @@ def card_chargeable_part(amount: Money) -> Money:
         amount.currency,
     )
     return part if part >= card_minimum(amount.currency) else Money.zero(amount.currency)
+
+
+def effective_minimum(configured: Money) -> Money:
+    """The smallest partial payment the portal takes: the creditor's minimum for the
+    currency (PAYMENT_MINIMUM, PAYMENT_MINIMUMS) or Stripe's card minimum, whichever is
+    larger, rounded up to what a card can charge (a final 0 for KWD). One rule for the
+    page's hint, the form's check and `start_checkout`: JPY 1 configured -> 50 (Stripe's
+    JPY minimum), so a partial ¥10 is refused as below ¥50, not sent to bank transfer."""
+    floor = max(configured, card_minimum(configured.currency))
+    step = card_step(floor.currency).minor
+    return Money(-(-floor.minor // step) * step, floor.currency)
+
+
+def card_payable_now(total: Money) -> bool:
+    """True if a card can take all of `total` or a part of it in one charge now (the pay
+    page then offers that part); False for a balance no card can pay (¥2, 0.005 KWD)."""
+    return card_chargeable_part(total).is_positive
 
 
 def is_small_balance(amount: Money) -> bool:

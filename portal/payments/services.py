@@ -97,7 +97,13 @@ from portal.payments.models import (
     PaymentAccount,
     SavedCard,
 )
-from portal.payments.policy import AmountProblem, card_advice, check_amount, minimum_payment
+from portal.payments.policy import (
+    AmountProblem,
+    card_advice,
+    check_amount,
+    effective_minimum,
+    minimum_payment,
+)
 from portal.payments.queries import (
     PayableItem,
     account_for,
@@ -151,9 +157,12 @@ log = logging.getLogger(__name__)
 
 # --- opening a checkout -----------------------------------------------------------------
 def payment_minimum(currency: str) -> Money:
+    """The smallest partial payment in `currency` (`policy.effective_minimum`)."""
     config = current_app.config
-    return minimum_payment(
-        currency, config["PAYMENT_MINIMUM"], config.get("PAYMENT_MINIMUMS", "") or ""
+    return effective_minimum(
+        minimum_payment(
+            currency, config["PAYMENT_MINIMUM"], config.get("PAYMENT_MINIMUMS", "") or ""
+        )
     )
 
 

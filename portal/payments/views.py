@@ -34,8 +34,10 @@ from portal.payments.models import Checkout, CheckoutStatus
 from portal.payments.policy import (
     AmountProblem,
     CardAdvice,
+    OpenItem,
     PaymentPreview,
     card_advice,
+    planned_allocation,
     preview_payment,
 )
 from portal.payments.queries import (
@@ -106,6 +108,8 @@ def _render_choose(  # type: ignore[no-untyped-def]
         items=items,
         card_notice=card_advice_message(advice) if advice else None,
         minimum=minimum,
+        # A partial payment exists only above the minimum: 0.005 KWD has none to offer.
+        partial_possible=preview is None or preview.total > minimum,
         preview=preview,
         preview_texts=preview_messages(),
     ), status
@@ -216,6 +220,7 @@ def card(checkout_id: int):  # type: ignore[no-untyped-def]
         return redirect(url_for("payments.choose"))
     context = {
         "checkout": checkout,
+        "planned": _planned(checkout),
         "scripts": card_page_script_tags(),
         "form": PayForm(),
         "card_messages": card_form_messages(),
@@ -233,6 +238,18 @@ def card(checkout_id: int):  # type: ignore[no-untyped-def]
         return render_template("payments/unavailable.html", message=str(error.message)), 503
     db.session.commit()  # the Stripe Customer, if this visit created it
     return render_template("payments/card.html", **context)
+
+
+def _planned(checkout: Checkout) -> list[tuple[OpenItem, Money]]:
+    """How the checkout's amount will be applied if it is paid now (step 2's summary)."""
+    customer = current_customer()
+    items = payable_items(customer, customer_today(customer, utcnow()))
+    chosen_ids = {ci.invoice_id for ci in checkout.invoices}
+    return planned_allocation(
+        checkout.amount,
+        [i.open_item for i in items if i.invoice.id in chosen_ids],
+        [i.open_item for i in items if i.invoice.id not in chosen_ids],
+    )
 
 
 @bp.post("/pay/<int:checkout_id>/confirm")

@@ -8,10 +8,11 @@ from flask_babel import lazy_gettext as _l
 
 # (endpoint, label, admins only)
 STAFF_NAV = (
-    ("staff.customers", _l("Customers"), False),
+    ("desk.customers", _l("Customers"), False),
+    ("desk.follow_up", _l("Follow-up"), False),
     ("staff.disputes", _l("Disputes"), False),
-    ("staff.reports", _l("Reports"), False),
-    ("staff.outbox", _l("Outbox"), False),
+    ("reports.aging_report", _l("Reports"), False),
+    ("desk.outbox", _l("Outbox"), False),
     ("staff.audit_log", _l("Audit log"), True),
     ("staff.admin_staff", _l("Staff"), True),
 )

@@ -262,6 +262,21 @@ def check_phone_page(page: Page, shots: Path, name: str) -> None:
               }).map(cell => cell.dataset.label)"""
     )
     assert squeezed == [], f"squeezed captions on {page.url}: {squeezed}"
+    # a table caption, legend, heading or label pressed into a narrow column wraps one
+    # or two words a line (the receipt's "How your payment was applied" did)
+    narrow = page.evaluate(
+        """() => [...document.querySelectorAll(
+                 'main caption, main legend, main h1, main h2, main h3, main dt, main label')]
+              .filter(el => el.offsetParent !== null || el.tagName === 'CAPTION')
+              .filter(el => el.getBoundingClientRect().width > 1)
+              .filter(el => {
+                  const box = el.getBoundingClientRect();
+                  const style = getComputedStyle(el);
+                  const line = parseFloat(style.lineHeight) || 1.4 * parseFloat(style.fontSize);
+                  return box.height > 2.6 * line && box.width < 0.45 * window.innerWidth;
+              }).map(el => el.textContent.trim())"""
+    )
+    assert narrow == [], f"text squeezed into a narrow column on {page.url}: {narrow}"
     badges = page.evaluate(
         """() => [...document.querySelectorAll('.badge')]
               .filter(b => b.offsetParent !== null)

@@ -178,11 +178,18 @@ def test_allocations_never_exceed_their_payment_or_the_invoice(db_session):
     # more than the invoice's total
     other = make_payment(customer, [(second, "100.00")])
     assert "exceed its total" in _refused(
+        "INSERT INTO payment_allocations (payment_id, invoice_id, amount_minor)"
+        " VALUES (:payment, :invoice, 4001)",
+        payment=other.id,
+        invoice=first.id,
+    )
+    # (moving an allocation to another invoice is refused outright: fixes_c4e8a2b61d07)
+    assert "keeps its payment and invoice" in _refused(
         "UPDATE payment_allocations SET invoice_id = :invoice WHERE payment_id = :id",
         invoice=first.id,
         id=other.id,
     )
-    assert "less than what is allocated" in _refused(
+    assert "total is less than what is" in _refused(
         "UPDATE invoices SET total_minor = 5999 WHERE id = :id", id=first.id
     )
     assert (
@@ -338,7 +345,8 @@ def test_refunds_never_exceed_their_payment_nor_what_it_put_on_an_invoice(db_ses
         sa.text(insert_refund), {"payment": payment.id, "reference": "re_2", "amount": 6000}
     )
     refund_id = db.session.scalar(sa.text("SELECT id FROM refunds WHERE reference = 're_2'"))
-    assert "more from an invoice" in _refused(
+    # Both rules refuse it: more than the payment put there, and more than the refund.
+    assert "more from" in _refused(
         "INSERT INTO refund_allocations (refund_id, invoice_id, amount_minor)"
         " VALUES (:refund, :invoice, 6001)",
         refund=refund_id,
@@ -371,4 +379,142 @@ def test_every_ledger_trigger_is_in_place_at_head(db_session):
         "trg_invoices_total_covers_allocations",
         "trg_refunds_within_payment",
         "trg_refund_allocations_within_allocation",
+        # fixes_c4e8a2b61d07: the other side of each rule, and fixed links
+        "trg_payments_cover_allocations",
+        "trg_payments_cover_refunds",
+        "trg_refund_allocations_within_refund",
+        "trg_refunds_cover_allocations",
+        "trg_credit_notes_within_invoice",
+        "trg_payment_allocations_within_balance",
+        "trg_invoices_total_covers_ledger",
+        "trg_payment_allocations_cover_refunds",
+        "trg_payment_allocations_links_fixed",
+        "trg_refund_allocations_links_fixed",
+        "trg_refunds_links_fixed",
+        "trg_credit_notes_links_fixed",
+        "trg_payments_links_fixed",
+        "trg_invoices_links_fixed",
     } <= names
+
+
+def _make_refund(payment: Payment, invoice: Invoice, amount: int, taken_back: int) -> int:
+    db.session.execute(
+        sa.text(
+            "INSERT INTO refunds (payment_id, reference, amount_minor, currency, refunded_on,"
+            " reason, actor, created_at) VALUES (:payment, :reference, :amount, 'USD',"
+            " '2026-10-20', '', 'test', '2026-10-20 00:00:00')"
+        ),
+        {"payment": payment.id, "reference": f"re_{payment.id}", "amount": amount},
+    )
+    refund_id = db.session.scalar(
+        sa.text("SELECT id FROM refunds WHERE reference = :r"), {"r": f"re_{payment.id}"}
+    )
+    db.session.execute(
+        sa.text(
+            "INSERT INTO refund_allocations (refund_id, invoice_id, amount_minor)"
+            " VALUES (:refund, :invoice, :amount)"
+        ),
+        {"refund": refund_id, "invoice": invoice.id, "amount": taken_back},
+    )
+    return refund_id
+
+
+def test_updates_cannot_shrink_what_the_ledger_rests_on(db_session):
+    # Each rule of the amounts migration, broken from its other side by an UPDATE.
+    customer = make_customer(currency="USD")
+    inv = make_invoice(customer, lines=[("A", "1", "100.00")])
+    payment = make_payment(customer, [(inv, "60.00")])
+    allocation = db.session.scalar(
+        select(PaymentAllocation).where(PaymentAllocation.payment_id == payment.id)
+    )
+    assert "allocated from it" in _refused(
+        "UPDATE payments SET amount_minor = 1 WHERE id = :id", id=payment.id
+    )
+    refund_id = _make_refund(payment, inv, 1000, 1000)
+    # 60.00 payment, 10.00 refunded: lowering it to 9.99 also breaks the refunds' rule.
+    assert "payment's amount is less" in _refused(
+        "UPDATE payments SET amount_minor = 999 WHERE id = :id", id=payment.id
+    )
+    assert "takes back from invoices" in _refused(
+        "UPDATE refunds SET amount_minor = 999 WHERE id = :id", id=refund_id
+    )
+    assert "more from invoices than the refund" in _refused(
+        "UPDATE refund_allocations SET amount_minor = 1001 WHERE refund_id = :id", id=refund_id
+    )
+    assert "refunds took back" in _refused(
+        "UPDATE payment_allocations SET amount_minor = 999 WHERE id = :id", id=allocation.id
+    )
+    # Credit notes count against the invoice's total: 60 paid - 10 refunded + 50 credit fits,
+    # 50.01 does not; nor may the total then drop below what is paid and credited.
+    credit = make_credit(inv, "50.00")
+    assert "credit notes and payments exceed" in _refused(
+        "UPDATE credit_notes SET amount_minor = 5001 WHERE id = :id", id=credit.id
+    )
+    assert "paid and credited" in _refused(
+        "UPDATE invoices SET total_minor = 9999 WHERE id = :id", id=inv.id
+    )
+    assert "credit notes and payments exceed" in _refused(
+        "UPDATE payment_allocations SET amount_minor = 6001 WHERE id = :id", id=allocation.id
+    )
+    # What the guards leave alone still works: a smaller credit, a larger payment.
+    db.session.execute(
+        sa.text("UPDATE credit_notes SET amount_minor = 100 WHERE id = :id"), {"id": credit.id}
+    )
+    db.session.execute(
+        sa.text("UPDATE payments SET amount_minor = 7000 WHERE id = :id"), {"id": payment.id}
+    )
+
+
+def test_ledger_rows_keep_their_links(db_session):
+    customer = make_customer(currency="USD")
+    other = make_customer(currency="USD")
+    inv = make_invoice(customer, lines=[("A", "1", "100.00")])
+    spare = make_invoice(customer, lines=[("B", "1", "100.00")])
+    foreign = make_invoice(other, lines=[("C", "1", "100.00")])
+    payment = make_payment(customer, [(inv, "60.00")])
+    second = make_payment(customer, [(spare, "90.00")])
+    refund_id = _make_refund(payment, inv, 1000, 1000)
+    credit = make_credit(inv, "5.00")
+    for statement, params, message in (
+        (
+            "UPDATE payment_allocations SET invoice_id = :to WHERE payment_id = :p",
+            {"to": spare.id, "p": payment.id},
+            "keeps its payment and invoice",
+        ),
+        (
+            "UPDATE payment_allocations SET payment_id = :to WHERE payment_id = :p",
+            {"to": second.id, "p": payment.id},
+            "keeps its payment and invoice",
+        ),
+        (
+            "UPDATE refund_allocations SET invoice_id = :to WHERE refund_id = :p",
+            {"to": spare.id, "p": refund_id},
+            "keeps its refund and invoice",
+        ),
+        (
+            "UPDATE refunds SET payment_id = :to WHERE id = :p",
+            {"to": second.id, "p": refund_id},
+            "keeps its payment",
+        ),
+        (
+            "UPDATE credit_notes SET invoice_id = :to WHERE id = :p",
+            {"to": spare.id, "p": credit.id},
+            "keeps its invoice",
+        ),
+        (
+            "UPDATE payments SET customer_id = :to WHERE id = :p",
+            {"to": other.id, "p": payment.id},
+            "keeps its customer",
+        ),
+        (
+            "UPDATE invoices SET customer_id = :to WHERE id = :p",
+            {"to": other.id, "p": inv.id},
+            "keeps its customer",
+        ),
+    ):
+        assert message in _refused(statement, **params), statement
+    # An invoice with nothing paid or credited may still move (an import correcting it).
+    db.session.execute(
+        sa.text("UPDATE invoices SET customer_id = :to WHERE id = :p"),
+        {"to": customer.id, "p": foreign.id},
+    )

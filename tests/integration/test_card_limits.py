@@ -19,6 +19,7 @@ from portal.payments.policy import (
     card_maximum,
     card_minimum,
     card_problem,
+    effective_minimum,
     is_small_balance,
 )
 from tests.factories import csrf_token_from, login_as, make_customer, make_invoice, make_payment
@@ -173,3 +174,71 @@ def test_the_card_limit_message_is_translated(client):
     login_as(client, customer)
     page = client.get("/pay", headers={"Accept-Language": "de"}).text
     assert "Eine Kartenzahlung kann höchstens" in page
+
+
+@pytest.mark.parametrize(
+    ("configured", "effective"),
+    [
+        (Money(100, "USD"), Money(100, "USD")),  # the creditor's 1.00 is above Stripe's 0.50
+        (Money(10, "USD"), Money(50, "USD")),  # 0.10 configured: a card takes 0.50 at least
+        (Money(1, "JPY"), Money(50, "JPY")),  # PAYMENT_MINIMUM 1.00 in yen is ¥1
+        (Money(5, "KWD"), Money(10, "KWD")),  # up to what a card can charge
+        (Money(1000, "KWD"), Money(1000, "KWD")),
+    ],
+)
+def test_the_smallest_partial_payment_is_one_rule(configured, effective):
+    assert effective_minimum(configured) == effective
+
+
+@pytest.mark.usefixtures("stripe_app")
+def test_a_partial_payment_below_the_card_minimum_is_refused_as_below_the_minimum(client):
+    # given ¥1,000 owed, and PAYMENT_MINIMUM 1.00 (¥1) while cards start at ¥50
+    customer, invoice = _customer_owing("JPY", "1000")
+    login_as(client, customer)
+    page = client.get("/pay").text
+    # then the page, the form and the checkout agree on ¥50
+    assert "The smallest partial payment is ¥50." in page
+    assert 'data-minimum="50"' in page
+    response = _pay(client, invoice, "10")
+    assert response.status_code == 400
+    assert "The smallest amount you can pay is ¥50." in response.text
+    assert "bank transfer" not in response.text
+    assert _checkouts(customer) == 0
+    assert _pay(client, invoice, "50").status_code == 302
+
+
+@pytest.mark.usefixtures("stripe_app")
+def test_a_balance_no_card_can_pay_offers_no_partial_payment(client):
+    customer, _invoice = _customer_owing("KWD", "12.345", paid="12.340")
+    login_as(client, customer)
+    page = client.get("/pay").text
+    assert "Card payments start at KWD0.010" in page
+    assert "smallest partial payment" not in page
+
+
+@pytest.mark.usefixtures("stripe_app")
+@pytest.mark.parametrize(
+    ("currency", "price", "paid", "message"),
+    [
+        ("JPY", "1000", "998", "Card payments start at ¥50, so ¥2 cannot be paid by card"),
+        ("KWD", "12.345", "12.340", "Card payments start at KWD0.010"),
+    ],
+)
+def test_the_account_page_offers_no_card_payment_that_cannot_succeed(
+    client, currency, price, paid, message
+):
+    customer, _invoice = _customer_owing(currency, price, paid=paid)
+    login_as(client, customer)
+    page = client.get("/account").text
+    assert "Pay all overdue" not in page
+    assert "Choose invoices to pay" not in page
+    assert message in page
+
+
+@pytest.mark.usefixtures("stripe_app")
+def test_the_account_page_still_offers_what_a_card_can_take(client):
+    customer, _invoice = _customer_owing("KWD", "5.005")
+    login_as(client, customer)
+    page = client.get("/account").text
+    assert "Pay all overdue" in page
+    assert 'id="card-notice"' not in page

@@ -60,6 +60,25 @@ def test_card_pages_are_rate_limited_per_account(app, client, monkeypatch):
     assert _count(Checkout) == before
 
 
+def test_refused_forms_and_update_total_cost_nothing_of_the_budget(app, client, monkeypatch):
+    # ten mistyped amounts and "Update total" presses open nothing at Stripe
+    monkeypatch.setitem(app.config, "CARD_RATE_LIMIT", "4 per minute")
+    customer, invoice = _customer()
+    login_as(client, customer)
+    token = csrf_token_from(client.get("/pay").text)
+    for typo in ["1,2,3", "abc", "0", "-5", "9999", "0.001", "12..5", "1e3", "", "0.10"]:
+        data = {"csrf_token": token, "invoices": [invoice.number], "amount": typo or "x"}
+        refused = client.post("/pay", data=data)
+        assert refused.status_code == 400, (typo, refused.status_code)
+        assert "Too many attempts" not in refused.text
+        assert client.post("/pay", data=data | {"update": "y"}).status_code in (200, 400)
+    assert _count(Checkout) == 0
+    # and the customer can still open the checkout and its card page
+    response = _start(client, invoice)
+    assert response.status_code == 302
+    assert client.get(response.headers["Location"]).status_code == 200
+
+
 def test_card_pages_are_rate_limited_per_ip_across_accounts(app, client, monkeypatch):
     monkeypatch.setitem(app.config, "CARD_RATE_LIMIT", "100 per minute")
     monkeypatch.setitem(app.config, "CARD_RATE_LIMIT_PER_IP", "3 per minute")

@@ -26,6 +26,7 @@ def test_run_logs_every_job_and_reschedules_it(db_session):
     assert {o.kind: o.outcome for o in outcomes} == {
         "write_off_small_balances": "ok",
         "match_link_requests": "ok",
+        "decide_promises": "ok",
         "schedule_emails": "ok",
         "deliver_email": "ok",
         "apply_webhooks": "ok",
@@ -34,6 +35,7 @@ def test_run_logs_every_job_and_reschedules_it(db_session):
     assert [(r.kind, r.outcome, r.runner) for r in runs] == [
         ("write_off_small_balances", "ok", "r1"),
         ("match_link_requests", "ok", "r1"),
+        ("decide_promises", "ok", "r1"),
         ("schedule_emails", "ok", "r1"),
         ("deliver_email", "ok", "r1"),
         ("apply_webhooks", "ok", "r1"),
@@ -72,6 +74,7 @@ def test_job_held_by_a_live_runner_is_not_run_again(db_session):
         assert by_kind == {
             "write_off_small_balances": "ok",
             "match_link_requests": "ok",
+            "decide_promises": "ok",
             "schedule_emails": "ok",
             "deliver_email": "skipped",
             "apply_webhooks": "ok",
@@ -96,11 +99,12 @@ def test_a_failing_job_is_logged_and_the_runner_goes_on(db_session, app, monkeyp
     assert [(o.kind, o.outcome) for o in outcomes] == [
         ("write_off_small_balances", "ok"),
         ("match_link_requests", "ok"),
+        ("decide_promises", "ok"),
         ("schedule_emails", "error"),
         ("deliver_email", "ok"),
         ("apply_webhooks", "ok"),
     ]
-    assert "RuntimeError: boom" in outcomes[2].detail
+    assert "RuntimeError: boom" in {o.kind: o for o in outcomes}["schedule_emails"].detail
 
 
 def test_concurrent_runners_send_each_email_exactly_once_on_postgres(app, smtp_server):

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from portal.access.models import AccessLink, LinkRequest
 from portal.access.services import (
+    RECOVERY_LINK_INTERVAL,
     RECOVERY_LINKS_PER_HOUR,
     normalize_account_number,
     normalize_email,
@@ -215,11 +216,29 @@ def test_an_address_with_letters_beyond_ascii_gets_its_link(client, utf8_worker,
     assert LINK.search(received.get_body(("plain",)).get_content())
 
 
+def test_repeated_requests_within_minutes_send_one_link(client, worker):
+    # three presses of the form within seconds, matched in one pass of the worker
+    make_customer(account_number="ACC-TWICE", email="twice@example.com", timezone="UTC")
+    for _ in range(3):
+        _ask(client, "twice@example.com", "ACC-TWICE")
+    assert len(worker()) == 1
+    outcomes = db.session.scalars(select(LinkRequest.outcome).order_by(LinkRequest.id)).all()
+    assert outcomes == ["sent", "capped", "capped"]
+    # and one matched in a later pass a minute on is answered by that link too
+    _ask(client, "twice@example.com", "ACC-TWICE")
+    assert len(worker(NOON + timedelta(minutes=1))) == 1
+    # once the interval is over, a new request gets a new link
+    _ask(client, "twice@example.com", "ACC-TWICE")
+    assert len(worker(NOON + RECOVERY_LINK_INTERVAL + timedelta(seconds=1))) == 2
+
+
 def test_links_are_capped_per_account_and_hour_in_the_worker(client, worker, app):
     make_customer(account_number="ACC-FLOOD", email="flood@example.com", timezone="UTC")
-    for _ in range(RECOVERY_LINKS_PER_HOUR + 2):
+    step = RECOVERY_LINK_INTERVAL + timedelta(seconds=1)
+    for n in range(RECOVERY_LINKS_PER_HOUR + 2):
         _ask(client, "flood@example.com", "ACC-FLOOD")
-    assert len(worker()) == RECOVERY_LINKS_PER_HOUR
+        worker(NOON + n * step)
+    assert len(worker(NOON + 5 * step)) == RECOVERY_LINKS_PER_HOUR
     outcomes = db.session.scalars(select(LinkRequest.outcome).order_by(LinkRequest.id)).all()
     assert outcomes == ["sent"] * RECOVERY_LINKS_PER_HOUR + ["capped"] * 2
     # an hour later the account may ask again

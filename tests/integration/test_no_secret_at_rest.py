@@ -23,7 +23,9 @@ from portal.extensions import db
 from portal.notifications.models import OutboxMessage, OutboxStatus
 from portal.notifications.sender import SmtpSender, SmtpSettings
 from portal.notifications.services import (
+    OPT_OUT_LINK_SLOT,
     PORTAL_LINK_SLOT,
+    customer_for_unsubscribe_token,
     deliver_due_messages,
     schedule_collection_emails,
 )
@@ -32,6 +34,7 @@ from tests.factories import csrf_token_from
 # Anything that could be a token: links and session tokens are URL-safe base64.
 TOKEN_LIKE = re.compile(r"[A-Za-z0-9_-]{20,}")
 LINK = re.compile(r"https?://[^\s\"'<>]+/l/([A-Za-z0-9_-]+)")
+OPT_OUT_LINK = re.compile(r"https?://[^\s\"'<>]+/email/opt-out/([A-Za-z0-9_.-]+)")
 
 
 def _every_stored_string() -> list[tuple[str, str, str]]:
@@ -94,11 +97,21 @@ def test_after_the_demo_emails_are_sent_no_stored_string_holds_a_working_token(
     received = smtp_server.received
     assert len(received) == queued
     sent_tokens = []
+    opt_out_tokens = []
     for email in received:
         body = email.get_body(("plain",)).get_content()
         (token,) = {m.group(1) for m in LINK.finditer(body)}
         assert token != PORTAL_LINK_SLOT
         sent_tokens.append(token)
+        opt_outs = {m.group(1) for m in OPT_OUT_LINK.finditer(body)}
+        if email["List-Unsubscribe"]:
+            (opt_out_token,) = opt_outs
+            assert opt_out_token in email["List-Unsubscribe"]
+            assert customer_for_unsubscribe_token(opt_out_token) is not None
+            opt_out_tokens.append(opt_out_token)
+        else:
+            assert not opt_outs
+    assert opt_out_tokens  # the demo has consumers with collection email
     hashes = set(db.session.scalars(select(AccessLink.token_hash)))
     assert all(hash_token(token) in hashes for token in sent_tokens)
     landing = client.get(f"/l/{sent_tokens[0]}")
@@ -110,6 +123,11 @@ def test_after_the_demo_emails_are_sent_no_stored_string_holds_a_working_token(
     sent = db.session.scalars(select(OutboxMessage)).all()
     assert all(m.status == OutboxStatus.SENT for m in sent)
     assert all(PORTAL_LINK_SLOT in (m.body_text or "") for m in sent)
+    assert all(
+        OPT_OUT_LINK_SLOT in m.unsubscribe_url and OPT_OUT_LINK_SLOT in (m.body_text or "")
+        for m in sent
+        if m.unsubscribe_url
+    )
     # and no stored string holds any working token, link or session
     secret_hashes = hashes | set(db.session.scalars(select(PrincipalSession.token_hash)))
     stored = _every_stored_string()
@@ -117,9 +135,9 @@ def test_after_the_demo_emails_are_sent_no_stored_string_holds_a_working_token(
     for table, column, value in stored:
         for candidate in TOKEN_LIKE.findall(value):
             assert hash_token(candidate) not in secret_hashes, (table, column)
-        for token in [*sent_tokens, *printed_tokens, session_token]:
+        for token in [*sent_tokens, *printed_tokens, session_token, *opt_out_tokens]:
             assert token not in value, (table, column)
     # nor do the portal's logs of all this (mail.log is the receiving mail server's)
     ours = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("mail."))
-    for token in [*sent_tokens, *printed_tokens, session_token]:
+    for token in [*sent_tokens, *printed_tokens, session_token, *opt_out_tokens]:
         assert token not in ours

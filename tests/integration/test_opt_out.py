@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from flask import current_app
+from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import select
 
 from portal.audit.models import AuditEvent
@@ -12,6 +15,10 @@ from portal.extensions import db
 from portal.notifications.models import EmailCategory, EmailOptOut, OutboxMessage, OutboxStatus
 from portal.notifications.sender import SmtpSender, SmtpSettings
 from portal.notifications.services import (
+    OPT_OUT_LINK_MAX_AGE,
+    OPT_OUT_LINK_SLOT,
+    UNSUBSCRIBE_SALT,
+    customer_for_unsubscribe_token,
     deliver_due_messages,
     queue_email,
     unsubscribe_token,
@@ -42,16 +49,28 @@ def _opted_out(customer):
 def test_consumer_collection_email_carries_opt_out_notice_and_headers(db_session, smtp_server):
     customer = make_customer(kind="consumer", timezone="UTC")
     message = _queue(customer)
-    assert message.unsubscribe_url.startswith("https://portal.example.test/email/opt-out/")
+    # the stored copy holds a placeholder that opens nothing...
+    slot = f"https://portal.example.test/email/opt-out/{OPT_OUT_LINK_SLOT}"
+    assert message.unsubscribe_url == slot
     assert "stop receiving collection emails" in message.body_text
-    assert message.unsubscribe_url in message.body_text
-    assert message.unsubscribe_url in message.body_html
+    assert slot in message.body_text
+    assert slot in message.body_html
     sender = SmtpSender(SmtpSettings.from_url(smtp_server.url))
     deliver_due_messages(sender, now=NOON, runner="t")
     sender.close()
+    # ...and the copy the mail server got carries a working link, in header and bodies
     (email,) = smtp_server.received
-    assert email["List-Unsubscribe"].strip() == f"<{message.unsubscribe_url}>"
+    header = email["List-Unsubscribe"].strip()
+    assert header.startswith("<https://portal.example.test/email/opt-out/")
+    url = header.strip("<>")
+    token = url.rsplit("/", 1)[1]
+    assert token != OPT_OUT_LINK_SLOT
+    assert customer_for_unsubscribe_token(token).id == customer.id
+    assert url in email.get_body(("plain",)).get_content()
+    assert url in email.get_body(("html",)).get_content()
     assert email["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    stored = db.session.get(OutboxMessage, message.id)
+    assert token not in (stored.body_text + stored.body_html + stored.unsubscribe_url)
 
 
 def test_business_and_transactional_email_has_no_opt_out(db_session):
@@ -96,6 +115,37 @@ def test_forged_token_is_not_found_and_changes_nothing(client, token):
     assert client.post(f"/email/opt-out/{token}").status_code == 404
     assert client.get(f"/email/opt-out/{token}").status_code == 404
     assert db.session.scalar(select(db.func.count(EmailOptOut.id))) == 0
+
+
+def test_the_placeholder_opens_nothing(client):
+    assert client.get(f"/email/opt-out/{OPT_OUT_LINK_SLOT}").status_code == 404
+    assert client.post(f"/email/opt-out/{OPT_OUT_LINK_SLOT}").status_code == 404
+
+
+def _token_made(customer, ago):
+    class Then(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return int(time.time() - ago.total_seconds())
+
+    serializer = URLSafeTimedSerializer(
+        current_app.config["SECRET_KEY"], salt=UNSUBSCRIBE_SALT, signer=Then
+    )
+    return serializer.dumps(customer.id)
+
+
+def test_an_opt_out_link_works_for_its_lifetime_then_expires(client):
+    customer = make_customer(kind="consumer")
+    still = _token_made(customer, OPT_OUT_LINK_MAX_AGE - timedelta(hours=1))
+    assert client.get(f"/email/opt-out/{still}").status_code == 200
+    old = _token_made(customer, OPT_OUT_LINK_MAX_AGE + timedelta(hours=1))
+    page = client.get(f"/email/opt-out/{old}")
+    assert page.status_code == 410
+    assert "This link has expired" in page.text
+    one_click = client.post(f"/email/opt-out/{old}", data={"List-Unsubscribe": "One-Click"})
+    assert one_click.status_code == 410
+    assert _opted_out(customer) is None
+    assert client.post(f"/email/opt-out/{still}").status_code == 200
+    assert _opted_out(customer) is not None
 
 
 def test_opting_out_twice_is_harmless(client):

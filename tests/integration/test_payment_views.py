@@ -190,6 +190,21 @@ def test_paying_shows_the_charge_then_a_receipt_and_the_invoice_is_paid(client, 
     assert ": $40.00." in text
 
 
+def test_the_card_page_shows_where_a_partial_amount_goes(client, localstripe):
+    # given two ticked invoices and a partial 12.34 that reaches only the older one
+    customer, overdue, upcoming = _customer_with_invoices()
+    login_as(client, customer)
+    _location, page = _card_page(client, _start(client, [overdue.number, upcoming.number], "12.34"))
+    # then step 2 says so, as step 1 did
+    assert "How $12.34 will be applied, oldest due first:" in page.text
+    assert f"{overdue.number}: $12.34 of $150.00" in page.text
+    assert f"{upcoming.number}: nothing this time ($50.00 stays due)" in page.text
+    # and paying both in full says each is paid in full
+    _location, page = _card_page(client, _start(client, [overdue.number, upcoming.number]))
+    assert f"{overdue.number}: $150.00, paid in full" in page.text
+    assert f"{upcoming.number}: $50.00, paid in full" in page.text
+
+
 def test_the_amount_in_the_request_is_never_trusted(client, localstripe):
     customer, overdue, _upcoming = _customer_with_invoices()
     login_as(client, customer)

@@ -101,3 +101,17 @@ def test_logs_never_hold_a_links_token(app, caplog):
     assert token not in caplog.text
     assert caplog.text.count("/l/[redacted]") == 4
     assert redact_links("https://x.test/l/" + token + "?a") == "https://x.test/l/[redacted]?a"
+
+
+def test_logs_never_hold_an_opt_out_token(app, caplog):
+    from portal.customers.models import Customer
+    from portal.notifications.services import unsubscribe_token
+
+    with app.test_request_context():
+        token = unsubscribe_token(Customer(id=7, account_number="A", name="N", email="e@x.y"))
+        assert "." in token  # itsdangerous: payload.timestamp.signature
+        caplog.set_level(logging.INFO)
+        for name in ("werkzeug", "gunicorn.access", "portal.jobs"):
+            logging.getLogger(name).info('"POST /email/opt-out/%s HTTP/1.1" 204', token)
+        assert token not in caplog.text
+        assert caplog.text.count("/email/opt-out/[redacted]") == 3

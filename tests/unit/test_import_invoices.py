@@ -243,3 +243,15 @@ def test_many_invoices_are_looked_up_in_chunks(acme):
     report = run(HEADER + rows)
     assert report.summary() == "0 created, 0 updated, 1200 unchanged"
     assert count(InvoiceLine) == 2400
+
+
+def test_an_overflowing_line_reads_like_the_other_errors(db_session):
+    # 100,000,000 x 100,000,000 USD: the product is past any amount.
+    make_customer(account_number="A-1", currency="USD")
+    text = HEADER + "A-1,INV-1,2026-01-05,2026-02-04,USD,1,Huge,100000000,100000000,\n"
+    ((line, message),) = errors_of(text)
+    assert line == 2
+    assert message == (
+        "quantity x unit price is 10,000,000,000,000,000, too large an amount"
+        " (at most 1,000,000,000,000,000)"
+    )

@@ -12,11 +12,13 @@ from portal.money import (
     CurrencyMismatch,
     InvalidAmount,
     Money,
+    MoneyError,
     UnitPrice,
     UnknownCurrency,
     line_amount,
     minor_unit_exponent,
     normalize_currency,
+    parse_decimal,
 )
 
 CURRENCIES = ["USD", "EUR", "JPY", "KWD", "GBP", "CHF"]
@@ -223,3 +225,44 @@ def test_money_fits_a_bigint_column():
         Money(2**63, "USD")
     with pytest.raises(InvalidAmount, match="64-bit"):
         Money(-(2**63), "USD")
+
+
+@pytest.mark.parametrize(
+    ("attempt", "expected"),
+    [
+        (lambda: parse_decimal("12x"), "'12x' is not a decimal number"),
+        (lambda: parse_decimal("1e5"), "'1e5' is not a plain decimal number"),
+        (lambda: parse_decimal("NaN"), "'NaN' is not a plain decimal number"),
+        (
+            lambda: parse_decimal("10000000000000000"),
+            "'10000000000000000' is too large an amount (at most 1,000,000,000,000,000)",
+        ),
+        (
+            lambda: Money.from_decimal(Decimal("1E+16"), "USD"),
+            "10,000,000,000,000,000 is too large an amount (at most 1,000,000,000,000,000)",
+        ),
+        (
+            lambda: Money.from_decimal(Decimal("-1E+16"), "USD"),
+            "-10,000,000,000,000,000 is beyond any amount (at least -1,000,000,000,000,000)",
+        ),
+        (lambda: Money.from_decimal(Decimal("Infinity"), "USD"), "Infinity is not a finite"),
+        (lambda: Money(2**63, "USD"), "the amount is too large for any money column"),
+        (lambda: Money(1, "XYZ"), "unknown currency 'XYZ'"),
+        (
+            lambda: line_amount(
+                Decimal("100000000"), UnitPrice.from_decimal("100000000", "USD"), Money(0, "USD")
+            ),
+            "quantity x unit price is 10,000,000,000,000,000, too large an amount",
+        ),
+        (
+            lambda: UnitPrice.from_decimal("9999999999999.999999", "USD"),
+            "the unit price has too many digits",
+        ),
+    ],
+)
+def test_every_money_error_reads_without_python_notation(attempt, expected):
+    with pytest.raises(MoneyError) as failure:
+        attempt()
+    assert str(failure.value).startswith(expected)
+    assert "Decimal(" not in str(failure.value)
+    assert "E+" not in str(failure.value)

@@ -427,3 +427,72 @@ def test_fallback_fonts_are_found_under_any_configured_directory(monkeypatch, tm
 )
 def test_only_text_that_needs_it_is_shaped(text, shaped):
     assert fonts.needs_shaping(text) is shaped
+
+
+def _large_documents(currency: str, minor: int) -> dict[str, bytes]:
+    """An invoice of one line whose unit price and tax are each `minor` (30,000,000.00)."""
+    customer = Customer(account_number="ACC-8", name="Big Buyer", email="b@example.com")
+    customer.currency = currency
+    invoice = Invoice(
+        customer=customer,
+        number="INV-8",
+        issue_date=date(2026, 3, 1),
+        due_date=date(2026, 3, 31),
+        currency=currency,
+        total_minor=2 * minor,
+    )
+    scale = 3 if currency == "KWD" else 2
+    invoice.lines = [
+        InvoiceLine(
+            line_number=1,
+            description="Turbine, delivered and installed, with a long description",
+            quantity_milli=1000,
+            unit_price_units=minor,
+            unit_price_scale=scale,
+            tax_minor=minor,
+            amount_minor=2 * minor,
+        )
+    ]
+    payment = Payment(
+        id=8,
+        customer=customer,
+        reference="ch_8",
+        source="card",
+        amount_minor=minor,
+        currency=currency,
+        paid_on=date(2026, 4, 10),
+    )
+    PaymentAllocation(payment=payment, invoice=invoice, amount_minor=minor)
+    balance = InvoiceBalance(invoice, Money(minor, currency), Money(0, currency), TODAY)
+    creditor = _creditor("1 Main Street")
+    return {
+        "invoice": invoice_pdf(
+            balance, [], [], creditor=creditor, locale="en", portal_url=PORTAL_URL
+        ),
+        "statement": statement_pdf(
+            customer,
+            [balance],
+            summarize([balance], currency),
+            [payment],
+            creditor=creditor,
+            locale="en",
+            today=TODAY,
+        ),
+        "receipt": receipt_pdf(payment, [balance], creditor=creditor, locale="en", today=TODAY),
+    }
+
+
+@pytest.mark.usefixtures("request_context")
+@pytest.mark.parametrize(
+    ("currency", "minor", "shown"),
+    [("USD", 3_000_000_000, "$30,000,000.00"), ("KWD", 30_000_000_000, "KWD30,000,000.000")],
+)
+def test_large_amounts_print_on_one_line(currency, minor, shown):
+    # A 30,000,000.00 unit price wrapped ("$30,000,000.0" / "0") in a 3.2-weight column.
+    for kind, pdf in _large_documents(currency, minor).items():
+        lines = [line.strip() for line in _pdftotext(pdf).splitlines()]
+        # every 30,000,000 amount in full: the unit price, tax, paid, allocated...
+        whole = sum(line.count(shown) for line in lines)
+        assert whole >= {"invoice": 3, "statement": 2, "receipt": 2}[kind], (kind, lines)
+        # and no amount cut in two: no line holds only the tail of a number
+        assert not [line for line in lines if re.fullmatch(r"[0-9]*[.,][0-9]*|0+", line)], kind

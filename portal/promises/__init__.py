@@ -1,0 +1,2 @@
+"""Notes of calls and promises to pay: what a specialist or the customer agreed, and
+whether the money came by the date."""

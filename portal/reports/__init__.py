@@ -1,0 +1,1 @@
+"""Receivables reports for staff: aging, DSO and CEI, collections, payment channels."""
