@@ -215,6 +215,10 @@ def main() -> int:
                 "SQLALCHEMY_DATABASE_URI": normalize_database_url(url),
                 "PORTAL_BASE_URL": "https://portal.example.test",
                 "LINK_RATE_LIMIT": "100000 per minute",
+                # Every payment comes from 127.0.0.1: the card-testing limits per IP (and per
+                # session) would refuse the run after 30; this measures the flow, not them.
+                "CARD_RATE_LIMIT": "100000 per minute",
+                "CARD_RATE_LIMIT_PER_IP": "100000 per minute",
                 "STRIPE_SECRET_KEY": "sk_test_bench",
                 "STRIPE_PUBLISHABLE_KEY": PUBLISHABLE,
                 "STRIPE_WEBHOOK_SECRET": "whsec_bench",
