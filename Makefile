@@ -14,7 +14,7 @@ COVERAGE_FLOOR := 93
 STRIPE_PORT ?= 8420
 
 .PHONY: help install run test test-sqlite test-postgres test-e2e lint format translations \
-        translations-update translations-check bench browser fonts clean
+        translations-update translations-check bench browser fonts wrk clean
 
 help: ## List the commands
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-22s\033[0m %s\n", $$1, $$2}'
@@ -87,6 +87,15 @@ fonts: ## Install Debian's fonts for CJK and emoji in PDFs, and poppler-utils (a
 		echo "NOTE: $$missing missing and we are not root: PDFs print CJK and emoji as boxes; some PDF tests are skipped."; \
 	fi
 
+wrk: ## Install Debian's wrk, the load generator of the page benchmark (as root, when missing)
+	@if command -v wrk >/dev/null; then :; \
+	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+		echo "Installing wrk with apt-get for the page benchmark"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; \
+	else \
+		echo "NOTE: wrk is missing and we are not root: the page benchmark cannot run."; \
+	fi
+
 test: install browser ## Run the whole suite on SQLite, then on PostgreSQL when TEST_DATABASE_URL is set
 	TEST_DATABASE_URL= $(BIN)/pytest --cov=portal --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
 	@if [ -n "$$TEST_DATABASE_URL" ]; then \
@@ -109,10 +118,13 @@ format: install ## Format the code
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: install ## Run the benchmarks in bench/ (webhooks and the staff reports on PostgreSQL when BENCH_DATABASE_URL is set; a missed target is reported, the rest still run)
+bench: install wrk ## Run the benchmarks in bench/ (webhooks, pages and the staff reports on PostgreSQL when BENCH_DATABASE_URL is set; a missed target is reported, the rest still run)
 	$(BIN)/python bench/bench_import.py
 	-$(BIN)/python bench/bench_webhooks.py $${BENCH_DATABASE_URL:+--reset --database-url $$BENCH_DATABASE_URL}
 	$(BIN)/python bench/bench_pay_flow.py
+	@# The pages regenerate the shared data set over the webhook benchmark's tables (--replace);
+	@# the reports then reuse it.
+	-$(BIN)/python bench/bench_pages.py $${BENCH_DATABASE_URL:+--replace}
 	-$(BIN)/python bench/bench_reports.py
 
 clean: ## Remove the venv, caches and the development database

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from flask import Flask, current_app, has_request_context, request, session
-from flask_babel import Babel, format_date, format_decimal, get_locale, gettext
+from babel import Locale
+from babel import dates as babel_dates
+from babel.support import NullTranslations
+from flask import Flask, current_app, g, has_request_context, request, session
+from flask_babel import Babel, format_date, format_decimal, get_locale, get_translations, gettext
 
 from portal.config import SUPPORTED_LOCALES
 from portal.money import Money, UnitPrice
@@ -53,7 +57,38 @@ def money_filter(value: Money | UnitPrice | None) -> str:
 def date_filter(value: date | datetime | None, format: str = "medium") -> str:
     if value is None:
         return ""
-    return str(format_date(value, format=format))
+    if isinstance(value, datetime):  # shown in the request's time zone: Flask-Babel's rebase
+        return str(format_date(value, format=format))
+    return _format_day(value, format, current_locale())
+
+
+@lru_cache(maxsize=16_384)
+def _format_day(value: date, format: str, locale: str) -> str:
+    """A calendar date as CLDR writes it in `locale` ("medium": "Nov 29, 2026",
+    "29 nov. 2026"): a pure function of its arguments, so each distinct one is formatted
+    once per process (the same few dates fill every table)."""
+    return str(babel_dates.format_date(value, format, locale=_locale(locale)))
+
+
+@lru_cache(maxsize=64)
+def _locale(identifier: str) -> Locale:
+    return Locale.parse(identifier)
+
+
+def request_translations() -> NullTranslations:
+    """This request's catalog, looked up once per request and locale instead of on every
+    message (Flask-Babel's `get_translations` walks its context and domain on each call;
+    a page shows about a hundred messages). Keyed on the locale object, so a block under
+    `force_locale` (a PDF or an email in the customer's language) gets its own catalog."""
+    if not has_request_context():
+        return get_translations()
+    locale = get_locale()
+    cached = g.get("_portal_translations")
+    if cached is not None and cached[0] is locale:
+        return cached[1]  # type: ignore[no-any-return]
+    translations = get_translations()
+    g._portal_translations = (locale, translations)
+    return translations
 
 
 def number_filter(value: object) -> str:
@@ -88,6 +123,16 @@ def init_i18n(app: Flask, babel: Babel) -> None:
     app.jinja_env.filters["number"] = number_filter
     app.jinja_env.filters["card_brand"] = card_brand_label
     app.jinja_env.add_extension("jinja2.ext.i18n")
+    # The templates' `_`, `gettext`, `ngettext`: Flask-Babel's own, with the catalog
+    # found once per request (request_translations). Same newstyle semantics (escaping,
+    # %(name)s placeholders).
+    app.jinja_env.install_gettext_callables(  # type: ignore[attr-defined]
+        gettext=lambda s: request_translations().ugettext(s),
+        ngettext=lambda s, p, n: request_translations().ungettext(s, p, n),
+        newstyle=True,
+        pgettext=lambda c, s: request_translations().upgettext(c, s),
+        npgettext=lambda c, s, p, n: request_translations().unpgettext(c, s, p, n),
+    )
 
     @app.context_processor
     def inject_languages() -> dict[str, object]:

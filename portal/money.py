@@ -11,10 +11,15 @@ from collections.abc import Iterable
 from copy import copy
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
-from functools import cache
+from functools import cache, lru_cache
 
 from babel import Locale
-from babel.numbers import format_currency, get_currency_precision, list_currencies
+from babel.numbers import (
+    NumberPattern,
+    format_currency,
+    get_currency_precision,
+    list_currencies,
+)
 
 
 class MoneyError(ValueError):
@@ -163,9 +168,7 @@ class Money:
 
     def format(self, locale: str = "en") -> str:
         """Localized display: `$1,234.50`, `1.234,50 €`, `1 234,50 $US`."""
-        return str(
-            format_currency(self.to_decimal(), self.currency, locale=locale, currency_digits=True)
-        )
+        return _format_money(self.minor, self.currency, locale)
 
     def __str__(self) -> str:
         return f"{self.to_decimal()} {self.currency}"
@@ -278,16 +281,34 @@ class UnitPrice:
         """Localized, with the decimals given (at least the currency's): `$0.3350`,
         `$12.50`, `0,004125 €`. Babel's own options drop trailing zeros, so the locale's
         currency pattern is applied with that many fraction digits."""
-        parsed = Locale.parse(locale)
-        pattern = copy(parsed.currency_formats["standard"])
         digits = max(self.scale, minor_unit_exponent(self.currency))
-        pattern.frac_prec = (digits, digits)
+        parsed, pattern = _unit_price_pattern(locale, digits)
         return str(
             pattern.apply(self.to_decimal(), parsed, currency=self.currency, currency_digits=False)
         )
 
     def __str__(self) -> str:
         return f"{self.to_decimal()} {self.currency}"
+
+
+# Formatting is a pure function of (amount, currency, locale), and a page shows the same
+# few amounts in a few locales over and over: Babel's work (parsing the locale, reading
+# its currency pattern, rounding with Decimal) is done once per distinct amount and kept
+# for the life of the process. The sizes bound the memory (strings of ~20 characters).
+@lru_cache(maxsize=16_384)
+def _format_money(minor: int, currency: str, locale: str) -> str:
+    amount = Money(minor, currency).to_decimal()
+    return str(format_currency(amount, currency, locale=locale, currency_digits=True))
+
+
+@lru_cache(maxsize=64)
+def _unit_price_pattern(locale: str, digits: int) -> tuple[Locale, NumberPattern]:
+    """The locale and its currency pattern showing exactly `digits` decimals; cached per
+    process (parsing the locale reads CLDR data from disk on every call otherwise)."""
+    parsed = Locale.parse(locale)
+    pattern = copy(parsed.currency_formats["standard"])
+    pattern.frac_prec = (digits, digits)
+    return parsed, pattern
 
 
 def line_amount(quantity: Decimal, unit_price: UnitPrice, tax: Money) -> Money:

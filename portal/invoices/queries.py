@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
+from functools import cached_property
 
 from sqlalchemy import ColumnElement, cast, func, select
 from sqlalchemy.orm import contains_eager, selectinload
@@ -52,14 +53,17 @@ def credited_subquery() -> ColumnElement[int]:
 
 @dataclass(frozen=True)
 class InvoiceBalance:
-    """An invoice with what was paid and credited against it, as of `today`."""
+    """An invoice with what was paid and credited against it, as of `today`.
+
+    A snapshot: `balance`, `status` and `days_overdue` are worked out once (a page reads
+    each several times per row)."""
 
     invoice: Invoice
     paid: Money
     credited: Money
     today: date
 
-    @property
+    @cached_property
     def balance(self) -> Money:
         return self.invoice.total - self.paid - self.credited
 
@@ -74,7 +78,7 @@ class InvoiceBalance:
         remaining = self.balance - self.held
         return remaining if remaining.is_positive else Money.zero(self.invoice.currency)
 
-    @property
+    @cached_property
     def status(self) -> InvoiceStatus:
         if self.invoice.voided_at is not None:
             return InvoiceStatus.VOID
@@ -88,7 +92,7 @@ class InvoiceBalance:
     def is_open(self) -> bool:
         return self.status in (InvoiceStatus.OPEN, InvoiceStatus.PARTIALLY_PAID)
 
-    @property
+    @cached_property
     def days_overdue(self) -> int:
         if not self.is_open:
             return 0

@@ -119,14 +119,16 @@ def in_flight_checkout(customer_id: int) -> Checkout | None:
 def payment_history_for(customer: Customer) -> list[Payment]:
     """Every payment of this customer, newest first, with what each paid (allocations and
     their invoices) and gave back (refunds) loaded: three statements, however many
-    payments and invoices the customer has."""
+    payments and invoices the customer has (an allocation's invoice comes joined to it)."""
     return list(
         db.session.scalars(
             select(Payment)
             .where(Payment.customer_id == customer.id)
             .order_by(Payment.paid_on.desc(), Payment.id.desc())
             .options(
-                selectinload(Payment.allocations).selectinload(PaymentAllocation.invoice),
+                selectinload(Payment.allocations).joinedload(
+                    PaymentAllocation.invoice, innerjoin=True
+                ),
                 selectinload(Payment.refunds),
             )
         )
