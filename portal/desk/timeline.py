@@ -14,11 +14,24 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Any
 
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import Select, String, Text, cast, func, literal, null, select, union_all
+from sqlalchemy import (
+    Integer,
+    Select,
+    String,
+    Text,
+    bindparam,
+    cast,
+    func,
+    literal,
+    null,
+    select,
+    union_all,
+)
 
 from portal.audit.models import AuditEvent
 from portal.db import MinorUnits
@@ -343,7 +356,8 @@ def promises_decided(customer_id: int) -> Select[tuple[object, ...]]:
     ).where(Promise.customer_id == customer_id, Promise.resolved_at.is_not(None))
 
 
-TimelineSource = Callable[[int], Select[tuple[object, ...]]]
+# A source takes the customer's id: a bound parameter (`timeline_for`) or a plain int.
+TimelineSource = Callable[[Any], Select[tuple[object, ...]]]
 
 # The registry: every source of events on the customer page.
 SOURCES: tuple[TimelineSource, ...] = (
@@ -401,6 +415,22 @@ class TimelinePage:
         return self.page > 1
 
 
+@lru_cache(maxsize=16)
+def _timeline_statement(sources: tuple[TimelineSource, ...]) -> Select[tuple[object, ...]]:
+    """The merged, sorted, paged SELECT of `sources`, built once per process: the customer,
+    the limit and the offset are bound parameters (`customer_id`, `limit`, `offset`), so a
+    page load neither rebuilds the eleven SELECTs nor recompiles them (building them cost
+    about a fifth of the customer page's time)."""
+    customer = bindparam("customer_id", type_=Integer)
+    merged = union_all(*(source(customer) for source in sources)).subquery("timeline")
+    return (
+        select(merged)
+        .order_by(merged.c.at.desc(), merged.c.kind, merged.c.subject_id.desc())
+        .limit(bindparam("limit", type_=Integer))
+        .offset(bindparam("offset", type_=Integer))
+    )
+
+
 def timeline_for(
     customer_id: int,
     *,
@@ -410,12 +440,9 @@ def timeline_for(
 ) -> TimelinePage:
     """One page of the customer's events, newest first, in one SQL statement."""
     page = max(1, page)
-    merged = union_all(*(source(customer_id) for source in sources)).subquery("timeline")
     rows = db.session.execute(
-        select(merged)
-        .order_by(merged.c.at.desc(), merged.c.kind, merged.c.subject_id.desc())
-        .limit(per_page + 1)
-        .offset((page - 1) * per_page)
+        _timeline_statement(tuple(sources)),
+        {"customer_id": customer_id, "limit": per_page + 1, "offset": (page - 1) * per_page},
     ).all()
     entries = [
         TimelineEntry(
