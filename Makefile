@@ -118,13 +118,14 @@ format: install ## Format the code
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: install wrk ## Run the benchmarks in bench/ (webhooks, pages and the staff reports on PostgreSQL when BENCH_DATABASE_URL is set; a missed target is reported, the rest still run)
+bench: install wrk ## Run the benchmarks in bench/ (webhooks, pages, the staff desk and reports on PostgreSQL when BENCH_DATABASE_URL is set; a missed target is reported, the rest still run)
 	$(BIN)/python bench/bench_import.py
 	-$(BIN)/python bench/bench_webhooks.py $${BENCH_DATABASE_URL:+--reset --database-url $$BENCH_DATABASE_URL}
 	$(BIN)/python bench/bench_pay_flow.py
 	@# The pages regenerate the shared data set over the webhook benchmark's tables (--replace);
-	@# the reports then reuse it.
+	@# the staff desk and the reports then reuse it (neither destroys a database).
 	-$(BIN)/python bench/bench_pages.py $${BENCH_DATABASE_URL:+--replace}
+	-$(BIN)/python bench/bench_desk.py
 	-$(BIN)/python bench/bench_reports.py
 
 clean: ## Remove the venv, caches and the development database

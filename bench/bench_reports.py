@@ -7,7 +7,7 @@ Generates (or reuses) the data set of `dataset.py`, then times each report's que
 the report page runs them, `--rounds` times each, and prints the best and the median:
 
 - aging totals as of a date (the `portal report aging` query): target <= 2 s;
-- the aging page (totals and the 50 customers owing the most);
+- the aging page (totals and the 50 customers owing the most, one statement): <= 2 s;
 - DSO and CEI for a month (receivables on two days and the month's credit sales);
 - collections per day and payments by channel for a month.
 
@@ -89,9 +89,14 @@ def main() -> int:
             )
         cases += [
             (
-                f"aging page as of {AS_OF_DATES[0]} (top 50 customers)",
+                f"aging page as of {AS_OF_DATES[0]} (EUR, top 50 customers)",
                 lambda: aging(AS_OF_DATES[0], currency="EUR", customer_limit=50),
-                None,
+                AGING_TARGET_SECONDS,
+            ),
+            (
+                f"aging page as of {AS_OF_DATES[0]} (all currencies, top 50)",
+                lambda: aging(AS_OF_DATES[0], customer_limit=50),
+                AGING_TARGET_SECONDS,
             ),
             (f"DSO and CEI {MONTH.start}..{MONTH.end}", lambda: effectiveness(MONTH, "EUR"), None),
             (
@@ -100,6 +105,8 @@ def main() -> int:
                 None,
             ),
         ]
+        load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+        print(f"load average {load} on {os.cpu_count()} CPUs")
         print(f"{'report':<62} {'best':>8} {'median':>8}  target")
         for name, work, target in cases:
             best, median = timed(work, args.rounds)

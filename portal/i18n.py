@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import flask_babel
 from babel import Locale
 from babel import dates as babel_dates
 from babel.support import NullTranslations
 from flask import Flask, current_app, g, has_request_context, request, session
-from flask_babel import Babel, format_date, format_decimal, get_locale, get_translations, gettext
+from flask_babel import (
+    Babel,
+    format_date,
+    format_datetime,
+    format_decimal,
+    get_locale,
+    get_timezone,
+    get_translations,
+    gettext,
+)
 
 from portal.config import SUPPORTED_LOCALES
 from portal.money import Money, UnitPrice
@@ -70,6 +80,22 @@ def _format_day(value: date, format: str, locale: str) -> str:
     return str(babel_dates.format_date(value, format, locale=_locale(locale)))
 
 
+def datetime_filter(value: datetime | None, format: str | None = None) -> str:
+    """Flask-Babel's `datetimeformat` (the moment in the request's time zone, in its
+    locale; "short": "11/29/26, 11:30 PM"), with each distinct (moment, pattern, locale,
+    zone) formatted once per process: the staff customer page shows 50 timestamps, and
+    formatting each one through Babel cost more than a tenth of the page's time."""
+    if value is None:
+        return str(format_datetime(value, format))  # "now", as Flask-Babel does
+    pattern = flask_babel._get_format("datetime", format)  # the app's date_formats
+    return _format_moment(value, pattern, get_locale(), get_timezone())
+
+
+@lru_cache(maxsize=16_384)
+def _format_moment(value: datetime, pattern: str | None, locale: Locale, zone: tzinfo) -> str:
+    return str(babel_dates.format_datetime(value, pattern, tzinfo=zone, locale=locale))
+
+
 @lru_cache(maxsize=64)
 def _locale(identifier: str) -> Locale:
     return Locale.parse(identifier)
@@ -120,6 +146,7 @@ def init_i18n(app: Flask, babel: Babel) -> None:
     babel.init_app(app, locale_selector=select_locale)
     app.jinja_env.filters["money"] = money_filter
     app.jinja_env.filters["date"] = date_filter
+    app.jinja_env.filters["datetimeformat"] = datetime_filter
     app.jinja_env.filters["number"] = number_filter
     app.jinja_env.filters["card_brand"] = card_brand_label
     app.jinja_env.add_extension("jinja2.ext.i18n")

@@ -10,16 +10,33 @@ plans) writes a source here and adds it to `SOURCES`, with the labels of its kin
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from functools import lru_cache
+from typing import Any
 
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import Select, String, Text, cast, func, literal, null, select, union_all
+from sqlalchemy import (
+    Integer,
+    Select,
+    String,
+    Text,
+    bindparam,
+    cast,
+    func,
+    literal,
+    null,
+    select,
+    union_all,
+)
 
 from portal.audit.models import AuditEvent
 from portal.db import MinorUnits
 from portal.extensions import db
+from portal.i18n import date_filter, money_filter
 from portal.invoices.models import CreditNote, Invoice
 from portal.money import Money
 from portal.notifications.models import OUTBOX_STATUS_LABELS, OutboxMessage
@@ -98,6 +115,77 @@ def invoices_imported(customer_id: int) -> Select[tuple[object, ...]]:
             )
         )
     ).where(Invoice.customer_id == customer_id)
+
+
+def invoices_changed(customer_id: int) -> Select[tuple[object, ...]]:
+    """Each re-import that changed an invoice (the importer's "invoice.changed" audit row,
+    portal/imports/invoices.py `invoice_audit_data`): the new total, who imported it, and
+    what changed (rendered by `describe_invoice_change`)."""
+    data = AuditEvent.data
+    return select(
+        *_labelled(
+            _row(
+                AuditEvent.occurred_at,
+                "invoice.changed",
+                AuditEvent.id,
+                reference=data["number"].as_string(),
+                amount=cast(data["total_minor"].as_integer(), MinorUnits),
+                currency=data["currency"].as_string(),
+                detail=cast(data, Text),
+                status=AuditEvent.actor,
+            )
+        )
+    ).where(AuditEvent.customer_id == customer_id, AuditEvent.action == "invoice.changed")
+
+
+def describe_invoice_change(data: dict[str, Any]) -> str:
+    """ "Total was …; due date was … (now …); lines: 1 added, 0 removed, 2 changed", in
+    the reader's language, from an "invoice.changed" audit row's data."""
+    parts: list[str] = []
+    currency = data.get("currency")
+    before, after = data.get("total_before_minor"), data.get("total_minor")
+    if currency and before is not None and before != after:
+        parts.append(
+            str(_("Total was %(amount)s", amount=money_filter(Money(int(before), currency))))
+        )
+    due_before, due = data.get("due_date_before"), data.get("due_date")
+    if due_before and due and due_before != due:
+        parts.append(
+            str(
+                _(
+                    "Due date was %(before)s, now %(after)s",
+                    before=date_filter(date.fromisoformat(due_before)),
+                    after=date_filter(date.fromisoformat(due)),
+                )
+            )
+        )
+    added, removed, changed = (
+        int(data.get(key) or 0) for key in ("lines_added", "lines_removed", "lines_changed")
+    )
+    if added or removed or changed:
+        parts.append(
+            str(
+                _(
+                    "Lines: %(added)d added, %(removed)d removed, %(changed)d changed",
+                    added=added,
+                    removed=removed,
+                    changed=changed,
+                )
+            )
+        )
+    if not parts:  # only the issue date or a line's description changed in place
+        parts.append(str(_("Invoice details changed")))
+    return "; ".join(parts)
+
+
+def _detail(kind: str, detail: str | None) -> str | None:
+    if kind == "invoice.changed" and detail:
+        try:
+            data = json.loads(detail)
+        except ValueError:
+            return None
+        return describe_invoice_change(data) if isinstance(data, dict) else None
+    return detail
 
 
 def emails_queued(customer_id: int) -> Select[tuple[object, ...]]:
@@ -268,11 +356,13 @@ def promises_decided(customer_id: int) -> Select[tuple[object, ...]]:
     ).where(Promise.customer_id == customer_id, Promise.resolved_at.is_not(None))
 
 
-TimelineSource = Callable[[int], Select[tuple[object, ...]]]
+# A source takes the customer's id: a bound parameter (`timeline_for`) or a plain int.
+TimelineSource = Callable[[Any], Select[tuple[object, ...]]]
 
 # The registry: every source of events on the customer page.
 SOURCES: tuple[TimelineSource, ...] = (
     invoices_imported,
+    invoices_changed,
     emails_queued,
     emails_sent,
     audited_events,
@@ -286,6 +376,7 @@ SOURCES: tuple[TimelineSource, ...] = (
 
 KIND_LABELS = {
     "invoice.imported": _l("Invoice imported"),
+    "invoice.changed": _l("Invoice changed"),
     "email.queued": _l("Email queued"),
     "email.sent": _l("Email sent"),
     "link.issued": _l("Link issued"),
@@ -324,6 +415,22 @@ class TimelinePage:
         return self.page > 1
 
 
+@lru_cache(maxsize=16)
+def _timeline_statement(sources: tuple[TimelineSource, ...]) -> Select[tuple[object, ...]]:
+    """The merged, sorted, paged SELECT of `sources`, built once per process: the customer,
+    the limit and the offset are bound parameters (`customer_id`, `limit`, `offset`), so a
+    page load neither rebuilds the eleven SELECTs nor recompiles them (building them cost
+    about a fifth of the customer page's time)."""
+    customer = bindparam("customer_id", type_=Integer)
+    merged = union_all(*(source(customer) for source in sources)).subquery("timeline")
+    return (
+        select(merged)
+        .order_by(merged.c.at.desc(), merged.c.kind, merged.c.subject_id.desc())
+        .limit(bindparam("limit", type_=Integer))
+        .offset(bindparam("offset", type_=Integer))
+    )
+
+
 def timeline_for(
     customer_id: int,
     *,
@@ -333,12 +440,9 @@ def timeline_for(
 ) -> TimelinePage:
     """One page of the customer's events, newest first, in one SQL statement."""
     page = max(1, page)
-    merged = union_all(*(source(customer_id) for source in sources)).subquery("timeline")
     rows = db.session.execute(
-        select(merged)
-        .order_by(merged.c.at.desc(), merged.c.kind, merged.c.subject_id.desc())
-        .limit(per_page + 1)
-        .offset((page - 1) * per_page)
+        _timeline_statement(tuple(sources)),
+        {"customer_id": customer_id, "limit": per_page + 1, "offset": (page - 1) * per_page},
     ).all()
     entries = [
         TimelineEntry(
@@ -349,7 +453,7 @@ def timeline_for(
             amount=Money(int(row.amount_minor), row.currency)
             if row.amount_minor is not None and row.currency
             else None,
-            detail=row.detail,
+            detail=_detail(row.kind, row.detail),
             status=row.status,
         )
         for row in rows[:per_page]

@@ -26,12 +26,14 @@ from decimal import ROUND_HALF_UP, Decimal
 from sqlalchemy import (
     ColumnElement,
     Select,
+    String,
     Subquery,
     and_,
     case,
     cast,
     func,
     literal,
+    null,
     or_,
     select,
     text,
@@ -237,6 +239,8 @@ def aging(
     """
     _room_to_aggregate()
     parts = _entry_parts(as_of, currency)
+    if customer_limit != 0:
+        return _aging_with_customers(as_of, parts, customer_limit)
     # Summed per due date first (a few thousand rows), then into buckets: the CASEs run
     # on those rows rather than on every invoice.
     by_due = union_all(
@@ -256,46 +260,89 @@ def aging(
             .order_by(by_due.c.currency)
         )
     ]
-    customers: list[AgingRow] = []
-    if customer_limit != 0:
-        by_part = union_all(
-            *(
-                select(
-                    p.c.currency,
-                    p.c.customer_id,
-                    *_bucket_columns(as_of, p.c.due_date, p.c.amount),
-                    _minor(p.c.amount).label("total"),
-                ).group_by(p.c.currency, p.c.customer_id)
-                for p in parts
-            )
-        ).subquery("by_part")
-        per_customer = (
+    return Aging(as_of, totals)
+
+
+def _aging_with_customers(as_of: date, parts: list[Subquery], customer_limit: int | None) -> Aging:
+    """The totals and the per-customer rows in ONE statement: the per-customer buckets
+    are computed once (a CTE), the currency totals are their sums, and the top
+    `customer_limit` rows (None: all) come from the same CTE. The totals equal the
+    per-due-date computation of `aging`: every invoice counts max(open, 0) >= 0, so a
+    customer whose total is 0 has every bucket at 0 and leaving it out changes no sum.
+    (Before: a separate totals query, then this aggregation: 3.3 s on 1M invoices.)"""
+    by_part = union_all(
+        *(
             select(
-                by_part.c.currency,
-                by_part.c.customer_id,
-                *(_minor(by_part.c[key]).label(key) for key in BUCKET_KEYS),
-                _minor(by_part.c.total).label("total"),
-            )
-            .group_by(by_part.c.currency, by_part.c.customer_id)
-            .having(_minor(by_part.c.total) != 0)
-            .subquery("per_customer")
+                p.c.currency,
+                p.c.customer_id,
+                *_bucket_columns(as_of, p.c.due_date, p.c.amount),
+                _minor(p.c.amount).label("total"),
+            ).group_by(p.c.currency, p.c.customer_id)
+            for p in parts
         )
-        query: Select = (
-            select(
-                per_customer.c.currency,
-                Customer.account_number,
-                Customer.name,
-                *(per_customer.c[key] for key in BUCKET_KEYS),
-            )
-            .join(Customer, Customer.id == per_customer.c.customer_id)
-            .order_by(per_customer.c.currency, per_customer.c.total.desc(), Customer.account_number)
+    ).subquery("by_part")
+    per_customer = (
+        select(
+            by_part.c.currency,
+            by_part.c.customer_id,
+            *(_minor(by_part.c[key]).label(key) for key in BUCKET_KEYS),
+            _minor(by_part.c.total).label("total"),
         )
-        if customer_limit is not None:
-            query = query.limit(customer_limit)
-        customers = [
-            AgingRow(row[0], _row(row[0], row[3:]), account_number=row[1], name=row[2])
-            for row in db.session.execute(query)
-        ]
+        .group_by(by_part.c.currency, by_part.c.customer_id)
+        .having(_minor(by_part.c.total) != 0)
+        .cte("per_customer")
+    )
+    top: Select = (
+        select(
+            per_customer.c.currency,
+            Customer.account_number,
+            Customer.name,
+            *(per_customer.c[key] for key in BUCKET_KEYS),
+            per_customer.c.total,
+        )
+        .join(Customer, Customer.id == per_customer.c.customer_id)
+        .order_by(per_customer.c.currency, per_customer.c.total.desc(), Customer.account_number)
+    )
+    if customer_limit is not None:
+        top = top.limit(customer_limit)
+    top_rows = top.subquery("top_customers")
+    totals_part = select(
+        literal(0).label("part"),
+        per_customer.c.currency,
+        cast(null(), String).label("account_number"),
+        cast(null(), String).label("name"),
+        *(_minor(per_customer.c[key]).label(key) for key in BUCKET_KEYS),
+        _minor(per_customer.c.total).label("total"),
+    ).group_by(per_customer.c.currency)
+    customers_part = select(
+        literal(1).label("part"),
+        top_rows.c.currency,
+        top_rows.c.account_number,
+        top_rows.c.name,
+        *(top_rows.c[key] for key in BUCKET_KEYS),
+        top_rows.c.total,
+    )
+    merged = union_all(totals_part, customers_part).subquery("aging")
+    rows = db.session.execute(
+        select(merged).order_by(
+            merged.c.part, merged.c.currency, merged.c.total.desc(), merged.c.account_number
+        )
+    ).all()
+    totals = [
+        AgingRow(row.currency, _row(row.currency, [row._mapping[key] for key in BUCKET_KEYS]))
+        for row in rows
+        if row.part == 0
+    ]
+    customers = [
+        AgingRow(
+            row.currency,
+            _row(row.currency, [row._mapping[key] for key in BUCKET_KEYS]),
+            account_number=row.account_number,
+            name=row.name,
+        )
+        for row in rows
+        if row.part == 1
+    ]
     return Aging(as_of, totals, customers)
 
 

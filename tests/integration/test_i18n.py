@@ -151,3 +151,32 @@ def test_catalog_is_not_stale(tmp_path):
         f"New: {sorted(map(str, current - committed))[:5]}; "
         f"gone: {sorted(map(str, committed - current))[:5]}"
     )
+
+
+@pytest.mark.parametrize("locale", ["en", "es", "fr", "de"])
+@pytest.mark.parametrize("zone", ["UTC", "America/New_York", "Asia/Kolkata"])
+def test_the_cached_datetime_filter_writes_what_flask_babel_writes(app, locale, zone):
+    """`datetimeformat` is cached per (moment, pattern, locale, zone): same text as
+    Flask-Babel's own, in each language and time zone, twice over (the cache hit)."""
+    from datetime import UTC, datetime
+
+    import pytz
+    from flask import current_app
+    from flask_babel import _get_current_context, force_locale, format_datetime
+
+    from portal.i18n import datetime_filter
+
+    moments = [datetime(2026, 11, 29, 23, 30, tzinfo=UTC), datetime(2026, 3, 1, 4, 5, tzinfo=UTC)]
+    with app.test_request_context(), force_locale(locale):
+        _get_current_context().babel_tzinfo = pytz.timezone(zone)  # as a selector would
+        for moment in moments:
+            for fmt in (None, "short", "medium", "long", "yyyy-MM-dd HH:mm"):
+                expected = format_datetime(moment, fmt)
+                assert datetime_filter(moment, fmt) == expected
+                assert datetime_filter(moment, fmt) == expected
+        template = current_app.jinja_env.from_string("{{ m|datetimeformat('short') }}")
+        rendered = template.render(m=moments[0])
+        assert rendered == format_datetime(moments[0], "short")
+        if zone != "UTC":  # the zone is part of the key: the same moment, another text
+            _get_current_context().babel_tzinfo = pytz.timezone("UTC")
+            assert datetime_filter(moments[0], "short") != rendered

@@ -57,7 +57,8 @@ def test_a_whole_ledger_imports_and_reimports_without_change(app, db_session, tm
         assert result.exit_code == 0, result.output
         assert f"(0 created, 0 updated, {created} unchanged)" in result.output
     assert (count(Customer), count(Invoice), count(Payment)) == (2, 2, 2)
-    assert count(AuditEvent) == 3 + 2 + 3  # each import, each payment, each re-import
+    # each import, each invoice created, each payment, each re-import
+    assert count(AuditEvent) == 3 + 2 + 2 + 3
 
 
 def test_dry_run_validates_and_writes_nothing(app, db_session, tmp_path):

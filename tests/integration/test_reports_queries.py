@@ -237,3 +237,37 @@ def test_invoice_over_settled_on_a_past_day_counts_as_nothing_not_less():
     assert total(date(2026, 4, 20)) == "30.00"
     assert total(date(2026, 3, 25)) == "30.00"
     assert total(date(2026, 3, 19)) == "130.00"
+
+
+def test_the_one_statement_page_gives_the_totals_of_the_plain_aging_and_its_top_rows():
+    """The page's query (totals and top customers in one statement, from the per-customer
+    rows) agrees with the totals-only query, before and after a customer pays in full
+    (total 0: then left out of the customers), in two currencies."""
+    big, middle, small, paid = (make_customer() for _ in range(4))
+    eur = make_customer(currency="EUR")
+    make_invoice(
+        big, issue_date=date(2026, 1, 1), due_date=date(2026, 1, 31), lines=[("x", "1", "90")]
+    )
+    make_invoice(big, issue_date=date(2026, 3, 1), due_date=DUE, lines=[("x", "1", "9")])
+    make_invoice(middle, issue_date=date(2026, 3, 1), due_date=DUE, lines=[("x", "2", "20")])
+    make_invoice(
+        small, issue_date=date(2026, 4, 1), due_date=date(2026, 5, 1), lines=[("x", "1", "3")]
+    )
+    settled = make_invoice(
+        paid, issue_date=date(2026, 3, 1), due_date=DUE, lines=[("x", "1", "50")]
+    )
+    make_payment(paid, [(settled, "50.00")], paid_on=date(2026, 3, 15))
+    make_invoice(eur, issue_date=date(2026, 3, 1), due_date=DUE, lines=[("x", "1", "7")])
+    db.session.flush()
+    for as_of in (date(2026, 3, 10), date(2026, 4, 10), date(2026, 6, 30)):
+        plain = aging(as_of)
+        top_two = aging(as_of, customer_limit=2)
+        every = aging(as_of, customer_limit=None)
+        assert top_two.totals == plain.totals == every.totals, as_of
+        assert top_two.customers == every.customers[:2], as_of
+        shown = [row.account_number for row in every.customers]
+        assert (paid.account_number in shown) == (as_of < date(2026, 3, 15)), as_of
+        for row in plain.totals:
+            in_currency = [c for c in every.customers if c.currency == row.currency]
+            for key in row.buckets:
+                assert sum(c.buckets[key].minor for c in in_currency) == row.buckets[key].minor

@@ -31,9 +31,13 @@ from tests.factories import (
     login_as,
     login_as_staff,
     make_customer,
+    make_invoice,
+    make_payment,
     make_staff,
     next_totp_code,
 )
+
+pytest_plugins = ["tests.stripe_server"]
 
 GENERIC = "The email or password is not right"
 
@@ -463,3 +467,93 @@ def test_create_staff_checks_its_input(db_session) -> None:
     assert member.email == "a@b.example"
     assert member.password_hash
     assert member.password_hash.startswith("$argon2id$")
+
+
+# Routes outside /staff that need no customer session: pages anyone may open, the ones a
+# link or an email token opens, and the development mailbox. Every other route is a
+# customer route; a new one is covered by the test below without being listed.
+PUBLIC_CUSTOMER_SIDE_ENDPOINTS = {
+    "static",
+    "site.home",
+    "site.accessibility",
+    "site.choose_language",
+    "access.landing",
+    "access.enter",
+    "access.request_link",
+    "access.link_requested",
+    "access.sign_out",
+    "access.signed_out",
+    "notifications.opt_out_page",
+    "notifications.opt_out_confirm",
+}
+PUBLIC_CUSTOMER_SIDE_PREFIXES = ("mailbox.", "webhooks.", "health")
+
+
+def _every_customer_url(app: Flask, values: dict[str, object]) -> list[tuple[str, str, str]]:
+    """(endpoint, method, url) for every rule outside /staff that is not public, its
+    arguments filled from `values` (the customer's own invoice, payment, ...)."""
+    found = []
+    with app.test_request_context():
+        for rule in app.url_map.iter_rules():
+            if (
+                rule.rule.startswith("/staff")
+                or rule.endpoint in PUBLIC_CUSTOMER_SIDE_ENDPOINTS
+                or rule.endpoint.startswith(PUBLIC_CUSTOMER_SIDE_PREFIXES)
+            ):
+                continue
+            url = app.url_for(rule.endpoint, **{name: values[name] for name in rule.arguments})
+            for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+                found.append((rule.endpoint, method, url))
+    return found
+
+
+@pytest.mark.usefixtures("stripe_app")  # card payments on: /pay and its steps are routed
+def test_every_customer_route_refuses_a_staff_session(app: Flask, client: FlaskClient) -> None:
+    # given: a customer with an invoice and a payment, and a client holding only a
+    # signed-in staff member's cookie (an admin: the strongest staff role)
+    customer = make_customer(name="Zebulon Quartermaine")
+    invoice = make_invoice(customer, number="SECRET-INV-77")
+    payment = make_payment(customer, [(invoice, "10.00")], reference="SECRET-PAY-77")
+    routes = _every_customer_url(
+        app, {"number": invoice.number, "payment_id": payment.id, "checkout_id": 1}
+    )
+    endpoints = {endpoint for endpoint, _, _ in routes}
+    assert {"customers.account", "invoices.detail", "payments.receipt", "payments.start"} <= (
+        endpoints
+    )
+    assert login_as_staff(client, make_staff("admin")).status_code == 302
+    assert client.get("/staff/").status_code == 200
+    token = csrf_token_from(client.get("/link/new").text)
+
+    # when / then: each one refuses (401, or a redirect away), never showing the data
+    for endpoint, method, url in routes:
+        response = client.open(url, method=method, data={"csrf_token": token})
+        where = (endpoint, method, url, response.status_code)
+        assert response.status_code in (302, 303, 401), where
+        if response.status_code != 401:
+            location = response.headers["Location"]
+            assert not location.startswith(("/account", "/invoices", "/pay")), where
+        # (the page's own address is echoed in its language form: not the customer's data)
+        body = response.get_data(as_text=True).replace(url, "")
+        for secret in (customer.name, customer.account_number, "SECRET-INV-77", "SECRET-PAY-77"):
+            assert secret not in body, where
+        assert response.mimetype != "application/pdf", where
+    # the staff session itself is untouched
+    assert client.get("/staff/").status_code == 200
+
+
+def test_the_same_customer_routes_open_for_the_customer(app: Flask, client: FlaskClient) -> None:
+    """The control: the enumeration above does hold the customer's own pages."""
+    customer = make_customer()
+    invoice = make_invoice(customer, number="OWN-INV-1")
+    login_as(client, customer)
+    urls = {
+        url
+        for endpoint, method, url in _every_customer_url(
+            app, {"number": invoice.number, "payment_id": 1, "checkout_id": 1}
+        )
+        if method == "GET" and endpoint in ("customers.account", "invoices.detail")
+    }
+    assert urls == {"/account", "/invoices/OWN-INV-1"}
+    for url in urls:
+        assert client.get(url).status_code == 200, url

@@ -13,6 +13,7 @@ from portal.audit.services import record_event
 from portal.db import MinorUnits
 from portal.desk.timeline import COLUMNS, SOURCES, timeline_for
 from portal.extensions import db
+from portal.money import Money
 from portal.promises.models import NoteKind
 from portal.promises.services import add_note
 from tests.factories import make_customer, make_invoice
@@ -98,3 +99,38 @@ def test_a_new_source_joins_the_merge_unchanged(db_session):
     assert [e.kind for e in page.entries] == ["dispute.opened", "invoice.imported"]
     assert page.entries[0].amount.minor == 1234
     assert page.entries[0].detail == "wrong quantity"
+
+
+def test_an_invoice_changed_by_a_reimport_shows_what_changed(db_session):
+    import io
+
+    from portal.imports.services import import_file
+
+    customer = make_customer(account_number="TLC-1", currency="USD")
+    header = (
+        "account_number,invoice_number,issue_date,due_date,currency,line_number,"
+        "description,quantity,unit_price,tax_amount\n"
+    )
+    import_file(
+        "invoices",
+        io.StringIO(header + "TLC-1,TLC-INV,2026-01-05,2026-02-04,USD,1,Widgets,2,10.00,\n"),
+        now=T0,
+        actor="cli",
+    )
+    import_file(
+        "invoices",
+        io.StringIO(header + "TLC-1,TLC-INV,2026-01-05,2026-03-01,USD,1,Widgets,3,10.00,\n"),
+        now=T0 + timedelta(days=1),
+        actor="cli",
+    )
+    db.session.flush()
+    entries = timeline_for(customer.id).entries
+    assert [(e.kind, e.reference, e.amount, e.status) for e in entries] == [
+        ("invoice.changed", "TLC-INV", Money(3000, "USD"), "import:cli"),
+        ("invoice.imported", "TLC-INV", Money(3000, "USD"), None),
+    ]
+    assert entries[0].label == "Invoice changed"
+    assert entries[0].detail == (
+        "Total was $20.00; Due date was Feb 4, 2026, now Mar 1, 2026; "
+        "Lines: 0 added, 0 removed, 1 changed"
+    )

@@ -255,3 +255,80 @@ def test_an_overflowing_line_reads_like_the_other_errors(db_session):
         "quantity x unit price is 10,000,000,000,000,000, too large an amount"
         " (at most 1,000,000,000,000,000)"
     )
+
+
+def test_each_invoice_created_or_changed_gets_an_audit_row_with_what_changed(acme):
+    # given: two invoices imported, audited one row each with the import's actor
+    run(
+        HEADER
+        + "A-1,AUD-1,2026-01-05,2026-02-04,USD,1,Widgets,2,10.00,\n"
+        + "A-1,AUD-1,2026-01-05,2026-02-04,USD,2,Bolts,1,5.00,\n"
+        + "A-1,AUD-2,2026-01-07,2026-02-06,USD,1,Consulting,1,100,\n"
+    )
+    created = db.session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "invoice.imported").order_by(AuditEvent.id)
+    ).all()
+    assert [(e.actor, e.customer_id, e.subject_type, e.data) for e in created] == [
+        (
+            "import:test",
+            acme.id,
+            "invoices",
+            {
+                "number": "AUD-1",
+                "currency": "USD",
+                "total_minor": 2500,
+                "due_date": "2026-02-04",
+                "lines": 2,
+            },
+        ),
+        (
+            "import:test",
+            acme.id,
+            "invoices",
+            {
+                "number": "AUD-2",
+                "currency": "USD",
+                "total_minor": 10000,
+                "due_date": "2026-02-06",
+                "lines": 1,
+            },
+        ),
+    ]
+    assert created[0].subject_id == invoice("AUD-1").id
+
+    # when: AUD-1 re-imported with a later due date, line 1 changed, line 2 gone, line 3
+    # new; AUD-2 unchanged
+    run(
+        HEADER
+        + "A-1,AUD-1,2026-01-05,2026-03-01,USD,1,Widgets,3,10.00,\n"
+        + "A-1,AUD-1,2026-01-05,2026-03-01,USD,3,Nuts,1,1.50,\n"
+        + "A-1,AUD-2,2026-01-07,2026-02-06,USD,1,Consulting,1,100,\n"
+    )
+
+    # then: one "invoice.changed" row, for AUD-1 only, saying what changed
+    changed = db.session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "invoice.changed")
+    ).all()
+    assert [(e.subject_id, e.data) for e in changed] == [
+        (
+            invoice("AUD-1").id,
+            {
+                "number": "AUD-1",
+                "currency": "USD",
+                "total_minor": 3150,
+                "due_date": "2026-03-01",
+                "lines": 2,
+                "total_before_minor": 2500,
+                "due_date_before": "2026-02-04",
+                "lines_added": 1,
+                "lines_removed": 1,
+                "lines_changed": 1,
+            },
+        )
+    ]
+    # and a dry run writes no audit rows
+    run(HEADER + "A-1,AUD-1,2026-01-05,2026-03-01,USD,1,Widgets,4,10.00,\n", dry_run=True)
+    assert (
+        db.session.scalar(select(func.count()).where(AuditEvent.action.in_(["invoice.changed"])))
+        == 1
+    )
