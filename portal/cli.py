@@ -33,7 +33,27 @@ def _stop_on(error: Exception) -> NoReturn:
     raise SystemExit(2) from None
 
 
-@click.group(cls=FlaskGroup, create_app=_create_app)
+class PortalGroup(FlaskGroup):
+    """Flask's command group, with a database that is not ready said in one line."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        from sqlalchemy.exc import OperationalError, ProgrammingError
+
+        try:
+            return super().invoke(ctx)
+        except (OperationalError, ProgrammingError) as error:
+            # A missing table (never migrated) or an unreachable server: the operator has
+            # a command to run, not a traceback to read.
+            reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+            click.echo(
+                f"portal: database error: {reason} (is the schema up to date? "
+                "run `portal db upgrade`)",
+                err=True,
+            )
+            raise SystemExit(1) from None
+
+
+@click.group(cls=PortalGroup, create_app=_create_app)
 def main() -> None:
     """Manage the collections portal."""
 

@@ -70,6 +70,21 @@ class RefundRefused(DomainError):
     message = _l("This refund is not possible.")
 
 
+class RefundNotByCard(RefundRefused):
+    message = _l(
+        "Only card payments can be refunded here. Refund an offline payment the way it was "
+        "paid (for example by bank transfer)."
+    )
+
+
+class RefundAmountNotPositive(RefundRefused):
+    message = _l("The amount must be more than zero.")
+
+
+class RefundAboveRemaining(RefundRefused):
+    message = _l("This is more than what is left to refund on this payment.")
+
+
 DECLINE_MESSAGES = {
     "card_declined": _l("Your card was declined. Please use another card, or call your bank."),
     "generic_decline": _l("Your card was declined. Please use another card, or call your bank."),

@@ -27,7 +27,13 @@ from portal.notifications.models import OutboxMessage
 from portal.notifications.services import deferred_email_row, renders_later
 from portal.payments.checkouts import current_gateway, customer_actor, move_checkout
 from portal.payments.deferred import wake_deferred_events
-from portal.payments.errors import RefundRefused, decline_message
+from portal.payments.errors import (
+    RefundAboveRemaining,
+    RefundAmountNotPositive,
+    RefundNotByCard,
+    RefundRefused,
+    decline_message,
+)
 from portal.payments.gateway import ChargeRefunds, GatewayError, IntentResult, RefundResult
 from portal.payments.locks import lock_account
 from portal.payments.models import (
@@ -289,15 +295,17 @@ def refund_payment(
 ) -> Refund:
     """Give back all or part of a card payment; the invoices it paid reopen, latest due first."""
     if payment.source != PaymentSource.CARD:
-        raise RefundRefused()
+        raise RefundNotByCard()
     gateway = current_gateway()
     lock_account(payment.customer_id)
     db.session.refresh(payment)
     amount = payment.amount - payment.refunded if amount is None else amount
+    if not amount.is_positive:
+        raise RefundAmountNotPositive()
     try:
         parts = _refund_parts(payment, amount)
     except Overpayment:
-        raise RefundRefused() from None
+        raise RefundAboveRemaining() from None
     try:
         result = gateway.refund(
             payment_intent_id=payment.reference,

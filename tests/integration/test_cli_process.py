@@ -135,3 +135,15 @@ def test_an_import_into_a_database_that_was_never_migrated_is_one_line(tmp_path)
     [line] = result.stderr.splitlines()
     assert line.startswith(f"{path}: nothing was imported: ")
     assert "no such table: customers" in line
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("demo", "--no-links"), ("report", "aging", "--as-of", "2026-01-31", "--format", "json")],
+)
+def test_a_command_on_a_database_that_was_never_migrated_is_one_line(tmp_path, command):
+    result = portal(tmp_path, *command)
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("portal: database error: no such table: ")
+    assert line.endswith("run `portal db upgrade`)")
