@@ -66,7 +66,7 @@ _ALLOWED_CONTROLS = frozenset("\t\n\r")
 
 
 def unstorable_character(text: str) -> str | None:
-    """The first character of `text` a database would refuse or no cell holds, as U+XXXX."""
+    """The first character of `text` a database would refuse or no cell holds, as U+0000."""
     for char in text:
         if char in _ALLOWED_CONTROLS:
             continue
