@@ -64,8 +64,8 @@ class DisputeTransitionRefused(DomainError):
     def __init__(self, dispute: Dispute, to: DisputeStatus | None = None) -> None:
         super().__init__(
             _(
-                "This dispute is %(status)s: it cannot be changed that way any more.",
-                status=dispute.state.label.lower(),
+                "This dispute is “%(status)s”: it cannot be changed that way any more.",
+                status=dispute.state.label,
             )
         )
         self.status = dispute.state
