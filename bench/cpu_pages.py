@@ -19,7 +19,6 @@ functions by cumulative and by own time; `--pyinstrument` prints pyinstrument's 
 instead (when it is installed).
 """
 
-# ruff: noqa: T201
 from __future__ import annotations
 
 import argparse
@@ -125,7 +124,7 @@ def sign_in(app: Any, account: str) -> str:
         headers={**headers, "Referer": f"{base}/l/{token}"},
     )
     assert entered.status_code == 302, entered.status_code
-    cookies = {c.key: c.value for c in client._cookies.values()}  # noqa: SLF001
+    cookies = {c.key: c.value for c in client._cookies.values()}
     assert "portal_customer" in cookies
     return "; ".join(f"{k}={v}" for k, v in cookies.items())
 
@@ -153,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", help="a page to profile (cProfile)")
     parser.add_argument("--pyinstrument", action="store_true")
     parser.add_argument("--top", type=int, default=45)
+    parser.add_argument("--all", action="store_true", help="pyinstrument: every frame")
     args = parser.parse_args(argv)
     if not args.database_url:
         print("cpu_pages: set BENCH_DATABASE_URL (PostgreSQL)")
@@ -186,14 +186,16 @@ def main(argv: list[str] | None = None) -> int:
         requests = args.requests if name != "statement" else max(args.requests // 10, 10)
         if args.profile and args.pyinstrument:
             from pyinstrument import Profiler
+            from pyinstrument.stack_sampler import get_stack_sampler
 
-            profiler = Profiler(interval=0.0002)
+            get_stack_sampler().timer_func = time.process_time  # CPU, not waits on the database
+            profiler = Profiler(interval=0.001)
             profiler.start()
             figures = measure(call, requests, args.batches)
             profiler.stop()
-            print(profiler.output_text(unicode=False, color=False, show_all=False))
+            print(profiler.output_text(unicode=False, color=False, show_all=args.all))
         elif args.profile:
-            profile = cProfile.Profile()
+            profile = cProfile.Profile(time.process_time)  # CPU, as measured
             profile.enable()
             figures = measure(call, requests, args.batches)
             profile.disable()
@@ -203,9 +205,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(out.getvalue())
         else:
             figures = measure(call, requests, args.batches)
-        print(
-            f"{name:<11}{min(figures):>9.2f}{statistics.median(figures):>11.2f}{len(body):>9}"
-        )
+        print(f"{name:<11}{min(figures):>9.2f}{statistics.median(figures):>11.2f}{len(body):>9}")
     return 0
 
 
