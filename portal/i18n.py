@@ -55,7 +55,18 @@ def select_locale() -> str:
 
 
 def current_locale() -> str:
-    return str(get_locale() or "en")
+    """The request's language ("en", "es"…); every amount and date on a page asks for it,
+    so the locale Flask-Babel keeps in `g` is read directly once it has been chosen."""
+    try:
+        locale = g._flask_babel.babel_locale
+    except (AttributeError, RuntimeError):  # not chosen yet; no app context
+        locale = get_locale()
+    return _locale_name(locale) if locale is not None else "en"
+
+
+@lru_cache(maxsize=64)
+def _locale_name(locale: Locale) -> str:
+    return str(locale) or "en"
 
 
 def money_filter(value: Money | UnitPrice | None) -> str:
