@@ -11,10 +11,11 @@ creation date comes from the document's "as of" day, so the same data gives the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -170,7 +171,7 @@ def statement_pdf(
 
     The document is a function of what it shows (`StatementData`: every value printed,
     the language, the day, the creditor) and of the process's catalogs and fonts, so
-    the bytes of the last few distinct statements are kept (`_statement_bytes`): a
+    the bytes of the last distinct statements are kept (`_statement_bytes`, 8 MB at most): a
     statement asked for again with nothing on it changed is not drawn again, and any
     change to what it shows (a payment, a credit, the next day) is a different key."""
     open_rows = tuple(
@@ -234,12 +235,63 @@ class StatementData:
     font_dirs: tuple[Path, ...]  # where the fallback fonts come from (PDF_FONT_DIRS)
 
 
-# About 30 KB each: at most a few megabytes of a worker's memory.
-STATEMENTS_KEPT = 128
+# A statement of ten invoices is about 30 KB, one of thousands a few megabytes: the kept
+# bytes are bounded in total, not in number, so that a worker stays within its memory.
+STATEMENT_BYTES_KEPT = 8 * 1024 * 1024
 
 
-@lru_cache(maxsize=STATEMENTS_KEPT)
+class _KeptDocuments:
+    """Least recently used documents by key, at most `limit` bytes in all (one larger
+    is not kept). Safe to share between threads."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._documents: OrderedDict[Hashable, bytes] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get(self, key: Hashable) -> bytes | None:
+        with self._lock:
+            document = self._documents.get(key)
+            if document is None:
+                self.misses += 1
+                return None
+            self._documents.move_to_end(key)
+            self.hits += 1
+            return document
+
+    def put(self, key: Hashable, document: bytes) -> None:
+        if len(document) > self.limit:
+            return
+        with self._lock:
+            if key in self._documents:
+                return
+            self._documents[key] = document
+            self._size += len(document)
+            while self._size > self.limit:
+                _key, dropped = self._documents.popitem(last=False)
+                self._size -= len(dropped)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._documents.clear()
+            self._size = 0
+
+
+_kept_statements = _KeptDocuments(STATEMENT_BYTES_KEPT)
+
+
 def _statement_bytes(data: StatementData) -> bytes:
+    """The statement of `data`: kept bytes, or drawn (`_draw_statement`) and kept."""
+    document = _kept_statements.get(data)
+    if document is None:
+        document = _draw_statement(data)
+        _kept_statements.put(data, document)
+    return document
+
+
+def _draw_statement(data: StatementData) -> bytes:
     """The statement drawn from `data` alone (nothing else is read), so kept bytes are
     those drawing it again would give."""
     locale = data.locale

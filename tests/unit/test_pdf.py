@@ -289,14 +289,14 @@ def test_a_statement_asked_for_again_unchanged_is_not_drawn_again_and_any_change
             today=today,
         )
 
-    before = pdf_module._statement_bytes.cache_info()
+    kept = pdf_module._kept_statements
+    kept.clear()
+    misses, hits = kept.misses, kept.hits
     drawn = statement([_balance(invoice, paid=10000)], [first_payment])
     again = statement([_balance(invoice, paid=10000)], [first_payment])
-    after = pdf_module._statement_bytes.cache_info()
 
     assert again == drawn
-    assert after.misses == before.misses + 1  # drawn once
-    assert after.hits == before.hits + 1
+    assert (kept.misses, kept.hits) == (misses + 1, hits + 1)  # drawn once
 
     # a second payment, the next day, another language: each is another document
     second_payment = _payment(customer, "PAY-KEPT-2", date(2026, 2, 11), 5000)
@@ -310,3 +310,17 @@ def test_a_statement_asked_for_again_unchanged_is_not_drawn_again_and_any_change
     in_french = statement([_balance(invoice, paid=10000)], [first_payment], locale="fr")
     assert "Relevé" in _text(in_french)
     assert len({drawn, paid_more, tomorrow, in_french}) == 4
+
+
+def test_kept_documents_stay_within_their_bytes_dropping_the_least_recently_used():
+    kept = pdf_module._KeptDocuments(limit=10)
+    kept.put("a", b"1234")
+    kept.put("b", b"1234")
+    assert kept.get("a") == b"1234"  # now the most recently used
+    kept.put("c", b"1234")  # 12 bytes: "b" goes
+    kept.put("huge", b"x" * 11)  # larger than the whole limit: never kept
+
+    assert kept.get("b") is None
+    assert kept.get("huge") is None
+    assert kept.get("a") == b"1234"
+    assert kept.get("c") == b"1234"
