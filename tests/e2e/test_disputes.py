@@ -99,11 +99,14 @@ def _summary(page: Page, label: str):  # type: ignore[no-untyped-def]
 def _wait_for_payment(server: LiveServer, account_number: str) -> None:
     from tests.e2e.test_payments import wait_for_webhook
 
-    wait_for_webhook(server, SimpleNamespace(account_number=account_number), "payment_intent.succeeded")  # type: ignore[arg-type]
+    ledger = SimpleNamespace(account_number=account_number)
+    wait_for_webhook(server, ledger, "payment_intent.succeeded")  # type: ignore[arg-type]
 
 
 def test_dispute_one_line_pay_the_rest_then_the_part_not_credited(
-    page: Page, shop: LiveServer, uploads: Path  # noqa: F811
+    page: Page,
+    shop: LiveServer,  # noqa: F811  (the fixture imported above)
+    uploads: Path,
 ) -> None:
     seeded = _seed(shop)
     _sign_in(page, shop, seeded.account_number)
@@ -126,9 +129,7 @@ def test_dispute_one_line_pay_the_rest_then_the_part_not_credited(
     expect(page.get_by_role("heading", level=1)).to_have_text(
         f"Your dispute of invoice {seeded.invoice}"
     )
-    expect(page.locator(".flash--success")).to_contain_text(
-        "We received your dispute of $40.00."
-    )
+    expect(page.locator(".flash--success")).to_contain_text("We received your dispute of $40.00.")
     expect(page.locator(".page-heading .badge")).to_have_text("Open")
     expect(page.get_by_role("link", name="crate.jpg")).to_be_visible()
     assert_accessible(page)

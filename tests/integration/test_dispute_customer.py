@@ -45,7 +45,7 @@ def signed_in(client: FlaskClient, uploads: Path) -> Iterator[tuple[Customer, In
     )
     db.session.commit()
     login_as(client, customer)
-    yield customer, invoice
+    return customer, invoice
 
 
 def _count(model: type) -> int:
@@ -90,9 +90,7 @@ def _post_dispute(
         data[f"line-{line_number}"] = "y"
         data[f"amount-{line_number}"] = amount
     data["evidence"] = [(io.BytesIO(body), name, kind) for body, name, kind in evidence or []]
-    return client.post(
-        f"/invoices/{number}/dispute", data=data, content_type="multipart/form-data"
-    )
+    return client.post(f"/invoices/{number}/dispute", data=data, content_type="multipart/form-data")
 
 
 def _dispute_of(customer: Customer, invoice: Invoice, line_numbers: dict[int, Money | None]):  # type: ignore[no-untyped-def]
@@ -111,16 +109,15 @@ def _dispute_of(customer: Customer, invoice: Invoice, line_numbers: dict[int, Mo
 
 
 # --- the form ----------------------------------------------------------------------------
-def test_the_form_shows_each_line_with_what_can_be_disputed(
-    client: FlaskClient, signed_in
-) -> None:  # type: ignore[no-untyped-def]
+def test_the_form_shows_each_line_with_what_can_be_disputed(client: FlaskClient, signed_in) -> None:  # type: ignore[no-untyped-def]
     page = client.get("/invoices/INV-3L/dispute").text
     for number in (1, 2, 3):
         assert f'name="line-{number}"' in page
         assert f'name="amount-{number}"' in page
     for reason in ("not_received", "damaged", "wrong_price", "duplicate", "not_ordered", "other"):
         assert f'value="{reason}"' in page
-    assert 'name="evidence"' in page and "multiple" in page
+    assert 'name="evidence"' in page
+    assert "multiple" in page
     assert "Leave empty to dispute all you can on “Broken crate”: $40.00." in page
     assert 'enctype="multipart/form-data"' in page
 
@@ -146,10 +143,14 @@ def test_a_customer_disputes_one_line_with_a_photo_and_the_rest_stays_payable(
     assert _stored(uploads) == [stored.storage_name]
     page = client.get(f"/disputes/{dispute.id}").text
     assert "We received your dispute of $40.00." in page
-    assert "The crate arrived broken." in page and "crate.jpg" in page
+    assert "The crate arrived broken." in page
+    assert "crate.jpg" in page
     invoice_page = client.get("/invoices/INV-3L").text
-    payable_now = re.search(r'id="payable-now">\s*<dt>Payable now</dt>\s*<dd[^>]*>([^<]+)<', invoice_page)
-    assert payable_now and payable_now.group(1) == "$110.00"
+    payable_now = re.search(
+        r'id="payable-now">\s*<dt>Payable now</dt>\s*<dd[^>]*>([^<]+)<', invoice_page
+    )
+    assert payable_now
+    assert payable_now.group(1) == "$110.00"
     assert "In dispute: $40.00" in invoice_page
     account = client.get("/account").text
     assert "Your open disputes" in account
@@ -311,7 +312,9 @@ def test_a_request_larger_than_the_limit_gets_a_friendly_413(
     _nothing_saved(uploads)
 
 
-def test_without_a_csrf_token_nothing_is_saved(client: FlaskClient, signed_in, uploads: Path) -> None:  # type: ignore[no-untyped-def]
+def test_without_a_csrf_token_nothing_is_saved(
+    client: FlaskClient, signed_in, uploads: Path
+) -> None:  # type: ignore[no-untyped-def]
     response = _post_dispute(
         client, token="", evidence=[(files.clean_pdf(), "a.pdf", "application/pdf")]
     )
@@ -418,7 +421,7 @@ def test_a_file_is_downloaded_as_a_sandboxed_attachment(
     assert response.data == files.clean_pdf()
     assert response.headers["Content-Type"] == "application/pdf"
     assert response.headers["Content-Disposition"] == (
-        "attachment; filename=\"Lieferschein M?rz.pdf\"; "
+        'attachment; filename="Lieferschein M?rz.pdf"; '
         "filename*=UTF-8''Lieferschein%20M%C3%A4rz.pdf"
     )
     assert response.headers["X-Content-Type-Options"] == "nosniff"
