@@ -14,13 +14,21 @@ from collections.abc import Iterable
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, Field, MultipleFileField, RadioField, StringField, TextAreaField
+from wtforms import (
+    BooleanField,
+    Field,
+    MultipleFileField,
+    RadioField,
+    SelectChoice,
+    StringField,
+    TextAreaField,
+)
 from wtforms.validators import InputRequired, Length, Optional
 
-from portal.disputes.models import MESSAGE_MAX_LENGTH, DisputeReason
+from portal.disputes.models import MESSAGE_MAX_LENGTH, REASON_LABELS, DisputeReason
 from portal.money import Money, MoneyError, minor_unit_exponent, parse_decimal
 
-REASON_CHOICES = [(reason.value, reason.label) for reason in DisputeReason]
+REASON_CHOICES = [SelectChoice(reason.value, REASON_LABELS[reason]) for reason in DisputeReason]
 AMOUNT_MAX_LENGTH = 32
 # "12,50" as Spanish, French and German customers write it: one comma, no point, and no
 # more digits after it than the currency has (so "1,234" stays a thousands separator,
