@@ -130,10 +130,8 @@ class Config:
     LOST_LINK_RATE_LIMIT = os.environ.get("LOST_LINK_RATE_LIMIT", "5 per minute; 30 per hour")
 
     WTF_CSRF_TIME_LIMIT = None  # the session's idle timeout already bounds a token's life
-    # Dispute evidence (portal.disputes.evidence): at most this many files a form, each at
-    # most this many bytes and (images) pixels; stored in UPLOAD_DIR, which several app
-    # servers share (a network file system or a volume), outside static/.
-    UPLOAD_DIR = os.environ.get("UPLOAD_DIR", str(INSTANCE_DIR / "uploads"))
+    # Dispute evidence (portal.disputes.evidence, stored in UPLOAD_DIR above): at most this
+    # many files a form, each at most this many bytes and (images) pixels.
     EVIDENCE_MAX_FILES = _env_int("EVIDENCE_MAX_FILES", 5)
     EVIDENCE_MAX_BYTES = _env_int("EVIDENCE_MAX_BYTES", 10 * 1024 * 1024)
     EVIDENCE_MAX_PIXELS = _env_int("EVIDENCE_MAX_PIXELS", 64_000_000)
