@@ -138,6 +138,10 @@ class Config:
     # A request may carry the most evidence a form allows plus the form's fields (1 MiB:
     # a 5,000-character message is 20 KB in UTF-8); anything larger is a friendly 413.
     MAX_CONTENT_LENGTH = EVIDENCE_MAX_FILES * EVIDENCE_MAX_BYTES + 1024 * 1024
+    # Per account: disputes opened (only a dispute actually opened counts), and every POST
+    # that may carry evidence (each file is parsed: it costs CPU even when refused).
+    DISPUTE_RATE_LIMIT = os.environ.get("DISPUTE_RATE_LIMIT", "10 per hour; 30 per day")
+    EVIDENCE_RATE_LIMIT = os.environ.get("EVIDENCE_RATE_LIMIT", "30 per hour")
     FORCE_HTTPS = False
     PROXY_FIX_X_FOR = _env_int("PROXY_FIX_X_FOR", 0)
     # SQLite only: how long a write waits for another writer's lock before failing.

@@ -76,11 +76,11 @@ def _opened(response: Response) -> bool:
 
 
 def _dispute_limit() -> str:
-    return str(current_app.config.get("DISPUTE_RATE_LIMIT", "10 per hour; 30 per day"))
+    return str(current_app.config["DISPUTE_RATE_LIMIT"])
 
 
 def _upload_limit() -> str:
-    return str(current_app.config.get("EVIDENCE_RATE_LIMIT", "30 per hour"))
+    return str(current_app.config["EVIDENCE_RATE_LIMIT"])
 
 
 # Opening disputes is bounded per account (each holds money and reaches a specialist's
