@@ -90,6 +90,9 @@ class Config:
     ACCESS_LINK_TTL_DAYS = _env_int("ACCESS_LINK_TTL_DAYS", 30)
     # How many days ahead a customer may promise to pay from the portal (portal.promises).
     PROMISE_MAX_DAYS = _env_int("PROMISE_MAX_DAYS", 14)
+    # The staff dispute desk's target: a dispute is resolved within this many business days
+    # (Monday to Friday) of being opened; older ones are marked in the queue.
+    DISPUTE_TARGET_BUSINESS_DAYS = _env_int("DISPUTE_TARGET_BUSINESS_DAYS", 10)
     # Signed-in sessions live in the `principal_sessions` table (`access.sessions`): each
     # kind of principal has its own cookie, idle limit and absolute lifetime. A customer
     # session never outlives the link that opened it.

@@ -102,10 +102,11 @@ def queue_page(
 ) -> QueuePage:
     """One page of disputes in `statuses` (None: any) with `reason` (None: any), oldest
     first (by `opened_at`, then id), each with its customer, invoice, disputed amount and
-    age against `target` business days. `page` counts from 1; past the last page the
-    rows are empty."""
+    age against `target` business days. `page` counts from 1; past the last page it is
+    the last page."""
     conditions = _conditions(statuses, reason)
     total = db.session.scalar(select(func.count(Dispute.id)).where(*conditions)) or 0
+    page = min(max(1, page), max(1, -(-total // per_page)))
     amounts = (
         select(
             DisputeLine.dispute_id,
@@ -114,7 +115,7 @@ def queue_page(
         .group_by(DisputeLine.dispute_id)
         .subquery("amounts")
     )
-    statement: Select[tuple[Dispute, Customer, Invoice, int]] = (
+    statement = (
         select(Dispute, Customer, Invoice, func.cast(amounts.c.amount_minor, MinorUnits))
         .join(Customer, Customer.id == Dispute.customer_id)
         .join(Invoice, Invoice.id == Dispute.invoice_id)
@@ -122,7 +123,7 @@ def queue_page(
         .where(*conditions)
         .order_by(Dispute.opened_at, Dispute.id)
         .limit(per_page)
-        .offset((max(1, page) - 1) * per_page)
+        .offset((page - 1) * per_page)
     )
     rows = [
         QueueRow(
@@ -132,9 +133,9 @@ def queue_page(
             Money(int(amount or 0), invoice.currency),
             dispute_age(dispute, today, target),
         )
-        for dispute, customer, invoice, amount in db.session.execute(statement).tuples()
+        for dispute, customer, invoice, amount in db.session.execute(statement)
     ]
-    return QueuePage(rows, max(1, page), per_page, total)
+    return QueuePage(rows, page, per_page, total)
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from portal.disputes.ages import DEFAULT_TARGET_BUSINESS_DAYS
 from portal.disputes.models import REASON_LABELS, Dispute, DisputeFile
 from portal.disputes.staff_forms import (
     STAFF_STATUS_LABELS,
+    STATUS_OPEN,
     AcceptForm,
     AcceptInPartForm,
     AskForm,
@@ -121,7 +122,8 @@ def queue() -> ResponseReturnValue:
         target=target_business_days(),
         page=_page(),
     )
-    args = {"reason": form.reason.data or "", "status": form.status.data or ""}
+    status = form.status.data if form.status.data != STATUS_OPEN else ""
+    args = {"reason": form.reason.data or "", "status": status or ""}
     return render_template(
         "disputes/staff_queue.html",
         form=form,
@@ -187,11 +189,11 @@ def detail(dispute_id: int) -> ResponseReturnValue:
 @bp.get("/disputes/<int:dispute_id>/files/<int:file_id>")
 @specialist
 def evidence_file(dispute_id: int, file_id: int) -> ResponseReturnValue:
-    from portal.disputes.evidence import evidence_response
-
     stored = db.session.get(DisputeFile, file_id)
     if stored is None or stored.dispute_id != dispute_id:
         abort(404)
+    from portal.disputes.evidence import evidence_response
+
     return evidence_response(stored)
 
 

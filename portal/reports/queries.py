@@ -673,15 +673,11 @@ def time_to_resolve(period: Period) -> ResolutionTimes:
             Dispute.resolved_at < after,
         )
     ).all()
-    seconds = sorted(
-        max(0, int((resolved - opened).total_seconds())) for opened, resolved in rows
-    )
+    seconds = sorted(max(0, int((resolved - opened).total_seconds())) for opened, resolved in rows)
     if not seconds:
         return ResolutionTimes(0, None, None)
     middle = len(seconds) // 2
-    median = (
-        seconds[middle] if len(seconds) % 2 else (seconds[middle - 1] + seconds[middle]) // 2
-    )
+    median = seconds[middle] if len(seconds) % 2 else (seconds[middle - 1] + seconds[middle]) // 2
     return ResolutionTimes(len(seconds), sum(seconds) // len(seconds), median)
 
 

@@ -29,8 +29,8 @@ from portal.reports.queries import (
     CREDIT_NOTE_COLUMNS,
     Period,
     aging,
-    credit_note_rows,
     collections_per_day,
+    credit_note_rows,
     currencies_in_use,
     disputes_by_outcome,
     disputes_by_reason,
@@ -405,9 +405,7 @@ def disputes_report() -> ResponseReturnValue:
         by_outcome=by_outcome,
         times=time_to_resolve(period),
         reason_chart=_count_chart("dispute-reason-chart", by_reason, labels["reason_labels"]),
-        outcome_chart=_count_chart(
-            "dispute-outcome-chart", by_outcome, labels["outcome_labels"]
-        ),
+        outcome_chart=_count_chart("dispute-outcome-chart", by_outcome, labels["outcome_labels"]),
         **labels,
     )
 
@@ -491,9 +489,7 @@ def credit_notes_csv() -> ResponseReturnValue:
     form = CreditNotesExportForm(formdata=request.args)
     if not form.validate():
         problems = [str(e) for errors in form.errors.values() for e in errors]
-        return Response(
-            "\n".join(problems) + "\n", status=400, mimetype="text/plain"
-        )
+        return Response("\n".join(problems) + "\n", status=400, mimetype="text/plain")
     start, end = form.start.data, form.end.data
 
     def body() -> Any:

@@ -236,9 +236,7 @@ def logout():  # type: ignore[no-untyped-def]
 def dashboard():  # type: ignore[no-untyped-def]
     from portal.disputes.staff_views import queue_counts
 
-    return render_template(
-        "staff/dashboard.html", member=current_staff(), disputes=queue_counts()
-    )
+    return render_template("staff/dashboard.html", member=current_staff(), disputes=queue_counts())
 
 
 # --- set-password links (invitations, password resets) --------------------------------------
