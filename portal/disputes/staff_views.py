@@ -32,6 +32,7 @@ from portal.audit.actors import Actor
 from portal.db import utcnow
 from portal.disputes import services
 from portal.disputes.ages import DEFAULT_TARGET_BUSINESS_DAYS
+from portal.disputes.evidence import evidence_response, serves_evidence
 from portal.disputes.models import REASON_LABELS, Dispute, DisputeFile
 from portal.disputes.staff_forms import (
     STAFF_STATUS_LABELS,
@@ -187,13 +188,12 @@ def detail(dispute_id: int) -> ResponseReturnValue:
 
 
 @bp.get("/disputes/<int:dispute_id>/files/<int:file_id>")
+@serves_evidence
 @specialist
 def evidence_file(dispute_id: int, file_id: int) -> ResponseReturnValue:
     stored = db.session.get(DisputeFile, file_id)
     if stored is None or stored.dispute_id != dispute_id:
         abort(404)
-    from portal.disputes.evidence import evidence_response
-
     return evidence_response(stored)
 
 

@@ -378,3 +378,35 @@ def test_a_closed_dispute_has_no_decision_forms(
     html = staff_client.get(f"/staff/disputes/{dispute.id}").text
     assert "This dispute is closed (Withdrawn)" in html
     assert "/accept" not in html
+
+
+def test_staff_download_evidence_as_a_sandboxed_attachment(
+    app, staff_client: FlaskClient, invoice: Invoice, tmp_path, monkeypatch
+) -> None:
+    from portal.disputes.evidence import accept_uploads
+    from tests.evidence_files import png_image, upload
+
+    monkeypatch.setitem(app.config, "UPLOAD_DIR", str(tmp_path))
+    dispute = make_dispute(invoice, {1: "80.00"})
+    [stored] = accept_uploads([upload(png_image(), "box.png", "image/png")])
+    row = DisputeFile(
+        dispute_id=dispute.id,
+        message_id=dispute.messages[0].id,
+        storage_name=stored.storage_name,
+        original_name=stored.original_name,
+        content_type=stored.content_type,
+        size_bytes=stored.size_bytes,
+        sha256=stored.sha256,
+    )
+    db.session.add(row)
+    db.session.flush()
+    url = f"/staff/disputes/{dispute.id}/files/{row.id}"
+    assert url in staff_client.get(f"/staff/disputes/{dispute.id}").text
+    response = staff_client.get(url)
+    assert response.status_code == 200
+    assert response.mimetype == "image/png"
+    assert response.headers["Content-Disposition"].startswith("attachment")
+    assert "box.png" in response.headers["Content-Disposition"]
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert "sandbox" in response.headers["Content-Security-Policy"]
+    assert response.data == (tmp_path / stored.storage_name).read_bytes()
