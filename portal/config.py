@@ -90,8 +90,11 @@ class Config:
     ACCESS_LINK_TTL_DAYS = _env_int("ACCESS_LINK_TTL_DAYS", 30)
     # How many days ahead a customer may promise to pay from the portal (portal.promises).
     PROMISE_MAX_DAYS = _env_int("PROMISE_MAX_DAYS", 14)
-    # The staff dispute desk's target: a dispute is resolved within this many business days
-    # (Monday to Friday) of being opened; older ones are marked in the queue.
+    # Disputes (portal.disputes): evidence files live in UPLOAD_DIR (outside static/; a
+    # directory several app servers share); a customer asked for information has
+    # DISPUTE_REPLY_DAYS to answer before the jobs runner hands the dispute back to staff;
+    # the staff queue measures a dispute's age against DISPUTE_TARGET_BUSINESS_DAYS.
+    DISPUTE_REPLY_DAYS = _env_int("DISPUTE_REPLY_DAYS", 14)
     DISPUTE_TARGET_BUSINESS_DAYS = _env_int("DISPUTE_TARGET_BUSINESS_DAYS", 10)
     # Signed-in sessions live in the `principal_sessions` table (`access.sessions`): each
     # kind of principal has its own cookie, idle limit and absolute lifetime. A customer
