@@ -76,7 +76,7 @@ def make_dispute(
         )
     )
     db.session.add(dispute)
-    db.session.flush()
+    db.session.commit()  # a view's rollback of a refusal must not take the test's data
     return dispute
 
 
@@ -258,9 +258,10 @@ def test_filters_by_reason_and_status(staff_client: FlaskClient, invoice: Invoic
     assert ids("status=all") == {damaged.id, price.id, rejected.id, waiting.id}
     assert ids("status=all&reason=damaged") == {damaged.id, rejected.id}
     assert ids("status=accepted") == set()
-    assert "No dispute matches these filters." in staff_client.get(
-        "/staff/disputes?status=accepted"
-    ).text
+    assert (
+        "No dispute matches these filters."
+        in staff_client.get("/staff/disputes?status=accepted").text
+    )
 
 
 @pytest.mark.parametrize(
@@ -410,3 +411,285 @@ def test_staff_download_evidence_as_a_sandboxed_attachment(
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert "sandbox" in response.headers["Content-Security-Policy"]
     assert response.data == (tmp_path / stored.storage_name).read_bytes()
+
+
+# --- decisions -------------------------------------------------------------------------------
+def _opened(invoice: Invoice, amounts: dict[int, str | None]) -> Dispute:
+    """A dispute opened the way a customer opens one (the service: audit row, email)."""
+    from portal.audit.actors import Actor
+    from portal.disputes.services import open_dispute
+    from portal.money import Money
+
+    customer = db.session.get(Customer, invoice.customer_id)
+    dispute = open_dispute(
+        customer,
+        invoice,
+        {n: Money.from_decimal(a, invoice.currency) if a else None for n, a in amounts.items()},
+        "damaged",
+        "Two widgets arrived broken.",
+        [],
+        actor=Actor.customer(customer),
+        now=utcnow() - timedelta(days=2),
+    )
+    db.session.commit()  # a view's rollback of a refusal must not take the test's data
+    return dispute
+
+
+def _decide(client: FlaskClient, dispute: Dispute, action: str, **fields: str):  # type: ignore[no-untyped-def]
+    page = client.get(f"/staff/disputes/{dispute.id}")
+    seen = re.search(r'name="messages_seen" value="(\d+)"', page.text)
+    data = {
+        "csrf_token": csrf_token_from(page.text),
+        "messages_seen": seen.group(1) if seen else "0",
+    }
+    data.update(fields)
+    return client.post(f"/staff/disputes/{dispute.id}/{action}", data=data)
+
+
+def _flashes(client: FlaskClient, response) -> str:  # type: ignore[no-untyped-def]
+    assert response.status_code == 302
+    return client.get(response.headers["Location"]).text
+
+
+def _emails(dispute: Dispute) -> list[str]:
+    return list(
+        db.session.scalars(
+            select(OutboxMessage.kind)
+            .where(OutboxMessage.customer_id == dispute.customer_id)
+            .order_by(OutboxMessage.id)
+        )
+    )
+
+
+def _audits(dispute: Dispute) -> list[tuple[str, str]]:
+    return [
+        (event.action, event.actor)
+        for event in db.session.scalars(
+            select(AuditEvent)
+            .where(
+                AuditEvent.action.like("dispute.%"), AuditEvent.customer_id == dispute.customer_id
+            )
+            .order_by(AuditEvent.id)
+        )
+    ]
+
+
+def _credits(dispute: Dispute) -> list[tuple[int, int, str]]:
+    return [
+        (credit.invoice_line.line_number, credit.amount_minor, credit.kind)
+        for credit in db.session.scalars(
+            select(CreditNote).where(CreditNote.dispute_id == dispute.id).order_by(CreditNote.id)
+        )
+    ]
+
+
+def test_accept_credits_every_disputed_line_and_goes_back_to_the_queue(
+    staff_client: FlaskClient, invoice: Invoice
+) -> None:
+    dispute = _opened(invoice, {1: "80.00", 2: None})
+    response = _decide(staff_client, dispute, "accept")
+    assert response.headers["Location"].endswith("/staff/disputes")
+    html = _flashes(staff_client, response)
+    assert f"Dispute {dispute.id} accepted: $105.00 credited to invoice INV-DSP-1." in html
+    db.session.refresh(dispute)
+    member = staff_client.staff_member  # type: ignore[attr-defined]
+    assert (dispute.status, dispute.resolved_by) == ("accepted", f"staff:{member.id}")
+    assert _credits(dispute) == [(1, 8000, "dispute"), (2, 2500, "dispute")]
+    assert _audits(dispute)[-1] == ("dispute.accepted", f"staff:{member.id}")
+    assert _emails(dispute)[-1] == "dispute_accepted"
+
+
+def test_accept_in_part_credits_what_is_typed_per_line(
+    staff_client: FlaskClient, invoice: Invoice
+) -> None:
+    dispute = _opened(invoice, {1: "80.00", 2: None})
+    response = _decide(
+        staff_client,
+        dispute,
+        "accept-in-part",
+        **{"credit-1": " 40.00 ", "credit-2": "", "reason": "One widget was fine."},
+    )
+    html = _flashes(staff_client, response)
+    assert (
+        f"Dispute {dispute.id} accepted in part: $40.00 credited; the rest of $105.00 is "
+        "payable again." in html
+    )
+    db.session.refresh(dispute)
+    assert (dispute.status, dispute.resolution_reason) == (
+        "partly_accepted",
+        "One widget was fine.",
+    )
+    assert _credits(dispute) == [(1, 4000, "dispute")]
+    assert _emails(dispute)[-1] == "dispute_partly_accepted"
+    assert _audits(dispute)[-1][0] == "dispute.partly_accepted"
+
+
+@pytest.mark.parametrize(
+    ("fields", "status", "message"),
+    [
+        ({"credit-1": "90.00", "reason": "r"}, 302, "must be between zero and $80.00"),
+        ({"credit-1": "80.00", "credit-2": "25.00", "reason": "r"}, 302, "less than the $105.00"),
+        ({"credit-1": "0", "reason": "r"}, 302, "more than zero"),
+        ({"credit-1": "-5.00", "reason": "r"}, None, None),
+        ({"credit-1": "abc", "reason": "r"}, 400, "Please enter the amount as a number"),
+        ({"credit-1": "1e9999999", "reason": "r"}, None, None),
+        ({"credit-1": "10.00", "reason": "  "}, 400, "Tell the customer why the rest"),
+        ({"credit-1": "10.00", "reason": "x" * 2001}, 400, "At most 2000 characters."),
+    ],
+)
+def test_accept_in_part_refusals_change_nothing(
+    staff_client: FlaskClient, invoice: Invoice, fields: dict[str, str], status, message
+) -> None:  # type: ignore[no-untyped-def]
+    dispute = _opened(invoice, {1: "80.00", 2: None})
+    emails, audits = _emails(dispute), _audits(dispute)
+    response = _decide(staff_client, dispute, "accept-in-part", **fields)
+    assert response.status_code in ((302, 400) if status is None else (status,))
+    html = _flashes(staff_client, response) if response.status_code == 302 else response.text
+    if message:
+        assert message in html
+    if response.status_code == 302:
+        assert response.headers["Location"].endswith(f"/staff/disputes/{dispute.id}")
+    db.session.refresh(dispute)
+    assert dispute.status == "open"
+    assert _credits(dispute) == []
+    assert (_emails(dispute), _audits(dispute)) == (emails, audits)
+
+
+def test_reject_needs_a_reason_the_customer_reads(
+    staff_client: FlaskClient, invoice: Invoice
+) -> None:
+    dispute = _opened(invoice, {2: None})
+    empty = _decide(staff_client, dispute, "reject", reason="")
+    assert empty.status_code == 400
+    assert "Tell the customer why the dispute is rejected." in empty.text
+    assert 'aria-invalid="true"' in empty.text
+    db.session.refresh(dispute)
+    assert dispute.status == "open"
+    done = _decide(staff_client, dispute, "reject", reason="Delivery was on time: tracking 123.")
+    html = _flashes(staff_client, done)
+    assert f"Dispute {dispute.id} rejected: $25.00 is payable again" in html
+    db.session.refresh(dispute)
+    assert (dispute.status, dispute.resolution_reason) == (
+        "rejected",
+        "Delivery was on time: tracking 123.",
+    )
+    assert _credits(dispute) == []
+    assert _emails(dispute)[-1] == "dispute_rejected"
+
+
+def test_ask_for_information_waits_on_the_customer_and_cannot_be_asked_twice(
+    staff_client: FlaskClient, invoice: Invoice
+) -> None:
+    dispute = _opened(invoice, {1: None})
+    empty = _decide(staff_client, dispute, "ask", question=" ")
+    assert empty.status_code == 400
+    assert "Write the question before sending it." in empty.text
+    html = _flashes(
+        staff_client, _decide(staff_client, dispute, "ask", question="Could you send a photo?")
+    )
+    assert f"Question sent on dispute {dispute.id}" in html
+    db.session.refresh(dispute)
+    assert dispute.status == "waiting_on_customer"
+    assert dispute.reply_due_at is not None
+    assert dispute.messages[-1].kind == "info_request"
+    assert dispute.messages[-1].body == "Could you send a photo?"
+    assert _emails(dispute)[-1] == "dispute_info_requested"
+    page = staff_client.get(f"/staff/disputes/{dispute.id}").text
+    assert "The customer is asked to reply by" in page
+    assert "/ask" not in page  # no second question while waiting
+    again = _decide(staff_client, dispute, "ask", question="And the invoice?")
+    assert "it cannot be changed that way any more" in _flashes(staff_client, again)
+    db.session.refresh(dispute)
+    assert [m.kind for m in dispute.messages] == ["message", "info_request"]
+
+
+def test_deciding_a_withdrawn_dispute_is_refused(
+    staff_client: FlaskClient, invoice: Invoice
+) -> None:
+    from portal.audit.actors import Actor
+    from portal.disputes.services import withdraw
+
+    dispute = _opened(invoice, {1: "80.00"})
+    page = staff_client.get(f"/staff/disputes/{dispute.id}").text  # opened before withdrawal
+    token = csrf_token_from(page)
+    withdraw(dispute, actor=Actor.customer(dispute.customer_id), now=utcnow())
+    db.session.commit()
+    for action, fields in (
+        ("accept", {}),
+        ("accept-in-part", {"credit-1": "10.00", "reason": "r"}),
+        ("reject", {"reason": "r"}),
+        ("ask", {"question": "q"}),
+    ):
+        response = staff_client.post(
+            f"/staff/disputes/{dispute.id}/{action}",
+            data={"csrf_token": token, "messages_seen": "1", **fields},
+        )
+        html = _flashes(staff_client, response)
+        assert "it cannot be changed that way any more" in html, action
+    db.session.refresh(dispute)
+    assert dispute.status == "withdrawn"
+    assert _credits(dispute) == []
+
+
+def test_a_double_submit_credits_once(staff_client: FlaskClient, invoice: Invoice) -> None:
+    dispute = _opened(invoice, {1: "80.00"})
+    page = staff_client.get(f"/staff/disputes/{dispute.id}").text
+    data = {"csrf_token": csrf_token_from(page), "messages_seen": "1"}
+    first = staff_client.post(f"/staff/disputes/{dispute.id}/accept", data=data)
+    assert "accepted: $80.00 credited" in _flashes(staff_client, first)
+    second = staff_client.post(f"/staff/disputes/{dispute.id}/accept", data=data)
+    assert "it cannot be changed that way any more" in _flashes(staff_client, second)
+    assert _credits(dispute) == [(1, 8000, "dispute")]
+    assert [a for a, _actor in _audits(dispute)].count("dispute.accepted") == 1
+    assert _emails(dispute).count("dispute_accepted") == 1
+
+
+def test_a_decision_from_a_page_older_than_the_thread_is_refused(
+    staff_client: FlaskClient, invoice: Invoice
+) -> None:
+    from portal.audit.actors import Actor
+    from portal.disputes.services import reply
+
+    dispute = _opened(invoice, {1: "80.00"})
+    page = staff_client.get(f"/staff/disputes/{dispute.id}").text
+    reply(
+        dispute,
+        "Here is one more thing.",
+        [],
+        actor=Actor.customer(dispute.customer_id),
+        now=utcnow(),
+    )
+    db.session.commit()
+    response = staff_client.post(
+        f"/staff/disputes/{dispute.id}/accept",
+        data={"csrf_token": csrf_token_from(page), "messages_seen": "1"},
+    )
+    html = _flashes(staff_client, response)
+    assert "The thread changed since you opened this dispute" in html
+    assert "Here is one more thing." in html
+    db.session.refresh(dispute)
+    assert dispute.status == "open"
+
+
+@pytest.mark.parametrize("action", ["accept", "accept-in-part", "reject", "ask"])
+def test_decisions_need_the_csrf_token(
+    staff_client: FlaskClient, invoice: Invoice, action: str
+) -> None:
+    dispute = _opened(invoice, {1: "80.00"})
+    response = staff_client.post(
+        f"/staff/disputes/{dispute.id}/{action}",
+        data={"messages_seen": "1", "reason": "r", "question": "q", "credit-1": "1.00"},
+    )
+    assert response.status_code == 400
+    db.session.refresh(dispute)
+    assert dispute.status == "open"
+    assert _credits(dispute) == []
+
+
+def test_a_tampered_messages_seen_is_a_400(staff_client: FlaskClient, invoice: Invoice) -> None:
+    dispute = _opened(invoice, {1: "80.00"})
+    for value in ("", "abc", "-1", "99999999999999999999"):
+        response = _decide(staff_client, dispute, "accept", messages_seen=value)
+        assert response.status_code == 400, value
+    db.session.refresh(dispute)
+    assert dispute.status == "open"
