@@ -177,7 +177,8 @@ class AcceptInPartForm(DecisionForm):
     line_numbers: list[int]
 
     def credit_field(self, line_number: int) -> Field:
-        return getattr(self, f"credit_{line_number}")  # type: ignore[no-any-return]
+        field: Field = getattr(self, f"credit_{line_number}")
+        return field
 
     def credit_texts(self) -> dict[int, str]:
         """Line number -> the amount typed (stripped), for the lines with one."""

@@ -106,9 +106,7 @@ def test_a_specialist_accepts_the_oldest_dispute_in_part(
     links.first.click()
 
     # the dispute: what was disputed, the customer's message, the decision forms
-    expect(page.get_by_role("heading", level=1)).to_have_text(
-        f"Dispute {oldest_id}: Umbrella Corp"
-    )
+    expect(page.get_by_role("heading", level=1)).to_have_text(f"Dispute {oldest_id}: Umbrella Corp")
     expect(page.get_by_text("Two of the three widgets arrived broken")).to_be_visible()
     assert_accessible(page)
     page.get_by_label("Credit on line 1 (Widgets)").fill("40.00")
@@ -118,7 +116,9 @@ def test_a_specialist_accepts_the_oldest_dispute_in_part(
     page.locator("#partial").get_by_role("button", name="Accept in part").click()
 
     # back on the queue, with what happened; the decided one has left it
-    expect(page.get_by_text(f"Dispute {oldest_id} accepted in part: $40.00 credited")).to_be_visible()
+    expect(
+        page.get_by_text(f"Dispute {oldest_id} accepted in part: $40.00 credited")
+    ).to_be_visible()
     expect(page.locator(".dispute-queue tbody th a")).to_have_count(1)
     assert_accessible(page)
 

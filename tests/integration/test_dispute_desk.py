@@ -4,11 +4,11 @@ pages), one dispute's page, every decision and every refusal, the staff home's c
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from portal.audit.models import AuditEvent
 from portal.customers.models import Customer
@@ -367,7 +367,8 @@ def test_detail_shows_invoice_lines_message_files_thread_and_timeline_link(
     assert f'href="/staff/disputes/{dispute.id}/files/{stored.id}"' in html
     assert "crushed box.jpg" in html
     assert 'href="/staff/customers/DSP-0001#timeline-heading"' in html
-    assert 'for="credit-1"' in html and 'for="credit-2"' in html
+    assert 'for="credit-1"' in html
+    assert 'for="credit-2"' in html
     assert 'name="credit-3"' not in html  # not disputed
     assert "Accept and credit $105.00" in html
 
