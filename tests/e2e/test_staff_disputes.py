@@ -144,6 +144,7 @@ def test_a_specialist_accepts_the_oldest_dispute_in_part(
 @pytest.mark.parametrize(
     ("locale", "queue_heading"),
     [("en", "Disputes"), ("es", "Disputas"), ("fr", "Litiges"), ("de", "Beanstandungen")],
+    ids=["en", "es", "fr", "de"],
 )
 def test_queue_and_dispute_pages_are_accessible_in_every_language(
     context: BrowserContext, live_server: LiveServer, locale: str, queue_heading: str
@@ -151,7 +152,9 @@ def test_queue_and_dispute_pages_are_accessible_in_every_language(
     member_id, oldest_id, _newer, _account = _seed(live_server)
     page = context.new_page()
     _sign_in(page, live_server, member_id)
-    context.set_extra_http_headers({"Accept-Language": locale})
+    # the language switcher of the public pages sets the language of the whole session
+    page.goto(f"{live_server.url}/accessibility")
+    page.locator(f'.language-form button[value="{locale}"]').click()
     page.goto(f"{live_server.url}/staff/disputes")
     expect(page.locator("html")).to_have_attribute("lang", locale)
     expect(page.get_by_role("heading", level=1)).to_have_text(queue_heading)
