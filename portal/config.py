@@ -129,16 +129,18 @@ class Config:
     LOST_LINK_RATE_LIMIT = os.environ.get("LOST_LINK_RATE_LIMIT", "5 per minute; 30 per hour")
 
     WTF_CSRF_TIME_LIMIT = None  # the session's idle timeout already bounds a token's life
-    # Dispute evidence (portal.disputes.evidence): at most this many files a form, each at
-    # most this many bytes and (images) pixels; stored in UPLOAD_DIR, which several app
-    # servers share (a network file system or a volume), outside static/.
-    UPLOAD_DIR = os.environ.get("UPLOAD_DIR", str(INSTANCE_DIR / "uploads"))
+    # Dispute evidence (portal.disputes.evidence, stored in UPLOAD_DIR above): at most this
+    # many files a form, each at most this many bytes and (images) pixels.
     EVIDENCE_MAX_FILES = _env_int("EVIDENCE_MAX_FILES", 5)
     EVIDENCE_MAX_BYTES = _env_int("EVIDENCE_MAX_BYTES", 10 * 1024 * 1024)
     EVIDENCE_MAX_PIXELS = _env_int("EVIDENCE_MAX_PIXELS", 64_000_000)
     # A request may carry the most evidence a form allows plus the form's fields (1 MiB:
     # a 5,000-character message is 20 KB in UTF-8); anything larger is a friendly 413.
     MAX_CONTENT_LENGTH = EVIDENCE_MAX_FILES * EVIDENCE_MAX_BYTES + 1024 * 1024
+    # Per account: disputes opened (only a dispute actually opened counts), and every POST
+    # that may carry evidence (each file is parsed: it costs CPU even when refused).
+    DISPUTE_RATE_LIMIT = os.environ.get("DISPUTE_RATE_LIMIT", "10 per hour; 30 per day")
+    EVIDENCE_RATE_LIMIT = os.environ.get("EVIDENCE_RATE_LIMIT", "30 per hour")
     FORCE_HTTPS = False
     PROXY_FIX_X_FOR = _env_int("PROXY_FIX_X_FOR", 0)
     # SQLite only: how long a write waits for another writer's lock before failing.

@@ -31,10 +31,14 @@ def _invoice_or_404(number: str):  # type: ignore[no-untyped-def]
 @bp.get("/invoices/<path:number>")  # ERP numbers may hold "/" (FA/2024/001)
 @customer_required
 def detail(number: str):  # type: ignore[no-untyped-def]
+    from portal.disputes.views import invoice_dispute_context
+
     invoice = _invoice_or_404(number)
+    balance = invoice_balance(invoice, customer_today(current_customer(), utcnow()))
     return render_template(
         "invoices/detail.html",
-        balance=invoice_balance(invoice, customer_today(current_customer(), utcnow())),
+        **invoice_dispute_context(invoice, balance),
+        balance=balance,
         invoice=invoice,
         allocations=allocations_for_invoice(invoice),
         credits=credits_for_invoice(invoice),
