@@ -1,6 +1,7 @@
-"""What the staff dispute desk reads: the queue (one page, filtered), its counts, and one
-dispute with everything its page shows. Staff see every customer's disputes; every
-caller is behind `staff_required`.
+"""What the staff dispute desk reads besides `portal.disputes.queries.get_dispute`: the
+queue (one page, filtered, with amounts and ages), its counts, and the other open disputes
+of an invoice. Staff see every customer's disputes; every caller is behind
+`staff_required`.
 
 Ages are business days (`portal.disputes.ages`) between the day a dispute was opened and
 today (or the day it was resolved), both taken in the creditor's time zone
@@ -14,7 +15,6 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from sqlalchemy import ColumnElement, and_, func, select
-from sqlalchemy.orm import selectinload
 
 from portal.customers.models import Customer
 from portal.db import MinorUnits
@@ -23,7 +23,6 @@ from portal.disputes.models import (
     OPEN_STATUSES,
     Dispute,
     DisputeLine,
-    DisputeMessage,
     DisputeReason,
     DisputeStatus,
 )
@@ -166,26 +165,6 @@ def queue_summary(today: date, target: int) -> QueueSummary:
             1 for r in rows if age_of(creditor_day(r.opened_at), today, target).is_over_target
         ),
     )
-
-
-def get_dispute(dispute_id: int) -> Dispute | None:
-    """The dispute with its lines (and their invoice lines), thread and files loaded, or
-    None. Staff only: any customer's."""
-    return db.session.scalar(
-        select(Dispute)
-        .where(Dispute.id == dispute_id)
-        .options(
-            selectinload(Dispute.lines).selectinload(DisputeLine.invoice_line),
-            selectinload(Dispute.messages).selectinload(DisputeMessage.files),
-            selectinload(Dispute.files),
-            selectinload(Dispute.invoice).selectinload(Invoice.lines),
-        )
-    )
-
-
-def disputed_by_line(dispute: Dispute) -> dict[int, DisputeLine]:
-    """The dispute's lines by the invoice line's id."""
-    return {line.invoice_line_id: line for line in dispute.lines}
 
 
 def other_open_disputes(dispute: Dispute) -> list[Dispute]:

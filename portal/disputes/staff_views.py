@@ -34,6 +34,7 @@ from portal.disputes import services
 from portal.disputes.ages import DEFAULT_TARGET_BUSINESS_DAYS
 from portal.disputes.evidence import evidence_response, serves_evidence
 from portal.disputes.models import REASON_LABELS, Dispute, DisputeFile
+from portal.disputes.queries import get_dispute
 from portal.disputes.staff_forms import (
     STAFF_STATUS_LABELS,
     STATUS_OPEN,
@@ -46,7 +47,6 @@ from portal.disputes.staff_forms import (
 )
 from portal.disputes.staff_queries import (
     dispute_age,
-    get_dispute,
     other_open_disputes,
     queue_page,
     queue_summary,
