@@ -107,6 +107,7 @@ class AcceptForm(DecisionForm):
 class RejectForm(DecisionForm):
     reason = TextAreaField(
         _l("Reason for the customer"),
+        id="reject-reason",  # two forms on the page have a `reason`: ids must differ
         description=_l("The customer reads this in the portal and in the email."),
         validators=[
             DataRequired(message=_l("Tell the customer why the dispute is rejected.")),
@@ -140,6 +141,7 @@ class AcceptInPartForm(DecisionForm):
 
     reason = TextAreaField(
         _l("Reason for the customer"),
+        id="partial-reason",
         description=_l("Why the rest is not credited; the customer reads this."),
         validators=[
             DataRequired(message=_l("Tell the customer why the rest is not credited.")),

@@ -35,6 +35,7 @@ from portal.disputes.ages import DEFAULT_TARGET_BUSINESS_DAYS
 from portal.disputes.evidence import evidence_response, serves_evidence
 from portal.disputes.models import REASON_LABELS, Dispute, DisputeFile
 from portal.disputes.queries import get_dispute
+from portal.disputes.services import DisputeTransitionRefused
 from portal.disputes.staff_forms import (
     STAFF_STATUS_LABELS,
     STATUS_OPEN,
@@ -219,6 +220,17 @@ def _decide(
         return redirect(url_for("staff_disputes.detail", dispute_id=dispute.id))
     try:
         message = act(Actor.staff(current_staff()), utcnow())
+    except DisputeTransitionRefused as refused:
+        db.session.rollback()
+        flash(
+            _(
+                "Nothing was changed: dispute %(id)d is already “%(status)s”.",
+                id=dispute.id,
+                status=STAFF_STATUS_LABELS[refused.status],
+            ),
+            "error",
+        )
+        return redirect(url_for("staff_disputes.detail", dispute_id=dispute.id))
     except DomainError as error:
         db.session.rollback()
         flash(error.message, "error")

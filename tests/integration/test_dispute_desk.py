@@ -371,6 +371,10 @@ def test_detail_shows_invoice_lines_message_files_thread_and_timeline_link(
     assert 'for="credit-2"' in html
     assert 'name="credit-3"' not in html  # not disputed
     assert "Accept and credit $105.00" in html
+    ids = re.findall(r'\sid="([^"]+)"', html)
+    assert len(ids) == len(set(ids)), "an id is used twice"
+    assert 'for="reject-reason"' in html
+    assert 'for="partial-reason"' in html
 
 
 def test_a_closed_dispute_has_no_decision_forms(
@@ -599,7 +603,10 @@ def test_ask_for_information_waits_on_the_customer_and_cannot_be_asked_twice(
     assert "The customer is asked to reply by" in page
     assert "/ask" not in page  # no second question while waiting
     again = _decide(staff_client, dispute, "ask", question="And the invoice?")
-    assert "it cannot be changed that way any more" in _flashes(staff_client, again)
+    assert (
+        f"Nothing was changed: dispute {dispute.id} is already “Waiting on the customer”."
+        in _flashes(staff_client, again)
+    )
     db.session.refresh(dispute)
     assert [m.kind for m in dispute.messages] == ["message", "info_request"]
 
@@ -626,7 +633,8 @@ def test_deciding_a_withdrawn_dispute_is_refused(
             data={"csrf_token": token, "messages_seen": "1", **fields},
         )
         html = _flashes(staff_client, response)
-        assert "it cannot be changed that way any more" in html, action
+        expected = f"Nothing was changed: dispute {dispute.id} is already “Withdrawn”."
+        assert expected in html, action
     db.session.refresh(dispute)
     assert dispute.status == "withdrawn"
     assert _credits(dispute) == []
@@ -639,7 +647,7 @@ def test_a_double_submit_credits_once(staff_client: FlaskClient, invoice: Invoic
     first = staff_client.post(f"/staff/disputes/{dispute.id}/accept", data=data)
     assert "accepted: $80.00 credited" in _flashes(staff_client, first)
     second = staff_client.post(f"/staff/disputes/{dispute.id}/accept", data=data)
-    assert "it cannot be changed that way any more" in _flashes(staff_client, second)
+    assert f"dispute {dispute.id} is already “Accepted”" in _flashes(staff_client, second)
     assert _credits(dispute) == [(1, 8000, "dispute")]
     assert [a for a, _actor in _audits(dispute)].count("dispute.accepted") == 1
     assert _emails(dispute).count("dispute_accepted") == 1
