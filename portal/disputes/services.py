@@ -46,7 +46,9 @@ from portal.invoices.balances import LineBalance, invoice_balance, line_balances
 from portal.invoices.models import CreditNote, CreditNoteKind, Invoice
 from portal.money import Money
 from portal.notifications.services import queue_email
+from portal.payments.checkouts import STALE_AFTER
 from portal.payments.locks import lock_account_row
+from portal.payments.queries import in_flight_checkout
 
 MAX_FILES_PER_MESSAGE = 5
 DEFAULT_REPLY_DAYS = 14
@@ -225,6 +227,7 @@ def open_dispute(
         raise DisputeRefused(_("Please choose at least one line to dispute."))
 
     lock_account_row(customer.id)  # lock 1, before any balance is read
+    _refuse_while_charging(customer, invoice, now=now)
     balance = invoice_balance(invoice, customer_today(customer, now))
     if balance.invoice.voided_at is not None or not balance.balance.is_positive:
         raise DisputeRefused(_("This invoice has nothing left to dispute."))
@@ -298,6 +301,22 @@ def open_dispute(
     )
     _email("opened", dispute, now=now)
     return dispute
+
+
+def _refuse_while_charging(customer: Customer, invoice: Invoice, *, now: datetime) -> None:
+    """A card charge of this invoice in flight (claimed under lock 1, now at Stripe) was
+    sized from the payable amount before the dispute: wait for its outcome rather than
+    hold what it may be taking. A checkout left in flight past STALE_AFTER (a closed
+    3-D Secure window) does not block."""
+    charging = in_flight_checkout(customer.id)
+    if (
+        charging is not None
+        and charging.updated_at > now - STALE_AFTER
+        and any(item.invoice_id == invoice.id for item in charging.invoices)
+    ):
+        raise DisputeRefused(
+            _("A card payment of this invoice is in progress. Please try again in a few minutes.")
+        )
 
 
 def reply(

@@ -294,3 +294,31 @@ def test_every_step_shows_in_the_customers_timeline(request_ctx):
         ),
     ]
     assert entries[0].label == "Dispute rejected"
+
+
+def test_a_delivered_dispute_email_opens_the_dispute(app, client, db_session, smtp_server):
+    import re
+
+    from portal.notifications.sender import SmtpSender, SmtpSettings
+    from portal.notifications.services import deliver_due_messages
+
+    # given a Spanish-speaking customer who opened a dispute
+    customer = make_customer(locale="es", timezone="Europe/Madrid")
+    with app.test_request_context():
+        dispute = _dispute(_invoice(customer), {2: None}, at(DUE))
+    # when the runner delivers its email over SMTP
+    sender = SmtpSender(SmtpSettings.from_url(smtp_server.url))
+    try:
+        report = deliver_due_messages(sender, now=at(DUE), runner="test")
+    finally:
+        sender.close()
+    # then it arrived once, in Spanish, and its link opens the dispute's page
+    assert report.sent == 1
+    (received,) = smtp_server.received
+    assert received["Subject"].startswith("Hemos recibido su reclamación de la factura")
+    text = received.get_body(("plain",)).get_content()
+    url = re.search(r"https?://\S+/l/\S+", text).group(0)
+    path = "/l/" + url.rsplit("/l/", 1)[1]
+    landing = client.get(path)
+    entered = client.post(path, data={"csrf_token": csrf_token_from(landing.text)})
+    assert entered.headers["Location"] == f"/disputes/{dispute.id}"

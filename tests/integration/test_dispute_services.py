@@ -43,7 +43,13 @@ from portal.invoices.models import CreditNote, CreditNoteKind
 from portal.money import Money
 from portal.notifications.models import OutboxMessage
 from portal.payments.queries import payable_items
-from tests.factories import make_credit, make_customer, make_invoice, make_payment
+from tests.factories import (
+    make_checkout_in_flight,
+    make_credit,
+    make_customer,
+    make_invoice,
+    make_payment,
+)
 
 NOW = datetime(2026, 11, 2, 15, 0, tzinfo=UTC)  # 10:00 in New York
 TODAY = date(2026, 11, 2)
@@ -218,6 +224,19 @@ def test_paid_or_void_invoices_cannot_be_disputed():
     db.session.flush()
     with pytest.raises(DisputeRefused, match="nothing left"):
         _open(void)
+
+
+def test_a_dispute_waits_for_a_card_charge_of_the_invoice_in_flight():
+    invoice = three_lines()
+    checkout = make_checkout_in_flight(
+        invoice.customer, [invoice], 17500, updated_at=NOW - timedelta(minutes=1)
+    )
+    with pytest.raises(DisputeRefused, match="payment of this invoice is in progress"):
+        _open(invoice)
+    # a checkout left in flight long ago (a closed 3-D Secure window) does not block
+    checkout.updated_at = NOW - timedelta(hours=1)
+    db.session.flush()
+    assert _open(invoice).amount == usd("50.00")
 
 
 def test_evidence_files_are_recorded_with_the_opening_message():
@@ -500,7 +519,7 @@ def test_each_step_emails_the_customer_once_with_a_link_to_the_dispute():
     [
         ("es", "Hemos recibido su reclamación de la factura"),
         ("fr", "Nous avons reçu votre contestation de la facture"),
-        ("de", "Wir haben Ihre Reklamation der Rechnung"),
+        ("de", "Wir haben Ihre Reklamation zur Rechnung"),
     ],
 )
 def test_dispute_emails_are_in_the_customers_language(locale, subject):
