@@ -182,4 +182,3 @@ def test_queue_and_dispute_fit_a_phone(phone: BrowserContext, live_server: LiveS
             "document.documentElement.scrollWidth - document.documentElement.clientWidth"
         )
         assert overflow <= 0, f"{path} is {overflow}px wider than the phone"
-        page.screenshot(path=f"/tmp/dstaff-phone-{path.rsplit('/', 1)[-1]}.png", full_page=True)
