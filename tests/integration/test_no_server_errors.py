@@ -53,6 +53,12 @@ FIELDS = [
     "checkout",
     "submit",
     "List-Unsubscribe",
+    # the dispute forms (portal/disputes/forms.py)
+    "line-1",
+    "amount-1",
+    "reason",
+    "message",
+    "confirm",
 ]
 QUERY_KEYS = ["invoice", "overdue", "next", "amount", "page"]
 

@@ -308,3 +308,14 @@ def test_a_missing_file_or_a_strange_storage_name_is_not_found(store: Path) -> N
             evidence_response(
                 SimpleNamespace(storage_name=name, original_name="x", content_type="image/png")
             )
+
+
+def test_bytes_inside_stream_data_are_not_read_as_names_or_markup(store: Path) -> None:
+    """Compressed stream data holds any bytes, "/JS" and "<svg" included, by chance: only
+    the document's structure (and the objects pypdf reads) counts."""
+    noise = b"x\x9c/JS /AA <svg <html \x00\xff"
+    data = files.hand_written_pdf(
+        b"<< /Length %d >>\nstream\n" % len(noise) + noise + b"\nendstream"
+    )
+    [stored] = accept_uploads([upload(data, "scan.pdf")])
+    assert (store / stored.storage_name).read_bytes() == data
