@@ -47,6 +47,7 @@ from portal.disputes.staff_forms import (
     RejectForm,
 )
 from portal.disputes.staff_queries import (
+    QueueSummary,
     dispute_age,
     other_open_disputes,
     queue_page,
@@ -91,17 +92,9 @@ def _labels() -> dict[str, Any]:
     }
 
 
-def queue_counts() -> dict[str, int]:
-    """The open disputes in numbers (`QueueSummary` as a dict), for the home page and
-    the nav."""
-    summary = queue_summary(_today(), target_business_days())
-    return {
-        "open": summary.open,
-        "to_decide": summary.to_decide,
-        "waiting": summary.waiting,
-        "flagged": summary.flagged,
-        "over_target": summary.over_target,
-    }
+def queue_counts() -> QueueSummary:
+    """The open disputes in numbers, for the staff home and the nav."""
+    return queue_summary(_today(), target_business_days())
 
 
 # --- the queue -----------------------------------------------------------------------------

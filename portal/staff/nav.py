@@ -36,6 +36,6 @@ def staff_counts() -> dict[str, int]:
         if "staff_disputes.queue" in current_app.view_functions:
             from portal.disputes.staff_views import queue_counts
 
-            counts["staff_disputes.queue"] = queue_counts()["open"]
+            counts["staff_disputes.queue"] = queue_counts().open
         g._staff_counts = counts
     return dict(g._staff_counts)

@@ -69,8 +69,10 @@ def disputes(db_session):  # type: ignore[no-untyped-def]
     # 23:00 on September 30 in New York: not October's
     make_dispute(inv, {3: "1.00"}, opened_at=_at("2026-10-01T03:00"))
     line_1 = next(line for line in inv.lines if line.line_number == 1)
+    line_3_eur = next(line for line in inv_eur.lines if line.line_number == 3)
     for reference, invoice, amount, kind, issued, reason, dispute, line in (
         ("CN-D1", inv, 8000, "dispute", date(2026, 10, 7), "=cmd|' /C calc'!A0", d1, line_1),
+        ("CN-D3", inv_eur, 3000, "dispute", date(2026, 10, 13), "in part", d3, line_3_eur),
         ("CN-ERP", inv_eur, 500, "credit", date(2026, 10, 20), 'goodwill, "late"', None, None),
         ("CN-NOV", inv, 100, "credit", date(2026, 11, 2), "later", None, None),
     ):
@@ -88,7 +90,7 @@ def disputes(db_session):  # type: ignore[no-untyped-def]
             )
         )
     db.session.flush()
-    return {"d1": d1, "inv": inv}
+    return {"d1": d1, "d3": d3, "inv": inv}
 
 
 def test_disputes_by_reason_counts_those_opened_in_the_period_per_currency(disputes) -> None:  # type: ignore[no-untyped-def]
@@ -254,6 +256,18 @@ def test_credit_notes_csv_for_the_erp(staff_client: FlaskClient, disputes) -> No
             "issued_on": "2026-10-07",
             "reason": "'=cmd|' /C calc'!A0",  # a formula made text
             "dispute_id": str(disputes["d1"].id),
+        },
+        {
+            "reference": "CN-D3",
+            "invoice_number": "REP-INV-2",
+            "line_number": "3",
+            "account_number": "REP-EUR",
+            "amount": "30.00",
+            "currency": "EUR",
+            "kind": "dispute",
+            "issued_on": "2026-10-13",
+            "reason": "in part",
+            "dispute_id": str(disputes["d3"].id),
         },
         {
             "reference": "CN-ERP",
