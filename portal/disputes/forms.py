@@ -87,7 +87,6 @@ class OpenDisputeForm(FlaskForm):
     )
     evidence = MultipleFileField(
         _l("Photos or documents (optional)"),
-        description=_l("Up to 5 files: PDF, PNG or JPEG, at most 10 MB each."),
     )
 
     line_numbers: tuple[int, ...] = ()
@@ -138,7 +137,6 @@ class ReplyForm(FlaskForm):
     )
     evidence = MultipleFileField(
         _l("Photos or documents (optional)"),
-        description=_l("Up to 5 files: PDF, PNG or JPEG, at most 10 MB each."),
     )
 
 

@@ -64,8 +64,8 @@ class DisputeTransitionRefused(DomainError):
     def __init__(self, dispute: Dispute, to: DisputeStatus | None = None) -> None:
         super().__init__(
             _(
-                "This dispute is %(status)s: it cannot be changed that way any more.",
-                status=dispute.state.label.lower(),
+                "This dispute is “%(status)s”: it cannot be changed that way any more.",
+                status=dispute.state.label,
             )
         )
         self.status = dispute.state
@@ -122,9 +122,16 @@ def _check_text(text: str, *, limit: int, required: bool, what: str) -> str:
         raise DisputeRefused(what)
     if len(text) > limit:
         raise DisputeRefused(
-            _("Please keep the text under %(limit)d characters.", limit=limit),
+            _("Please keep the text to at most %(limit)d characters.", limit=limit),
         )
     return text
+
+
+def _check_files(files: Sequence[StoredEvidence]) -> None:
+    if len(files) > MAX_FILES_PER_MESSAGE:
+        raise DisputeRefused(
+            _("Please attach at most %(count)d files.", count=MAX_FILES_PER_MESSAGE)
+        )
 
 
 def _add_message(
@@ -136,10 +143,7 @@ def _add_message(
     now: datetime,
     files: Sequence[StoredEvidence] = (),
 ) -> DisputeMessage:
-    if len(files) > MAX_FILES_PER_MESSAGE:
-        raise DisputeRefused(
-            _("Please attach at most %(count)d files.", count=MAX_FILES_PER_MESSAGE)
-        )
+    _check_files(files)
     message = DisputeMessage(author=str(actor), body=body, kind=kind, created_at=now)
     dispute.messages.append(message)
     for stored in files:
@@ -223,6 +227,7 @@ def open_dispute(
     except ValueError:
         raise DisputeRefused(_("Please choose a reason from the list.")) from None
     body = _check_text(message, limit=MESSAGE_MAX_LENGTH, required=False, what="")
+    _check_files(files)
     if not lines:
         raise DisputeRefused(_("Please choose at least one line to dispute."))
 
@@ -337,6 +342,7 @@ def reply(
         required=not files,
         what=_("Please write a message or attach a file."),
     )
+    _check_files(files)
     dispute = _locked(dispute)
     was = dispute.state
     if was == DisputeStatus.WAITING_ON_CUSTOMER:

@@ -369,6 +369,16 @@ def test_asking_waits_on_the_customer_whose_reply_hands_it_back(app):
     ]
 
 
+def test_a_reply_with_too_many_files_changes_nothing():
+    dispute = _open(three_lines())
+    ask_for_information(dispute, "Photos?", actor=STAFF, now=NOW)
+    files = [StoredEvidence(f"{n:032d}", "a.png", "image/png", 1, "0" * 64) for n in range(6)]
+    with pytest.raises(DisputeRefused, match="at most 5 files"):
+        reply(dispute, "Six photos", files, actor=Actor.customer(dispute.customer), now=NOW)
+    assert dispute.status == DisputeStatus.WAITING_ON_CUSTOMER
+    assert len(dispute.messages) == 2
+
+
 def test_a_reply_needs_text_or_a_file():
     dispute = _open(three_lines())
     with pytest.raises(DisputeRefused, match="message or attach"):

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from portal.access.models import PrincipalSession
 from portal.audit.actors import Actor
 from portal.db import utcnow
+from portal.disputes.services import open_dispute
 from portal.extensions import db
 from portal.staff.models import StaffMember
 from portal.staff.services import (
@@ -514,8 +515,19 @@ def test_every_customer_route_refuses_a_staff_session(app: Flask, client: FlaskC
     customer = make_customer(name="Zebulon Quartermaine")
     invoice = make_invoice(customer, number="SECRET-INV-77")
     payment = make_payment(customer, [(invoice, "10.00")], reference="SECRET-PAY-77")
+    dispute = open_dispute(
+        customer, invoice, {1: None}, "damaged", "Broken.", [],
+        actor=Actor.customer(customer), now=utcnow(),
+    )  # fmt: skip
     routes = _every_customer_url(
-        app, {"number": invoice.number, "payment_id": payment.id, "checkout_id": 1}
+        app,
+        {
+            "number": invoice.number,
+            "payment_id": payment.id,
+            "checkout_id": 1,
+            "dispute_id": dispute.id,
+            "file_id": 1,
+        },
     )
     endpoints = {endpoint for endpoint, _, _ in routes}
     assert {"customers.account", "invoices.detail", "payments.receipt", "payments.start"} <= (
@@ -550,7 +562,14 @@ def test_the_same_customer_routes_open_for_the_customer(app: Flask, client: Flas
     urls = {
         url
         for endpoint, method, url in _every_customer_url(
-            app, {"number": invoice.number, "payment_id": 1, "checkout_id": 1}
+            app,
+            {
+                "number": invoice.number,
+                "payment_id": 1,
+                "checkout_id": 1,
+                "dispute_id": 1,
+                "file_id": 1,
+            },
         )
         if method == "GET" and endpoint in ("customers.account", "invoices.detail")
     }
