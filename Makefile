@@ -114,7 +114,8 @@ lint: install ## ruff (check and format) and mypy strict on the money rules
 		portal/payments/checkouts.py portal/payments/errors.py portal/jobs/webhook_worker.py \
 		portal/imports portal/demo portal/promises/policy.py portal/promises/services.py \
 		portal/invoices/balances.py portal/disputes/services.py portal/disputes/queries.py \
-		portal/disputes/storage_types.py portal/disputes/evidence.py
+		portal/disputes/storage_types.py portal/disputes/evidence.py portal/disputes/ages.py \
+		portal/disputes/staff_queries.py
 
 format: install ## Format the code
 	$(BIN)/ruff format .

@@ -58,6 +58,7 @@ def create_app(config: dict[str, Any] | None = None, env_name: str | None = None
     from portal.access.views import bp as access_bp
     from portal.customers.views import bp as customers_bp
     from portal.desk.views import bp as desk_bp
+    from portal.disputes.staff_views import bp as staff_disputes_bp
     from portal.disputes.views import bp as disputes_bp
     from portal.errors import init_errors
     from portal.invoices.views import bp as invoices_bp
@@ -82,6 +83,7 @@ def create_app(config: dict[str, Any] | None = None, env_name: str | None = None
     app.register_blueprint(desk_bp)
     app.register_blueprint(promises_bp)
     app.register_blueprint(disputes_bp)
+    app.register_blueprint(staff_disputes_bp)
     init_errors(app)
     webhooks.mount(app)
 

@@ -94,7 +94,6 @@ class Config:
     # directory several app servers share); a customer asked for information has
     # DISPUTE_REPLY_DAYS to answer before the jobs runner hands the dispute back to staff;
     # the staff queue measures a dispute's age against DISPUTE_TARGET_BUSINESS_DAYS.
-    UPLOAD_DIR = os.environ.get("UPLOAD_DIR", str(INSTANCE_DIR / "uploads"))
     DISPUTE_REPLY_DAYS = _env_int("DISPUTE_REPLY_DAYS", 14)
     DISPUTE_TARGET_BUSINESS_DAYS = _env_int("DISPUTE_TARGET_BUSINESS_DAYS", 10)
     # Signed-in sessions live in the `principal_sessions` table (`access.sessions`): each

@@ -39,6 +39,13 @@ def to_csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return out.getvalue()
 
 
+def to_csv_row(row: Sequence[Any]) -> str:
+    """One CSV line (CRLF), made safe as `to_csv` makes its rows: for a streamed export."""
+    out = io.StringIO()
+    csv.writer(out).writerow([safe_cell(c) if isinstance(c, str) else str(c) for c in row])
+    return out.getvalue()
+
+
 def _amounts(row: AgingRow) -> list[Any]:
     return [row.buckets[key].to_decimal() for key in BUCKET_KEYS] + [row.total.to_decimal()]
 

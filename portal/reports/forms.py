@@ -73,3 +73,42 @@ class PeriodForm(_ReportForm):
             raise ValidationError(
                 _l("A period covers at most %(days)d days.", days=MAX_PERIOD_DAYS)
             )
+
+
+class DisputePeriodForm(PeriodForm):
+    """A period only: the dispute reports list every currency, each on its own rows."""
+
+    currency = None  # type: ignore[assignment]
+
+    def set_currencies(self, codes: list[str]) -> None:
+        pass
+
+
+class CreditNotesExportForm(FlaskForm):
+    """`from` and `to` (ISO dates, inclusive) of the credit notes' CSV for the ERP."""
+
+    class Meta:
+        csrf = False  # a GET export that changes nothing
+
+    start = DateField(
+        _l("From"),
+        name="from",
+        validators=[
+            DataRequired(message=_l("Please enter a date as YYYY-MM-DD.")),
+            _within_calendar,
+        ],
+        invalid_value_message=_l("Please enter a date as YYYY-MM-DD."),
+    )
+    end = DateField(
+        _l("To"),
+        name="to",
+        validators=[
+            DataRequired(message=_l("Please enter a date as YYYY-MM-DD.")),
+            _within_calendar,
+        ],
+        invalid_value_message=_l("Please enter a date as YYYY-MM-DD."),
+    )
+
+    def validate_end(self, field: DateField) -> None:
+        if self.start.data is not None and field.data is not None and field.data < self.start.data:
+            raise ValidationError(_l("The end of the period must not be before its start."))

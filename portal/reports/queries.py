@@ -18,7 +18,7 @@ refunded), each counted only when its date is on or before D:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -552,3 +552,187 @@ def promises_by_outcome(period: Period, currency: str) -> list[PromiseOutcome]:
         )
         for status in order
     ]
+
+
+# --- disputes (issue 12) -------------------------------------------------------------------
+# A dispute belongs to the creditor's day it was opened or resolved on (CREDITOR_TIMEZONE),
+# as the staff queue counts its age: a period is [start 00:00, end+1 00:00) in that zone.
+
+
+def _creditor_instants(period: Period) -> tuple[datetime, datetime]:
+    """The period's first instant and the instant after it ends, as aware UTC datetimes."""
+    from portal.i18n import creditor_zone
+
+    zone = creditor_zone()
+    start = datetime.combine(period.start, time(0), tzinfo=zone)
+    after = datetime.combine(period.end + timedelta(days=1), time(0), tzinfo=zone)
+    return start.astimezone(UTC), after.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class DisputeGroup:
+    """Disputes of one group (a reason, or an outcome) in one currency."""
+
+    key: str  # disputes.models.DisputeReason or DisputeStatus value
+    currency: str
+    count: int
+    disputed: Money  # the sum of their lines
+    credited: Money  # what their decisions credited
+
+
+def _dispute_groups(group_by: ColumnElement[str], *conditions: ColumnElement[bool]) -> list:
+    from portal.disputes.models import Dispute, DisputeLine
+
+    return [
+        DisputeGroup(
+            key,
+            currency,
+            int(count),
+            Money(int(disputed), currency),
+            Money(int(credited), currency),
+        )
+        for key, currency, count, disputed, credited in db.session.execute(
+            select(
+                group_by,
+                DisputeLine.currency,
+                func.count(func.distinct(Dispute.id)),
+                _minor(DisputeLine.amount_minor),
+                _minor(DisputeLine.credited_minor),
+            )
+            .join(DisputeLine, DisputeLine.dispute_id == Dispute.id)
+            .where(*conditions)
+            .group_by(group_by, DisputeLine.currency)
+            .order_by(DisputeLine.currency, group_by)
+        )
+    ]
+
+
+def disputes_by_reason(period: Period) -> list[DisputeGroup]:
+    """Disputes opened in `period`, by reason and currency (only groups that have one),
+    whatever became of them since. A dispute's lines share its invoice's currency."""
+    from portal.disputes.models import Dispute
+
+    start, after = _creditor_instants(period)
+    return _dispute_groups(Dispute.reason, Dispute.opened_at >= start, Dispute.opened_at < after)
+
+
+def disputes_by_outcome(period: Period) -> list[DisputeGroup]:
+    """Disputes closed in `period` (accepted, partly accepted, rejected, withdrawn: their
+    `resolved_at`), by outcome and currency; `credited` is what the decisions credited."""
+    from portal.disputes.models import Dispute
+
+    start, after = _creditor_instants(period)
+    return _dispute_groups(
+        Dispute.status,
+        Dispute.resolved_at.is_not(None),
+        Dispute.resolved_at >= start,
+        Dispute.resolved_at < after,
+    )
+
+
+SECONDS_PER_DAY = 86_400
+
+
+@dataclass(frozen=True)
+class ResolutionTimes:
+    """How long staff took to decide the disputes decided in a period: from opening to
+    the decision (accepted, partly accepted or rejected; a withdrawal is the customer's
+    and is left out), in whole seconds; None when none was decided."""
+
+    count: int
+    average_seconds: int | None  # rounded down
+    median_seconds: int | None  # of an even count: the mean of the middle two, rounded down
+
+    @staticmethod
+    def days(seconds: int | None) -> Decimal | None:
+        """Seconds as days, rounded half-up to one place (exact Decimal arithmetic)."""
+        if seconds is None:
+            return None
+        return (Decimal(seconds) / SECONDS_PER_DAY).quantize(ONE_PLACE, ROUND_HALF_UP)
+
+    @property
+    def average_days(self) -> Decimal | None:
+        return self.days(self.average_seconds)
+
+    @property
+    def median_days(self) -> Decimal | None:
+        return self.days(self.median_seconds)
+
+
+def time_to_resolve(period: Period) -> ResolutionTimes:
+    """The average and median time from opening to decision of the disputes staff
+    decided in `period` (by `resolved_at`). Reads two timestamps per decided dispute."""
+    from portal.disputes.models import Dispute, DisputeStatus
+
+    start, after = _creditor_instants(period)
+    decided = (DisputeStatus.ACCEPTED, DisputeStatus.PARTLY_ACCEPTED, DisputeStatus.REJECTED)
+    rows = db.session.execute(
+        select(Dispute.opened_at, Dispute.resolved_at).where(
+            Dispute.status.in_([s.value for s in decided]),
+            Dispute.resolved_at >= start,
+            Dispute.resolved_at < after,
+        )
+    ).all()
+    seconds = sorted(max(0, int((resolved - opened).total_seconds())) for opened, resolved in rows)
+    if not seconds:
+        return ResolutionTimes(0, None, None)
+    middle = len(seconds) // 2
+    median = seconds[middle] if len(seconds) % 2 else (seconds[middle - 1] + seconds[middle]) // 2
+    return ResolutionTimes(len(seconds), sum(seconds) // len(seconds), median)
+
+
+CREDIT_NOTE_COLUMNS = (
+    "reference",
+    "invoice_number",
+    "line_number",
+    "account_number",
+    "amount",
+    "currency",
+    "kind",
+    "issued_on",
+    "reason",
+    "dispute_id",
+)
+
+
+def credit_note_rows(start: date, end: date) -> Iterator[list[object]]:
+    """Every credit note issued from `start` to `end` (inclusive, its `issued_on`), by
+    date then id, as the ERP export's columns (CREDIT_NOTE_COLUMNS): the amount as a
+    decimal string in major units; the line number and dispute id empty when the credit
+    names none. Streamed in batches: the export of a year need not fit in memory."""
+    from portal.invoices.models import InvoiceLine
+
+    statement = (
+        select(
+            CreditNote.reference,
+            Invoice.number,
+            InvoiceLine.line_number,
+            Customer.account_number,
+            CreditNote.amount_minor,
+            CreditNote.currency,
+            CreditNote.kind,
+            CreditNote.issued_on,
+            CreditNote.reason,
+            CreditNote.dispute_id,
+        )
+        .join(Invoice, Invoice.id == CreditNote.invoice_id)
+        .join(Customer, Customer.id == Invoice.customer_id)
+        .outerjoin(InvoiceLine, InvoiceLine.id == CreditNote.invoice_line_id)
+        .where(CreditNote.issued_on >= start, CreditNote.issued_on <= end)
+        .order_by(CreditNote.issued_on, CreditNote.id)
+        .execution_options(yield_per=1000)
+    )
+    for row in db.session.execute(statement):
+        (reference, number, line, account, minor, currency, kind, issued, reason, dispute) = row
+        yield [
+            reference,
+            number,
+            "" if line is None else int(line),
+            account,
+            Money(int(minor), currency).to_decimal(),
+            currency,
+            kind,
+            issued.isoformat(),
+            reason or "",
+            "" if dispute is None else int(dispute),
+        ]

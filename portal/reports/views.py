@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import ngettext
@@ -14,16 +23,21 @@ from portal.i18n import creditor_zone, date_filter, money_filter
 from portal.money import Money
 from portal.promises.models import PromiseStatus
 from portal.reports import charts, exports
-from portal.reports.forms import AgingForm, PeriodForm
+from portal.reports.forms import AgingForm, CreditNotesExportForm, DisputePeriodForm, PeriodForm
 from portal.reports.queries import (
     BUCKET_KEYS,
+    CREDIT_NOTE_COLUMNS,
     Period,
     aging,
     collections_per_day,
+    credit_note_rows,
     currencies_in_use,
+    disputes_by_outcome,
+    disputes_by_reason,
     effectiveness,
     payments_by_channel,
     promises_by_outcome,
+    time_to_resolve,
 )
 from portal.staff.auth import staff_required
 from portal.staff.models import StaffRole
@@ -334,6 +348,160 @@ def promises_csv() -> ResponseReturnValue:
         ],
     )
     return _csv(body, f"promises-{period.start}-{period.end}-{form.currency.data}.csv")
+
+
+# --- disputes (issue 12) -------------------------------------------------------------------
+def _dispute_period_form() -> DisputePeriodForm:
+    today = _today()
+    return DisputePeriodForm(
+        formdata=request.args or None, start=today - timedelta(days=29), end=today
+    )
+
+
+def _dispute_labels() -> dict[str, dict[str, str]]:
+    from portal.disputes.models import REASON_LABELS
+    from portal.disputes.staff_forms import STAFF_STATUS_LABELS
+
+    return {
+        "reason_labels": {r.value: str(label) for r, label in REASON_LABELS.items()},
+        "outcome_labels": {s.value: str(label) for s, label in STAFF_STATUS_LABELS.items()},
+    }
+
+
+def _count_chart(chart_id: str, groups: list[Any], labels: dict[str, str]) -> Any:
+    """Bars of dispute counts per group (all currencies together: a count has none)."""
+    counts: dict[str, int] = {}
+    for group in groups:
+        counts[group.key] = counts.get(group.key, 0) + group.count
+    return charts.horizontal_bars(
+        chart_id,
+        [
+            charts.Bar(
+                labels.get(key, key),
+                count,
+                ngettext("%(num)d dispute", "%(num)d disputes", count),
+                charts.PATTERNS[i % len(charts.PATTERNS)],
+            )
+            for i, (key, count) in enumerate(sorted(counts.items()))
+        ],
+    )
+
+
+@bp.get("/disputes")
+@staff_required(StaffRole.SPECIALIST)
+def disputes_report() -> ResponseReturnValue:
+    form = _dispute_period_form()
+    if not form.validate():
+        return render_template("reports/disputes.html", form=form, period=None), 400
+    period = Period(form.start.data, form.end.data)
+    labels = _dispute_labels()
+    by_reason = disputes_by_reason(period)
+    by_outcome = disputes_by_outcome(period)
+    return render_template(
+        "reports/disputes.html",
+        form=form,
+        period=period,
+        by_reason=by_reason,
+        by_outcome=by_outcome,
+        times=time_to_resolve(period),
+        reason_chart=_count_chart("dispute-reason-chart", by_reason, labels["reason_labels"]),
+        outcome_chart=_count_chart("dispute-outcome-chart", by_outcome, labels["outcome_labels"]),
+        **labels,
+    )
+
+
+def _groups_csv(kind: str) -> ResponseReturnValue:
+    form = _dispute_period_form()
+    if not form.validate():
+        return render_template("reports/disputes.html", form=form, period=None), 400
+    period = Period(form.start.data, form.end.data)
+    groups = disputes_by_reason(period) if kind == "reason" else disputes_by_outcome(period)
+    body = exports.to_csv(
+        ["start", "end", kind, "currency", "disputes", "disputed", "credited"],
+        [
+            [
+                period.start.isoformat(),
+                period.end.isoformat(),
+                g.key,
+                g.currency,
+                g.count,
+                g.disputed.to_decimal(),
+                g.credited.to_decimal(),
+            ]
+            for g in groups
+        ],
+    )
+    return _csv(body, f"disputes-by-{kind}-{period.start}-{period.end}.csv")
+
+
+@bp.get("/disputes-by-reason.csv")
+@staff_required(StaffRole.SPECIALIST)
+def disputes_by_reason_csv() -> ResponseReturnValue:
+    return _groups_csv("reason")
+
+
+@bp.get("/disputes-by-outcome.csv")
+@staff_required(StaffRole.SPECIALIST)
+def disputes_by_outcome_csv() -> ResponseReturnValue:
+    return _groups_csv("outcome")
+
+
+@bp.get("/time-to-resolve.csv")
+@staff_required(StaffRole.SPECIALIST)
+def time_to_resolve_csv() -> ResponseReturnValue:
+    form = _dispute_period_form()
+    if not form.validate():
+        return render_template("reports/disputes.html", form=form, period=None), 400
+    period = Period(form.start.data, form.end.data)
+    times = time_to_resolve(period)
+    body = exports.to_csv(
+        [
+            "start",
+            "end",
+            "decided",
+            "average_seconds",
+            "median_seconds",
+            "average_days",
+            "median_days",
+        ],
+        [
+            [
+                period.start.isoformat(),
+                period.end.isoformat(),
+                times.count,
+                "" if times.average_seconds is None else times.average_seconds,
+                "" if times.median_seconds is None else times.median_seconds,
+                "" if times.average_days is None else times.average_days,
+                "" if times.median_days is None else times.median_days,
+            ]
+        ],
+    )
+    return _csv(body, f"time-to-resolve-{period.start}-{period.end}.csv")
+
+
+@bp.get("/credit-notes.csv")
+@staff_required(StaffRole.SPECIALIST)
+def credit_notes_csv() -> ResponseReturnValue:
+    """Credit notes issued from `from` to `to` (inclusive) for the ERP, streamed.
+
+    A bad or missing date answers 400 with the problems as plain text (an ERP's client
+    reads it as well as a person does)."""
+    form = CreditNotesExportForm(formdata=request.args)
+    if not form.validate():
+        problems = [str(e) for errors in form.errors.values() for e in errors]
+        return Response("\n".join(problems) + "\n", status=400, mimetype="text/plain")
+    start, end = form.start.data, form.end.data
+
+    def body() -> Any:
+        yield exports.to_csv(CREDIT_NOTE_COLUMNS, [])
+        for row in credit_note_rows(start, end):
+            yield exports.to_csv_row(row)
+
+    return Response(
+        stream_with_context(body()),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="credit-notes-{start}-{end}.csv"'},
+    )
 
 
 def _money(amount: Money) -> str:

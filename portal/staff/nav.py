@@ -1,16 +1,17 @@
 """The staff top bar's links. Each area adds or renames its entry here when it lands;
-an entry whose endpoint does not exist yet is not shown."""
+an entry whose endpoint does not exist yet is not shown. A queue's entry also shows how
+many items wait in it (`staff_counts`)."""
 
 from __future__ import annotations
 
-from flask import current_app
+from flask import current_app, g
 from flask_babel import lazy_gettext as _l
 
 # (endpoint, label, admins only)
 STAFF_NAV = (
     ("desk.customers", _l("Customers"), False),
     ("desk.follow_up", _l("Follow-up"), False),
-    ("staff.disputes", _l("Disputes"), False),
+    ("staff_disputes.queue", _l("Disputes"), False),
     ("reports.aging_report", _l("Reports"), False),
     ("desk.outbox", _l("Outbox"), False),
     ("staff.audit_log", _l("Audit log"), True),
@@ -25,3 +26,16 @@ def staff_nav() -> list[tuple[str, str, bool]]:
         for endpoint, label, admin_only in STAFF_NAV
         if endpoint in current_app.view_functions
     ]
+
+
+def staff_counts() -> dict[str, int]:
+    """Endpoint -> how many items wait in that queue (shown beside its nav entry):
+    the open disputes. Computed once per request."""
+    if "_staff_counts" not in g:
+        counts: dict[str, int] = {}
+        if "staff_disputes.queue" in current_app.view_functions:
+            from portal.disputes.staff_views import queue_counts
+
+            counts["staff_disputes.queue"] = queue_counts().open
+        g._staff_counts = counts
+    return dict(g._staff_counts)

@@ -51,7 +51,7 @@ from portal.staff.forms import (
     StaffSignOutForm,
 )
 from portal.staff.models import StaffMember, StaffRole
-from portal.staff.nav import staff_nav
+from portal.staff.nav import staff_counts, staff_nav
 from portal.staff.services import (
     CodeRefused,
     LoginRefused,
@@ -95,8 +95,13 @@ def _inject_staff() -> dict[str, Any]:
     # outside any request.
     on_staff_side = has_request_context() and request.path.startswith("/staff")
     if not on_staff_side:
-        return {"staff_member": None, "staff_nav": []}
-    return {"staff_member": signed_in_staff(), "staff_nav": staff_nav()}
+        return {"staff_member": None, "staff_nav": [], "staff_counts": {}}
+    member = signed_in_staff()
+    return {
+        "staff_member": member,
+        "staff_nav": staff_nav(),
+        "staff_counts": staff_counts() if member is not None else {},
+    }
 
 
 def _login_limit() -> str:
@@ -233,7 +238,9 @@ def logout():  # type: ignore[no-untyped-def]
 @bp.get("/")
 @staff_required()
 def dashboard():  # type: ignore[no-untyped-def]
-    return render_template("staff/dashboard.html", member=current_staff())
+    from portal.disputes.staff_views import queue_counts
+
+    return render_template("staff/dashboard.html", member=current_staff(), disputes=queue_counts())
 
 
 # --- set-password links (invitations, password resets) --------------------------------------
