@@ -19,6 +19,13 @@ from portal.payments.models import (
     SavedCard,
     WebhookEvent,
 )
+from portal.plans.models import (
+    InstallmentAttempt,
+    PaymentPlan,
+    PlanInstallment,
+    PlanInvoice,
+    PlanPolicyVersion,
+)
 from portal.promises.models import CustomerNote, Promise, PromiseInvoice
 from portal.staff.models import StaffMember
 
@@ -33,6 +40,7 @@ __all__ = [
     "Customer",
     "CustomerNote",
     "EmailOptOut",
+    "InstallmentAttempt",
     "Invoice",
     "InvoiceLine",
     "JobRun",
@@ -42,6 +50,10 @@ __all__ = [
     "Payment",
     "PaymentAccount",
     "PaymentAllocation",
+    "PaymentPlan",
+    "PlanInstallment",
+    "PlanInvoice",
+    "PlanPolicyVersion",
     "PrincipalSession",
     "Promise",
     "PromiseInvoice",
