@@ -4,6 +4,7 @@ from portal.access.models import AccessLink, LinkRequest, PrincipalSession
 from portal.audit.models import AuditEvent
 from portal.customers.models import Customer
 from portal.desk.models import SEARCH_INDEXES
+from portal.disputes.models import Dispute, DisputeFile, DisputeLine, DisputeMessage
 from portal.invoices.models import CreditNote, Invoice, InvoiceLine
 from portal.jobs.models import JobRun, JobSchedule
 from portal.notifications.models import EmailOptOut, OutboxMessage, ReminderStep
@@ -39,6 +40,10 @@ __all__ = [
     "CreditNote",
     "Customer",
     "CustomerNote",
+    "Dispute",
+    "DisputeFile",
+    "DisputeLine",
+    "DisputeMessage",
     "EmailOptOut",
     "InstallmentAttempt",
     "Invoice",
