@@ -625,3 +625,25 @@ def test_database_refuses_an_invoice_in_two_open_plans(customer, invoices):
             ),
             {"inv": invoices[0].id, "p": plan.id},
         )
+
+
+# --- the staff timeline ---------------------------------------------------------------------
+def test_plan_events_join_the_customer_timeline(customer, invoices):
+    from portal.desk.timeline import timeline_for
+
+    plan = outside(customer, invoices)
+    decline_plan(plan, "Too recent", actor=STAFF, now=NOW + timedelta(hours=1))
+
+    entries = [e for e in timeline_for(customer.id).entries if e.kind == "plan"]
+
+    assert [(e.status, e.status_label, e.reference, e.amount, e.detail) for e in entries] == [
+        ("plan.declined", "Declined", "staff:1", usd("1000.00"), "Too recent"),
+        (
+            "plan.requested",
+            "Requested (outside policy)",
+            f"customer:{customer.id}",
+            usd("1000.00"),
+            "Hardship: lost my job",
+        ),
+    ]
+    assert entries[0].label == "Payment plan"
