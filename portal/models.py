@@ -20,6 +20,13 @@ from portal.payments.models import (
     SavedCard,
     WebhookEvent,
 )
+from portal.plans.models import (
+    InstallmentAttempt,
+    PaymentPlan,
+    PlanInstallment,
+    PlanInvoice,
+    PlanPolicyVersion,
+)
 from portal.promises.models import CustomerNote, Promise, PromiseInvoice
 from portal.staff.models import StaffMember
 
@@ -38,6 +45,7 @@ __all__ = [
     "DisputeLine",
     "DisputeMessage",
     "EmailOptOut",
+    "InstallmentAttempt",
     "Invoice",
     "InvoiceLine",
     "JobRun",
@@ -47,6 +55,10 @@ __all__ = [
     "Payment",
     "PaymentAccount",
     "PaymentAllocation",
+    "PaymentPlan",
+    "PlanInstallment",
+    "PlanInvoice",
+    "PlanPolicyVersion",
     "PrincipalSession",
     "Promise",
     "PromiseInvoice",

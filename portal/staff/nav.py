@@ -12,9 +12,11 @@ STAFF_NAV = (
     ("desk.customers", _l("Customers"), False),
     ("desk.follow_up", _l("Follow-up"), False),
     ("staff_disputes.queue", _l("Disputes"), False),
+    ("staff_plans.queue", _l("Plans"), False),
     ("reports.aging_report", _l("Reports"), False),
     ("desk.outbox", _l("Outbox"), False),
     ("staff.audit_log", _l("Audit log"), True),
+    ("staff_plans.policies", _l("Plan policies"), True),
     ("staff.admin_staff", _l("Staff"), True),
 )
 
@@ -30,12 +32,16 @@ def staff_nav() -> list[tuple[str, str, bool]]:
 
 def staff_counts() -> dict[str, int]:
     """Endpoint -> how many items wait in that queue (shown beside its nav entry):
-    the open disputes. Computed once per request."""
+    the open disputes, the plan requests waiting for review. Computed once per request."""
     if "_staff_counts" not in g:
         counts: dict[str, int] = {}
         if "staff_disputes.queue" in current_app.view_functions:
             from portal.disputes.staff_views import queue_counts
 
             counts["staff_disputes.queue"] = queue_counts().open
+        if "staff_plans.queue" in current_app.view_functions:
+            from portal.plans.queries import open_request_count
+
+            counts["staff_plans.queue"] = open_request_count()
         g._staff_counts = counts
     return dict(g._staff_counts)

@@ -239,8 +239,14 @@ def logout():  # type: ignore[no-untyped-def]
 @staff_required()
 def dashboard():  # type: ignore[no-untyped-def]
     from portal.disputes.staff_views import queue_counts
+    from portal.plans.queries import open_request_count
 
-    return render_template("staff/dashboard.html", member=current_staff(), disputes=queue_counts())
+    return render_template(
+        "staff/dashboard.html",
+        member=current_staff(),
+        disputes=queue_counts(),
+        plan_requests=open_request_count(),
+    )
 
 
 # --- set-password links (invitations, password resets) --------------------------------------
