@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 
 # revision identifiers, used by Alembic.
 revision = '03e2d64303f3'
-down_revision = 'e1a7b3c9d2f4'
+down_revision = 'd8b90cda7a12'  # disputes-core's (merged); was e1a7b3c9d2f4
 branch_labels = None
 depends_on = None
 

@@ -59,7 +59,8 @@ from portal.i18n import zone_or_default
 from portal.invoices.queries import invoice_balance
 from portal.money import Money
 from portal.notifications.models import EmailCategory, OutboxMessage
-from portal.notifications.services import deferred_email_row, queue_email
+from portal.notifications.services import deferred_email_row
+from portal.notifications.services import queue_email as _queue_email
 from portal.payments.checkouts import METADATA_CUSTOMER, current_gateway
 from portal.payments.deferred import wake_deferred_events
 from portal.payments.errors import PaymentsUnavailable
@@ -112,6 +113,15 @@ UNKNOWN_OUTCOME = frozenset({GatewayUnavailable.code, AttemptInDoubt.code})
 def collection_rules() -> CollectionRules:
     """The retry days, grace period and reminder lead of this app's configuration."""
     return rules_from_config(current_app.config)
+
+
+def queue_email(*args: Any, link_target: str | None = None, **kwargs: Any) -> Any:
+    """TEMPORARY until disputes-core's `link_target` lands: drop it where unsupported."""
+    import inspect
+
+    if "link_target" in inspect.signature(_queue_email).parameters:
+        kwargs["link_target"] = link_target
+    return _queue_email(*args, **kwargs)
 
 
 def plan_target(plan_id: int) -> str:
@@ -188,6 +198,8 @@ def charge_due_installments(*, now: datetime, runner: str) -> AutopayReport:
             continue
         log.info("autopay %s: charging %s (%s)", runner, claim.idempotency_key, claim.amount)
         answer = _send(gateway, claim)
+        if answer.intent is not None and claim.payment_intent_id is None:
+            _note_intent(claim, answer.intent.id)
         try:
             outcome = _record(claim, answer, now=now, rules=rules)
             db.session.commit()
@@ -203,6 +215,25 @@ def charge_due_installments(*, now: datetime, runner: str) -> AutopayReport:
         else:
             report.unknown += 1
     return report
+
+
+def _note_intent(claim: _Claim, payment_intent_id: str) -> None:
+    """Keep the PaymentIntent's id at once, in a commit of its own: if recording its
+    outcome fails, the next pass asks Stripe about this PaymentIntent instead of sending
+    the charge again (which localstripe, ignoring the key, would make twice)."""
+    try:
+        db.session.execute(
+            update(InstallmentAttempt)
+            .where(
+                InstallmentAttempt.id == claim.attempt_id,
+                InstallmentAttempt.payment_intent_id.is_(None),
+            )
+            .values(payment_intent_id=payment_intent_id)
+        )
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        log.exception("autopay: could not note %s for %s", payment_intent_id, claim.idempotency_key)
 
 
 def _candidates(now: datetime) -> list[int]:
@@ -281,13 +312,19 @@ def _claim(installment_id: int, *, now: datetime, rules: CollectionRules) -> _Cl
     holding = [a for a in installment.attempts if a.status != AttemptStatus.FAILED]
     holding = [a for a in holding if a.status != AttemptStatus.CANCELED]
     if holding:
-        return _reclaim_stale(holding[0], plan, account.stripe_customer_id, card.payment_method_id, now=now)
+        return _reclaim_stale(
+            holding[0], plan, account.stripe_customer_id, card.payment_method_id, now=now
+        )
     customer = plan.customer
     today = customer_today(customer, now)
     failed = [a for a in installment.attempts if a.status == AttemptStatus.FAILED]
     last_on = customer_today(customer, failed[-1].created_at) if failed else None
     if not may_charge(
-        installment.due_date, today, failed_attempts=len(failed), last_attempt_on=last_on, rules=rules
+        installment.due_date,
+        today,
+        failed_attempts=len(failed),
+        last_attempt_on=last_on,
+        rules=rules,
     ):
         return None
     if in_flight_checkout(customer_id) is not None:
@@ -513,7 +550,9 @@ def record_plan_payment(
         invoice = covered.invoice
         balance = invoice_balance(invoice, today).balance
         left = max(0, min(covered.amount_minor - covered.paid_minor, balance.minor))
-        items.append(OpenItem(invoice.id, invoice.due_date, invoice.number, Money(left, plan.currency)))
+        items.append(
+            OpenItem(invoice.id, invoice.due_date, invoice.number, Money(left, plan.currency))
+        )
     allocations, unapplied = allocate_received(intent.amount, items, [])
     payment = Payment(
         customer_id=customer.id,
@@ -698,6 +737,7 @@ def break_overdue_plans(*, now: datetime) -> BreakReport:
             actor=Actor.system(),
             now=now,
             reason=f"installment {missed.number} due {missed.due_date.isoformat()} unpaid",
+            notify_customer=False,  # ours names the installment that was missed
         )
         _email_plan_broken(plan, missed.due_date, missed_amount, now=now)
         report.broken.append(plan.id)
@@ -722,10 +762,7 @@ def _has_charge_in_flight(plan: PaymentPlan) -> bool:
 
 def _email_plan_broken(plan: PaymentPlan, due_date: date, missed: Money, *, now: datetime) -> None:
     remaining = Money.sum(
-        (
-            Money(max(0, c.amount_minor - c.paid_minor), plan.currency)
-            for c in plan.invoices
-        ),
+        (Money(max(0, c.amount_minor - c.paid_minor), plan.currency) for c in plan.invoices),
         plan.currency,
     )
     queue_email(

@@ -61,13 +61,15 @@ class CollectionRules:
 
 
 def parse_retry_days(text: str) -> tuple[int, ...]:
-    """"1,3,5" -> (1, 3, 5); "" -> no retries. CollectionRulesInvalid if not integers."""
+    """ "1,3,5" -> (1, 3, 5); "" -> no retries. CollectionRulesInvalid if not integers."""
     days = []
     for part in (p.strip() for p in (text or "").split(",")):
         if not part:
             continue
         if not part.isdigit():
-            raise CollectionRulesInvalid(f"INSTALLMENT_RETRY_DAYS: {part!r} is not a number of days")
+            raise CollectionRulesInvalid(
+                f"INSTALLMENT_RETRY_DAYS: {part!r} is not a number of days"
+            )
         days.append(int(part))
     return tuple(days)
 
