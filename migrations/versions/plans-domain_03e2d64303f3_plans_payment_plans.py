@@ -12,7 +12,7 @@ tests: rows are inserted one by one, so no row trigger can see the finished sche
 Seeds version 1 of the `standard` segment's policy with the README's defaults.
 
 Revision ID: 03e2d64303f3
-Revises: e1a7b3c9d2f4
+Revises: d8b90cda7a12
 Create Date: 2026-11-30 00:31:07.095189
 
 """

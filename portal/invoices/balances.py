@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import date
 from functools import cached_property
 
-from sqlalchemy import ColumnElement, cast, func, literal, select
+from sqlalchemy import ColumnElement, cast, func, select
 from sqlalchemy.orm import selectinload
 
 from portal.customers.models import Customer
@@ -33,6 +33,7 @@ from portal.invoices.models import CreditNote, Invoice, InvoiceLine, InvoiceStat
 from portal.money import Money
 from portal.payments.models import PaymentAllocation, RefundAllocation
 from portal.payments.policy import is_small_balance
+from portal.plans.models import PaymentPlan, PlanInvoice, PlanStatus
 
 _OPEN_STATUS_VALUES = sorted(str(status) for status in OPEN_STATUSES)
 
@@ -91,11 +92,18 @@ def held_subquery() -> ColumnElement[int]:
 
 
 def planned_subquery() -> ColumnElement[int]:
-    """What active payment plans cover on the invoice and is not yet paid through them.
-
-    Zero until payment plans exist (issue 13 replaces this body with the sum of its
-    `PlanInvoice.amount_minor` over active plans, less what was paid through them)."""
-    return cast(literal(0), MinorUnits)
+    """What active payment plans cover on the invoice and is not yet paid through them:
+    the sum of `PlanInvoice.amount_minor - paid_minor` over the invoice's plans in
+    status `active` (minor units). A pending or countered plan holds its invoices from
+    other plans (`PlanInvoice.open_invoice_id`) but not from payment: only an agreed
+    plan takes its amount out of what is payable and reminded."""
+    return (
+        select(_sum_minor(PlanInvoice.amount_minor - PlanInvoice.paid_minor))
+        .join(PaymentPlan, PaymentPlan.id == PlanInvoice.plan_id)
+        .where(PlanInvoice.invoice_id == Invoice.id, PaymentPlan.status == PlanStatus.ACTIVE)
+        .correlate(Invoice)
+        .scalar_subquery()
+    )
 
 
 def open_balance_column() -> ColumnElement[int]:
