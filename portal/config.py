@@ -97,6 +97,13 @@ class Config:
     INSTALLMENT_RETRY_DAYS = os.environ.get("INSTALLMENT_RETRY_DAYS", "1,3,5")
     PLAN_GRACE_DAYS = _env_int("PLAN_GRACE_DAYS", 7)
     INSTALLMENT_REMINDER_DAYS = _env_int("INSTALLMENT_REMINDER_DAYS", 3)
+    # Disputes (portal.disputes): evidence files live in UPLOAD_DIR (outside static/; a
+    # directory several app servers share); a customer asked for information has
+    # DISPUTE_REPLY_DAYS to answer before the jobs runner hands the dispute back to staff;
+    # the staff queue measures a dispute's age against DISPUTE_TARGET_BUSINESS_DAYS.
+    UPLOAD_DIR = os.environ.get("UPLOAD_DIR", str(INSTANCE_DIR / "uploads"))
+    DISPUTE_REPLY_DAYS = _env_int("DISPUTE_REPLY_DAYS", 14)
+    DISPUTE_TARGET_BUSINESS_DAYS = _env_int("DISPUTE_TARGET_BUSINESS_DAYS", 10)
     # Signed-in sessions live in the `principal_sessions` table (`access.sessions`): each
     # kind of principal has its own cookie, idle limit and absolute lifetime. A customer
     # session never outlives the link that opened it.

@@ -101,6 +101,15 @@ def _remind_installments(now: datetime, runner: str) -> str:
     return f"{queued} installment reminders queued"
 
 
+def _flag_dispute_replies(now: datetime, runner: str) -> str:
+    from portal.disputes.services import flag_overdue_replies
+    from portal.extensions import db
+
+    flagged = flag_overdue_replies(now=now)
+    db.session.commit()
+    return f"{flagged} disputes flagged back to staff (no reply in time)"
+
+
 def sender_from_config():  # type: ignore[no-untyped-def]
     from portal.notifications.sender import ConsoleSender, SmtpSender, SmtpSettings
 
@@ -155,6 +164,12 @@ JOBS: dict[str, Job] = {
             timedelta(minutes=15),
             _remind_installments,
             "queue installment reminders INSTALLMENT_REMINDER_DAYS before due dates",
+        ),
+        Job(
+            "flag_dispute_replies",
+            timedelta(minutes=15),
+            _flag_dispute_replies,
+            "hand disputes back to staff when the customer did not reply by DISPUTE_REPLY_DAYS",
         ),
         Job(
             "schedule_emails",

@@ -154,6 +154,7 @@ def _issue_link_for(message: OutboxMessage, customer: Customer, now: datetime) -
         actor=Actor.system(),
         invoice=invoice if invoice is not None and invoice.customer_id == customer.id else None,
         purpose=str(message.link_purpose),
+        target=message.link_target,
     )
     message.access_link_id = issued.link.id
     return issued.url(current_app.config["PORTAL_BASE_URL"])
@@ -213,12 +214,14 @@ def queue_email(
     invoice: Invoice | None = None,
     dedupe_key: str | None = None,
     with_portal_link: bool = False,
+    link_target: str | None = None,
 ) -> OutboxMessage | None:
     """Render `emails/<template>.{subject.txt,txt,html}` in the customer's locale into the outbox.
 
     Collection email to an opted-out customer is not queued (None). With
-    `with_portal_link`, the email carries `portal_url`: a fresh link (to `invoice` if
-    given) issued when it is sent, never stored (`PORTAL_LINK_SLOT`).
+    `with_portal_link`, the email carries `portal_url`: a fresh link (to `link_target`, a
+    path on this site such as "/disputes/12", else to `invoice` if given) issued when it
+    is sent, never stored (`PORTAL_LINK_SLOT`).
     """
     if category == EmailCategory.COLLECTION and is_opted_out(customer.id):
         return None
@@ -244,6 +247,7 @@ def queue_email(
         body_html=html,
         unsubscribe_url=opt_out_url,
         link_purpose=kind if with_portal_link else None,
+        link_target=link_target if with_portal_link else None,
         created_at=now,
         not_before=next_delivery_time(now, zone_or_default(customer.timezone)),
     )

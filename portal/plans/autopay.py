@@ -59,8 +59,7 @@ from portal.i18n import zone_or_default
 from portal.invoices.queries import invoice_balance
 from portal.money import Money
 from portal.notifications.models import EmailCategory, OutboxMessage
-from portal.notifications.services import deferred_email_row
-from portal.notifications.services import queue_email as _queue_email
+from portal.notifications.services import deferred_email_row, queue_email
 from portal.payments.checkouts import METADATA_CUSTOMER, current_gateway
 from portal.payments.deferred import wake_deferred_events
 from portal.payments.errors import PaymentsUnavailable
@@ -113,15 +112,6 @@ UNKNOWN_OUTCOME = frozenset({GatewayUnavailable.code, AttemptInDoubt.code})
 def collection_rules() -> CollectionRules:
     """The retry days, grace period and reminder lead of this app's configuration."""
     return rules_from_config(current_app.config)
-
-
-def queue_email(*args: Any, link_target: str | None = None, **kwargs: Any) -> Any:
-    """TEMPORARY until disputes-core's `link_target` lands: drop it where unsupported."""
-    import inspect
-
-    if "link_target" in inspect.signature(_queue_email).parameters:
-        kwargs["link_target"] = link_target
-    return _queue_email(*args, **kwargs)
 
 
 def plan_target(plan_id: int) -> str:
