@@ -198,7 +198,9 @@ def charge_due_installments(*, now: datetime, runner: str) -> AutopayReport:
             log.exception("autopay: could not record %s; asked again later", claim.idempotency_key)
             report.errors += 1
             continue
-        if outcome == AttemptStatus.SUCCEEDED:
+        if outcome is None:
+            report.skipped += 1
+        elif outcome == AttemptStatus.SUCCEEDED:
             report.charged += 1
         elif outcome == AttemptStatus.FAILED:
             report.failed += 1
@@ -461,15 +463,16 @@ def _send(gateway: StripeGateway, claim: _Claim) -> _Answer:
 
 def _record(
     claim: _Claim, answer: _Answer, *, now: datetime, rules: CollectionRules
-) -> AttemptStatus:
-    """Write what Stripe answered about a claimed attempt; the attempt's status after."""
+) -> AttemptStatus | None:
+    """Write what Stripe answered about a claimed attempt; the attempt's status after
+    (None: another runner recorded it first)."""
     lock_account(claim.customer_id)
     installment = _lock_installment(claim.installment_id, skip_locked=False)
     attempt = db.session.get(InstallmentAttempt, claim.attempt_id, populate_existing=True)
     if installment is None or attempt is None:
         raise LookupError(f"installment attempt {claim.attempt_id} vanished")
     if attempt.status != AttemptStatus.PROCESSING:
-        return AttemptStatus(attempt.status)  # recorded by a runner that took it over
+        return None  # recorded by a runner that took it over
     intent, failure = answer.intent, answer.failure
     attempt.updated_at = now
     if intent is not None:
@@ -640,7 +643,9 @@ def _record_failure(
             "plan": plan.id,
             "number": installment.number,
             "attempt": attempt.attempt,
-            "code": attempt.error_code,
+            "amount_minor": attempt.amount_minor,
+            "currency": attempt.currency,
+            "reason": attempt.error_code,  # the timeline's detail: Stripe's decline code
             "payment_intent": attempt.payment_intent_id,
             "retry_on": retry_on.isoformat() if retry_on else None,
         },

@@ -415,3 +415,73 @@ def test_reminders_are_in_the_customers_language(stripe_env, localstripe):
     (reminder,) = _emails(customer, "installment_reminder")
     assert reminder.locale == "de"
     assert "Zahlung 1 von 3" in reminder.body_text
+
+
+def test_a_failed_charge_and_the_break_show_on_the_staff_timeline(stripe_env, localstripe):
+    from portal.desk.timeline import timeline_for
+
+    customer, _invoice, _ = _plan(localstripe, number=CARD_DECLINED_AT_PAYMENT)
+    charge_due_installments(now=at(DUE), runner="r1")
+    break_overdue_plans(now=at(day(8)))
+    entries = [e for e in timeline_for(customer.id).entries if e.kind == "plan"]
+    assert [(e.status, e.detail) for e in entries[:2]] == [
+        ("plan.broken", "installment 1 due 2026-12-10 unpaid"),
+        ("installment.charge_failed", "card_declined"),
+    ]
+    assert entries[1].amount is not None
+    assert entries[1].amount.minor == 10000
+    assert entries[1].status_label == "Automatic payment failed"
+
+
+# --- collection reminders and the jobs runner ---------------------------------------------
+def test_invoices_of_an_active_plan_get_no_collection_reminders_until_it_breaks(
+    stripe_env, localstripe
+):
+    from portal.notifications.services import schedule_collection_emails
+
+    # given an invoice long overdue, wholly in an active plan whose card is declined
+    customer = make_customer(timezone="UTC")
+    invoice = make_invoice(
+        customer,
+        lines=[("Work", "1", "300.00")],
+        issue_date=date(2026, 9, 1),
+        due_date=date(2026, 10, 1),
+    )
+    saved = save_card(localstripe, customer, CARD_DECLINED_AT_PAYMENT)
+    make_active_plan(
+        customer,
+        [invoice],
+        [(DUE, "150.00"), (DUE + timedelta(days=31), "150.00")],
+        card=saved,
+    )
+
+    def reminders() -> list[str]:
+        return [
+            m.kind
+            for m in db.session.scalars(
+                select(OutboxMessage).where(OutboxMessage.invoice_id == invoice.id)
+            )
+        ]
+
+    # when reminders are scheduled while the plan is active
+    charge_due_installments(now=at(DUE), runner="r1")
+    schedule_collection_emails(now=at(day(1)))
+    # then none for its invoice
+    assert reminders() == []
+    # once the plan is broken, the invoice is dunned again
+    break_overdue_plans(now=at(day(8)))
+    schedule_collection_emails(now=at(day(8)))
+    assert reminders() == ["reminder_overdue"]
+
+
+def test_the_jobs_runner_charges_breaks_and_reminds(stripe_env, localstripe):
+    from portal.jobs.runner import run_jobs
+
+    _customer, _invoice, plan = _plan(localstripe)
+    outcomes = {o.kind: o for o in run_jobs(now=at(day(-3)), runner="r1", force=True)}
+    assert outcomes["remind_installments"].detail == "1 installment reminders queued"
+    outcomes = {o.kind: o for o in run_jobs(now=at(DUE), runner="r1", force=True)}
+    assert outcomes["charge_installments"].outcome == "ok"
+    assert outcomes["charge_installments"].detail.startswith("1 installments charged, 0 failed")
+    assert outcomes["break_overdue_plans"].detail.startswith("0 plans broken")
+    assert len(_charged(localstripe, plan)) == 1
