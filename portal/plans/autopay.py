@@ -74,7 +74,7 @@ from portal.payments.gateway import (
     StripeGateway,
     to_stripe_amount,
 )
-from portal.payments.locks import lock_account
+from portal.payments.locks import has_row_locks, lock_account
 from portal.payments.models import Payment, PaymentAllocation, PaymentSource
 from portal.payments.policy import OpenItem, allocate_received, card_advice
 from portal.payments.queries import in_flight_checkout, payment_by_reference
@@ -267,7 +267,7 @@ def _lock_installment(installment_id: int, *, skip_locked: bool) -> PlanInstallm
         )
         .execution_options(populate_existing=True)
     )
-    if db.session.get_bind().dialect.name != "sqlite":
+    if has_row_locks():  # SQLite: the account "lock" took the database's writer lock
         query = query.with_for_update(of=PlanInstallment, skip_locked=skip_locked)
     return db.session.scalar(query)
 

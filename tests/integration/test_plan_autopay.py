@@ -16,6 +16,7 @@ from portal.audit.models import AuditEvent
 from portal.extensions import db
 from portal.invoices.queries import invoice_balance
 from portal.notifications.models import OutboxMessage
+from portal.notifications.services import render_deferred
 from portal.payments.models import Payment
 from portal.plans.autopay import (
     STALE_AFTER,
@@ -132,8 +133,11 @@ def test_due_installment_is_charged_once_and_pays_installment_and_invoice(stripe
         InstallmentStatus.SCHEDULED,
     ]
     assert plan.installments[0].paid_minor == 10000
-    # and a receipt is on its way
-    assert len(_emails(customer, "receipt")) == 1
+    # and a receipt is on its way, showing where the money went
+    (receipt,) = _emails(customer, "receipt")
+    render_deferred(receipt, customer)
+    assert "we received your payment of $100.00" in receipt.body_text
+    assert f"Invoice {invoice.number}: $100.00" in receipt.body_text
 
 
 def test_a_second_pass_after_success_charges_nothing(stripe_env, localstripe):

@@ -107,3 +107,20 @@ def test_reminder_window_is_three_days_before_until_the_day_before():
     assert is_reminder_due(DUE, day(-3), RULES)
     assert is_reminder_due(DUE, day(-1), RULES)
     assert not is_reminder_due(DUE, DUE, RULES)
+
+
+@pytest.mark.parametrize(
+    ("setting", "problem"),
+    [
+        ({"INSTALLMENT_RETRY_DAYS": "1,two"}, "'two' is not a number of days"),
+        ({"INSTALLMENT_RETRY_DAYS": "3,1"}, "increasing"),
+        ({"INSTALLMENT_RETRY_DAYS": "1,9"}, "day 9 is after the grace period"),
+        ({"PLAN_GRACE_DAYS": -2}, "PLAN_GRACE_DAYS must be zero or more"),
+    ],
+)
+def test_a_bad_autopay_setting_stops_the_app_with_a_clear_message(setting, problem):
+    from portal import create_app
+    from portal.config import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=problem):
+        create_app(setting, env_name="testing")
