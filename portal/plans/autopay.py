@@ -160,6 +160,7 @@ class _Claim:
 class _Answer:
     intent: IntentResult | None = None
     failure: str | None = None  # Stripe's decline code, or ours (GatewayError.code)
+    declined_intent_id: str | None = None  # the PaymentIntent a decline names, if any
 
 
 def charge_due_installments(*, now: datetime, runner: str) -> AutopayReport:
@@ -448,7 +449,9 @@ def _send(gateway: StripeGateway, claim: _Claim) -> _Answer:
                 idempotency_key=claim.idempotency_key,
             )
     except CardDeclined as error:
-        return _Answer(failure=error.code or CardDeclined.code)
+        return _Answer(
+            failure=error.code or CardDeclined.code, declined_intent_id=error.payment_intent_id
+        )
     except (GatewayUnavailable, AttemptInDoubt, GatewayRejected) as error:
         return _Answer(failure=error.code)
     if intent.needs_action:
@@ -486,6 +489,8 @@ def _record(
             failure = intent.error_code or CardDeclined.code
         else:  # processing: Stripe decides later; asked again after STALE_AFTER
             return AttemptStatus.PROCESSING
+    elif answer.declined_intent_id and attempt.payment_intent_id is None:
+        attempt.payment_intent_id = answer.declined_intent_id
     if failure in UNKNOWN_OUTCOME:
         attempt.error_code = failure
         return AttemptStatus.PROCESSING
