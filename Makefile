@@ -115,6 +115,8 @@ lint: install ## ruff (check and format) and mypy strict on the money rules
 		portal/imports portal/demo portal/promises/policy.py portal/promises/services.py \
 		portal/plans/policy.py portal/plans/schedule.py \
 		portal/plans/services.py portal/plans/queries.py portal/plans/notify.py \
+		portal/invoices/balances.py portal/disputes/services.py portal/disputes/queries.py \
+		portal/disputes/storage_types.py \
 		portal/plans/retries.py portal/plans/autopay.py
 
 format: install ## Format the code

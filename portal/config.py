@@ -111,6 +111,8 @@ class Config:
     CUSTOMER_SESSION_MAX_HOURS = _env_int("CUSTOMER_SESSION_MAX_HOURS", 12)
     STAFF_SESSION_IDLE_MINUTES = _env_int("STAFF_SESSION_IDLE_MINUTES", 15)
     STAFF_SESSION_MAX_HOURS = _env_int("STAFF_SESSION_MAX_HOURS", 10)
+    # Session rows that ended (or expired) longer ago than this are deleted by the jobs runner.
+    SESSION_RETENTION_DAYS = _env_int("SESSION_RETENTION_DAYS", 30)
     # Staff sign-in (portal.staff): "required" makes every member enrol and use a TOTP
     # second factor; "optional" (the development default) lets a member without one in
     # on their password alone. Argon2id cost: argon2-cffi's RFC 9106 low-memory profile.

@@ -292,7 +292,7 @@ def open_dispute(
         dispute,
         actor=actor,
         now=now,
-        reason=str(reason_value),
+        dispute_reason=str(reason_value),
         lines={str(item.line.line_number): amount.minor for item, amount in chosen},
         files=len(files),
     )

@@ -110,6 +110,16 @@ def _flag_dispute_replies(now: datetime, runner: str) -> str:
     return f"{flagged} disputes flagged back to staff (no reply in time)"
 
 
+def _purge_old_sessions(now: datetime, runner: str) -> str:
+    from portal.access.sessions import purge_old_sessions
+    from portal.extensions import db
+
+    keep = timedelta(days=current_app.config["SESSION_RETENTION_DAYS"])
+    deleted = purge_old_sessions(now=now, keep=keep)
+    db.session.commit()
+    return f"{deleted} old sessions deleted"
+
+
 def sender_from_config():  # type: ignore[no-untyped-def]
     from portal.notifications.sender import ConsoleSender, SmtpSender, SmtpSettings
 
@@ -179,6 +189,12 @@ JOBS: dict[str, Job] = {
         ),
         Job(
             "deliver_email", timedelta(minutes=1), _deliver_email, "send due email from the outbox"
+        ),
+        Job(
+            "purge_old_sessions",
+            timedelta(hours=6),
+            _purge_old_sessions,
+            "delete session rows ended or expired over SESSION_RETENTION_DAYS ago",
         ),
         # `jobs run --loop` applies events as they arrive; this pass is for cron set-ups.
         Job(

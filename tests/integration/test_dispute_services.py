@@ -500,7 +500,7 @@ def test_each_step_emails_the_customer_once_with_a_link_to_the_dispute():
     [
         ("es", "Hemos recibido su reclamación de la factura"),
         ("fr", "Nous avons reçu votre contestation de la facture"),
-        ("de", "Wir haben Ihre Reklamation der Rechnung"),
+        ("de", "Wir haben Ihre Reklamation zur Rechnung"),
     ],
 )
 def test_dispute_emails_are_in_the_customers_language(locale, subject):
