@@ -188,7 +188,11 @@ def charge_due_installments(*, now: datetime, runner: str) -> AutopayReport:
             report.skipped += 1
             continue
         log.info("autopay %s: charging %s (%s)", runner, claim.idempotency_key, claim.amount)
-        answer = _send(gateway, claim)
+        try:
+            answer = _send(gateway, claim)
+        except Exception:  # a bug, not Stripe's answer: the attempt waits, as after an outage
+            log.exception("autopay: sending %s failed", claim.idempotency_key)
+            answer = _Answer(failure=GatewayUnavailable.code)
         if answer.intent is not None and claim.payment_intent_id is None:
             _note_intent(claim, answer.intent.id)
         try:
