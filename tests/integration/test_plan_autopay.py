@@ -489,3 +489,61 @@ def test_the_jobs_runner_charges_breaks_and_reminds(stripe_env, localstripe):
     assert outcomes["charge_installments"].detail.startswith("1 installments charged, 0 failed")
     assert outcomes["break_overdue_plans"].detail.startswith("0 plans broken")
     assert len(_charged(localstripe, plan)) == 1
+
+
+# --- crash safety ---------------------------------------------------------------------------
+def test_a_runner_that_fails_to_record_a_success_never_charges_twice(
+    stripe_env, localstripe, monkeypatch
+):
+    from portal.plans import autopay
+
+    # given recording the payment fails once, after Stripe took the money
+    _customer, invoice, plan = _plan(localstripe)
+    first = plan.installments[0]
+    real = autopay.record_plan_payment
+    calls = []
+
+    def fails_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("the runner died here")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(autopay, "record_plan_payment", fails_once)
+    report = charge_due_installments(now=at(DUE), runner="r1")
+    assert report.errors == 1
+    # then the attempt holds the PaymentIntent it charged, and blocks the installment
+    (attempt,) = _attempts(first)
+    charged = _charged(localstripe, plan)
+    assert len(charged) == 1
+    assert (attempt.status, attempt.payment_intent_id) == (
+        AttemptStatus.PROCESSING,
+        charged[0]["id"],
+    )
+    # when a later pass takes the abandoned attempt over
+    later = charge_due_installments(now=at(DUE) + STALE_AFTER * 2, runner="r2")
+    # then it asks Stripe about that PaymentIntent and records it: no second charge
+    assert later.charged == 1
+    assert len(_charged(localstripe, plan)) == 1
+    assert len(_intents(localstripe, plan)) == 1
+    db.session.refresh(first)
+    assert first.status == InstallmentStatus.PAID
+    assert invoice_balance(invoice, DUE).balance.minor == 20000
+
+
+def test_stripes_webhook_about_an_autopay_charge_changes_nothing(stripe_env, localstripe):
+    from portal.payments.gateway import GatewayEvent
+    from tests.stripe_journeys import deliver
+
+    customer, invoice, plan = _plan(localstripe)
+    charge_due_installments(now=at(DUE), runner="r1")
+    (intent,) = _charged(localstripe, plan)
+    # when Stripe's payment_intent.succeeded arrives (after, or before, the runner's record)
+    event = GatewayEvent(f"evt_autopay_{plan.id}", "payment_intent.succeeded", 0, intent)
+    # then the inbox leaves it: the runner records these charges, once
+    assert deliver(event) == "ignored"
+    assert (
+        db.session.scalar(select(func.count(Payment.id)).where(Payment.customer_id == customer.id))
+        == 1
+    )
+    assert invoice_balance(invoice, DUE).balance.minor == 20000
