@@ -74,7 +74,7 @@ from portal.payments.gateway import (
     StripeGateway,
     to_stripe_amount,
 )
-from portal.payments.locks import has_row_locks, lock_account
+from portal.payments.locks import has_row_locks, lock_account, lock_account_row
 from portal.payments.models import Payment, PaymentAllocation, PaymentSource
 from portal.payments.policy import OpenItem, allocate_received, card_advice
 from portal.payments.queries import in_flight_checkout, payment_by_reference
@@ -719,7 +719,7 @@ def break_overdue_plans(*, now: datetime) -> BreakReport:
         plan = db.session.get(PaymentPlan, plan_id)
         if plan is None:
             continue
-        lock_account(plan.customer_id)
+        lock_account_row(plan.customer_id)  # lock 1, even for one who never paid by card
         db.session.refresh(plan)
         if plan.status != PlanStatus.ACTIVE:
             continue
