@@ -61,6 +61,7 @@ from portal.money import Money
 from portal.notifications.models import EmailCategory, OutboxMessage
 from portal.notifications.services import deferred_email_row, queue_email
 from portal.payments.checkouts import METADATA_CUSTOMER, current_gateway
+from portal.payments.checkouts import STALE_AFTER as CHECKOUT_STALE_AFTER
 from portal.payments.deferred import wake_deferred_events
 from portal.payments.errors import PaymentsUnavailable
 from portal.payments.gateway import (
@@ -324,8 +325,10 @@ def _claim(installment_id: int, *, now: datetime, rules: CollectionRules) -> _Cl
         rules=rules,
     ):
         return None
-    if in_flight_checkout(customer_id) is not None:
-        return None  # the customer is paying at this moment: next pass
+    paying = in_flight_checkout(customer_id)
+    if paying is not None and now - paying.updated_at < CHECKOUT_STALE_AFTER:
+        return None  # the customer is paying at this moment: next pass (one left in
+        # flight long ago, an abandoned 3-D Secure window, holds nothing back)
     amount = _amount_to_charge(installment, plan, today)
     if amount is None:
         return None

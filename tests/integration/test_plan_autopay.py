@@ -240,9 +240,11 @@ def test_a_customer_paying_at_this_moment_is_not_charged_by_autopay(stripe_env, 
     from tests.factories import make_checkout_in_flight
 
     customer, invoice, plan = _plan(localstripe)
-    make_checkout_in_flight(customer, [invoice], 10000)
+    make_checkout_in_flight(customer, [invoice], 10000, updated_at=at(DUE) - timedelta(minutes=1))
     assert charge_due_installments(now=at(DUE), runner="r1").charged == 0
     assert _intents(localstripe, plan) == []
+    # a checkout abandoned in flight long ago holds nothing back
+    assert charge_due_installments(now=at(DUE, 13), runner="r1").charged == 1
 
 
 # --- declines, authentication, retries, breaking ------------------------------------------
