@@ -68,7 +68,8 @@ def test_job_held_by_a_live_runner_is_not_run_again(db_session):
     if db.engine.dialect.name == "sqlite":
         assert by_kind == {SQLITE_RUNNER_LOCK: "skipped"}  # the single-runner lock
     else:
-        assert by_kind == {kind: "skipped" if kind == "deliver_email" else "ok" for kind in JOBS}
+        # every job of the registry ran, except the one another runner holds
+        assert by_kind == {**dict.fromkeys(JOBS, "ok"), "deliver_email": "skipped"}
     # once the lease runs out, the job is free again
     outcomes = run_jobs(now=NOON + timedelta(hours=2), runner="r1", force=True)
     assert {o.kind: o.outcome for o in outcomes}["deliver_email"] == "ok"
