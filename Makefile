@@ -117,7 +117,7 @@ lint: install ## ruff (check and format) and mypy strict on the money rules
 		portal/plans/services.py portal/plans/queries.py portal/plans/notify.py \
 		portal/invoices/balances.py portal/disputes/services.py portal/disputes/queries.py \
 		portal/disputes/storage_types.py portal/disputes/evidence.py portal/disputes/ages.py \
-		portal/disputes/staff_queries.py
+		portal/disputes/staff_queries.py portal/plans/retries.py portal/plans/autopay.py
 
 format: install ## Format the code
 	$(BIN)/ruff format .

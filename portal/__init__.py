@@ -104,6 +104,12 @@ def _check_settings(app: Flask) -> None:
     if app.config["ENV_NAME"] == "production" and not base_url.startswith("https://"):
         raise ConfigurationError("PORTAL_BASE_URL must use https in production.")
     small_balance_tolerances(app.config.get("SMALL_BALANCE_TOLERANCE", ""))  # raises if bad
+    from portal.plans.retries import CollectionRulesInvalid, rules_from_config
+
+    try:
+        rules_from_config(app.config)  # autopay's retry days, grace period, reminder lead
+    except (CollectionRulesInvalid, ValueError) as error:
+        raise ConfigurationError(str(error)) from None
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 

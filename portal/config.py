@@ -90,6 +90,13 @@ class Config:
     ACCESS_LINK_TTL_DAYS = _env_int("ACCESS_LINK_TTL_DAYS", 30)
     # How many days ahead a customer may promise to pay from the portal (portal.promises).
     PROMISE_MAX_DAYS = _env_int("PROMISE_MAX_DAYS", 14)
+    # Autopay of payment plans (portal.plans.autopay, README "Payment plans: autopay"):
+    # a declined installment is tried again this many days after its due date ("1,3,5":
+    # on days 1, 3 and 5), and an installment still unpaid more than PLAN_GRACE_DAYS
+    # after its due date breaks the plan. Reminders go INSTALLMENT_REMINDER_DAYS before.
+    INSTALLMENT_RETRY_DAYS = os.environ.get("INSTALLMENT_RETRY_DAYS", "1,3,5")
+    PLAN_GRACE_DAYS = _env_int("PLAN_GRACE_DAYS", 7)
+    INSTALLMENT_REMINDER_DAYS = _env_int("INSTALLMENT_REMINDER_DAYS", 3)
     # Disputes (portal.disputes): evidence files live in UPLOAD_DIR (outside static/; a
     # directory several app servers share); a customer asked for information has
     # DISPUTE_REPLY_DAYS to answer before the jobs runner hands the dispute back to staff;

@@ -372,6 +372,7 @@ PLAN_KINDS = (
     "plan.broken",
     "plan.payment_recorded",
     "plan.followed_up",
+    "installment.charge_failed",  # autopay (portal/plans/autopay.py): declined, or 3-D Secure
 )
 
 
@@ -498,6 +499,7 @@ PLAN_EVENT_LABELS = {
     "plan.broken": _l("Broken"),
     "plan.payment_recorded": _l("Payment received"),
     "plan.followed_up": _l("Followed up"),
+    "installment.charge_failed": _l("Automatic payment failed"),
 }
 
 # Status values that read better in words; the others (a payment's channel, who refunded)

@@ -76,6 +76,31 @@ def _decide_promises(now: datetime, runner: str) -> str:
     return report.summary()
 
 
+def _charge_installments(now: datetime, runner: str) -> str:
+    from portal.plans.autopay import charge_due_installments
+
+    # Commits itself: each installment's claim before Stripe is called, then its outcome.
+    return charge_due_installments(now=now, runner=runner).summary()
+
+
+def _break_overdue_plans(now: datetime, runner: str) -> str:
+    from portal.extensions import db
+    from portal.plans.autopay import break_overdue_plans
+
+    report = break_overdue_plans(now=now)
+    db.session.commit()
+    return report.summary()
+
+
+def _remind_installments(now: datetime, runner: str) -> str:
+    from portal.extensions import db
+    from portal.plans.autopay import remind_upcoming_installments
+
+    queued = remind_upcoming_installments(now=now)
+    db.session.commit()
+    return f"{queued} installment reminders queued"
+
+
 def _flag_dispute_replies(now: datetime, runner: str) -> str:
     from portal.disputes.services import flag_overdue_replies
     from portal.extensions import db
@@ -129,6 +154,26 @@ JOBS: dict[str, Job] = {
             timedelta(minutes=15),
             _decide_promises,
             "decide promises to pay whose date has passed: kept or broken",
+        ),
+        # Payment plans: charge what is due, break what is past the grace period (its
+        # invoices are then dunned by schedule_emails at once), remind what comes next.
+        Job(
+            "charge_installments",
+            timedelta(minutes=15),
+            _charge_installments,
+            "charge due plan installments to the saved card (autopay), retry failures",
+        ),
+        Job(
+            "break_overdue_plans",
+            timedelta(minutes=15),
+            _break_overdue_plans,
+            "break plans with an installment unpaid past PLAN_GRACE_DAYS",
+        ),
+        Job(
+            "remind_installments",
+            timedelta(minutes=15),
+            _remind_installments,
+            "queue installment reminders INSTALLMENT_REMINDER_DAYS before due dates",
         ),
         Job(
             "flag_dispute_replies",

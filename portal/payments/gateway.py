@@ -411,6 +411,40 @@ class StripeGateway:
             )
         )
 
+    def charge_off_session(
+        self,
+        *,
+        amount: Money,
+        customer_id: str,
+        payment_method_id: str,
+        metadata: Mapping[str, str],
+        idempotency_key: str,
+    ) -> IntentResult:
+        """Charge a saved card while the customer is away (autopay): create and confirm a
+        PaymentIntent with `off_session`.
+
+        A decline raises `CardDeclined`. When the bank wants the customer to authenticate,
+        Stripe declines with code `authentication_required` (CardDeclined); localstripe
+        instead answers a PaymentIntent in `requires_action` (`IntentResult.needs_action`):
+        callers treat both alike. https://docs.stripe.com/payments/save-and-reuse
+        ("Charge the saved payment method later").
+        """
+        params = {
+            "amount": to_stripe_amount(amount),
+            "currency": amount.currency.lower(),
+            "customer": customer_id,
+            "payment_method": payment_method_id,
+            "payment_method_types": ["card"],
+            "confirm": True,
+            "off_session": True,
+            "metadata": dict(metadata),
+        }
+        return _intent(
+            self._call(
+                self.client.v1.payment_intents.create, params, idempotency_key=idempotency_key
+            )
+        )
+
     def retrieve_payment(self, payment_intent_id: str) -> IntentResult:
         return _intent(self._call(self.client.v1.payment_intents.retrieve, payment_intent_id))
 

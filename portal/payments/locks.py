@@ -4,6 +4,9 @@ Lock order (PostgreSQL row locks; on SQLite a write takes the single writer lock
   0. the inbox's claimed `webhook_events` rows (SKIP LOCKED: nobody waits for them)
   1. the customers' `payment_accounts` rows  (`lock_account`, `lock_accounts`: ascending
      customer ids)
+  1b. a payment plan's rows: the `plan_installments` row autopay claims or records
+     (`plans.autopay._lock_installment`; claims use SKIP LOCKED), then the plan's
+     `payment_plans` row, which the plans triggers lock when its installments change
   2. the `checkouts` row(s)                  (`lock_checkout`, `lock_checkouts`: ascending
      ids)
   3. inserts: payments, payment_allocations, refunds, links, audit, outbox; the event's

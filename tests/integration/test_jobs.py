@@ -28,6 +28,12 @@ def test_run_logs_every_job_and_reschedules_it(db_session):
     kinds = list(JOBS)
     assert kinds[:3] == ["write_off_small_balances", "match_link_requests", "decide_promises"]
     assert kinds.index("schedule_emails") < kinds.index("deliver_email")
+    # a plan broken in this pass has its invoices dunned by schedule_emails in the same pass
+    assert (
+        kinds.index("charge_installments")
+        < kinds.index("break_overdue_plans")
+        < kinds.index("schedule_emails")
+    )
     assert [(o.kind, o.outcome) for o in outcomes] == [(kind, "ok") for kind in kinds]
     runs = db.session.scalars(select(JobRun).order_by(JobRun.id)).all()
     assert [(r.kind, r.outcome, r.runner) for r in runs] == [(kind, "ok", "r1") for kind in kinds]
