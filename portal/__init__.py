@@ -64,6 +64,7 @@ def create_app(config: dict[str, Any] | None = None, env_name: str | None = None
     from portal.notifications.views import mailbox as mailbox_bp
     from portal.payments import webhooks
     from portal.payments.views import bp as payments_bp
+    from portal.plans.views import bp as plans_bp
     from portal.promises.views import bp as promises_bp
     from portal.reports.views import bp as reports_bp
     from portal.site.views import bp as site_bp
@@ -80,6 +81,7 @@ def create_app(config: dict[str, Any] | None = None, env_name: str | None = None
     app.register_blueprint(reports_bp)
     app.register_blueprint(desk_bp)
     app.register_blueprint(promises_bp)
+    app.register_blueprint(plans_bp)
     init_errors(app)
     webhooks.mount(app)
 

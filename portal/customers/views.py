@@ -36,6 +36,7 @@ bp = Blueprint("customers", __name__)
 @bp.get("/account")
 @customer_required
 def account() -> ResponseReturnValue:
+    from portal.plans.views import account_plans_context
     from portal.promises.views import account_promise_context
 
     customer = current_customer()
@@ -55,6 +56,7 @@ def account() -> ResponseReturnValue:
     return render_template(
         "customers/account.html",
         **account_promise_context(customer, today),
+        **account_plans_context(customer, today),
         offer_overdue=overdue_payable.is_positive and card_payable_now(overdue_payable),
         offer_choose=all_payable.is_positive and card_payable_now(all_payable),
         card_notice=card_notice,
