@@ -112,7 +112,8 @@ lint: install ## ruff (check and format) and mypy strict on the money rules
 	$(BIN)/mypy portal/money.py portal/payments/policy.py portal/notifications/policy.py \
 		portal/payments/inbox.py portal/payments/ledger.py portal/payments/locks.py portal/payments/deferred.py \
 		portal/payments/checkouts.py portal/payments/errors.py portal/jobs/webhook_worker.py \
-		portal/imports portal/demo portal/promises/policy.py portal/promises/services.py
+		portal/imports portal/demo portal/promises/policy.py portal/promises/services.py \
+		portal/plans/policy.py portal/plans/schedule.py
 
 format: install ## Format the code
 	$(BIN)/ruff format .

@@ -1,0 +1,1 @@
+"""Payment plans: policy limits per segment, schedules, plans and their installments."""
