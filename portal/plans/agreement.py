@@ -35,6 +35,7 @@ from portal.invoices.pdf import (
     _title,
 )
 from portal.money import Money
+from portal.plans.policy import frequency_label
 
 
 @dataclass(frozen=True)
@@ -70,16 +71,6 @@ class AgreementTerms:
     grace_days: int
     cooling_off_days: int
     policy_version: str
-
-
-def frequency_label(frequency: str) -> str:
-    """How often, as a reader says it ("every month")."""
-    labels = {
-        "weekly": _("every week"),
-        "biweekly": _("every two weeks"),
-        "monthly": _("every month"),
-    }
-    return labels.get(frequency, frequency)
 
 
 def agreement_pdf(terms: AgreementTerms, *, creditor: Creditor, locale: str) -> bytes:
