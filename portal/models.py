@@ -4,6 +4,7 @@ from portal.access.models import AccessLink, LinkRequest, PrincipalSession
 from portal.audit.models import AuditEvent
 from portal.customers.models import Customer
 from portal.desk.models import SEARCH_INDEXES
+from portal.disputes.models import Dispute, DisputeFile, DisputeLine, DisputeMessage
 from portal.invoices.models import CreditNote, Invoice, InvoiceLine
 from portal.jobs.models import JobRun, JobSchedule
 from portal.notifications.models import EmailOptOut, OutboxMessage, ReminderStep
@@ -19,6 +20,13 @@ from portal.payments.models import (
     SavedCard,
     WebhookEvent,
 )
+from portal.plans.models import (
+    InstallmentAttempt,
+    PaymentPlan,
+    PlanInstallment,
+    PlanInvoice,
+    PlanPolicyVersion,
+)
 from portal.promises.models import CustomerNote, Promise, PromiseInvoice
 from portal.staff.models import StaffMember
 
@@ -32,7 +40,12 @@ __all__ = [
     "CreditNote",
     "Customer",
     "CustomerNote",
+    "Dispute",
+    "DisputeFile",
+    "DisputeLine",
+    "DisputeMessage",
     "EmailOptOut",
+    "InstallmentAttempt",
     "Invoice",
     "InvoiceLine",
     "JobRun",
@@ -42,6 +55,10 @@ __all__ = [
     "Payment",
     "PaymentAccount",
     "PaymentAllocation",
+    "PaymentPlan",
+    "PlanInstallment",
+    "PlanInvoice",
+    "PlanPolicyVersion",
     "PrincipalSession",
     "Promise",
     "PromiseInvoice",

@@ -25,6 +25,9 @@ class AccessLink(db.Model):
     invoice_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id", ondelete="CASCADE"))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     purpose: Mapped[str] = mapped_column(String(32), default="manual")
+    # Where opening it leads, a path on this site ("/disputes/12"); None: the invoice if
+    # there is one, else the account. Checked again when opened (`inputs.local_redirect_target`).
+    target: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -17,8 +17,8 @@ from portal.demo.convert import convert
 from portal.extensions import db
 from portal.i18n import creditor_zone
 from portal.imports.services import import_file
+from portal.invoices.balances import open_balance_column
 from portal.invoices.models import Invoice, InvoiceLine
-from portal.invoices.queries import credited_subquery, net_paid_subquery
 
 ACTOR = Actor.importer("demo")
 
@@ -84,14 +84,13 @@ def _customer_links(now: datetime) -> list[str]:
 
 
 def _customers_to_show() -> list[Customer]:
-    allocated, credited = net_paid_subquery(), credited_subquery()
     line_count = (
         select(func.count(InvoiceLine.id)).where(InvoiceLine.invoice_id == Invoice.id)
     ).scalar_subquery()
     rows = db.session.execute(
         select(Customer, func.max(line_count))
         .join(Invoice, Invoice.customer_id == Customer.id)
-        .where(Invoice.voided_at.is_(None), Invoice.total_minor - allocated - credited > 0)
+        .where(Invoice.voided_at.is_(None), open_balance_column() > 0)
         .group_by(Customer.id)
         .order_by(Customer.account_number)
     ).all()

@@ -15,8 +15,8 @@ from portal.audit.services import record_event
 from portal.customers.models import Customer
 from portal.extensions import db
 from portal.imports.records import RowError, RowReader
+from portal.invoices.balances import open_balance_column
 from portal.invoices.models import Invoice
-from portal.invoices.queries import credited_subquery, net_paid_subquery
 from portal.money import Money
 from portal.payments.policy import OpenItem, Overpayment, allocate
 
@@ -106,9 +106,10 @@ def find_customer(
 
 
 def settled_by_invoice(invoice_ids: Sequence[int]) -> dict[int, int]:
-    """Net payments plus credits per invoice: the balance rule of `portal.invoices.queries`."""
+    """Net payments plus credits per invoice: total − the open balance of
+    `portal.invoices.balances` (the one balance rule)."""
     rows = db.session.execute(
-        select(Invoice.id, net_paid_subquery() + credited_subquery()).where(
+        select(Invoice.id, Invoice.total_minor - open_balance_column()).where(
             Invoice.id.in_(invoice_ids)
         )
     )

@@ -128,6 +128,8 @@ class CreditNoteKind(StrEnum):
     CREDIT = "credit"  # from the ERP, a dispute accepted, a goodwill credit
     # A remainder no card can pay, written off under SMALL_BALANCE_TOLERANCE.
     SMALL_BALANCE_WRITE_OFF = "small_balance_write_off"
+    # A dispute accepted in full or in part: names the dispute and the line it credits.
+    DISPUTE = "dispute"
 
 
 class CreditNote(db.Model):
@@ -137,13 +139,28 @@ class CreditNote(db.Model):
     __table_args__ = (
         CheckConstraint("amount_minor > 0", name="amount_positive"),
         CheckConstraint("length(currency) = 3", name="currency_iso"),
-        CheckConstraint("kind IN ('credit', 'small_balance_write_off')", name="kind_known"),
+        CheckConstraint(
+            "kind IN ('credit', 'small_balance_write_off', 'dispute')", name="kind_known"
+        ),
+        # A dispute's credit names its dispute and the line it credits.
+        CheckConstraint(
+            "kind <> 'dispute' OR (dispute_id IS NOT NULL AND invoice_line_id IS NOT NULL)",
+            name="dispute_credit_names_line",
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     reference: Mapped[str] = mapped_column(String(64), unique=True)
     invoice_id: Mapped[int] = mapped_column(
         ForeignKey("invoices.id", ondelete="RESTRICT"), index=True
+    )
+    # The line it credits, if it credits one (a dispute's credit always does); the line's
+    # undisputed amount is reduced by it (`portal.invoices.balances.line_balances`).
+    invoice_line_id: Mapped[int | None] = mapped_column(
+        ForeignKey("invoice_lines.id", ondelete="RESTRICT"), index=True
+    )
+    dispute_id: Mapped[int | None] = mapped_column(
+        ForeignKey("disputes.id", ondelete="RESTRICT"), index=True
     )
     amount_minor: Mapped[int] = mapped_column(MinorUnits)
     currency: Mapped[str] = mapped_column(String(3))
@@ -155,6 +172,7 @@ class CreditNote(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     invoice: Mapped[Invoice] = relationship()
+    invoice_line: Mapped[InvoiceLine | None] = relationship()
 
     @property
     def amount(self) -> Money:

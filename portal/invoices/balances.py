@@ -1,0 +1,369 @@
+"""The one place that says what an invoice's balance and payable amount are.
+
+    balance = total − paid (net of refunds) − credited
+    payable = max(0, balance − held − planned)
+
+`held` is what open disputes contest on the invoice (disputes in `open` or
+`waiting_on_customer`: `portal.disputes.models.OPEN_STATUSES`); `planned` is what an
+active payment plan covers (`planned_subquery`). The payable amount is the only amount
+that may be paid (`portal.payments`), reminded (`portal.notifications`) or planned;
+pages, the import, reports and the demo read these subqueries and readers and copy no
+SQL (DESIGN.md, Data and money). At line level (`line_balances`), what a customer may
+still dispute on a line is its amount less what was credited to it and what open
+disputes hold on it, never more than the invoice's payable amount.
+
+All amounts are integer minor units of the invoice's currency.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from functools import cached_property
+
+from sqlalchemy import ColumnElement, cast, func, select
+from sqlalchemy.orm import selectinload
+
+from portal.customers.models import Customer
+from portal.db import MinorUnits
+from portal.disputes.models import OPEN_STATUSES, Dispute, DisputeLine
+from portal.extensions import db
+from portal.invoices.models import CreditNote, Invoice, InvoiceLine, InvoiceStatus
+from portal.money import Money
+from portal.payments.models import PaymentAllocation, RefundAllocation
+from portal.payments.policy import is_small_balance
+from portal.plans.models import PaymentPlan, PlanInvoice, PlanStatus
+
+_OPEN_STATUS_VALUES = sorted(str(status) for status in OPEN_STATUSES)
+
+
+def _sum_minor(column: ColumnElement[int]) -> ColumnElement[int]:
+    """SUM of a money column as an integer: PostgreSQL sums BIGINT into NUMERIC, which
+    the driver would hand back as a Decimal."""
+    return cast(func.coalesce(func.sum(column), 0), MinorUnits)
+
+
+# --- the subqueries, each correlated to Invoice -----------------------------------------
+def allocated_subquery() -> ColumnElement[int]:
+    """Payments applied to the invoice (before refunds), minor units."""
+    return (
+        select(_sum_minor(PaymentAllocation.amount_minor))
+        .where(PaymentAllocation.invoice_id == Invoice.id)
+        .correlate(Invoice)
+        .scalar_subquery()
+    )
+
+
+def refunded_subquery() -> ColumnElement[int]:
+    """What refunds took back from the invoice's payments, minor units."""
+    return (
+        select(_sum_minor(RefundAllocation.amount_minor))
+        .where(RefundAllocation.invoice_id == Invoice.id)
+        .correlate(Invoice)
+        .scalar_subquery()
+    )
+
+
+def net_paid_subquery() -> ColumnElement[int]:
+    """Payments applied to the invoice, less what refunds took back from it."""
+    return allocated_subquery() - refunded_subquery()
+
+
+def credited_subquery() -> ColumnElement[int]:
+    """Credit notes on the invoice (any kind: ERP, dispute, small-balance write-off)."""
+    return (
+        select(_sum_minor(CreditNote.amount_minor))
+        .where(CreditNote.invoice_id == Invoice.id)
+        .correlate(Invoice)
+        .scalar_subquery()
+    )
+
+
+def held_subquery() -> ColumnElement[int]:
+    """What open disputes contest on the invoice: not payable, reminded or plannable."""
+    return (
+        select(_sum_minor(DisputeLine.amount_minor))
+        .join(Dispute, Dispute.id == DisputeLine.dispute_id)
+        .where(Dispute.invoice_id == Invoice.id, Dispute.status.in_(_OPEN_STATUS_VALUES))
+        .correlate(Invoice)
+        .scalar_subquery()
+    )
+
+
+def planned_subquery() -> ColumnElement[int]:
+    """What active payment plans cover on the invoice and is not yet paid through them:
+    the sum of `PlanInvoice.amount_minor - paid_minor` over the invoice's plans in
+    status `active` (minor units). A pending or countered plan holds its invoices from
+    other plans (`PlanInvoice.open_invoice_id`) but not from payment: only an agreed
+    plan takes its amount out of what is payable and reminded."""
+    return (
+        select(_sum_minor(PlanInvoice.amount_minor - PlanInvoice.paid_minor))
+        .join(PaymentPlan, PaymentPlan.id == PlanInvoice.plan_id)
+        .where(PlanInvoice.invoice_id == Invoice.id, PaymentPlan.status == PlanStatus.ACTIVE)
+        .correlate(Invoice)
+        .scalar_subquery()
+    )
+
+
+def open_balance_column() -> ColumnElement[int]:
+    """total − paid − credited, correlated to Invoice: the open balance in SQL (for the
+    import, the demo and reports; a void invoice still has one, callers filter it)."""
+    return Invoice.total_minor - net_paid_subquery() - credited_subquery()
+
+
+# --- an invoice's balance --------------------------------------------------------------
+@dataclass(frozen=True)
+class InvoiceBalance:
+    """An invoice with what was paid, credited, held and planned against it, as of `today`.
+
+    A snapshot: `balance`, `status` and `days_overdue` are worked out once (a page reads
+    each several times per row). `paid` is net of refunds; `held_minor`, `planned_minor`
+    and `refunded_minor` are minor units of the invoice's currency (read them as Money
+    through `held`, `planned`, `refunded`).
+    """
+
+    invoice: Invoice
+    paid: Money
+    credited: Money
+    today: date
+    held_minor: int = 0
+    planned_minor: int = 0
+    refunded_minor: int = 0
+
+    @property
+    def held(self) -> Money:
+        """What open disputes contest on this invoice."""
+        return Money(self.held_minor, self.invoice.currency)
+
+    @property
+    def planned(self) -> Money:
+        """What an active payment plan covers on this invoice."""
+        return Money(self.planned_minor, self.invoice.currency)
+
+    @property
+    def refunded(self) -> Money:
+        """What refunds took back (already deducted from `paid`)."""
+        return Money(self.refunded_minor, self.invoice.currency)
+
+    @cached_property
+    def balance(self) -> Money:
+        return self.invoice.total - self.paid - self.credited
+
+    @cached_property
+    def payable(self) -> Money:
+        """What may be paid, reminded or planned now: the balance less what is held and
+        planned, never below zero; zero on a void invoice."""
+        if self.invoice.voided_at is not None:
+            return Money.zero(self.invoice.currency)
+        remaining = self.balance - self.held - self.planned
+        return remaining if remaining.is_positive else Money.zero(self.invoice.currency)
+
+    @property
+    def is_in_dispute(self) -> bool:
+        """An open dispute holds part of it (the "in dispute" flag)."""
+        return self.held_minor > 0
+
+    @property
+    def is_in_plan(self) -> bool:
+        return self.planned_minor > 0
+
+    @cached_property
+    def status(self) -> InvoiceStatus:
+        if self.invoice.voided_at is not None:
+            return InvoiceStatus.VOID
+        if not self.balance.is_positive:
+            return InvoiceStatus.PAID
+        if self.paid.is_positive or self.credited.is_positive:
+            return InvoiceStatus.PARTIALLY_PAID
+        return InvoiceStatus.OPEN
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in (InvoiceStatus.OPEN, InvoiceStatus.PARTIALLY_PAID)
+
+    @cached_property
+    def days_overdue(self) -> int:
+        if not self.is_open:
+            return 0
+        return max(0, (self.today - self.invoice.due_date).days)
+
+    @property
+    def is_overdue(self) -> bool:
+        return self.days_overdue > 0
+
+
+def _balance_columns() -> tuple[ColumnElement[int], ...]:
+    """(allocated, refunded, credited, held, planned), in the order `_balance` reads."""
+    return (
+        allocated_subquery(),
+        refunded_subquery(),
+        credited_subquery(),
+        held_subquery(),
+        planned_subquery(),
+    )
+
+
+def _balance(
+    invoice: Invoice,
+    allocated: int,
+    refunded: int,
+    credited: int,
+    held: int,
+    planned: int,
+    today: date,
+) -> InvoiceBalance:
+    currency = invoice.currency
+    return InvoiceBalance(
+        invoice,
+        Money(int(allocated) - int(refunded), currency),
+        Money(int(credited), currency),
+        today,
+        held_minor=int(held),
+        planned_minor=int(planned),
+        refunded_minor=int(refunded),
+    )
+
+
+def invoice_balances_for(customer: Customer, today: date) -> list[InvoiceBalance]:
+    """Every invoice of this customer with its balance, oldest due first. One query."""
+    return invoice_balances_by_customer({customer.id: today}).get(customer.id, [])
+
+
+def invoice_balances_by_customer(
+    today_by_customer: Mapping[int, date],
+) -> dict[int, list[InvoiceBalance]]:
+    """`invoice_balances_for` for several customers (each with their own today), one query."""
+    rows = db.session.execute(
+        select(Invoice, *_balance_columns())
+        .where(Invoice.customer_id.in_(list(today_by_customer)))
+        .order_by(Invoice.customer_id, Invoice.due_date, Invoice.number)
+    ).all()
+    balances: dict[int, list[InvoiceBalance]] = {}
+    for invoice, *amounts in rows:
+        balances.setdefault(invoice.customer_id, []).append(
+            _balance(invoice, *amounts, today_by_customer[invoice.customer_id])
+        )
+    return balances
+
+
+def invoice_balance(invoice: Invoice, today: date) -> InvoiceBalance:
+    """One invoice's balance as of `today` (one query)."""
+    amounts = db.session.execute(
+        select(*_balance_columns()).select_from(Invoice).where(Invoice.id == invoice.id)
+    ).one()
+    return _balance(invoice, *amounts, today)
+
+
+@dataclass(frozen=True)
+class PayableInvoice:
+    invoice: Invoice
+    payable: Money
+    held: Money
+
+
+def payable_invoices() -> list[PayableInvoice]:
+    """Every invoice, of every customer, with something payable; for the jobs runner.
+
+    The payable rule is `InvoiceBalance.payable`, so what it leaves out (disputed or
+    planned amounts) is never dunned; nor is a remainder no card can pay
+    (`payments.policy.is_small_balance`: 0.49 USD, 0.005 KWD). `held` is what open
+    disputes keep out of it (a reminder says it is on hold).
+    """
+    columns = _balance_columns()
+    allocated, refunded, credited, held, planned = columns
+    rows = db.session.execute(
+        select(Invoice, *columns)
+        .where(
+            Invoice.voided_at.is_(None),
+            Invoice.total_minor - allocated + refunded - credited - held - planned > 0,
+        )
+        .options(selectinload(Invoice.customer))
+        .order_by(Invoice.customer_id, Invoice.due_date, Invoice.id)
+    ).all()
+    result = []
+    for invoice, *amounts in rows:
+        balance = _balance(invoice, *amounts, date.min)
+        if balance.payable.is_positive and not is_small_balance(balance.payable):
+            result.append(PayableInvoice(invoice, balance.payable, balance.held))
+    return result
+
+
+def small_balance_candidates(currencies: Sequence[str]) -> list[InvoiceBalance]:
+    """Open invoices in these currencies with a positive balance, for the write-off job
+    (it decides, with `is_small_balance` and the tolerance, which to write off)."""
+    if not currencies:
+        return []
+    columns = _balance_columns()
+    rows = db.session.execute(
+        select(Invoice, *columns)
+        .where(
+            Invoice.voided_at.is_(None),
+            Invoice.currency.in_(list(currencies)),
+            open_balance_column() > 0,
+        )
+        .order_by(Invoice.id)
+    ).all()
+    return [_balance(invoice, *amounts, date.min) for invoice, *amounts in rows]
+
+
+# --- lines ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LineBalance:
+    """One invoice line: what was credited to it, what open disputes hold on it, and
+    what may still be disputed (`line_balances` states the rule)."""
+
+    line: InvoiceLine
+    credited: Money
+    held: Money
+    disputable: Money
+
+    @property
+    def is_disputable(self) -> bool:
+        return self.disputable.is_positive
+
+
+def credited_by_line(invoice_id: int) -> dict[int, int]:
+    """Credit notes naming a line of this invoice, per invoice line id (minor units)."""
+    rows = db.session.execute(
+        select(CreditNote.invoice_line_id, _sum_minor(CreditNote.amount_minor))
+        .where(CreditNote.invoice_id == invoice_id, CreditNote.invoice_line_id.is_not(None))
+        .group_by(CreditNote.invoice_line_id)
+    )
+    return {int(line_id): int(amount) for line_id, amount in rows}
+
+
+def held_by_line(invoice_id: int) -> dict[int, int]:
+    """What open disputes hold on each line of this invoice, per invoice line id."""
+    rows = db.session.execute(
+        select(DisputeLine.invoice_line_id, _sum_minor(DisputeLine.amount_minor))
+        .join(Dispute, Dispute.id == DisputeLine.dispute_id)
+        .where(Dispute.invoice_id == invoice_id, Dispute.status.in_(_OPEN_STATUS_VALUES))
+        .group_by(DisputeLine.invoice_line_id)
+    )
+    return {int(line_id): int(amount) for line_id, amount in rows}
+
+
+def line_balances(invoice: Invoice, balance: InvoiceBalance | None = None) -> list[LineBalance]:
+    """Each line of `invoice` in line-number order, with what may still be disputed on it.
+
+    disputable = line amount − credited to that line − held on it by open disputes,
+    never below zero and never above the invoice's payable amount (payments are not
+    allocated to lines, so the payable amount bounds what is left to contest; a
+    dispute of several lines is bounded by it in total: `disputes.services.open_dispute`).
+    Zero on every line of a void invoice. Three queries (`balance` saves one).
+    """
+    if balance is None:
+        balance = invoice_balance(invoice, date.min)
+    currency = invoice.currency
+    credited = credited_by_line(invoice.id)
+    held = held_by_line(invoice.id)
+    payable = balance.payable
+    result = []
+    for line in sorted(invoice.lines, key=lambda item: item.line_number):
+        line_credited = Money(credited.get(line.id, 0), currency)
+        line_held = Money(held.get(line.id, 0), currency)
+        remaining = line.amount - line_credited - line_held
+        disputable = min(remaining, payable) if remaining.is_positive else Money.zero(currency)
+        result.append(LineBalance(line, line_credited, line_held, disputable))
+    return result
