@@ -62,7 +62,7 @@ def test_preview_names_the_broken_limit_and_the_nearest_plan_within_policy(
 
 
 def test_the_offers_fit_the_policy_for_the_whole_balance(client: FlaskClient) -> None:
-    customer, _invoice, page = _signed_in(client)
+    _customer, _invoice, page = _signed_in(client)
     # 10 % down of 2,100.00 is 210.00; the 1,890.00 left in 3 or 6 monthly payments
     assert "3 monthly payments of $630.00" in page
     assert "6 monthly payments of $315.00" in page
@@ -131,7 +131,7 @@ def test_accepting_a_plan_outside_policy_needs_a_reason(client: FlaskClient) -> 
 
 
 def test_the_builder_refuses_a_post_without_its_csrf_token(client: FlaskClient) -> None:
-    customer, invoice, page = _signed_in(client)
+    customer, invoice, _page = _signed_in(client)
     first = _today(customer) + timedelta(days=14)
     data = _builder(invoice, "not-the-token", first_payment_date=first.isoformat())
     data["accept"] = "1"
