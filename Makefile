@@ -113,7 +113,8 @@ lint: install ## ruff (check and format) and mypy strict on the money rules
 		portal/payments/inbox.py portal/payments/ledger.py portal/payments/locks.py portal/payments/deferred.py \
 		portal/payments/checkouts.py portal/payments/errors.py portal/jobs/webhook_worker.py \
 		portal/imports portal/demo portal/promises/policy.py portal/promises/services.py \
-		portal/plans/policy.py portal/plans/schedule.py
+		portal/plans/policy.py portal/plans/schedule.py \
+		portal/plans/services.py portal/plans/queries.py portal/plans/notify.py
 
 format: install ## Format the code
 	$(BIN)/ruff format .

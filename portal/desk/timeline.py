@@ -356,6 +356,51 @@ def promises_decided(customer_id: int) -> Select[tuple[object, ...]]:
     ).where(Promise.customer_id == customer_id, Promise.resolved_at.is_not(None))
 
 
+# Plan events, from their audit rows (portal/plans/services.py writes each with the plan's
+# total, currency, status and the words a person gave).
+PLAN_KINDS = (
+    "plan.proposed",
+    "plan.requested",
+    "plan.activated",
+    "plan.approved",
+    "plan.countered",
+    "plan.counter_accepted",
+    "plan.counter_declined",
+    "plan.declined",
+    "plan.cancelled",
+    "plan.completed",
+    "plan.broken",
+    "plan.payment_recorded",
+    "plan.followed_up",
+)
+
+
+def plan_timeline(customer_id: int) -> Select[tuple[object, ...]]:
+    """Each step of the customer's payment plans: proposed, reviewed, agreed, paid into,
+    ended; the amount is the plan's total (for money received, what it recorded), the
+    reference who acted, the detail the reason given."""
+    data = AuditEvent.data
+    return select(
+        *_labelled(
+            _row(
+                AuditEvent.occurred_at,
+                "plan",
+                AuditEvent.id,
+                reference=AuditEvent.actor,
+                amount=cast(
+                    func.coalesce(
+                        data["amount_minor"].as_integer(), data["total_minor"].as_integer()
+                    ),
+                    MinorUnits,
+                ),
+                currency=data["currency"].as_string(),
+                detail=cast(data["reason"].as_string(), Text),
+                status=AuditEvent.action,
+            )
+        )
+    ).where(AuditEvent.customer_id == customer_id, AuditEvent.action.in_(PLAN_KINDS))
+
+
 # A source takes the customer's id: a bound parameter (`timeline_for`) or a plain int.
 TimelineSource = Callable[[Any], Select[tuple[object, ...]]]
 
@@ -372,6 +417,7 @@ SOURCES: tuple[TimelineSource, ...] = (
     notes,
     promises_made,
     promises_decided,
+    plan_timeline,
 )
 
 KIND_LABELS = {
@@ -392,8 +438,25 @@ KIND_LABELS = {
     "note": _l("Note"),
     "promise.made": _l("Promise to pay"),
     "promise.decided": _l("Promise decided"),
+    "plan": _l("Payment plan"),
 }
 
+
+PLAN_EVENT_LABELS = {
+    "plan.proposed": _l("Proposed within policy"),
+    "plan.requested": _l("Requested (outside policy)"),
+    "plan.activated": _l("Active"),
+    "plan.approved": _l("Approved"),
+    "plan.countered": _l("Counter-offer sent"),
+    "plan.counter_accepted": _l("Counter-offer accepted"),
+    "plan.counter_declined": _l("Counter-offer declined"),
+    "plan.declined": _l("Declined"),
+    "plan.cancelled": _l("Cancelled"),
+    "plan.completed": _l("Completed"),
+    "plan.broken": _l("Broken"),
+    "plan.payment_recorded": _l("Payment received"),
+    "plan.followed_up": _l("Followed up"),
+}
 
 # Status values that read better in words; the others (a payment's channel, who refunded)
 # are shown as stored.
@@ -401,6 +464,7 @@ STATUS_LABELS = {
     **{str(k): v for k, v in OUTBOX_STATUS_LABELS.items()},
     **{str(k): v for k, v in PROMISE_STATUS_LABELS.items()},
     **{str(k): v for k, v in NOTE_KIND_LABELS.items()},
+    **PLAN_EVENT_LABELS,
 }
 
 

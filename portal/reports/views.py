@@ -14,6 +14,7 @@ from portal.i18n import creditor_zone, date_filter, money_filter
 from portal.money import Money
 from portal.promises.models import PromiseStatus
 from portal.reports import charts, exports
+from portal.reports import plans as plan_reports
 from portal.reports.forms import AgingForm, PeriodForm
 from portal.reports.queries import (
     BUCKET_KEYS,
@@ -334,6 +335,76 @@ def promises_csv() -> ResponseReturnValue:
         ],
     )
     return _csv(body, f"promises-{period.start}-{period.end}-{form.currency.data}.csv")
+
+
+@bp.get("/plans")
+@staff_required(StaffRole.SPECIALIST)
+def plans_report() -> ResponseReturnValue:
+    form = _period_form()
+    if not form.validate():
+        return render_template("reports/plans.html", form=form, rows=None), 400
+    rows = plan_reports.plans_by_segment(Period(form.start.data, form.end.data), form.currency.data)
+    total = plan_reports.totals(rows, form.currency.data)
+    return render_template(
+        "reports/plans.html",
+        form=form,
+        rows=rows,
+        total=total,
+        kept_chart=charts.horizontal_bars(
+            "plans-chart",
+            [
+                charts.Bar(
+                    _("Kept"), total.kept, ngettext("%(num)d plan", "%(num)d plans", total.kept)
+                ),
+                charts.Bar(
+                    _("Broken"),
+                    total.broken,
+                    ngettext("%(num)d plan", "%(num)d plans", total.broken),
+                    "hatch",
+                ),
+            ],
+        ),
+    )
+
+
+@bp.get("/plans.csv")
+@staff_required(StaffRole.SPECIALIST)
+def plans_csv() -> ResponseReturnValue:
+    form = _period_form()
+    if not form.validate():
+        return render_template("reports/plans.html", form=form, rows=None), 400
+    period = Period(form.start.data, form.end.data)
+    rows = plan_reports.plans_by_segment(period, form.currency.data)
+    body = exports.to_csv(
+        [
+            "start",
+            "end",
+            "currency",
+            "segment",
+            "active_plans",
+            "under_plans",
+            "installments_due",
+            "paid_on_time",
+            "kept",
+            "broken",
+        ],
+        [
+            [
+                period.start.isoformat(),
+                period.end.isoformat(),
+                form.currency.data,
+                r.segment,
+                r.active,
+                r.under_plans.to_decimal(),
+                r.installments_due,
+                r.paid_on_time,
+                r.kept,
+                r.broken,
+            ]
+            for r in rows
+        ],
+    )
+    return _csv(body, f"plans-{period.start}-{period.end}-{form.currency.data}.csv")
 
 
 def _money(amount: Money) -> str:

@@ -11,9 +11,11 @@ STAFF_NAV = (
     ("desk.customers", _l("Customers"), False),
     ("desk.follow_up", _l("Follow-up"), False),
     ("staff.disputes", _l("Disputes"), False),
+    ("staff_plans.queue", _l("Plans"), False),
     ("reports.aging_report", _l("Reports"), False),
     ("desk.outbox", _l("Outbox"), False),
     ("staff.audit_log", _l("Audit log"), True),
+    ("staff_plans.policies", _l("Plan policies"), True),
     ("staff.admin_staff", _l("Staff"), True),
 )
 

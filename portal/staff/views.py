@@ -229,7 +229,11 @@ def logout():  # type: ignore[no-untyped-def]
 @bp.get("/")
 @staff_required()
 def dashboard():  # type: ignore[no-untyped-def]
-    return render_template("staff/dashboard.html", member=current_staff())
+    from portal.plans.queries import open_request_count
+
+    return render_template(
+        "staff/dashboard.html", member=current_staff(), plan_requests=open_request_count()
+    )
 
 
 # --- set-password links (invitations, password resets) --------------------------------------
