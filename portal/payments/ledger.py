@@ -140,9 +140,7 @@ class Ledger:
         installment = checkout_installment(checkout)
         if installment is not None:
             # A plan's installment: the money goes to the plan's invoices and installments.
-            allocations, unapplied = plan_allocation(
-                installment, intent.amount, customer_today(customer, self.now)
-            )
+            allocations, unapplied = plan_allocation(installment, intent.amount)
             apply_to_plan(installment, allocations, actor=actor, now=self.now)
         else:
             allocations, unapplied = self._allocate(checkout, intent.amount)

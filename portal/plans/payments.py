@@ -8,13 +8,13 @@ this module, not `payable_items`:
 * `installment_owed` is what the checkout may still charge: what the installment still
   asks for while the plan is active and the installment scheduled, else zero (the
   charge is then refused before Stripe is called, `AmountNoLongerPayable`).
-* `plan_allocation` is where the money goes when Stripe took it: the plan's invoices,
-  oldest due first, each up to what the plan still covers on it and what the invoice
-  still owes; anything beyond comes back as unapplied (refunded by staff, as for any
-  payment).
-* `apply_to_plan` records it on the plan: `PlanInvoice.paid_minor` per invoice, and
-  the installments from the one paid (then the later ones, in order) up to their
-  amounts; the plan completes when every installment is paid.
+* `plan_allocation` is where the money goes when Stripe took it: the plan's invoices
+  (`services.plan_allocation`), and what none of them still takes comes back as
+  unapplied (refunded by staff, as for any payment).
+* `apply_to_plan` records it on the plan (`services.record_installment_payment`):
+  `PlanInvoice.paid_minor` per invoice, then the installments in number order; the plan
+  completes when every installment is paid. A customer pays the next installment only
+  (`payable_installment`), so what is paid is what the page said.
 
 Called under the customer's lock (lock 1, `portal.payments.locks`) by the ledger, in the
 transaction that records the payment, so the plan and the ledger never disagree.
@@ -23,7 +23,7 @@ transaction that records the payment, so the plan and the ledger never disagree.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import datetime
 
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
@@ -32,10 +32,9 @@ from portal.audit.actors import Actor
 from portal.audit.services import record_event
 from portal.errors import DomainError
 from portal.extensions import db
-from portal.invoices.balances import invoice_balance
 from portal.money import Money
 from portal.payments.models import Checkout, SavedCard
-from portal.payments.policy import OpenItem, allocate_received
+from portal.plans import services
 from portal.plans.models import (
     InstallmentStatus,
     PaymentPlan,
@@ -82,30 +81,15 @@ def payable_installment(plan: PaymentPlan, number: int) -> PlanInstallment:
     return installment
 
 
-def plan_items(plan: PaymentPlan, today: date) -> list[OpenItem]:
-    """The plan's invoices as open items: each with what the plan still covers on it,
-    never more than the invoice still owes (a credit note may have lowered it)."""
-    items = []
-    for covered in plan.invoices:
-        owed = invoice_balance(covered.invoice, today).balance
-        left = Money(covered.amount_minor - covered.paid_minor, plan.currency)
-        items.append(
-            OpenItem(
-                covered.invoice_id,
-                covered.invoice.due_date,
-                covered.invoice.number,
-                max(Money.zero(plan.currency), min(left, owed)),
-            )
-        )
-    return items
-
-
 def plan_allocation(
-    installment: PlanInstallment, amount: Money, today: date
+    installment: PlanInstallment, amount: Money
 ) -> tuple[list[tuple[int, Money]], Money]:
     """Where `amount`, received for `installment`, goes: (invoice id, amount) pairs on the
-    plan's invoices, oldest due first, and what none of them owes (`unapplied`)."""
-    return allocate_received(amount, plan_items(installment.plan, today), [])
+    plan's invoices (`services.plan_allocation`: oldest due first, each up to what the
+    plan still covers on it), and what none of them takes (`unapplied`)."""
+    parts = services.plan_allocation(installment.plan, amount)
+    applied = Money.sum((part for _invoice, part in parts), amount.currency)
+    return [(invoice.id, part) for invoice, part in parts], amount - applied
 
 
 def apply_to_plan(
@@ -115,66 +99,13 @@ def apply_to_plan(
     actor: Actor,
     now: datetime,
 ) -> None:
-    """Record on the plan what a payment for `installment` put on its invoices: the
-    invoices' `paid_minor`, then the installments (this one first, then the later ones)
-    up to their amounts; the plan completes when nothing is left to pay. Audited."""
+    """Record on the plan what the ledger put on its invoices for `installment`
+    (`services.record_installment_payment`: the invoices' `paid_minor`, then the
+    installments in number order; the plan completes when all are paid)."""
     plan = installment.plan
     applied = Money.sum((amount for _, amount in allocations), plan.currency)
-    by_invoice = {covered.invoice_id: covered for covered in plan.invoices}
-    for invoice_id, amount in allocations:
-        covered = by_invoice[invoice_id]
-        covered.paid_minor += amount.minor
-    left = applied.minor
-    order = [installment] + [
-        i for i in plan.installments if i.id != installment.id and i.number > installment.number
-    ]
-    order += [i for i in plan.installments if i not in order]
-    for each in order:
-        if left <= 0:
-            break
-        if each.status != InstallmentStatus.SCHEDULED:
-            continue
-        take = min(left, each.amount_minor - each.paid_minor)
-        each.paid_minor += take
-        left -= take
-        if each.paid_minor == each.amount_minor:
-            each.status = InstallmentStatus.PAID
-            each.paid_at = now
-    record_event(
-        "plan.installment_paid",
-        actor=actor,
-        now=now,
-        customer_id=plan.customer_id,
-        subject=plan,
-        data={
-            "installment": installment.number,
-            "amount_minor": applied.minor,
-            "currency": plan.currency,
-            "allocations": {str(i): m.minor for i, m in allocations},
-        },
-    )
-    if plan.status == PlanStatus.ACTIVE and all(
-        i.status == InstallmentStatus.PAID for i in plan.installments
-    ):
-        _complete(plan, actor=actor, now=now)
-    db.session.flush()
-
-
-def _complete(plan: PaymentPlan, *, actor: Actor, now: datetime) -> None:
-    """Every installment paid: the plan is completed (PLAN_TRANSITIONS: active -> completed)."""
-    plan.status = PlanStatus.COMPLETED
-    plan.ended_at = now
-    plan.updated_at = now
-    for covered in plan.invoices:
-        covered.open_invoice_id = None
-    record_event(
-        "plan.completed",
-        actor=actor,
-        now=now,
-        customer_id=plan.customer_id,
-        subject=plan,
-        data={"total_minor": plan.total_minor, "currency": plan.currency},
-    )
+    if applied.is_positive:
+        services.record_installment_payment(plan, applied, actor=actor, now=now)
 
 
 def open_checkout_for(installment: PlanInstallment) -> Checkout | None:
