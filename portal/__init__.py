@@ -64,8 +64,8 @@ def create_app(config: dict[str, Any] | None = None, env_name: str | None = None
     from portal.notifications.views import mailbox as mailbox_bp
     from portal.payments import webhooks
     from portal.payments.views import bp as payments_bp
-    from portal.plans.views import bp as plans_bp
     from portal.plans.staff_views import bp as staff_plans_bp
+    from portal.plans.views import bp as plans_bp
     from portal.promises.views import bp as promises_bp
     from portal.reports.views import bp as reports_bp
     from portal.site.views import bp as site_bp
