@@ -187,37 +187,47 @@ def plan_summary(proposal: Proposal) -> str:
     n = proposal.installments
     match proposal.frequency:
         case Frequency.WEEKLY:
-            return ngettext(
-                "%(num)d weekly payment of %(amount)s",
-                "%(num)d weekly payments of %(amount)s",
-                n,
-                amount=amount,
+            return str(
+                ngettext(
+                    "%(num)d weekly payment of %(amount)s",
+                    "%(num)d weekly payments of %(amount)s",
+                    n,
+                    amount=amount,
+                )
             )
         case Frequency.BIWEEKLY:
-            return ngettext(
-                "%(num)d payment every two weeks of %(amount)s",
-                "%(num)d payments every two weeks of %(amount)s",
-                n,
-                amount=amount,
+            return str(
+                ngettext(
+                    "%(num)d payment every two weeks of %(amount)s",
+                    "%(num)d payments every two weeks of %(amount)s",
+                    n,
+                    amount=amount,
+                )
             )
         case _:
-            return ngettext(
-                "%(num)d monthly payment of %(amount)s",
-                "%(num)d monthly payments of %(amount)s",
-                n,
-                amount=amount,
+            return str(
+                ngettext(
+                    "%(num)d monthly payment of %(amount)s",
+                    "%(num)d monthly payments of %(amount)s",
+                    n,
+                    amount=amount,
+                )
             )
 
 
 def plan_details(proposal: Proposal) -> str:
     """The down payment and first date of a plan, in a sentence (translated)."""
     if proposal.down_payment.is_positive:
-        return _(
-            "%(down)s today, then the first payment on %(date)s.",
-            down=money_filter(proposal.down_payment),
+        return str(
+            _(
+                "%(down)s today, then the first payment on %(date)s.",
+                down=money_filter(proposal.down_payment),
+                date=date_filter(proposal.first_payment_date),
+            )
+        )
+    return str(
+        _(
+            "No down payment; the first payment on %(date)s.",
             date=date_filter(proposal.first_payment_date),
         )
-    return _(
-        "No down payment; the first payment on %(date)s.",
-        date=date_filter(proposal.first_payment_date),
     )

@@ -111,7 +111,9 @@ def card_label(plan: PaymentPlan) -> str | None:
     card = plan.saved_card
     if not plan.autopay or card is None:
         return None
-    return _("%(brand)s ending in %(last4)s", brand=card_brand_label(card.brand), last4=card.last4)
+    return str(
+        _("%(brand)s ending in %(last4)s", brand=card_brand_label(card.brand), last4=card.last4)
+    )
 
 
 def plan_page(plan: PaymentPlan, today: date) -> PlanPage:

@@ -36,6 +36,8 @@ from portal.money import Money
 from portal.payments.models import Checkout, SavedCard
 from portal.plans import services
 from portal.plans.models import (
+    AttemptStatus,
+    InstallmentAttempt,
     InstallmentStatus,
     PaymentPlan,
     PlanInstallment,
@@ -60,7 +62,37 @@ def installment_owed(installment: PlanInstallment) -> Money:
     plan = installment.plan
     if plan.status != PlanStatus.ACTIVE or installment.status != InstallmentStatus.SCHEDULED:
         return Money.zero(plan.currency)
+    if _autopay_in_flight(installment):
+        return Money.zero(plan.currency)  # autopay is charging it now: never twice
     return installment.due
+
+
+def _autopay_in_flight(installment: PlanInstallment) -> bool:
+    """An off-session charge of this installment is under way (plans-autopay)."""
+    return (
+        db.session.scalar(
+            select(InstallmentAttempt.id)
+            .where(
+                InstallmentAttempt.installment_id == installment.id,
+                InstallmentAttempt.status == AttemptStatus.PROCESSING,
+            )
+            .limit(1)
+        )
+        is not None
+    )
+
+
+def checkout_in_flight(installment: PlanInstallment) -> Checkout | None:
+    """A card payment of this installment by the customer that is being charged now
+    (processing, or waiting for the bank's check): autopay must not charge it meanwhile."""
+    return db.session.scalar(
+        select(Checkout)
+        .where(
+            Checkout.plan_installment_id == installment.id,
+            Checkout.status.in_(["processing", "requires_action"]),
+        )
+        .limit(1)
+    )
 
 
 class InstallmentNotNext(InstallmentNotPayable):

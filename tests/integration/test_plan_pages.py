@@ -22,8 +22,8 @@ from portal.invoices.balances import invoice_balance
 from portal.invoices.models import Invoice
 from portal.money import Money
 from portal.payments.models import Checkout, Payment
-from portal.plans.models import PaymentPlan, PlanStatus
-from portal.plans.services import counter_offer
+from portal.plans.models import InstallmentAttempt, PaymentPlan, PlanStatus
+from portal.plans.services import cancel_plan, counter_offer
 from tests.factories import csrf_token_from, login_as, make_customer, make_invoice
 from tests.stripe_journeys import CARD_OK
 
@@ -346,3 +346,53 @@ def test_posts_without_csrf_change_nothing(client: FlaskClient) -> None:
         == 400
     )
     assert _plan(customer).status == PlanStatus.PENDING
+
+
+def test_an_installment_autopay_is_charging_cannot_be_paid_by_hand_meanwhile(
+    client: FlaskClient, localstripe
+) -> None:
+    # given the down payment paid, and autopay charging installment 1 right now
+    customer, invoice = _signed_in(client)
+    _pay_on_card_page(client, localstripe, _accept(client, invoice).headers["Location"])
+    plan = _plan(customer)
+    first = plan.installments[1]
+    db.session.add(
+        InstallmentAttempt(
+            installment_id=first.id,
+            attempt=1,
+            idempotency_key=f"installment-{first.id}-attempt-1",
+            status="processing",
+            amount_minor=first.amount_minor,
+            currency="USD",
+        )
+    )
+    db.session.commit()
+    checkouts = _count(Checkout)
+    # when the customer presses "Pay now" on it
+    page = client.get(f"/plans/{plan.id}").text
+    assert "Pay $300.00 now" not in page
+    response = client.post(
+        f"/plans/{plan.id}/installments/1/pay",
+        data={"csrf_token": csrf_token_from(page)},
+        follow_redirects=True,
+    )
+    # then nothing opens: it is never charged twice
+    assert "already paid, or the plan is no longer active" in response.text
+    assert _count(Checkout) == checkouts
+
+
+def test_a_checkout_left_open_is_not_charged_once_the_plan_ended(
+    client: FlaskClient, localstripe
+) -> None:
+    customer, invoice = _signed_in(client)
+    location = _accept(client, invoice).headers["Location"]
+    plan = _plan(customer)
+    cancel_plan(plan, actor=Actor.system(), now=utcnow(), reason="test")
+    db.session.commit()
+    response = _pay_on_card_page(client, localstripe, location)
+    assert response.status_code == 302
+    assert _count(Payment) == 0
+    mine = [
+        c for c in localstripe.charged() if c["metadata"].get("portal_customer") == str(customer.id)
+    ]
+    assert mine == []  # refused before Stripe was asked to charge
