@@ -114,7 +114,9 @@ lint: install ## ruff (check and format) and mypy strict on the money rules
 		portal/payments/checkouts.py portal/payments/errors.py portal/jobs/webhook_worker.py \
 		portal/imports portal/demo portal/promises/policy.py portal/promises/services.py \
 		portal/plans/policy.py portal/plans/schedule.py \
-		portal/plans/services.py portal/plans/queries.py portal/plans/notify.py
+		portal/plans/services.py portal/plans/queries.py portal/plans/notify.py \
+		portal/invoices/balances.py portal/disputes/services.py portal/disputes/queries.py \
+		portal/disputes/storage_types.py
 
 format: install ## Format the code
 	$(BIN)/ruff format .

@@ -344,15 +344,14 @@ def report_aging(as_of: str, currency: str | None, output: str, customers: bool)
                 param_hint="--currency",
             ) from None
     report = aging(day, currency=currency, customer_limit=None if customers else 0)
+    # The same currencies in every format: one with nothing open prints a zero row.
+    codes = (
+        [currency] if currency else currencies_in_use() or [current_app.config["DEFAULT_CURRENCY"]]
+    )
     if output == "json":
-        codes = (
-            [currency]
-            if currency
-            else currencies_in_use() or [current_app.config["DEFAULT_CURRENCY"]]
-        )
         for code in codes:
             click.echo(json.dumps(exports.aging_json(report, code)))
     elif customers:
         click.echo(exports.aging_customers_csv(report), nl=False)
     else:
-        click.echo(exports.aging_totals_csv(report), nl=False)
+        click.echo(exports.aging_totals_csv(report, codes), nl=False)

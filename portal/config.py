@@ -90,6 +90,13 @@ class Config:
     ACCESS_LINK_TTL_DAYS = _env_int("ACCESS_LINK_TTL_DAYS", 30)
     # How many days ahead a customer may promise to pay from the portal (portal.promises).
     PROMISE_MAX_DAYS = _env_int("PROMISE_MAX_DAYS", 14)
+    # Disputes (portal.disputes): evidence files live in UPLOAD_DIR (outside static/; a
+    # directory several app servers share); a customer asked for information has
+    # DISPUTE_REPLY_DAYS to answer before the jobs runner hands the dispute back to staff;
+    # the staff queue measures a dispute's age against DISPUTE_TARGET_BUSINESS_DAYS.
+    UPLOAD_DIR = os.environ.get("UPLOAD_DIR", str(INSTANCE_DIR / "uploads"))
+    DISPUTE_REPLY_DAYS = _env_int("DISPUTE_REPLY_DAYS", 14)
+    DISPUTE_TARGET_BUSINESS_DAYS = _env_int("DISPUTE_TARGET_BUSINESS_DAYS", 10)
     # Signed-in sessions live in the `principal_sessions` table (`access.sessions`): each
     # kind of principal has its own cookie, idle limit and absolute lifetime. A customer
     # session never outlives the link that opened it.
@@ -97,6 +104,8 @@ class Config:
     CUSTOMER_SESSION_MAX_HOURS = _env_int("CUSTOMER_SESSION_MAX_HOURS", 12)
     STAFF_SESSION_IDLE_MINUTES = _env_int("STAFF_SESSION_IDLE_MINUTES", 15)
     STAFF_SESSION_MAX_HOURS = _env_int("STAFF_SESSION_MAX_HOURS", 10)
+    # Session rows that ended (or expired) longer ago than this are deleted by the jobs runner.
+    SESSION_RETENTION_DAYS = _env_int("SESSION_RETENTION_DAYS", 30)
     # Staff sign-in (portal.staff): "required" makes every member enrol and use a TOTP
     # second factor; "optional" (the development default) lets a member without one in
     # on their password alone. Argon2id cost: argon2-cffi's RFC 9106 low-memory profile.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, render_template
+from flask import Flask, has_request_context, render_template, request
 from flask_babel import lazy_gettext as _l
 from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
@@ -44,21 +44,47 @@ ERROR_MESSAGES = {
 }
 
 
+# The staff side's own words where the customer's would mislead (no emailed link there).
+STAFF_ERROR_TITLES = {
+    401: _l("Please sign in"),
+    403: _l("Your role does not include this page"),
+    410: _l("This link is no longer valid"),
+}
+STAFF_ERROR_MESSAGES = {
+    401: _l("Sign in again to go on."),
+    403: _l("Ask an administrator if you need it."),
+    404: _l("The page or record you asked for does not exist."),
+    410: _l("Ask an administrator for a new one."),
+}
+
+
+def on_staff_side() -> bool:
+    """True for a request under /staff (the staff cookie's path): its pages, errors
+    included, use the staff layout."""
+    return has_request_context() and request.path.startswith("/staff")
+
+
+def error_page(code: int, title: object, message: object):  # type: ignore[no-untyped-def]
+    """The error page in the layout of the side the request came from."""
+    template = "staff/error.html" if on_staff_side() else "errors/error.html"
+    return render_template(template, code=code, title=title, message=message), code
+
+
 def render_error(code: int):  # type: ignore[no-untyped-def]
-    title = ERROR_TITLES.get(code, ERROR_TITLES[500])
-    message = ERROR_MESSAGES.get(code, ERROR_MESSAGES[500])
-    return render_template("errors/error.html", code=code, title=title, message=message), code
+    titles, messages = ERROR_TITLES, ERROR_MESSAGES
+    if on_staff_side():
+        titles, messages = ERROR_TITLES | STAFF_ERROR_TITLES, ERROR_MESSAGES | STAFF_ERROR_MESSAGES
+    title = titles.get(code, titles[500])
+    message = messages.get(code, messages[500])
+    return error_page(code, title, message)
 
 
 def init_errors(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def csrf_error(error: CSRFError):  # type: ignore[no-untyped-def]
-        return render_template(
-            "errors/error.html",
-            code=400,
-            title=_l("Your session has expired"),
-            message=_l("Please reload the page and try again."),
-        ), 400
+        return error_page(
+            400, _l("Your session has expired"), _l("Please reload the page and try again.")
+        )
 
     @app.errorhandler(RateLimitExceeded)
     def rate_limited(error: RateLimitExceeded):  # type: ignore[no-untyped-def]

@@ -3,7 +3,8 @@
 - disputes (status, reason, times), dispute_lines (the amount held per invoice line),
   dispute_messages (the thread), dispute_files (evidence stored in UPLOAD_DIR).
 - credit_notes.invoice_line_id and dispute_id; kind 'dispute' (which names both).
-- access_links.target: where opening the link leads (a path on this site).
+- access_links.target and outbox_messages.link_target: where opening the link leads (a
+  path on this site, such as /disputes/12).
 
 Revision ID: d8b90cda7a12
 Revises: e1a7b3c9d2f4
@@ -135,6 +136,9 @@ def upgrade():
     with op.batch_alter_table('access_links', schema=None) as batch_op:
         batch_op.add_column(sa.Column('target', sa.String(length=200), nullable=True))
 
+    with op.batch_alter_table('outbox_messages', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('link_target', sa.String(length=200), nullable=True))
+
     def alter(batch_op):
         batch_op.add_column(sa.Column('invoice_line_id', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('dispute_id', sa.Integer(), nullable=True))
@@ -165,6 +169,9 @@ def downgrade():
         batch_op.drop_column('invoice_line_id')
 
     _rebuild_credit_notes(alter)
+
+    with op.batch_alter_table('outbox_messages', schema=None) as batch_op:
+        batch_op.drop_column('link_target')
 
     with op.batch_alter_table('access_links', schema=None) as batch_op:
         batch_op.drop_column('target')

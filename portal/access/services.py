@@ -18,6 +18,7 @@ from portal.audit.services import audit_row, record_event
 from portal.customers.models import Customer
 from portal.errors import DomainError
 from portal.extensions import db
+from portal.inputs import local_redirect_target
 from portal.invoices.models import Invoice
 
 TOKEN_BYTES = 32  # 256 bits of randomness; DESIGN.md asks for at least 128
@@ -61,12 +62,19 @@ def issue_link(
     actor: Actor,
     invoice: Invoice | None = None,
     purpose: str = "manual",
+    target: str | None = None,
 ) -> IssuedLink:
-    """Create a link to this customer's account (or one of their invoices)."""
+    """Create a link to this customer's account (or one of their invoices).
+
+    `target`, a path on this site ("/disputes/12"), is where opening the link leads
+    (checked again when it is opened: `link_destination`); DomainError if it is not a
+    local path (`inputs.local_redirect_target`) or is longer than 200 characters."""
     if invoice is not None and invoice.customer_id != customer.id:
         raise DomainError("the invoice belongs to another customer")
+    if target is not None and (len(target) > 200 or local_redirect_target(target) is None):
+        raise DomainError("a link's target must be a path on this site")
     row, token = new_link_row(customer.id, now=now, ttl=ttl, purpose=purpose)
-    link = AccessLink(**row, invoice_id=invoice.id if invoice else None)
+    link = AccessLink(**row, invoice_id=invoice.id if invoice else None, target=target)
     db.session.add(link)
     db.session.flush()
     record_event(
@@ -75,9 +83,22 @@ def issue_link(
         now=now,
         customer_id=customer.id,
         subject=link,
-        data={"purpose": purpose, "invoice": invoice.number if invoice else None},
+        data={
+            "purpose": purpose,
+            "invoice": invoice.number if invoice else None,
+            "target": target,
+        },
     )
     return IssuedLink(link, token)
+
+
+def link_destination(link: AccessLink) -> str | None:
+    """The path opening `link` leads to: its target if it is (still) a local path
+    (`inputs.local_redirect_target`, the rule for any redirect taken from stored or sent
+    data); None for the default (its invoice, else the account)."""
+    if link.target is None:
+        return None
+    return local_redirect_target(link.target)
 
 
 def new_link_row(

@@ -38,7 +38,7 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, delete, or_, select, update
 
 from portal.access.models import AccessLink, PrincipalKind, PrincipalSession, SessionEnd
 from portal.access.services import hash_token
@@ -160,6 +160,25 @@ def end_sessions_of_customer(customer_id: int, *, now: datetime, reason: Session
         end_sessions(PrincipalSession.customer_id == customer_id, now=now, reason=reason),
         execution_options={"synchronize_session": False},
     )
+
+
+def purge_old_sessions(*, now: datetime, keep: timedelta) -> int:
+    """Delete the session rows that ended, or whose absolute lifetime ran out, more than
+    `keep` before `now` (aware UTC); the number deleted. Never commits.
+
+    Only the row of a live session can open anything, and a row past its `expires_at`
+    opens nothing (`load_session`), so removing old rows changes no outcome; sign-ins stay
+    in the audit log (`link.opened`, `staff.signed_in`). Without this the table grows by a
+    row per visit.
+    """
+    cutoff = now - keep
+    result = db.session.execute(
+        delete(PrincipalSession).where(
+            or_(PrincipalSession.ended_at < cutoff, PrincipalSession.expires_at < cutoff)
+        ),
+        execution_options={"synchronize_session": False},
+    )
+    return int(result.rowcount or 0)
 
 
 # --- starting and ending --------------------------------------------------------------

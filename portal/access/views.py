@@ -6,7 +6,13 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask_babel import gettext as _
 
 from portal.access.forms import ContinueForm, RequestLinkForm, SignOutForm
-from portal.access.services import LinkNotUsable, check_link, open_link, record_link_request
+from portal.access.services import (
+    LinkNotUsable,
+    check_link,
+    link_destination,
+    open_link,
+    record_link_request,
+)
 from portal.access.sessions import end_customer_session, start_customer_session
 from portal.db import utcnow
 from portal.extensions import db, limiter
@@ -52,8 +58,11 @@ def enter(token: str):  # type: ignore[no-untyped-def]
     except LinkNotUsable as error:
         return _unusable(error)
     target_invoice = link.invoice.number if link.invoice else None
+    destination = link_destination(link)
     start_customer_session(link, now)
     db.session.commit()
+    if destination:
+        return redirect(destination)
     if target_invoice:
         return redirect(url_for("invoices.detail", number=target_invoice))
     return redirect(url_for("customers.account"))

@@ -10,16 +10,41 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from flask import g, has_request_context
 from sqlalchemy import Select, select
 
 from portal.audit.models import AuditEvent
 from portal.customers.models import Customer
 from portal.extensions import db
+from portal.staff.models import StaffMember
 
 PAGE_SIZE = 50
 # A cell starting with one of these is read as a formula by spreadsheets (OWASP "CSV
 # Injection"): such a cell is written with a leading apostrophe. Tab and CR too.
 FORMULA_LEADERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def actor_label(actor: object) -> object:
+    """An actor string as staff read it: "staff:7" → "Ana Ortiz (staff:7)"; anything
+    else ("system", "customer:42", "import:cli", or a value that is no actor) unchanged.
+
+    The staff table is small: its names are read once per request (`g`), however many
+    rows of a timeline or the audit log name a staff member.
+    """
+    if not isinstance(actor, str) or not actor.startswith("staff:"):
+        return actor
+    ident = actor.removeprefix("staff:")
+    if not ident.isdigit():
+        return actor
+    names: dict[int, str] | None = g.get("staff_names") if has_request_context() else None
+    if names is None:
+        names = {
+            row.id: row.name for row in db.session.execute(select(StaffMember.id, StaffMember.name))
+        }
+        if has_request_context():
+            g.staff_names = names
+    name = names.get(int(ident))
+    return f"{name} ({actor})" if name else actor
 
 
 @dataclass(frozen=True)

@@ -401,6 +401,39 @@ def plan_timeline(customer_id: int) -> Select[tuple[object, ...]]:
     ).where(AuditEvent.customer_id == customer_id, AuditEvent.action.in_(PLAN_KINDS))
 
 
+# The audit rows of `portal.disputes.services`: one per step of a dispute.
+DISPUTE_EVENTS = (
+    "dispute.opened",
+    "dispute.info_requested",
+    "dispute.replied",
+    "dispute.accepted",
+    "dispute.partly_accepted",
+    "dispute.rejected",
+    "dispute.withdrawn",
+    "dispute.flagged",
+)
+
+
+def dispute_steps(customer_id: int) -> Select[tuple[object, ...]]:
+    """Each step of the customer's disputes (audited by `portal.disputes.services`): the
+    invoice, the amount disputed, the reason given with a decision, and who acted."""
+    data = AuditEvent.data
+    columns = _row(
+        AuditEvent.occurred_at,
+        "dispute",
+        AuditEvent.id,
+        reference=data["invoice"].as_string(),
+        amount=cast(data["amount_minor"].as_integer(), MinorUnits),
+        currency=data["currency"].as_string(),
+        detail=cast(data["reason"].as_string(), Text),
+        status=AuditEvent.actor,
+    )
+    columns[1] = AuditEvent.action  # the kind: which step ("dispute.rejected")
+    return select(*_labelled(columns)).where(
+        AuditEvent.customer_id == customer_id, AuditEvent.action.in_(DISPUTE_EVENTS)
+    )
+
+
 # A source takes the customer's id: a bound parameter (`timeline_for`) or a plain int.
 TimelineSource = Callable[[Any], Select[tuple[object, ...]]]
 
@@ -418,6 +451,7 @@ SOURCES: tuple[TimelineSource, ...] = (
     promises_made,
     promises_decided,
     plan_timeline,
+    dispute_steps,
 )
 
 KIND_LABELS = {
@@ -439,6 +473,14 @@ KIND_LABELS = {
     "promise.made": _l("Promise to pay"),
     "promise.decided": _l("Promise decided"),
     "plan": _l("Payment plan"),
+    "dispute.opened": _l("Dispute opened"),
+    "dispute.info_requested": _l("Information requested"),
+    "dispute.replied": _l("Customer replied"),
+    "dispute.accepted": _l("Dispute accepted"),
+    "dispute.partly_accepted": _l("Dispute partly accepted"),
+    "dispute.rejected": _l("Dispute rejected"),
+    "dispute.withdrawn": _l("Dispute withdrawn"),
+    "dispute.flagged": _l("No reply in time: back with staff"),
 }
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import delete, insert, select, update
 from portal.audit.actors import Actor
 from portal.audit.models import AuditEvent
 from portal.audit.services import audit_row
+from portal.disputes.queries import lines_with_records, open_disputes_of_lines
 from portal.extensions import db
 from portal.imports.common import (
     CustomerKey,
@@ -151,6 +152,7 @@ def validate(records: Sequence[Record]) -> InvoiceChanges:
             changes.changed.append((draft, current))
         else:
             changes.report.unchanged += 1
+    errors.extend(_disputed_line_errors(changes.changed))
     if errors:
         raise ImportFailed(errors)
 
@@ -383,6 +385,51 @@ def _invoice_change_problem(
             f"{Money(current.settled_minor, currency)} already paid or credited on it"
         )
     return None
+
+
+def _disputed_line_errors(
+    changed: Sequence[tuple[_InvoiceDraft, _ExistingInvoice]],
+) -> list[RowError]:
+    """A line an open dispute holds cannot be changed or removed (the dispute is about
+    that line as the customer saw it); a line a dispute or a credit note names cannot be
+    removed (they keep pointing at it). One error per line, on its CSV line (a removed
+    line's: the invoice's first), naming the dispute or credit note. Two queries per 500
+    lines touched."""
+    touched: dict[int, tuple[_InvoiceDraft, int, bool]] = {}  # line id -> (draft, number, removed)
+    for draft, current in changed:
+        for number, (line_id, content) in current.lines.items():
+            line = draft.lines.get(number)
+            if line is None:
+                touched[line_id] = (draft, number, True)
+            elif line.content() != content:
+                touched[line_id] = (draft, number, False)
+    if not touched:
+        return []
+    held = open_disputes_of_lines(sorted(touched))
+    removed = [line_id for line_id, (_d, _n, gone) in touched.items() if gone]
+    kept_by = lines_with_records(removed) if removed else {}
+    errors = []
+    for line_id, (draft, number, gone) in sorted(touched.items()):
+        csv_line = draft.first_line if gone else draft.line_rows.get(number, draft.first_line)
+        what = "remove" if gone else "change"
+        if line_id in held:
+            errors.append(
+                RowError(
+                    csv_line,
+                    f"invoice {draft.number!r} line {number} is disputed (dispute "
+                    f"{held[line_id]} is open): the import cannot {what} it until the "
+                    "dispute is decided",
+                )
+            )
+        elif line_id in kept_by:
+            errors.append(
+                RowError(
+                    csv_line,
+                    f"invoice {draft.number!r} line {number} cannot be removed: "
+                    f"{kept_by[line_id]} names it",
+                )
+            )
+    return errors
 
 
 def _line_row(invoice_id: int, line: _LineDraft) -> dict[str, Any]:

@@ -21,8 +21,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import cached_property
+from typing import Any
 
-from sqlalchemy import ColumnElement, cast, func, select
+from sqlalchemy import ColumnElement, ColumnExpressionArgument, cast, func, select
 from sqlalchemy.orm import selectinload
 
 from portal.customers.models import Customer
@@ -38,7 +39,7 @@ from portal.plans.models import PaymentPlan, PlanInvoice, PlanStatus
 _OPEN_STATUS_VALUES = sorted(str(status) for status in OPEN_STATUSES)
 
 
-def _sum_minor(column: ColumnElement[int]) -> ColumnElement[int]:
+def _sum_minor(column: ColumnExpressionArgument[int]) -> ColumnElement[int]:
     """SUM of a money column as an integer: PostgreSQL sums BIGINT into NUMERIC, which
     the driver would hand back as a Decimal."""
     return cast(func.coalesce(func.sum(column), 0), MinorUnits)
@@ -204,24 +205,18 @@ def _balance_columns() -> tuple[ColumnElement[int], ...]:
     )
 
 
-def _balance(
-    invoice: Invoice,
-    allocated: int,
-    refunded: int,
-    credited: int,
-    held: int,
-    planned: int,
-    today: date,
-) -> InvoiceBalance:
+def _balance(invoice: Invoice, amounts: Sequence[Any], today: date) -> InvoiceBalance:
+    """The InvoiceBalance of `invoice` from the values of `_balance_columns()`."""
+    allocated, refunded, credited, held, planned = (int(value) for value in amounts)
     currency = invoice.currency
     return InvoiceBalance(
         invoice,
-        Money(int(allocated) - int(refunded), currency),
-        Money(int(credited), currency),
+        Money(allocated - refunded, currency),
+        Money(credited, currency),
         today,
-        held_minor=int(held),
-        planned_minor=int(planned),
-        refunded_minor=int(refunded),
+        held_minor=held,
+        planned_minor=planned,
+        refunded_minor=refunded,
     )
 
 
@@ -242,7 +237,7 @@ def invoice_balances_by_customer(
     balances: dict[int, list[InvoiceBalance]] = {}
     for invoice, *amounts in rows:
         balances.setdefault(invoice.customer_id, []).append(
-            _balance(invoice, *amounts, today_by_customer[invoice.customer_id])
+            _balance(invoice, amounts, today_by_customer[invoice.customer_id])
         )
     return balances
 
@@ -252,7 +247,7 @@ def invoice_balance(invoice: Invoice, today: date) -> InvoiceBalance:
     amounts = db.session.execute(
         select(*_balance_columns()).select_from(Invoice).where(Invoice.id == invoice.id)
     ).one()
-    return _balance(invoice, *amounts, today)
+    return _balance(invoice, list(amounts), today)
 
 
 @dataclass(frozen=True)
@@ -283,7 +278,7 @@ def payable_invoices() -> list[PayableInvoice]:
     ).all()
     result = []
     for invoice, *amounts in rows:
-        balance = _balance(invoice, *amounts, date.min)
+        balance = _balance(invoice, amounts, date.min)
         if balance.payable.is_positive and not is_small_balance(balance.payable):
             result.append(PayableInvoice(invoice, balance.payable, balance.held))
     return result
@@ -304,7 +299,7 @@ def small_balance_candidates(currencies: Sequence[str]) -> list[InvoiceBalance]:
         )
         .order_by(Invoice.id)
     ).all()
-    return [_balance(invoice, *amounts, date.min) for invoice, *amounts in rows]
+    return [_balance(invoice, amounts, date.min) for invoice, *amounts in rows]
 
 
 # --- lines ------------------------------------------------------------------------------
@@ -330,7 +325,7 @@ def credited_by_line(invoice_id: int) -> dict[int, int]:
         .where(CreditNote.invoice_id == invoice_id, CreditNote.invoice_line_id.is_not(None))
         .group_by(CreditNote.invoice_line_id)
     )
-    return {int(line_id): int(amount) for line_id, amount in rows}
+    return {int(line_id): int(amount) for line_id, amount in rows if line_id is not None}
 
 
 def held_by_line(invoice_id: int) -> dict[int, int]:
@@ -341,7 +336,7 @@ def held_by_line(invoice_id: int) -> dict[int, int]:
         .where(Dispute.invoice_id == invoice_id, Dispute.status.in_(_OPEN_STATUS_VALUES))
         .group_by(DisputeLine.invoice_line_id)
     )
-    return {int(line_id): int(amount) for line_id, amount in rows}
+    return {int(line_id): int(amount) for line_id, amount in rows if line_id is not None}
 
 
 def line_balances(invoice: Invoice, balance: InvoiceBalance | None = None) -> list[LineBalance]:

@@ -76,6 +76,25 @@ def _decide_promises(now: datetime, runner: str) -> str:
     return report.summary()
 
 
+def _flag_dispute_replies(now: datetime, runner: str) -> str:
+    from portal.disputes.services import flag_overdue_replies
+    from portal.extensions import db
+
+    flagged = flag_overdue_replies(now=now)
+    db.session.commit()
+    return f"{flagged} disputes flagged back to staff (no reply in time)"
+
+
+def _purge_old_sessions(now: datetime, runner: str) -> str:
+    from portal.access.sessions import purge_old_sessions
+    from portal.extensions import db
+
+    keep = timedelta(days=current_app.config["SESSION_RETENTION_DAYS"])
+    deleted = purge_old_sessions(now=now, keep=keep)
+    db.session.commit()
+    return f"{deleted} old sessions deleted"
+
+
 def sender_from_config():  # type: ignore[no-untyped-def]
     from portal.notifications.sender import ConsoleSender, SmtpSender, SmtpSettings
 
@@ -112,6 +131,12 @@ JOBS: dict[str, Job] = {
             "decide promises to pay whose date has passed: kept or broken",
         ),
         Job(
+            "flag_dispute_replies",
+            timedelta(minutes=15),
+            _flag_dispute_replies,
+            "hand disputes back to staff when the customer did not reply by DISPUTE_REPLY_DAYS",
+        ),
+        Job(
             "schedule_emails",
             timedelta(minutes=15),
             _schedule_collection_emails,
@@ -119,6 +144,12 @@ JOBS: dict[str, Job] = {
         ),
         Job(
             "deliver_email", timedelta(minutes=1), _deliver_email, "send due email from the outbox"
+        ),
+        Job(
+            "purge_old_sessions",
+            timedelta(hours=6),
+            _purge_old_sessions,
+            "delete session rows ended or expired over SESSION_RETENTION_DAYS ago",
         ),
         # `jobs run --loop` applies events as they arrive; this pass is for cron set-ups.
         Job(

@@ -82,6 +82,9 @@ class OutboxMessage(db.Model):
     # the copy it hands to the mail server only (`services.PORTAL_LINK_SLOT`). The link's
     # row is `access_link_id`; its token exists nowhere else (README, Security model).
     link_purpose: Mapped[str | None] = mapped_column(String(32))
+    # Where that link leads when opened, a path on this site ("/disputes/12"); None: the
+    # invoice if set, else the account (`access.models.AccessLink.target`).
+    link_target: Mapped[str | None] = mapped_column(String(200))
     access_link_id: Mapped[int | None] = mapped_column(
         ForeignKey("access_links.id", ondelete="SET NULL")
     )

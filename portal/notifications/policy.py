@@ -47,3 +47,15 @@ def reminder_stage(due_date: date, today: date, offsets: Iterable[int]) -> int |
     """
     reached = [offset for offset in offsets if due_date + timedelta(days=offset) <= today]
     return max(reached) if reached else None
+
+
+def fell_while_held(step_date: date, holds: Iterable[tuple[date, date]]) -> bool:
+    """Whether a reminder step dated `step_date` fell while a dispute held the invoice:
+    inside some (opened on, decided on) window, the decision day excluded.
+
+    Such a step is never sent late: after a rejection (or a withdrawal, or an acceptance
+    in part) reminders resume with the next step from the day of the decision, never
+    retroactively (issue 12; Regulation F § 1006.38 stops collection of a disputed amount
+    until it is verified).
+    """
+    return any(opened_on <= step_date < decided_on for opened_on, decided_on in holds)

@@ -44,6 +44,7 @@ from portal.notifications.models import (
     ReminderStep,
 )
 from portal.notifications.policy import (
+    fell_while_held,
     has_attempts_left,
     next_delivery_time,
     reminder_stage,
@@ -154,6 +155,7 @@ def _issue_link_for(message: OutboxMessage, customer: Customer, now: datetime) -
         actor=Actor.system(),
         invoice=invoice if invoice is not None and invoice.customer_id == customer.id else None,
         purpose=str(message.link_purpose),
+        target=message.link_target,
     )
     message.access_link_id = issued.link.id
     return issued.url(current_app.config["PORTAL_BASE_URL"])
@@ -213,12 +215,14 @@ def queue_email(
     invoice: Invoice | None = None,
     dedupe_key: str | None = None,
     with_portal_link: bool = False,
+    link_target: str | None = None,
 ) -> OutboxMessage | None:
     """Render `emails/<template>.{subject.txt,txt,html}` in the customer's locale into the outbox.
 
     Collection email to an opted-out customer is not queued (None). With
-    `with_portal_link`, the email carries `portal_url`: a fresh link (to `invoice` if
-    given) issued when it is sent, never stored (`PORTAL_LINK_SLOT`).
+    `with_portal_link`, the email carries `portal_url`: a fresh link (to `link_target`, a
+    path on this site such as "/disputes/12", else to `invoice` if given) issued when it
+    is sent, never stored (`PORTAL_LINK_SLOT`).
     """
     if category == EmailCategory.COLLECTION and is_opted_out(customer.id):
         return None
@@ -244,6 +248,7 @@ def queue_email(
         body_html=html,
         unsubscribe_url=opt_out_url,
         link_purpose=kind if with_portal_link else None,
+        link_target=link_target if with_portal_link else None,
         created_at=now,
         not_before=next_delivery_time(now, zone_or_default(customer.timezone)),
     )
@@ -569,11 +574,15 @@ def schedule_collection_emails(*, now: datetime) -> ScheduleReport:
     """Queue invoice notices and the cadence's reminders that are due; idempotent.
 
     Only the *payable* amount is dunned: `payable_invoices` leaves out what is paid,
-    disputed or covered by a plan. An invoice an open promise to pay covers waits until
-    the promise is decided (`portal.promises`). Each (invoice, step) is queued at most
-    once; the outbox's unique `dedupe_key` enforces it even against a concurrent runner.
+    disputed or covered by a plan, and an email says how much an open dispute holds.
+    A step whose date fell while a since-decided dispute held the invoice is not sent
+    late (`policy.fell_while_held`): reminders resume from the decision. An invoice an
+    open promise to pay covers waits until the promise is decided (`portal.promises`).
+    Each (invoice, step) is queued at most once; the outbox's unique `dedupe_key`
+    enforces it even against a concurrent runner.
     """
-    from portal.invoices.queries import payable_invoices
+    from portal.disputes.queries import hold_windows
+    from portal.invoices.balances import payable_invoices
     from portal.promises.queries import paused_invoice_ids
 
     report = ScheduleReport()
@@ -582,6 +591,7 @@ def schedule_collection_emails(*, now: datetime) -> ScheduleReport:
     candidates = [c for c in payable_invoices() if c.invoice.id not in paused]
     opted_out = set(db.session.scalars(select(EmailOptOut.customer_id)))
     history = _email_history(item.invoice.id for item in candidates)
+    holds = hold_windows(item.invoice.id for item in candidates)
     for item in candidates:
         invoice, customer = item.invoice, item.invoice.customer
         if customer.id in opted_out:
@@ -590,17 +600,25 @@ def schedule_collection_emails(*, now: datetime) -> ScheduleReport:
         is_new = invoice.created_at >= now - NOTICE_WINDOW and invoice.due_date >= today
         if is_new and invoice.id not in history.noticed:
             notice_key = f"notice:{invoice.id}"
-            if _queue_once(customer, invoice, item.payable, "invoice_notice", notice_key, now):
+            if _queue_once(
+                customer, invoice, item.payable, item.held, "invoice_notice", notice_key, now
+            ):
                 report.notices += 1
             continue  # a new invoice's first email is its notice, not a reminder
         stage = reminder_stage(invoice.due_date, today, offsets)
         sent = history.latest_stage.get(invoice.id)
         if stage is None or (sent is not None and sent >= stage):
             continue
+        zone = zone_or_default(customer.timezone)
+        windows = [
+            (opened.astimezone(zone).date(), decided.astimezone(zone).date())
+            for opened, decided in holds.get(invoice.id, [])
+        ]
+        if fell_while_held(invoice.due_date + timedelta(days=stage), windows):
+            continue
         kind = "reminder_before_due" if stage < 0 else "reminder_overdue"
-        if _queue_once(
-            customer, invoice, item.payable, kind, f"reminder:{invoice.id}:{stage}", now
-        ):
+        key = f"reminder:{invoice.id}:{stage}"
+        if _queue_once(customer, invoice, item.payable, item.held, kind, key, now):
             report.reminders += 1
     return report
 
@@ -635,7 +653,13 @@ def _email_history(invoice_ids: Iterable[int]) -> _EmailHistory:
 
 
 def _queue_once(
-    customer: Customer, invoice: Invoice, payable: Money, kind: str, key: str, now: datetime
+    customer: Customer,
+    invoice: Invoice,
+    payable: Money,
+    held: Money,
+    kind: str,
+    key: str,
+    now: datetime,
 ) -> bool:
     try:
         with db.session.begin_nested():
@@ -643,7 +667,7 @@ def _queue_once(
                 customer,
                 kind=kind,
                 template=kind,
-                context={"payable": payable},
+                context={"payable": payable, "held": held},
                 now=now,
                 category=EmailCategory.COLLECTION,
                 invoice=invoice,

@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload, selectinload
 
 from portal.extensions import db
@@ -76,6 +77,29 @@ def lock_account(customer_id: int) -> PaymentAccount | None:
         )
         return db.session.scalar(query)
     return db.session.scalar(query.with_for_update())
+
+
+def lock_account_row(customer_id: int) -> PaymentAccount:
+    """Lock 1, creating the customer's payment account row first if they have none yet.
+
+    For services that must serialize with payments although the customer may never have
+    paid by card (opening a dispute reads what is payable): without the row, FOR UPDATE
+    would lock nothing. Two transactions creating it at once: the second waits on the
+    unique customer_id, its insert fails once the first commits, and it then locks the
+    row the first made.
+    """
+    account = lock_account(customer_id)
+    if account is not None:
+        return account
+    try:
+        with db.session.begin_nested():
+            db.session.add(PaymentAccount(customer_id=customer_id))
+    except IntegrityError:
+        pass  # another transaction created it first: lock that one
+    account = lock_account(customer_id)
+    if account is None:  # pragma: no cover - the row exists by now
+        raise LookupError(f"no payment account for customer {customer_id}")
+    return account
 
 
 def lock_accounts(customer_ids: Iterable[int]) -> dict[int, PaymentAccount]:

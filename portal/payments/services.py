@@ -220,13 +220,10 @@ def _amount_error(problem: AmountProblem, selection: Selection) -> InvalidPaymen
             return InvalidPaymentAmount(_("Please enter an amount greater than zero."))
 
 
-def start_checkout(
-    customer: Customer, numbers: Sequence[str], amount_text: str | None, *, now: datetime
-) -> Checkout:
-    """Open a checkout for the chosen invoices: in full, or `amount_text` (major units)."""
-    check_card_attempts_left(customer.id, now=now)
-    gateway = current_gateway()
-    selection = select_invoices(customer, numbers, now=now)
+def _checked_amount(selection: Selection, amount_text: str | None) -> Money:
+    """The amount to charge: all that is payable in `selection`, or `amount_text` (major
+    units) if given; InvalidPaymentAmount if it is not a number Stripe can take, above
+    what is payable (even as a partial payment), or below the minimum."""
     amount = selection.total
     if amount_text and amount_text.strip():
         try:
@@ -238,6 +235,22 @@ def start_checkout(
     problem = check_amount(amount, selection.total, selection.minimum)
     if problem is not None:
         raise _amount_error(problem, selection)
+    return amount
+
+
+def start_checkout(
+    customer: Customer, numbers: Sequence[str], amount_text: str | None, *, now: datetime
+) -> Checkout:
+    """Open a checkout for the chosen invoices: in full, or `amount_text` (major units).
+
+    The amount is checked against what is payable (`InvoiceBalance.payable`: never what
+    an open dispute holds) twice: first to refuse at once, then again under the
+    customer's lock 1 (`locks.lock_account`), which every dispute service also takes, so
+    a dispute opened meanwhile cannot leave a checkout for its amount."""
+    check_card_attempts_left(customer.id, now=now)
+    gateway = current_gateway()
+    selection = select_invoices(customer, numbers, now=now)
+    amount = _checked_amount(selection, amount_text)
     # One card charge has Stripe's limits (minimum, maximum, three-decimal step): say
     # why and what to do rather than let Stripe refuse it (payments.policy.card_problem).
     advice = card_advice(amount)
@@ -247,7 +260,11 @@ def start_checkout(
         to_stripe_amount(amount)
     except AmountNotRepresentable:
         raise InvalidPaymentAmount(decline_message("amount_not_representable")) from None
-    _ensure_stripe_customer(customer, gateway)
+    _ensure_stripe_customer(customer, gateway)  # calls Stripe: before the lock
+    lock_account(customer.id)
+    selection = select_invoices(customer, numbers, now=now)
+    if _checked_amount(selection, amount_text) != amount:
+        raise AmountNoLongerPayable()
     checkout = Checkout(
         customer_id=customer.id,
         status=CheckoutStatus.OPEN,

@@ -4,7 +4,8 @@ One function per event, called by `services`: `plan_activated` (agreed within po
 a counter-offer accepted), `plan_approved`, `plan_declined`, `plan_countered`,
 `plan_broken`. Each renders `emails/plan_<event>.{subject.txt,txt,html}` in the
 customer's language with a fresh portal link, and carries a dedupe key so that the same
-event is never emailed twice.
+event is never emailed twice. The link opens the plan's page, or the account
+when the plan is over (declined, broken).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ def _queue(
     *,
     key: str,
     category: EmailCategory = EmailCategory.TRANSACTIONAL,
+    to_plan: bool = True,
     **context: Any,
 ) -> None:
     from portal.notifications.services import queue_email
@@ -40,7 +42,14 @@ def _queue(
         category=category,
         dedupe_key=f"plan_{event}:{key}",
         with_portal_link=True,
+        # The link opens the plan's page (the customer's `/plans/<id>`), else the account.
+        link_target=plan_path(plan) if to_plan else None,
     )
+
+
+def plan_path(plan: PaymentPlan) -> str:
+    """The customer's page of this plan (opened from an email's link)."""
+    return f"/plans/{plan.id}"
 
 
 def plan_activated(plan: PaymentPlan, now: datetime) -> None:
@@ -55,7 +64,7 @@ def plan_approved(plan: PaymentPlan, now: datetime) -> None:
 
 def plan_declined(plan: PaymentPlan, now: datetime) -> None:
     """A specialist declined the request: the reason, and that the invoices are due."""
-    _queue(plan, "declined", now, key=str(plan.id))
+    _queue(plan, "declined", now, key=str(plan.id), to_plan=False)
 
 
 def plan_countered(plan: PaymentPlan, now: datetime) -> None:
@@ -94,5 +103,6 @@ def plan_broken(plan: PaymentPlan, now: datetime) -> None:
         now,
         key=str(plan.id),
         category=EmailCategory.COLLECTION,
+        to_plan=False,
         remaining=remaining,
     )

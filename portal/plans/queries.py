@@ -182,7 +182,9 @@ def plan_requests() -> list[PaymentPlan]:
             _with_details(
                 select(PaymentPlan)
                 .where(PaymentPlan.status.in_([str(s) for s in REQUEST_STATUSES]))
-                .options(selectinload(PaymentPlan.customer))
+                .options(
+                    selectinload(PaymentPlan.customer), selectinload(PaymentPlan.policy_version)
+                )
                 .order_by(PaymentPlan.created_at, PaymentPlan.id)
             )
         )

@@ -163,12 +163,12 @@ def _chosen_amounts(
     chosen: list[tuple[Invoice, Money]] = []
     for number in wanted:
         balance = balances.get(number)
+        if balance is not None and balance.invoice.id in held:
+            raise PlanRefused(_("Invoice %(number)s is already in a payment plan.", number=number))
         if balance is None or not balance.payable.is_positive:
             raise PlanRefused(
                 _("Invoice %(number)s has nothing left to pay in a plan.", number=number[:64])
             )
-        if balance.invoice.id in held:
-            raise PlanRefused(_("Invoice %(number)s is already in a payment plan.", number=number))
         chosen.append((balance.invoice, balance.payable))
     currencies = {amount.currency for _invoice, amount in chosen}
     if len(currencies) != 1:

@@ -77,9 +77,14 @@ def _flash_form_errors(form: object) -> None:
 @specialist
 def queue() -> ResponseReturnValue:
     now = utcnow()
+    requests = plan_requests()
     return render_template(
         "staff_plans/queue.html",
-        requests=plan_requests(),
+        requests=requests,
+        # The limits each breaks, in the reader's language, as checked when proposed.
+        breaches={
+            p.id: check(proposal_of(p, p.proposed_on), p.policy_version.policy) for p in requests
+        },
         countered=countered_plans(),
         broken=broken_plans_to_follow_up(),
         today=now.date(),

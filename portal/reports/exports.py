@@ -43,11 +43,15 @@ def _amounts(row: AgingRow) -> list[Any]:
     return [row.buckets[key].to_decimal() for key in BUCKET_KEYS] + [row.total.to_decimal()]
 
 
-def aging_totals_csv(report: Aging) -> str:
-    """One row per currency: as_of, currency, each bucket, total."""
+def aging_totals_csv(report: Aging, currencies: Sequence[str]) -> str:
+    """One row per currency of `currencies` (ISO 4217 codes, a zero row for one with
+    nothing open, as `aging_json` gives): as_of, currency, each bucket, total."""
     return to_csv(
         ["as_of", "currency", *BUCKET_KEYS, "total"],
-        ([report.as_of.isoformat(), row.currency, *_amounts(row)] for row in report.totals),
+        (
+            [report.as_of.isoformat(), code, *_amounts(report.total_for(code))]
+            for code in currencies
+        ),
     )
 
 

@@ -5,7 +5,7 @@ adds across currencies. Ratios (DSO in days, CEI in percent) are exact `Decimal`
 half-up to one place, computed from integers: no float is involved.
 
 The open amount of an invoice *as of* a day D is reconstructed from dated records, the
-same terms as the balances module (`invoices.queries`: total − paid − credited +
+same terms as the balances module (`invoices.balances`: total − paid − credited +
 refunded), each counted only when its date is on or before D:
 
 - the invoice exists from its `issue_date`, and not once voided (`voided_at` before the

@@ -30,7 +30,7 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 
 from portal.audit.actors import Actor
-from portal.audit.queries import AuditFilter, audit_csv, audit_page
+from portal.audit.queries import AuditFilter, actor_label, audit_csv, audit_page
 from portal.audit.services import record_event
 from portal.db import utcnow
 from portal.extensions import db, limiter
@@ -85,6 +85,9 @@ def _check_staff_session() -> None:
     # a session commits.
     if "portal_staff" in request.cookies:
         staff_session()
+
+
+bp.add_app_template_filter(actor_label, "actor")
 
 
 @bp.app_context_processor

@@ -297,7 +297,8 @@ def test_a_counter_offer_keeps_the_proposal_and_is_accepted(customer, invoices):
     assert plan.proposed_terms["installments"] == 12
     assert plan.proposed_terms["frequency"] == "monthly"
     assert (plan.installment_count, plan.frequency) == (8, "biweekly")
-    assert len(emails("plan_countered")) == 1
+    [email] = emails("plan_countered")
+    assert email.link_target == f"/plans/{plan.id}"  # accept or decline on the plan's page
 
     accept_counter_offer(plan, actor=Actor.customer(customer), now=NOW)
 

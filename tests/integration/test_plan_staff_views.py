@@ -80,6 +80,7 @@ def test_the_queue_lists_requests_oldest_first_and_the_home_counts_them(
     assert page.status_code == 200
     assert page.text.index("First Customer") < page.text.index("Second Customer")
     assert f"/staff/plans/{first.id}" in page.text
+    assert page.text.count("12 installments is over the limit of 6.") == 2
     home = staff_client.get("/staff/")
     assert "2 plan requests wait for review" in home.text
 

@@ -179,6 +179,27 @@ def test_cli_csv_prints_the_same_numbers(app, demo_ledger):
     ]
 
 
+@pytest.mark.parametrize("output", ["csv", "json"])
+def test_cli_prints_a_zero_line_for_a_currency_with_nothing_open(app, db_session, output):
+    """Every format names the same currencies: nothing open in EUR is a line of zeros."""
+    result = app.test_cli_runner().invoke(
+        report_group, ["aging", "--as-of", "2026-01-31", "--currency", "EUR", "--format", output]
+    )
+    assert result.exit_code == 0, result.output
+    if output == "json":
+        line = json.loads(result.output)
+        assert (line["currency"], line["total"], set(line["buckets"].values())) == (
+            "EUR",
+            "0.00",
+            {"0.00"},
+        )
+    else:
+        parsed = list(csv.DictReader(result.output.splitlines()))
+        assert len(parsed) == 1
+        assert parsed[0]["currency"] == "EUR"
+        assert {v for k, v in parsed[0].items() if k not in ("as_of", "currency")} == {"0.00"}
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

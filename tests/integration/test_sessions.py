@@ -229,3 +229,57 @@ def test_garbage_cookie_is_anonymous_not_an_error(app, client, value):
     assert other.get("/account").status_code == 401
     assert other.get("/").status_code == 200
     assert db.session.scalar(select(func.count(PrincipalSession.id))) == 0
+
+
+def test_old_session_rows_are_purged_and_live_ones_kept(client, app):
+    """The jobs runner deletes rows that ended or expired over the retention; a live
+    session, and one that ended yesterday, are untouched and the live one still works."""
+    from portal.access.sessions import purge_old_sessions
+
+    _customer, token = _signed_in(client)
+    live = _session_row()
+    now = utcnow()
+    rules = rules_for(PrincipalKind.CUSTOMER)
+
+    def old_row(**values: object) -> PrincipalSession:
+        row = PrincipalSession(
+            token_hash=hash_token(new_session_token()),
+            principal_kind=PrincipalKind.CUSTOMER.value,
+            customer_id=live.customer_id,
+            link_id=live.link_id,
+            **values,
+        )
+        db.session.add(row)
+        return row
+
+    long_ago = now - timedelta(days=45)
+    ended_long_ago = old_row(
+        created_at=long_ago,
+        last_seen_at=long_ago,
+        expires_at=long_ago + rules.lifetime,
+        ended_at=long_ago + timedelta(minutes=5),
+        ended_reason=SessionEnd.SIGNED_OUT.value,
+    )
+    expired_long_ago = old_row(
+        created_at=long_ago, last_seen_at=long_ago, expires_at=long_ago + rules.lifetime
+    )
+    yesterday = now - timedelta(days=1)
+    ended_yesterday = old_row(
+        created_at=yesterday,
+        last_seen_at=yesterday,
+        expires_at=yesterday + rules.lifetime,
+        ended_at=yesterday,
+        ended_reason=SessionEnd.SIGNED_OUT.value,
+    )
+    db.session.commit()
+    gone_ids = {ended_long_ago.id, expired_long_ago.id}
+    kept_ids = {live.id, ended_yesterday.id}
+
+    deleted = purge_old_sessions(now=now, keep=timedelta(days=30))
+    db.session.commit()
+
+    remaining = set(db.session.scalars(select(PrincipalSession.id)))
+    assert deleted == 2
+    assert gone_ids.isdisjoint(remaining)
+    assert kept_ids <= remaining
+    assert _thief(app, token).get("/account").status_code == 200

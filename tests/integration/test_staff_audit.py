@@ -129,3 +129,11 @@ def test_csv_export_escapes_formulas_and_is_audited(admin_client: FlaskClient) -
     exported = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "audit.exported"))
     assert exported is not None
     assert exported.actor == f"staff:{admin_client.staff_member.id}"  # type: ignore[attr-defined]
+
+
+def test_audit_log_names_the_staff_member(admin_client: FlaskClient) -> None:
+    """A staff actor reads as the member's name beside its id, not a bare "staff:7"."""
+    member = admin_client.staff_member  # type: ignore[attr-defined]
+    page = admin_client.get(f"/staff/admin/audit?actor=staff:{member.id}")
+    assert page.status_code == 200
+    assert f"{member.name} (staff:{member.id})" in page.text

@@ -53,3 +53,26 @@ def test_customer_session_does_not_open_staff_pages(client: FlaskClient) -> None
 def test_staff_session_does_not_open_customer_pages(staff_client: FlaskClient) -> None:
     assert staff_client.get("/staff/").status_code == 200
     assert staff_client.get("/account").status_code == 401
+
+
+def test_staff_errors_use_the_staff_layout_and_words(staff_client: FlaskClient) -> None:
+    """A missing page under /staff says so in the staff layout (its nav, its sign-out),
+    not the customer's "open the link from your email"; a specialist on an admin page is
+    told it is their role."""
+    missing = staff_client.get("/staff/no-such-page")
+    assert missing.status_code == 404
+    assert 'class="staff"' in missing.text
+    assert "The page or record you asked for does not exist." in missing.text
+    assert "Email me a new link" not in missing.text
+    assert "Go to the staff dashboard" in missing.text
+
+    admin_only = staff_client.get("/staff/admin/staff")
+    assert admin_only.status_code == 403
+    assert "Your role does not include this page" in admin_only.text
+
+
+def test_customer_errors_keep_the_customer_layout(client: FlaskClient) -> None:
+    missing = client.get("/no-such-page")
+    assert missing.status_code == 404
+    assert 'class="staff"' not in missing.text
+    assert "Email me a new link" in missing.text

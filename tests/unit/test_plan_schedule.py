@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 from calendar import monthrange
 from datetime import date, timedelta
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from portal.money import InvalidAmount, Money
-from portal.plans.schedule import Frequency, add_months, build_schedule, due_dates
+from portal.plans.schedule import Frequency, build_schedule, due_dates
 
 # One currency per exponent: 0 (JPY), 2 (USD), 3 (KWD).
 currencies = st.sampled_from(["JPY", "USD", "KWD"])
@@ -33,6 +34,7 @@ def schedules(draw: st.DrawFn) -> tuple[Money, Money, Frequency, int, date]:
     )
 
 
+@settings(deadline=None)  # a shared 2-core machine: time is not the property
 @given(schedules())
 def test_installments_sum_exactly_to_total_less_down_payment(case):
     total, down, frequency, count, first = case
@@ -44,6 +46,7 @@ def test_installments_sum_exactly_to_total_less_down_payment(case):
     assert amounts == sorted(amounts, reverse=True)  # the remainder goes to the first
 
 
+@settings(deadline=None)  # a shared 2-core machine: time is not the property
 @given(schedules())
 def test_count_numbers_and_increasing_dates(case):
     total, down, frequency, count, first = case
@@ -51,9 +54,10 @@ def test_count_numbers_and_increasing_dates(case):
     assert [i.number for i in installments] == list(range(1, count + 1))
     assert installments[0].due_date == first
     days = [i.due_date for i in installments]
-    assert all(a < b for a, b in zip(days, days[1:], strict=False))
+    assert all(a < b for a, b in itertools.pairwise(days))
 
 
+@settings(deadline=None)  # a shared 2-core machine: time is not the property
 @given(schedules())
 def test_frequency_is_respected(case):
     total, down, frequency, count, first = case
