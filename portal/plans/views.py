@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
@@ -206,7 +206,7 @@ def _propose(
     proposal: Proposal,
     items: list[PayableItem],
     reason: str,
-    now: Any,
+    now: datetime,
 ) -> PaymentPlan:
     return propose_plan(
         customer,
