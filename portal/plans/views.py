@@ -315,14 +315,14 @@ def cancel(plan_id: int) -> ResponseReturnValue:
     return redirect(url_for("plans.detail", plan_id=plan.id))
 
 
-@bp.post("/plans/<int:plan_id>/installments/<int:number>/pay")
+@bp.post("/plans/<int:plan_id>/installments/<int:installment>/pay")
 @customer_required
-def pay_installment(plan_id: int, number: int) -> ResponseReturnValue:
-    """Pay installment `number` (0: the down payment) now, early or by hand, by card."""
+def pay_installment(plan_id: int, installment: int) -> ResponseReturnValue:
+    """Pay installment number `installment` (0: the down payment) now, early or by hand."""
     plan = _plan_or_404(plan_id)
     if not PayInstallmentForm().validate_on_submit():
         return redirect(url_for("plans.detail", plan_id=plan.id))
-    return _pay(plan, number)
+    return _pay(plan, installment)
 
 
 @bp.get("/plans/from-checkout/<int:checkout_id>")

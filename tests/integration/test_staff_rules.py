@@ -515,7 +515,14 @@ def test_every_customer_route_refuses_a_staff_session(app: Flask, client: FlaskC
     invoice = make_invoice(customer, number="SECRET-INV-77")
     payment = make_payment(customer, [(invoice, "10.00")], reference="SECRET-PAY-77")
     routes = _every_customer_url(
-        app, {"number": invoice.number, "payment_id": payment.id, "checkout_id": 1}
+        app,
+        {
+            "number": invoice.number,
+            "payment_id": payment.id,
+            "checkout_id": 1,
+            "plan_id": 1,
+            "installment": 0,
+        },
     )
     endpoints = {endpoint for endpoint, _, _ in routes}
     assert {"customers.account", "invoices.detail", "payments.receipt", "payments.start"} <= (
@@ -550,7 +557,14 @@ def test_the_same_customer_routes_open_for_the_customer(app: Flask, client: Flas
     urls = {
         url
         for endpoint, method, url in _every_customer_url(
-            app, {"number": invoice.number, "payment_id": 1, "checkout_id": 1}
+            app,
+            {
+                "number": invoice.number,
+                "payment_id": 1,
+                "checkout_id": 1,
+                "plan_id": 1,
+                "installment": 0,
+            },
         )
         if method == "GET" and endpoint in ("customers.account", "invoices.detail")
     }
