@@ -137,6 +137,27 @@ _LEDGER_PROBLEMS = sa.text(
     UNION ALL
     SELECT 'credit note ' || n.reference || ' is not in its invoice''s currency'
     FROM credit_notes n JOIN invoices i ON i.id = n.invoice_id WHERE n.currency <> i.currency
+    UNION ALL
+    SELECT 'credit note ' || n.reference || ' names a line of another invoice'
+    FROM credit_notes n JOIN invoice_lines l ON l.id = n.invoice_line_id
+    WHERE l.invoice_id <> n.invoice_id
+    UNION ALL
+    SELECT 'dispute ' || d.id || ' is on a line of another invoice'
+    FROM dispute_lines dl JOIN disputes d ON d.id = dl.dispute_id
+    JOIN invoice_lines l ON l.id = dl.invoice_line_id WHERE l.invoice_id <> d.invoice_id
+    UNION ALL
+    SELECT 'dispute ' || d.id || ' credited lines other than its credit notes say'
+    FROM disputes d
+    WHERE (SELECT COALESCE(SUM(dl.credited_minor), 0) FROM dispute_lines dl
+           WHERE dl.dispute_id = d.id)
+       <> (SELECT COALESCE(SUM(n.amount_minor), 0) FROM credit_notes n WHERE n.dispute_id = d.id)
+    UNION ALL
+    SELECT 'open disputes hold more than line ' || l.id || ' is'
+    FROM invoice_lines l
+    WHERE (SELECT COALESCE(SUM(dl.amount_minor), 0) FROM dispute_lines dl
+           JOIN disputes d ON d.id = dl.dispute_id
+           WHERE dl.invoice_line_id = l.id AND d.status IN ('open', 'waiting_on_customer'))
+       > l.amount_minor
     """
 )
 

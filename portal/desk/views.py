@@ -25,6 +25,7 @@ from portal.extensions import db
 from portal.i18n import current_locale
 from portal.money import Money, MoneyError
 from portal.notifications.models import OutboxStatus
+from portal.plans.queries import plans_for
 from portal.promises.models import NoteKind
 from portal.promises.queries import follow_up_queue, get_promise_for
 from portal.promises.services import add_note, cancel_promise, close_follow_up, make_promise
@@ -94,6 +95,7 @@ def customer(account_number: str) -> ResponseReturnValue:
         refund_form=RefundForm(),
         action_form=DeskActionForm(),
         outbox=outbox_page(customer_id=customer.id, per_page=10),
+        plans=plans_for(customer),
     )
 
 

@@ -46,7 +46,9 @@ from portal.invoices.balances import LineBalance, invoice_balance, line_balances
 from portal.invoices.models import CreditNote, CreditNoteKind, Invoice
 from portal.money import Money
 from portal.notifications.services import queue_email
+from portal.payments.checkouts import STALE_AFTER
 from portal.payments.locks import lock_account_row
+from portal.payments.queries import in_flight_checkout
 
 MAX_FILES_PER_MESSAGE = 5
 DEFAULT_REPLY_DAYS = 14
@@ -62,8 +64,8 @@ class DisputeTransitionRefused(DomainError):
     def __init__(self, dispute: Dispute, to: DisputeStatus | None = None) -> None:
         super().__init__(
             _(
-                "This dispute is %(status)s: it cannot be changed that way any more.",
-                status=dispute.state.label.lower(),
+                "This dispute is “%(status)s”: it cannot be changed that way any more.",
+                status=dispute.state.label,
             )
         )
         self.status = dispute.state
@@ -120,9 +122,16 @@ def _check_text(text: str, *, limit: int, required: bool, what: str) -> str:
         raise DisputeRefused(what)
     if len(text) > limit:
         raise DisputeRefused(
-            _("Please keep the text under %(limit)d characters.", limit=limit),
+            _("Please keep the text to at most %(limit)d characters.", limit=limit),
         )
     return text
+
+
+def _check_files(files: Sequence[StoredEvidence]) -> None:
+    if len(files) > MAX_FILES_PER_MESSAGE:
+        raise DisputeRefused(
+            _("Please attach at most %(count)d files.", count=MAX_FILES_PER_MESSAGE)
+        )
 
 
 def _add_message(
@@ -134,10 +143,7 @@ def _add_message(
     now: datetime,
     files: Sequence[StoredEvidence] = (),
 ) -> DisputeMessage:
-    if len(files) > MAX_FILES_PER_MESSAGE:
-        raise DisputeRefused(
-            _("Please attach at most %(count)d files.", count=MAX_FILES_PER_MESSAGE)
-        )
+    _check_files(files)
     message = DisputeMessage(author=str(actor), body=body, kind=kind, created_at=now)
     dispute.messages.append(message)
     for stored in files:
@@ -221,10 +227,12 @@ def open_dispute(
     except ValueError:
         raise DisputeRefused(_("Please choose a reason from the list.")) from None
     body = _check_text(message, limit=MESSAGE_MAX_LENGTH, required=False, what="")
+    _check_files(files)
     if not lines:
         raise DisputeRefused(_("Please choose at least one line to dispute."))
 
     lock_account_row(customer.id)  # lock 1, before any balance is read
+    _refuse_while_charging(customer, invoice, now=now)
     balance = invoice_balance(invoice, customer_today(customer, now))
     if balance.invoice.voided_at is not None or not balance.balance.is_positive:
         raise DisputeRefused(_("This invoice has nothing left to dispute."))
@@ -300,6 +308,22 @@ def open_dispute(
     return dispute
 
 
+def _refuse_while_charging(customer: Customer, invoice: Invoice, *, now: datetime) -> None:
+    """A card charge of this invoice in flight (claimed under lock 1, now at Stripe) was
+    sized from the payable amount before the dispute: wait for its outcome rather than
+    hold what it may be taking. A checkout left in flight past STALE_AFTER (a closed
+    3-D Secure window) does not block."""
+    charging = in_flight_checkout(customer.id)
+    if (
+        charging is not None
+        and charging.updated_at > now - STALE_AFTER
+        and any(item.invoice_id == invoice.id for item in charging.invoices)
+    ):
+        raise DisputeRefused(
+            _("A card payment of this invoice is in progress. Please try again in a few minutes.")
+        )
+
+
 def reply(
     dispute: Dispute,
     body: str,
@@ -318,6 +342,7 @@ def reply(
         required=not files,
         what=_("Please write a message or attach a file."),
     )
+    _check_files(files)
     dispute = _locked(dispute)
     was = dispute.state
     if was == DisputeStatus.WAITING_ON_CUSTOMER:

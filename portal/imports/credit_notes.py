@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 
 from portal.audit.actors import Actor
 from portal.audit.models import AuditEvent
@@ -21,9 +21,15 @@ from portal.imports.common import (
     find_customer,
     finish,
 )
-from portal.imports.parsing import MAX_DB_INT, parse_currency, parse_date, parse_positive_amount
+from portal.imports.parsing import (
+    MAX_DB_INT,
+    parse_currency,
+    parse_date,
+    parse_line_number,
+    parse_positive_amount,
+)
 from portal.imports.records import ImportFailed, Record, RowError, RowReader
-from portal.invoices.models import CreditNote, Invoice
+from portal.invoices.models import CreditNote, Invoice, InvoiceLine
 from portal.money import Money
 
 REQUIRED = (
@@ -34,7 +40,7 @@ REQUIRED = (
     "amount",
     "currency",
 )
-OPTIONAL = ("reason",)
+OPTIONAL = ("reason", "line_number")
 NUMERIC = ("amount",)
 
 
@@ -46,6 +52,7 @@ class _NewCredit:
     amount: Money
     issued_on: date
     reason: str
+    invoice_line_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +63,7 @@ class _ExistingCredit:
     currency: str
     issued_on: date
     reason: str
+    line_number: int | None = None
 
 
 @dataclass
@@ -75,6 +83,7 @@ def validate(records: Sequence[Record]) -> CreditNoteChanges:
         {record.values.get("credit_note_reference", "") for record in records}
     )
     seen: dict[str, int] = {}
+    named: list[tuple[int, _NewCredit, int]] = []  # (CSV line, credit, line number)
     changes = CreditNoteChanges(ImportReport("credit-notes", rows=len(records)))
     for record in records:
         reader = RowReader(record, errors)
@@ -85,6 +94,7 @@ def validate(records: Sequence[Record]) -> CreditNoteChanges:
         amount_text = reader.parse("amount", parse_positive_amount)
         currency = reader.parse("currency", parse_currency)
         reason = reader.text("reason", max_length=500)
+        line_number = reader.parse("line_number", parse_line_number, required=False)
 
         customer = find_customer(reader, customers, account, currency)
         amount = None
@@ -104,7 +114,13 @@ def validate(records: Sequence[Record]) -> CreditNoteChanges:
         previous = existing.get(reference)
         if previous is not None:
             if previous == _ExistingCredit(
-                customer.id, invoice_number, amount.minor, amount.currency, issued_on, reason
+                customer.id,
+                invoice_number,
+                amount.minor,
+                amount.currency,
+                issued_on,
+                reason,
+                line_number,
             ):
                 changes.report.unchanged += 1
             else:
@@ -118,9 +134,12 @@ def validate(records: Sequence[Record]) -> CreditNoteChanges:
         )
         if applied is not None:
             ((invoice_id, _),) = applied
-            changes.new.append(
-                _NewCredit(reference, customer.id, invoice_id, amount, issued_on, reason)
-            )
+            credit = _NewCredit(reference, customer.id, invoice_id, amount, issued_on, reason)
+            if line_number is not None:
+                named.append((record.line, credit, line_number))
+            else:
+                changes.new.append(credit)
+    changes.new.extend(_with_lines(named, invoice_number_of=seen_numbers(records), errors=errors))
     if errors:
         raise ImportFailed(errors)
     changes.report.created = len(changes.new)
@@ -142,6 +161,7 @@ def apply(changes: CreditNoteChanges, *, now: datetime, actor: Actor) -> ImportR
                         "currency": c.amount.currency,
                         "issued_on": c.issued_on,
                         "reason": c.reason,
+                        "invoice_line_id": c.invoice_line_id,
                         "created_at": now,
                     }
                     for c in credits
@@ -163,12 +183,81 @@ def apply(changes: CreditNoteChanges, *, now: datetime, actor: Actor) -> ImportR
                         "amount_minor": credit.amount.minor,
                         "currency": credit.amount.currency,
                         "issued_on": credit.issued_on.isoformat(),
+                        "invoice_line_id": credit.invoice_line_id,
                     },
                 )
                 for credit_id, credit in zip(ids, credits, strict=True)
             ],
         )
     return finish(changes.report, now=now, actor=actor)
+
+
+def seen_numbers(records: Sequence[Record]) -> dict[int, str]:
+    """CSV line -> the invoice number it names (for messages about a named line)."""
+    return {record.line: record.values.get("invoice_number", "").strip() for record in records}
+
+
+def _with_lines(
+    named: Sequence[tuple[int, _NewCredit, int]],
+    *,
+    invoice_number_of: dict[int, str],
+    errors: list[RowError],
+) -> list[_NewCredit]:
+    """The credits that name a line, with its id: the line must be on the invoice, and the
+    credits naming it (earlier ones and the file's) never exceed its amount
+    (`portal.invoices.balances.line_balances` then counts them against that line)."""
+    if not named:
+        return []
+    invoice_ids = sorted({credit.invoice_id for _, credit, _ in named})
+    lines: dict[tuple[int, int], tuple[int, int]] = {}  # (invoice, number) -> (id, left)
+    for batch in chunks(invoice_ids):
+        credited = (
+            select(func.coalesce(func.sum(CreditNote.amount_minor), 0))
+            .where(CreditNote.invoice_line_id == InvoiceLine.id)
+            .correlate(InvoiceLine)
+            .scalar_subquery()
+        )
+        rows = db.session.execute(
+            select(
+                InvoiceLine.invoice_id,
+                InvoiceLine.line_number,
+                InvoiceLine.id,
+                InvoiceLine.amount_minor - credited,
+            ).where(InvoiceLine.invoice_id.in_(batch))
+        )
+        for invoice_id, number, line_id, left in rows:
+            lines[(invoice_id, number)] = (line_id, int(left))
+    found = []
+    for csv_line, credit, number in named:
+        invoice = invoice_number_of.get(csv_line, "")
+        line = lines.get((credit.invoice_id, number))
+        if line is None:
+            errors.append(RowError(csv_line, f"line {number} is not on invoice {invoice!r}"))
+            continue
+        line_id, left = line
+        if credit.amount.minor > left:
+            errors.append(
+                RowError(
+                    csv_line,
+                    f"credit note of {credit.amount} is more than the "
+                    f"{Money(max(left, 0), credit.amount.currency)} not yet credited on "
+                    f"line {number} of invoice {invoice!r}",
+                )
+            )
+            continue
+        lines[(credit.invoice_id, number)] = (line_id, left - credit.amount.minor)
+        found.append(
+            _NewCredit(
+                credit.reference,
+                credit.customer_id,
+                credit.invoice_id,
+                credit.amount,
+                credit.issued_on,
+                credit.reason,
+                line_id,
+            )
+        )
+    return found
 
 
 def _existing_credits(references: Iterable[str]) -> dict[str, _ExistingCredit]:
@@ -183,12 +272,14 @@ def _existing_credits(references: Iterable[str]) -> dict[str, _ExistingCredit]:
                 CreditNote.currency,
                 CreditNote.issued_on,
                 CreditNote.reason,
+                InvoiceLine.line_number,
             )
             .join(Invoice, CreditNote.invoice_id == Invoice.id)
+            .outerjoin(InvoiceLine, InvoiceLine.id == CreditNote.invoice_line_id)
             .where(CreditNote.reference.in_(batch))
         )
-        for reference, customer_id, number, amount_minor, currency, issued_on, reason in rows:
+        for reference, customer_id, number, amount_minor, currency, issued_on, reason, line in rows:
             found[reference] = _ExistingCredit(
-                customer_id, number, amount_minor, currency, issued_on, reason
+                customer_id, number, amount_minor, currency, issued_on, reason, line
             )
     return found

@@ -69,6 +69,9 @@ class AccountSummary:
     next_due_date: date | None
     open_count: int
     overdue_count: int
+    # Of `total_due`: what may be paid now, and what open disputes hold (not payable).
+    payable: Money | None = None
+    held: Money | None = None
 
 
 def get_invoice_for(customer: Customer, number: str) -> Invoice | None:
@@ -90,6 +93,8 @@ def summarize(balances: Sequence[InvoiceBalance], currency: str) -> AccountSumma
         next_due_date=min(upcoming) if upcoming else None,
         open_count=len(open_),
         overdue_count=len(overdue),
+        payable=Money.sum((b.payable for b in open_), currency),
+        held=Money.sum((b.held for b in open_), currency),
     )
 
 

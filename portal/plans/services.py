@@ -11,7 +11,8 @@ customer pays it on the spot through the pay flow); installments 1..n follow
 plan becomes active: at once within policy, on a specialist's approval, or when the
 customer accepts a counter-offer.
 
-Lock order: the customer's payment account (lock 1, `payments.locks.lock_account`)
+Lock order: the customer's payment account (lock 1, `payments.locks.lock_account_row`,
+created if the customer never paid by card)
 before reading balances or a plan's installments, as the pay flow and autopay do.
 """
 
@@ -36,7 +37,7 @@ from portal.i18n import date_filter
 from portal.invoices.balances import invoice_balances_for
 from portal.invoices.models import Invoice
 from portal.money import CurrencyMismatch, Money, MoneyError
-from portal.payments.locks import lock_account
+from portal.payments.locks import lock_account_row
 from portal.payments.models import Payment
 from portal.plans import notify
 from portal.plans.models import (
@@ -255,7 +256,7 @@ def propose_plan(
     currencies, impossible terms (down payment not below the total, no installment,
     a first payment not after today), or a reason over REASON_MAX characters.
     """
-    lock_account(customer.id)
+    lock_account_row(customer.id)
     today = customer_today(customer, now)
     refused_until = cooling_off_until(customer, today)
     if refused_until is not None:
@@ -414,7 +415,7 @@ def approve_plan(plan: PaymentPlan, *, actor: Actor, now: datetime) -> PaymentPl
     customer's current policy version (recorded as the one it was approved under).
     PlanTransitionRefused unless pending; PlanRefused when its first payment date has
     passed or its invoices changed meanwhile (nothing written)."""
-    lock_account(plan.customer_id)
+    lock_account_row(plan.customer_id)
     if plan.state is not PlanStatus.PENDING:
         raise PlanTransitionRefused()
     today = customer_today(plan.customer, now)
@@ -488,7 +489,7 @@ def accept_counter_offer(plan: PaymentPlan, *, actor: Actor, now: datetime) -> P
     """The customer accepts a counter-offer: active at once under the current policy
     version. PlanTransitionRefused unless countered; PlanRefused when the offer's first
     payment date has passed or the invoices changed meanwhile."""
-    lock_account(plan.customer_id)
+    lock_account_row(plan.customer_id)
     if plan.state is not PlanStatus.COUNTERED:
         raise PlanTransitionRefused()
     today = customer_today(plan.customer, now)
@@ -570,7 +571,7 @@ def cancel_plan(plan: PaymentPlan, *, actor: Actor, now: datetime, reason: str =
     unpaid installments are cancelled and never charged, the rest is due again.
     PlanTransitionRefused when the plan is over, or while a charge of it is in flight
     (its outcome must be known first)."""
-    lock_account(plan.customer_id)
+    lock_account_row(plan.customer_id)
     reason = _clean_reason(reason)
     if not can_move(plan.state, PlanStatus.CANCELLED):
         raise PlanTransitionRefused()

@@ -294,3 +294,73 @@ def test_every_step_shows_in_the_customers_timeline(request_ctx):
         ),
     ]
     assert entries[0].label == "Dispute rejected"
+
+
+def test_a_delivered_dispute_email_opens_the_dispute(app, client, db_session, smtp_server):
+    import re
+
+    from portal.notifications.sender import SmtpSender, SmtpSettings
+    from portal.notifications.services import deliver_due_messages
+
+    # given a Spanish-speaking customer who opened a dispute
+    customer = make_customer(locale="es", timezone="Europe/Madrid")
+    with app.test_request_context():
+        dispute = _dispute(_invoice(customer), {2: None}, at(DUE))
+    # when the runner delivers its email over SMTP
+    sender = SmtpSender(SmtpSettings.from_url(smtp_server.url))
+    try:
+        report = deliver_due_messages(sender, now=at(DUE), runner="test")
+    finally:
+        sender.close()
+    # then it arrived once, in Spanish, and its link opens the dispute's page
+    assert report.sent == 1
+    (received,) = smtp_server.received
+    assert received["Subject"].startswith("Hemos recibido su reclamación de la factura")
+    text = received.get_body(("plain",)).get_content()
+    url = re.search(r"https?://\S+/l/\S+", text).group(0)
+    path = "/l/" + url.rsplit("/l/", 1)[1]
+    landing = client.get(path)
+    entered = client.post(path, data={"csrf_token": csrf_token_from(landing.text)})
+    assert entered.headers["Location"] == f"/disputes/{dispute.id}"
+
+
+def test_an_imported_credit_note_can_name_the_line_it_credits(request_ctx):
+    from portal.invoices.balances import line_balances
+
+    make_customer(account_number="C-1", timezone="America/New_York")
+    _import(
+        "C-1,INV-C,2026-10-01,2026-10-31,USD,1,Widgets,1,100.00,\n"
+        "C-1,INV-C,2026-10-01,2026-10-31,USD,2,Fee,1,20.00,\n"
+    )
+    header = (
+        "account_number,credit_note_reference,invoice_number,issued_on,amount,currency,"
+        "line_number\n"
+    )
+
+    def credits(text):
+        return import_file(
+            "credit-notes", io.StringIO(header + text), now=utcnow(), actor=Actor.importer("t")
+        )
+
+    # a line that is not on the invoice, or more than the line: refused with the CSV line
+    with pytest.raises(ImportFailed) as failure:
+        credits("C-1,CN-1,INV-C,2026-11-01,5.00,USD,3\nC-1,CN-2,INV-C,2026-11-01,20.01,USD,2\n")
+    assert [(e.line, e.message) for e in failure.value.errors] == [
+        (2, "line 3 is not on invoice 'INV-C'"),
+        (
+            3,
+            "credit note of 20.01 USD is more than the 20.00 USD not yet credited on line 2 "
+            "of invoice 'INV-C'",
+        ),
+    ]
+    # a credit naming line 2 counts against that line; re-importing it changes nothing
+    assert credits("C-1,CN-3,INV-C,2026-11-01,15.00,USD,2\n").created == 1
+    assert credits("C-1,CN-3,INV-C,2026-11-01,15.00,USD,2\n").unchanged == 1
+    with pytest.raises(ImportFailed) as failure:
+        credits("C-1,CN-3,INV-C,2026-11-01,15.00,USD,1\n")
+    assert "already imported with different details" in failure.value.errors[0].message
+    invoice = db.session.scalars(select(Invoice).where(Invoice.number == "INV-C")).one()
+    assert [(b.credited.minor, b.disputable.minor) for b in line_balances(invoice)] == [
+        (0, 10000),
+        (1500, 500),
+    ]

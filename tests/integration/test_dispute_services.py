@@ -43,7 +43,13 @@ from portal.invoices.models import CreditNote, CreditNoteKind
 from portal.money import Money
 from portal.notifications.models import OutboxMessage
 from portal.payments.queries import payable_items
-from tests.factories import make_credit, make_customer, make_invoice, make_payment
+from tests.factories import (
+    make_checkout_in_flight,
+    make_credit,
+    make_customer,
+    make_invoice,
+    make_payment,
+)
 
 NOW = datetime(2026, 11, 2, 15, 0, tzinfo=UTC)  # 10:00 in New York
 TODAY = date(2026, 11, 2)
@@ -220,6 +226,19 @@ def test_paid_or_void_invoices_cannot_be_disputed():
         _open(void)
 
 
+def test_a_dispute_waits_for_a_card_charge_of_the_invoice_in_flight():
+    invoice = three_lines()
+    checkout = make_checkout_in_flight(
+        invoice.customer, [invoice], 17500, updated_at=NOW - timedelta(minutes=1)
+    )
+    with pytest.raises(DisputeRefused, match="payment of this invoice is in progress"):
+        _open(invoice)
+    # a checkout left in flight long ago (a closed 3-D Secure window) does not block
+    checkout.updated_at = NOW - timedelta(hours=1)
+    db.session.flush()
+    assert _open(invoice).amount == usd("50.00")
+
+
 def test_evidence_files_are_recorded_with_the_opening_message():
     evidence = StoredEvidence("a" * 32, "photo.jpg", "image/jpeg", 1234, "f" * 64)
     dispute = _open(three_lines(), files=[evidence])
@@ -348,6 +367,16 @@ def test_asking_waits_on_the_customer_whose_reply_hands_it_back(app):
         MessageKind.INFO_REQUEST,
         MessageKind.MESSAGE,
     ]
+
+
+def test_a_reply_with_too_many_files_changes_nothing():
+    dispute = _open(three_lines())
+    ask_for_information(dispute, "Photos?", actor=STAFF, now=NOW)
+    files = [StoredEvidence(f"{n:032d}", "a.png", "image/png", 1, "0" * 64) for n in range(6)]
+    with pytest.raises(DisputeRefused, match="at most 5 files"):
+        reply(dispute, "Six photos", files, actor=Actor.customer(dispute.customer), now=NOW)
+    assert dispute.status == DisputeStatus.WAITING_ON_CUSTOMER
+    assert len(dispute.messages) == 2
 
 
 def test_a_reply_needs_text_or_a_file():

@@ -302,3 +302,11 @@ def test_a_plan_keeps_its_policy_version_after_an_edit(admin_client: FlaskClient
     db.session.refresh(plan)
     assert plan.policy_version_id == first
     assert date.today()  # noqa: DTZ011 - only here to keep the import used
+
+
+def test_the_customer_page_lists_the_plans(staff_client: FlaskClient) -> None:
+    plan = request_plan()
+    page = staff_client.get(f"/staff/customers/{plan.customer.account_number}")
+    assert page.status_code == 200
+    assert f"/staff/plans/{plan.id}" in page.text
+    assert "Waiting for review" in page.text
