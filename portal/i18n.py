@@ -55,7 +55,18 @@ def select_locale() -> str:
 
 
 def current_locale() -> str:
-    return str(get_locale() or "en")
+    """The request's language ("en", "es"…); every amount and date on a page asks for it,
+    so the locale Flask-Babel keeps in `g` is read directly once it has been chosen."""
+    try:
+        locale = g._flask_babel.babel_locale
+    except (AttributeError, RuntimeError):  # not chosen yet; no app context
+        locale = get_locale()
+    return _locale_name(locale) if locale is not None else "en"
+
+
+@lru_cache(maxsize=64)
+def _locale_name(locale: Locale) -> str:
+    return str(locale) or "en"
 
 
 def money_filter(value: Money | UnitPrice | None) -> str:
@@ -105,13 +116,20 @@ def request_translations() -> NullTranslations:
     """This request's catalog, looked up once per request and locale instead of on every
     message (Flask-Babel's `get_translations` walks its context and domain on each call;
     a page shows about a hundred messages). Keyed on the locale object, so a block under
-    `force_locale` (a PDF or an email in the customer's language) gets its own catalog."""
+    `force_locale` (a PDF or an email in the customer's language) gets its own catalog.
+
+    The quick path reads the two attributes Flask-Babel and this function keep in `g`
+    (`g._flask_babel.babel_locale`, set once the locale is chosen), not `get_locale()`,
+    which goes through half a dozen context lookups per message."""
+    try:
+        locale, translations = g._portal_translations
+        if locale is g._flask_babel.babel_locale:
+            return translations  # type: ignore[no-any-return]
+    except (AttributeError, RuntimeError):  # not cached yet; no app context
+        pass
     if not has_request_context():
         return get_translations()
     locale = get_locale()
-    cached = g.get("_portal_translations")
-    if cached is not None and cached[0] is locale:
-        return cached[1]  # type: ignore[no-any-return]
     translations = get_translations()
     g._portal_translations = (locale, translations)
     return translations

@@ -54,6 +54,9 @@ def _known_currencies() -> frozenset[str]:
     return frozenset(list_currencies())
 
 
+_KNOWN_CURRENCIES = _known_currencies()  # upper-case ISO 4217 codes
+
+
 def normalize_currency(code: str) -> str:
     """Return the upper-case ISO 4217 code, or raise UnknownCurrency."""
     normalized = (code or "").strip().upper()
@@ -129,11 +132,14 @@ class Money:
     currency: str
 
     def __post_init__(self) -> None:
-        if isinstance(self.minor, bool) or not isinstance(self.minor, int):
+        minor = self.minor
+        if type(minor) is not int and (isinstance(minor, bool) or not isinstance(minor, int)):
             raise InvalidAmount("minor units must be an int")
-        if abs(self.minor) > MAX_MINOR:
+        if not -MAX_MINOR <= minor <= MAX_MINOR:
             raise AmountTooLarge("the amount is too large for any money column (64-bit)")
-        object.__setattr__(self, "currency", normalize_currency(self.currency))
+        # A page makes a few hundred of these, nearly all from a code already normalized.
+        if self.currency not in _KNOWN_CURRENCIES:
+            object.__setattr__(self, "currency", normalize_currency(self.currency))
 
     # --- construction -------------------------------------------------------------
     @classmethod

@@ -38,7 +38,7 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
-from sqlalchemy import ColumnElement, delete, or_, select, update
+from sqlalchemy import ColumnElement, bindparam, delete, or_, select, update
 
 from portal.access.models import AccessLink, PrincipalKind, PrincipalSession, SessionEnd
 from portal.access.services import hash_token
@@ -280,12 +280,33 @@ def _why_over(row: PrincipalSession, rules: SessionRules, now: datetime) -> Sess
     return None
 
 
-def _why_link_over(link: AccessLink, now: datetime) -> SessionEnd | None:
-    if link.is_revoked:
+def _why_link_over(
+    revoked_at: datetime | None, expires_at: datetime, now: datetime
+) -> SessionEnd | None:
+    """The link's own rules (`AccessLink.is_revoked`, `is_expired`), on its two columns."""
+    if revoked_at is not None:
         return SessionEnd.LINK_REVOKED
-    if link.is_expired(now):
+    if now >= expires_at:
         return SessionEnd.LINK_EXPIRED
     return None
+
+
+_LOOKUPS: dict[tuple[PrincipalKind, Callable[[Any], Any]], Any] = {}
+
+
+def _lookup_statement(kind: PrincipalKind, lookup: Callable[[Any], Any]) -> Any:
+    """The query by token hash (a bound parameter, `token_hash`) that `lookup` extends,
+    built once per process: building it costs more than running it."""
+    statement = _LOOKUPS.get((kind, lookup))
+    if statement is None:
+        statement = lookup(
+            select(PrincipalSession).where(
+                PrincipalSession.token_hash == bindparam("token_hash"),
+                PrincipalSession.principal_kind == kind.value,
+            )
+        )
+        _LOOKUPS[(kind, lookup)] = statement
+    return statement
 
 
 def load_session(
@@ -308,13 +329,9 @@ def load_session(
     token = request.cookies.get(rules.cookie_name)
     if token:
         now = utcnow()
-        query = lookup(
-            select(PrincipalSession).where(
-                PrincipalSession.token_hash == hash_token(token),
-                PrincipalSession.principal_kind == kind.value,
-            )
-        )
-        result = db.session.execute(query).one_or_none()
+        result = db.session.execute(
+            _lookup_statement(kind, lookup), {"token_hash": hash_token(token)}
+        ).one_or_none()
         if result is None or result[0].is_ended:
             _queue_cookie(kind, None, None)
         else:
@@ -338,16 +355,17 @@ def load_session(
 
 
 def _customer_lookup(query: Any) -> Any:
+    # The link's two columns its check reads, not the whole row: no object to build.
     return (
-        query.add_columns(Customer, AccessLink)
+        query.add_columns(Customer, AccessLink.revoked_at, AccessLink.expires_at)
         .join(Customer, Customer.id == PrincipalSession.customer_id)
         .join(AccessLink, AccessLink.id == PrincipalSession.link_id)
     )
 
 
 def _customer_check(result: Any, now: datetime) -> SessionEnd | None:
-    _row, _customer, link = result
-    return _why_link_over(link, now)
+    _row, _customer, revoked_at, expires_at = result
+    return _why_link_over(revoked_at, expires_at, now)
 
 
 def customer_session() -> LoadedSession:

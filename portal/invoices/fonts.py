@@ -11,8 +11,13 @@ A fallback font that is missing is reported once per process in the log, naming 
 to install; its characters are then left out and the rest of the text prints as usual.
 The bundled fonts are always there: without them `FontMissing` is raised.
 
-Parsing a font costs tens of milliseconds (a CJK font's, hundreds), so each font is parsed
-once per process into a template; a document gets a copy that shares the read-only tables
+Parsing a font costs tens of milliseconds (a CJK font's, hundreds, and some 90 MB of a
+worker's memory with Symbola), so each font is parsed once per process into a template,
+and the fallback fonts only once a document holds a character DejaVu lacks
+(`ensure_fallbacks`, called by the documents before they measure or draw text): a
+process that only ever prints Latin, Greek, Cyrillic, Arabic or Hebrew never loads them,
+and such documents take fpdf2's quicker path for text without fallback fonts. Each font
+is parsed once; a document gets a copy that shares the read-only tables
 (character map, widths, glyph order and metrics, the HarfBuzz font) and has its own subset.
 fpdf2 subsets a font with fontTools when it writes the file, in place and parsing it whole;
 so just before that (`FontOutputProducer`), HarfBuzz's subsetter, on a face prepared once
@@ -88,25 +93,53 @@ def font_dirs() -> tuple[Path, ...]:
 
 
 def install_fonts(pdf: FPDF) -> None:
-    """Give `pdf` our fonts, with DejaVu first and the others as fallbacks.
+    """Give `pdf` our bundled fonts (DejaVu); the fallbacks come with `ensure_fallbacks`.
 
     Raises `FontMissing` when a bundled font is not where the package put it.
     """
+    pdf._portal_font_templates = {}  # type: ignore[attr-defined]  # for prepare_for_output
+    pdf._portal_fallbacks = False  # type: ignore[attr-defined]
+    _add_fonts(pdf, _templates(None))
+
+
+def ensure_fallbacks(pdf: FPDF, text: str) -> None:
+    """Before `text` is measured or drawn on `pdf` (given fonts by `install_fonts`): if it
+    holds a character that DejaVu (regular or bold) lacks, add the fallback fonts (CJK,
+    emoji; parsed once per process) to the document, as fallbacks of DejaVu. A no-op once
+    they are there, and for text DejaVu covers."""
+    if getattr(pdf, "_portal_fallbacks", True) or text.isascii():
+        return
+    covered = _primary_coverage()
+    if all(char in covered or char < " " for char in text):
+        return
+    pdf._portal_fallbacks = True  # type: ignore[attr-defined]
     fallbacks: list[str] = []
-    templates: dict[str, _Template] = {}
-    for spec, template in _templates(font_dirs()):
+    for spec in _add_fonts(pdf, _templates(font_dirs())):
+        if spec.family not in fallbacks:
+            fallbacks.append(spec.family)
+    if fallbacks:
+        pdf.set_fallback_fonts(fallbacks, exact_match=False)  # no bold CJK or emoji: regular
+
+
+def _add_fonts(pdf: FPDF, templates: Iterator[tuple[FontFile, _Template]]) -> list[FontFile]:
+    added = []
+    for spec, template in templates:
         font = copy.copy(template.font)  # shares the template's TTFont, only read until output
         font.i = len(pdf.fonts) + 1
         font.subset = SubsetMap(font)
         font.missing_glyphs = []
         font.biggest_size_pt = 0
         pdf.fonts[font.fontkey] = font
-        templates[font.fontkey] = template
-        if spec.family != PRIMARY and spec.family not in fallbacks:
-            fallbacks.append(spec.family)
-    pdf.set_fallback_fonts(fallbacks, exact_match=False)  # no bold CJK or emoji: use regular
-    # HarfBuzz joins Arabic letters and orders right-to-left runs (fpdf2's bidi algorithm).
-    pdf._portal_font_templates = templates  # type: ignore[attr-defined]  # for prepare_for_output
+        pdf._portal_font_templates[font.fontkey] = template  # type: ignore[attr-defined]
+        added.append(spec)
+    return added
+
+
+@cache
+def _primary_coverage() -> frozenset[str]:
+    """The characters both DejaVu faces draw (each face's character map)."""
+    maps = [set(map(chr, t.font.cmap)) for _spec, t in _templates(None)]
+    return frozenset(set.intersection(*maps))
 
 
 class FontOutputProducer(OutputProducer):
@@ -182,19 +215,22 @@ def find_font(filename: str, dirs: Sequence[Path]) -> Path | None:
 _lock = threading.Lock()
 
 
-def _templates(dirs: tuple[Path, ...]) -> Iterator[tuple[FontFile, _Template]]:
+def _templates(dirs: tuple[Path, ...] | None) -> Iterator[tuple[FontFile, _Template]]:
+    """The bundled fonts (`dirs` None), or the fallback fonts found under `dirs`."""
     with _lock:  # parse each font once even when the first documents arrive together
         templates = _load_templates(dirs)
     yield from templates
 
 
 @cache
-def _load_templates(dirs: tuple[Path, ...]) -> tuple[tuple[FontFile, _Template], ...]:
+def _load_templates(dirs: tuple[Path, ...] | None) -> tuple[tuple[FontFile, _Template], ...]:
     loader = FPDF()
     loaded = []
     for spec in FONT_FILES:
         bundled = spec.package is None
-        path = BUNDLED_DIR / spec.filename if bundled else find_font(spec.filename, dirs)
+        if bundled != (dirs is None):
+            continue
+        path = BUNDLED_DIR / spec.filename if dirs is None else find_font(spec.filename, dirs)
         if path is None or not path.is_file():
             if spec.package is None:
                 raise FontMissing(f"The bundled font {BUNDLED_DIR / spec.filename} is missing.")
@@ -202,7 +238,7 @@ def _load_templates(dirs: tuple[Path, ...]) -> tuple[tuple[FontFile, _Template],
                 "PDF font %s not found under %s: its characters will be left out "
                 "(install the Debian package %s, e.g. with `make fonts`, or set PDF_FONT_DIRS)",
                 spec.filename,
-                os.pathsep.join(str(d) for d in dirs),
+                os.pathsep.join(str(d) for d in dirs or ()),
                 spec.package,
             )
             continue

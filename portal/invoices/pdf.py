@@ -11,8 +11,12 @@ creation date comes from the document's "as of" day, so the same data gives the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from babel.dates import format_date
@@ -24,7 +28,14 @@ from fpdf.enums import XPos, YPos
 
 from portal.creditor import Creditor
 from portal.customers.models import Customer
-from portal.invoices.fonts import PRIMARY, FontOutputProducer, install_fonts, needs_shaping
+from portal.invoices.fonts import (
+    PRIMARY,
+    FontOutputProducer,
+    ensure_fallbacks,
+    font_dirs,
+    install_fonts,
+    needs_shaping,
+)
 from portal.invoices.models import CreditNote, Invoice
 from portal.invoices.queries import AccountSummary, InvoiceBalance
 from portal.money import Money
@@ -74,7 +85,8 @@ class _Document(FPDF):
         self.add_page()
 
     # Text is shaped (HarfBuzz: joined Arabic letters, right-to-left runs) where it needs it:
-    # each cell decides, so that the many cells of a long statement stay quick.
+    # each cell decides, so that the many cells of a long statement stay quick. The fallback
+    # fonts (CJK, emoji) join the document with the first text that needs them.
     def cell(self, *args: Any, **kwargs: Any) -> Any:
         self._shape_if_needed(kwargs["text"] if "text" in kwargs else _nth(args, 2))
         return super().cell(*args, **kwargs)
@@ -83,7 +95,13 @@ class _Document(FPDF):
         self._shape_if_needed(kwargs["text"] if "text" in kwargs else _nth(args, 2))
         return super().multi_cell(*args, **kwargs)
 
+    def get_string_width(self, s: str, normalized: bool = False, markdown: bool = False) -> float:
+        ensure_fallbacks(self, s)
+        return super().get_string_width(s, normalized, markdown)
+
     def _shape_if_needed(self, text: object) -> None:
+        if isinstance(text, str):
+            ensure_fallbacks(self, text)
         shape = isinstance(text, str) and needs_shaping(text)
         if shape != (self.text_shaping is not None):
             self.set_text_shaping(use_shaping_engine=shape)
@@ -149,33 +167,160 @@ def statement_pdf(
     locale: str,
     today: date,
 ) -> bytes:
-    """The customer's open invoices and recent payments, as of `today`."""
+    """The customer's open invoices and recent payments, as of `today`.
+
+    The document is a function of what it shows (`StatementData`: every value printed,
+    the language, the day, the creditor) and of the process's catalogs and fonts, so
+    the bytes of the last distinct statements are kept (`_statement_bytes`, 8 MB at most): a
+    statement asked for again with nothing on it changed is not drawn again, and any
+    change to what it shows (a payment, a credit, the next day) is a different key."""
+    open_rows = tuple(
+        _OpenRow(
+            b.invoice.number,
+            b.invoice.issue_date,
+            b.invoice.due_date,
+            b.days_overdue if b.is_overdue else 0,
+            b.invoice.total,
+            b.balance,
+        )
+        for b in balances
+        if b.is_open
+    )
+    recent = sorted(payments, key=lambda p: p.paid_on, reverse=True)[:RECENT_PAYMENTS]
+    data = StatementData(
+        customer_name=customer.name,
+        account_number=customer.account_number,
+        total_due=summary.total_due,
+        overdue=summary.overdue,
+        next_due_date=summary.next_due_date,
+        open_invoices=open_rows,
+        payments=tuple(_PaymentRow(p.paid_on, p.reference, p.amount) for p in recent),
+        creditor=creditor,
+        locale=locale,
+        today=today,
+        font_dirs=font_dirs(),
+    )
+    return _statement_bytes(data)
+
+
+class _OpenRow(NamedTuple):
+    number: str
+    issue_date: date
+    due_date: date
+    days_overdue: int  # 0 when not overdue
+    total: Money
+    balance: Money
+
+
+class _PaymentRow(NamedTuple):
+    paid_on: date
+    reference: str
+    amount: Money
+
+
+@dataclass(frozen=True)
+class StatementData:
+    """Everything a statement prints, and what it is printed with: the key of its bytes."""
+
+    customer_name: str
+    account_number: str
+    total_due: Money
+    overdue: Money
+    next_due_date: date | None
+    open_invoices: tuple[_OpenRow, ...]
+    payments: tuple[_PaymentRow, ...]  # the latest RECENT_PAYMENTS, newest first
+    creditor: Creditor
+    locale: str
+    today: date
+    font_dirs: tuple[Path, ...]  # where the fallback fonts come from (PDF_FONT_DIRS)
+
+
+# A statement of ten invoices is about 30 KB, one of thousands a few megabytes: the kept
+# bytes are bounded in total, not in number, so that a worker stays within its memory.
+STATEMENT_BYTES_KEPT = 8 * 1024 * 1024
+
+
+class _KeptDocuments:
+    """Least recently used documents by key, at most `limit` bytes in all (one larger
+    is not kept). Safe to share between threads."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._documents: OrderedDict[Hashable, bytes] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get(self, key: Hashable) -> bytes | None:
+        with self._lock:
+            document = self._documents.get(key)
+            if document is None:
+                self.misses += 1
+                return None
+            self._documents.move_to_end(key)
+            self.hits += 1
+            return document
+
+    def put(self, key: Hashable, document: bytes) -> None:
+        if len(document) > self.limit:
+            return
+        with self._lock:
+            if key in self._documents:
+                return
+            self._documents[key] = document
+            self._size += len(document)
+            while self._size > self.limit:
+                _key, dropped = self._documents.popitem(last=False)
+                self._size -= len(dropped)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._documents.clear()
+            self._size = 0
+
+
+_kept_statements = _KeptDocuments(STATEMENT_BYTES_KEPT)
+
+
+def _statement_bytes(data: StatementData) -> bytes:
+    """The statement of `data`: kept bytes, or drawn (`_draw_statement`) and kept."""
+    document = _kept_statements.get(data)
+    if document is None:
+        document = _draw_statement(data)
+        _kept_statements.put(data, document)
+    return document
+
+
+def _draw_statement(data: StatementData) -> bytes:
+    """The statement drawn from `data` alone (nothing else is read), so kept bytes are
+    those drawing it again would give."""
+    locale = data.locale
     with force_locale(locale):
-        title = _("Statement as of %(date)s", date=_date(today, locale))
-        pdf = _Document(title=title, creditor=creditor, locale=locale, as_of=today)
-        _creditor_header(pdf, creditor)
+        title = _("Statement as of %(date)s", date=_date(data.today, locale))
+        pdf = _Document(title=title, creditor=data.creditor, locale=locale, as_of=data.today)
+        _creditor_header(pdf, data.creditor)
         _title(pdf, title)
-        next_due = summary.next_due_date
+        next_due = data.next_due_date
         _party_and_facts(
             pdf,
             heading=_("Customer"),
-            party=_customer_lines(customer),
+            party=[
+                data.customer_name,
+                _("Account number %(number)s", number=data.account_number),
+            ],
             facts=[
-                Fact(_("Total due"), summary.total_due.format(locale), strong=True),
-                Fact(_("Overdue"), summary.overdue.format(locale)),
+                Fact(_("Total due"), data.total_due.format(locale), strong=True),
+                Fact(_("Overdue"), data.overdue.format(locale)),
                 Fact(
                     _("Next due date"),
                     _date(next_due, locale) if next_due else _("Nothing upcoming"),
                 ),
             ],
         )
-        _open_invoices(pdf, [b for b in balances if b.is_open], locale)
-        _recent_payments(pdf, payments, locale)
-        _closing(pdf, creditor)
+        _open_invoices(pdf, data.open_invoices, locale)
+        _recent_payments(pdf, data.payments, locale)
+        _closing(pdf, data.creditor)
         return pdf.rendered()
-
-
-# --- blocks ---------------------------------------------------------------------------------
 
 
 def _creditor_header(pdf: FPDF, creditor: Creditor) -> None:
@@ -317,9 +462,9 @@ def _credit_notes(pdf: FPDF, credits: Iterable[CreditNote], locale: str) -> None
     )
 
 
-def _open_invoices(pdf: FPDF, open_balances: Sequence[InvoiceBalance], locale: str) -> None:
+def _open_invoices(pdf: FPDF, open_rows: Sequence[_OpenRow], locale: str) -> None:
     _heading(pdf, _("Open invoices"))
-    if not open_balances:
+    if not open_rows:
         _paragraph(pdf, _("You have no open invoices. Thank you!"))
         return
     _table(
@@ -334,21 +479,20 @@ def _open_invoices(pdf: FPDF, open_balances: Sequence[InvoiceBalance], locale: s
         ],
         [
             (
-                b.invoice.number,
-                _date(b.invoice.issue_date, locale),
-                _date(b.invoice.due_date, locale),
-                _days_overdue(b, locale),
-                b.invoice.total.format(locale),
-                b.balance.format(locale),
+                row.number,
+                _date(row.issue_date, locale),
+                _date(row.due_date, locale),
+                _days_overdue(row.days_overdue, locale),
+                row.total.format(locale),
+                row.balance.format(locale),
             )
-            for b in open_balances
+            for row in open_rows
         ],
     )
 
 
-def _recent_payments(pdf: FPDF, payments: Iterable[Payment], locale: str) -> None:
+def _recent_payments(pdf: FPDF, recent: Sequence[_PaymentRow], locale: str) -> None:
     _heading(pdf, _("Recent payments"))
-    recent = sorted(payments, key=lambda p: p.paid_on, reverse=True)[:RECENT_PAYMENTS]
     if not recent:
         _paragraph(pdf, _("No payments received yet."))
         return
@@ -512,7 +656,7 @@ def _deduction(amount: Money, locale: str) -> str:
     return (-amount if amount.is_positive else amount).format(locale)
 
 
-def _days_overdue(balance: InvoiceBalance, locale: str) -> Cell:
-    if not balance.is_overdue:
+def _days_overdue(days: int, locale: str) -> Cell:
+    if days <= 0:
         return "–"
-    return {"text": format_decimal(balance.days_overdue, locale=locale), "style": OVERDUE}
+    return {"text": format_decimal(days, locale=locale), "style": OVERDUE}

@@ -17,12 +17,16 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import stripe
-
 from portal.money import Money, minor_unit_exponent
+
+if TYPE_CHECKING:
+    import stripe
+
+# `stripe` (some 30 MB of a worker's memory) is imported by the calls that use it, so a
+# worker that only shows pages never loads it.
 
 log = logging.getLogger(__name__)
 # The stripe library's DEBUG log prints whole API responses, card expiry dates included
@@ -337,6 +341,8 @@ class StripeGateway:
     """Every call the portal makes to Stripe; errors come out as `GatewayError`s."""
 
     def __init__(self, settings: StripeSettings) -> None:
+        import stripe
+
         self.settings = settings
         self.client = stripe.StripeClient(
             settings.secret_key,
@@ -428,6 +434,8 @@ class StripeGateway:
     # webhooks
     def verify_event(self, payload: bytes, signature: str | None) -> GatewayEvent:
         """Check the signature on the raw body (and its age), then parse it."""
+        import stripe
+
         try:
             stripe.WebhookSignature.verify_header(
                 payload,
@@ -445,6 +453,8 @@ class StripeGateway:
 
     # plumbing
     def _call(self, method: Any, *args: Any, idempotency_key: str | None = None) -> Any:
+        import stripe
+
         options = {"idempotency_key": idempotency_key} if idempotency_key else None
         try:
             if options is not None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-import segno
 from flask import (
     Blueprint,
     Response,
@@ -213,6 +212,8 @@ def enrol():  # type: ignore[no-untyped-def]
             return _finish(member, now, target, _("Your authenticator app is set up."))
     elif form.errors:
         status = 400
+    import segno  # only the enrolment page draws a QR code: not loaded by every worker
+
     qr = segno.make(provisioning_uri(member), error="m")
     svg = qr.svg_inline(scale=5, dark="#111", light="#fff", title=_("QR code to scan"))
     grouped = " ".join(secret[i : i + 4] for i in range(0, len(secret), 4))

@@ -11,6 +11,7 @@ from pypdf import PdfReader
 
 from portal.creditor import Creditor
 from portal.customers.models import Customer
+from portal.invoices import pdf as pdf_module
 from portal.invoices.models import CreditNote, Invoice, InvoiceLine
 from portal.invoices.pdf import RECENT_PAYMENTS, invoice_pdf, statement_pdf
 from portal.invoices.queries import InvoiceBalance, summarize
@@ -269,3 +270,57 @@ def test_long_statement_paginates_and_repeats_the_table_heading():
     text = "\n".join(pages)
     assert "INV-0000" in text
     assert "INV-0199" in text
+
+
+@pytest.mark.usefixtures("request_context")
+def test_a_statement_asked_for_again_unchanged_is_not_drawn_again_and_any_change_is_shown():
+    customer = _customer()
+    invoice = _invoice(customer, "INV-KEPT", issue_date=date(2026, 2, 1), total_minor=123450)
+    first_payment = _payment(customer, "PAY-KEPT-1", date(2026, 2, 10), 10000)
+
+    def statement(balances, payments, *, locale="en", today=TODAY):
+        return statement_pdf(
+            customer,
+            balances,
+            summarize(balances, "EUR"),
+            payments,
+            creditor=CREDITOR,
+            locale=locale,
+            today=today,
+        )
+
+    kept = pdf_module._kept_statements
+    kept.clear()
+    misses, hits = kept.misses, kept.hits
+    drawn = statement([_balance(invoice, paid=10000)], [first_payment])
+    again = statement([_balance(invoice, paid=10000)], [first_payment])
+
+    assert again == drawn
+    assert (kept.misses, kept.hits) == (misses + 1, hits + 1)  # drawn once
+
+    # a second payment, the next day, another language: each is another document
+    second_payment = _payment(customer, "PAY-KEPT-2", date(2026, 2, 11), 5000)
+    paid_more = statement([_balance(invoice, paid=15000)], [first_payment, second_payment])
+    assert "PAY-KEPT-2" in _text(paid_more)
+    assert "1,084.50" in _text(paid_more)  # 1,234.50 - 150.00
+    tomorrow = statement(
+        [_balance(invoice, paid=10000)], [first_payment], today=TODAY + timedelta(days=1)
+    )
+    assert "Apr 21, 2026" in _text(tomorrow)
+    in_french = statement([_balance(invoice, paid=10000)], [first_payment], locale="fr")
+    assert "Relevé" in _text(in_french)
+    assert len({drawn, paid_more, tomorrow, in_french}) == 4
+
+
+def test_kept_documents_stay_within_their_bytes_dropping_the_least_recently_used():
+    kept = pdf_module._KeptDocuments(limit=10)
+    kept.put("a", b"1234")
+    kept.put("b", b"1234")
+    assert kept.get("a") == b"1234"  # now the most recently used
+    kept.put("c", b"1234")  # 12 bytes: "b" goes
+    kept.put("huge", b"x" * 11)  # larger than the whole limit: never kept
+
+    assert kept.get("b") is None
+    assert kept.get("huge") is None
+    assert kept.get("a") == b"1234"
+    assert kept.get("c") == b"1234"

@@ -368,8 +368,39 @@ def test_fonts_are_parsed_once_per_process():
     _documents("arabic")
 
     after = fonts._load_templates.cache_info()
-    assert after.misses == before.misses
-    assert after.hits == before.hits + 6  # six documents, each given the parsed fonts
+    assert after.misses == before.misses  # nothing parsed again
+    assert after.hits > before.hits
+
+
+@pytest.mark.usefixtures("request_context")
+def test_fallback_fonts_are_loaded_only_for_text_that_needs_them():
+    # As in a fresh process: nothing parsed yet (the fonts parsed so far are closed).
+    parsed = [*fonts._templates(None), *fonts._templates(fonts.font_dirs())]
+    fonts._load_templates.cache_clear()
+    fonts._primary_coverage.cache_clear()
+    for _spec, template in parsed:
+        template.font.ttfont.close()
+
+    latin = _documents("latin")
+    _documents("arabic")  # DejaVu draws Arabic and Hebrew
+
+    assert fonts._load_templates.cache_info().currsize == 1  # the bundled fonts only
+    assert not any("WenQuanYi" in name for name in _font_names(latin["invoice"]))
+
+    japanese = _documents("japanese")
+
+    assert fonts._load_templates.cache_info().currsize == 2  # and now the fallbacks
+    assert any("WenQuanYi" in name for name in _font_names(japanese["invoice"]))
+    assert "INV-7" in _pypdf_text(japanese["invoice"])
+
+
+def _font_names(pdf: bytes) -> set[str]:
+    reader = PdfReader(io.BytesIO(pdf))
+    return {
+        str(font.get_object()["/BaseFont"])
+        for page in reader.pages
+        for font in page["/Resources"]["/Font"].values()
+    }
 
 
 def test_documents_made_at_once_in_threads_are_the_ones_made_alone(app):
