@@ -222,6 +222,8 @@ def phone_page(browser: Browser, shop: LiveServer) -> Iterator[Page]:
 
 
 def _fits(page: Page) -> None:
+    # the live preview has answered (static/js/plans.js marks the region busy meanwhile)
+    expect(page.locator("#plan-preview[aria-busy]")).to_have_count(0)
     width = page.evaluate("document.scrollingElement.scrollWidth")
     assert width <= PHONE_WIDTH, f"{page.url} is {width}px wide on a {PHONE_WIDTH}px phone"
     assert_accessible(page)
