@@ -67,6 +67,7 @@ def create_app(config: dict[str, Any] | None = None, env_name: str | None = None
     from portal.payments import webhooks
     from portal.payments.views import bp as payments_bp
     from portal.plans.staff_views import bp as staff_plans_bp
+    from portal.plans.views import bp as plans_bp
     from portal.promises.views import bp as promises_bp
     from portal.reports.views import bp as reports_bp
     from portal.site.views import bp as site_bp
@@ -85,6 +86,7 @@ def create_app(config: dict[str, Any] | None = None, env_name: str | None = None
     app.register_blueprint(promises_bp)
     app.register_blueprint(disputes_bp)
     app.register_blueprint(staff_disputes_bp)
+    app.register_blueprint(plans_bp)
     app.register_blueprint(staff_plans_bp)
     init_errors(app)
     webhooks.mount(app)

@@ -37,6 +37,7 @@ bp = Blueprint("customers", __name__)
 @customer_required
 def account() -> ResponseReturnValue:
     from portal.disputes.views import account_dispute_context
+    from portal.plans.views import account_plans_context
     from portal.promises.views import account_promise_context
 
     customer = current_customer()
@@ -57,6 +58,7 @@ def account() -> ResponseReturnValue:
         "customers/account.html",
         **account_promise_context(customer, today),
         **account_dispute_context(customer),
+        **account_plans_context(customer, today),
         offer_overdue=overdue_payable.is_positive and card_payable_now(overdue_payable),
         offer_choose=all_payable.is_positive and card_payable_now(all_payable),
         card_notice=card_notice,

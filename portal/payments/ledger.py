@@ -57,6 +57,7 @@ from portal.payments.queries import (
     saved_card_for_id,
     saved_cards_by_customer,
 )
+from portal.plans.payments import apply_to_plan, checkout_installment, plan_allocation
 
 log = logging.getLogger(__name__)
 
@@ -136,22 +137,13 @@ class Ledger:
         if checkout.state == CheckoutStatus.SUCCEEDED and self._is_recorded(checkout, intent.id):
             return False
         customer = checkout.customer
-        items = self._payable_items(customer)
-        chosen_ids = {ci.invoice_id for ci in checkout.invoices}
-        allocations, unapplied = allocate_received(
-            intent.amount,
-            [i.open_item for i in items if i.invoice.id in chosen_ids],
-            [i.open_item for i in items if i.invoice.id not in chosen_ids],
-        )
-        # A later payment in the same batch sees what this one took.
-        taken = dict(allocations)
-        self._payable[customer.id] = [
-            replace(item, payable=item.payable - taken[item.invoice.id])
-            if item.invoice.id in taken
-            else item
-            for item in items
-            if taken.get(item.invoice.id) != item.payable
-        ]
+        installment = checkout_installment(checkout)
+        if installment is not None:
+            # A plan's installment: the money goes to the plan's invoices and installments.
+            allocations, unapplied = plan_allocation(installment, intent.amount)
+            apply_to_plan(installment, allocations, actor=actor, now=self.now)
+        else:
+            allocations, unapplied = self._allocate(checkout, intent.amount)
         self._references.add(intent.id)
         payment = {
             "customer_id": customer.id,
@@ -173,6 +165,27 @@ class Ledger:
             _Recorded(payment, customer, checkout.id, allocations, unapplied, actor)
         )
         return True
+
+    def _allocate(self, checkout: Checkout, amount: Money) -> tuple[list[tuple[int, Money]], Money]:
+        """The chosen invoices first, then the oldest due (`allocate_received`)."""
+        customer = checkout.customer
+        items = self._payable_items(customer)
+        chosen_ids = {ci.invoice_id for ci in checkout.invoices}
+        allocations, unapplied = allocate_received(
+            amount,
+            [i.open_item for i in items if i.invoice.id in chosen_ids],
+            [i.open_item for i in items if i.invoice.id not in chosen_ids],
+        )
+        # A later payment in the same batch sees what this one took.
+        taken = dict(allocations)
+        self._payable[customer.id] = [
+            replace(item, payable=item.payable - taken[item.invoice.id])
+            if item.invoice.id in taken
+            else item
+            for item in items
+            if taken.get(item.invoice.id) != item.payable
+        ]
+        return allocations, unapplied
 
     def _keep_card(self, checkout: Checkout) -> None:
         """The customer's saved card becomes the one just used (one per customer)."""

@@ -324,6 +324,13 @@ class Checkout(db.Model):
     card_exp_month: Mapped[int | None]
     card_exp_year: Mapped[int | None]
     last_error_code: Mapped[str | None] = mapped_column(String(64))
+    # A payment of one installment of a payment plan (0: its down payment), by hand: the
+    # amount is what the installment still asks for, and the ledger applies the money to
+    # the plan's invoices and installments (`portal.plans.payments`), not to what is
+    # payable outside plans.
+    plan_installment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("plan_installments.id", ondelete="RESTRICT"), index=True
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 

@@ -111,6 +111,14 @@ from portal.payments.queries import (
     payable_items,
     saved_card_for,
 )
+from portal.plans.models import PaymentPlan
+from portal.plans.payments import (
+    InstallmentNotPayable,
+    checkout_installment,
+    installment_owed,
+    open_checkout_for,
+    payable_installment,
+)
 
 # Names this module held before it was split, importable from here too.
 __all__ = [
@@ -135,6 +143,7 @@ __all__ = [
     "authentication_secret",
     "begin_charge",
     "card_form_messages",
+    "card_setup_secret",
     "cards_to_detach",
     "current_gateway",
     "decline_message",
@@ -147,8 +156,10 @@ __all__ = [
     "record_stripe_refunds",
     "refund_payment",
     "remove_saved_card",
+    "save_card_from_setup",
     "select_invoices",
     "start_checkout",
+    "start_installment_checkout",
     "sync_checkout",
 ]
 
@@ -355,6 +366,64 @@ def prepare_card_form(customer: Customer, checkout: Checkout, *, now: datetime) 
     return CardForm(setup.client_secret, saved_card_for(customer))
 
 
+def card_setup_secret(customer: Customer, *, now: datetime) -> str:
+    """The client secret of a SetupIntent for saving a card without a payment (a plan's
+    autopay card); the customer's open one is reused, as on the card page."""
+    check_card_attempts_left(customer.id, now=now)
+    gateway = current_gateway()
+    account = _ensure_stripe_customer(customer, gateway)
+    try:
+        setup = _open_setup_intent(account, gateway)
+        if setup is None:
+            setup = gateway.create_setup_intent(
+                customer_id=str(account.stripe_customer_id),
+                key=f"customer-{customer.id}-setup-{uuid.uuid4().hex}",
+            )
+            account.open_setup_intent_id = setup.id
+    except GatewayError as error:
+        raise PaymentsUnavailable() from error
+    return setup.client_secret
+
+
+def save_card_from_setup(
+    customer: Customer, *, setup_intent_id: str | None, now: datetime
+) -> SavedCard:
+    """Keep the card of a SetupIntent that Stripe.js confirmed as the customer's saved
+    card (one per customer: a previous one is forgotten here and at Stripe). The browser
+    sends only the SetupIntent id; Stripe says whether it succeeded and whose it is
+    (`_card_for_charge`). CardNotUsable otherwise; nothing is charged."""
+    check_card_attempts_left(customer.id, now=now)
+    gateway = current_gateway()
+    account = account_for(customer.id)
+    if account is None or not account.stripe_customer_id:
+        raise CardNotUsable("card_not_usable")
+    card = _card_for_charge(
+        customer, account, gateway, setup_intent_id=setup_intent_id, use_saved_card=False
+    )
+    lock_account(customer.id)
+    saved = saved_card_for(customer)
+    if saved is not None and saved.payment_method_id != card.payment_method_id:
+        detach_cards(gateway, [saved.payment_method_id])
+    if saved is None:
+        saved = SavedCard(customer_id=customer.id)
+        db.session.add(saved)
+    saved.payment_method_id = card.payment_method_id
+    saved.brand, saved.last4 = card.brand, card.last4
+    saved.exp_month, saved.exp_year = card.exp_month, card.exp_year
+    saved.saved_at = now
+    if account.open_setup_intent_id == setup_intent_id:
+        account.open_setup_intent_id = None  # used: the next card form starts a new one
+    db.session.flush()
+    record_event(
+        "card.saved",
+        actor=customer_actor(customer.id),
+        now=now,
+        customer_id=customer.id,
+        data={"brand": card.brand, "last4": card.last4},
+    )
+    return saved
+
+
 def _open_setup_intent(account: PaymentAccount, gateway: StripeGateway) -> SetupResult | None:
     """The account's last SetupIntent, if it is this customer's and can still take a card."""
     if not account.open_setup_intent_id:
@@ -489,12 +558,7 @@ def begin_charge(
         _settle_stale(other, gateway, now=now)
         if other.state.is_in_flight:
             raise PaymentInProgress()
-    payable = {
-        item.invoice.id: item.payable
-        for item in payable_items(customer, customer_today(customer, now))
-    }
-    chosen = [payable.get(ci.invoice_id) for ci in checkout.invoices]
-    owed = Money.sum((p for p in chosen if p is not None), checkout.currency)
+    owed = _owed(customer, checkout, now)
     if owed < checkout.amount:
         raise AmountNoLongerPayable()
     # After an outage (or a doubtful attempt) the next charge reuses the key of the
@@ -521,6 +585,74 @@ def begin_charge(
         stripe_customer_id=str(account.stripe_customer_id),
         payment_method_id=card.payment_method_id,
     )
+
+
+def _owed(customer: Customer, checkout: Checkout, now: datetime) -> Money:
+    """What the checkout may still charge: what its invoices have payable now, or for a
+    plan's installment what that installment still asks (`portal.plans.payments`)."""
+    installment = checkout_installment(checkout)
+    if installment is not None:
+        return installment_owed(installment)
+    payable = {
+        item.invoice.id: item.payable
+        for item in payable_items(customer, customer_today(customer, now))
+    }
+    chosen = [payable.get(ci.invoice_id) for ci in checkout.invoices]
+    return Money.sum((p for p in chosen if p is not None), checkout.currency)
+
+
+def start_installment_checkout(
+    customer: Customer, plan: PaymentPlan, number: int, *, now: datetime
+) -> Checkout:
+    """Open a checkout for what installment `number` of the customer's active `plan` still
+    asks (0: the down payment), on the plan's invoices. InstallmentNotPayable when it is
+    paid or the plan is not active; InvalidPaymentAmount when one card charge cannot take
+    it (Stripe's limits). A checkout already open for it at that amount is reused."""
+    check_card_attempts_left(customer.id, now=now)
+    gateway = current_gateway()
+    if plan.customer_id != customer.id:
+        raise InstallmentNotPayable()
+    installment = payable_installment(plan, number)
+    existing = open_checkout_for(installment)
+    if existing is not None:
+        return existing
+    amount = installment_owed(installment)
+    advice = card_advice(amount)
+    if advice is not None:
+        raise InvalidPaymentAmount(card_advice_message(advice))
+    try:
+        to_stripe_amount(amount)
+    except AmountNotRepresentable:
+        raise InvalidPaymentAmount(decline_message("amount_not_representable")) from None
+    _ensure_stripe_customer(customer, gateway)
+    checkout = Checkout(
+        customer_id=customer.id,
+        status=CheckoutStatus.OPEN,
+        amount_minor=amount.minor,
+        currency=amount.currency,
+        attempt=0,
+        created_at=now,
+        updated_at=now,
+        plan_installment_id=installment.id,
+        invoices=[CheckoutInvoice(invoice_id=covered.invoice_id) for covered in plan.invoices],
+    )
+    db.session.add(checkout)
+    db.session.flush()
+    record_event(
+        "checkout.opened",
+        actor=customer_actor(customer.id),
+        now=now,
+        customer_id=customer.id,
+        subject=checkout,
+        data={
+            "amount_minor": amount.minor,
+            "currency": amount.currency,
+            "invoices": [covered.invoice.number for covered in plan.invoices],
+            "plan_id": plan.id,
+            "installment": installment.number,
+        },
+    )
+    return checkout
 
 
 def finish_charge(claim: ChargeClaim, *, now: datetime) -> Checkout:

@@ -242,6 +242,8 @@ def card(checkout_id: int):  # type: ignore[no-untyped-def]
 
 def _planned(checkout: Checkout) -> list[tuple[OpenItem, Money]]:
     """How the checkout's amount will be applied if it is paid now (step 2's summary)."""
+    if checkout.plan_installment_id is not None:
+        return []  # a plan's installment: the plan's page shows where it goes
     customer = current_customer()
     items = payable_items(customer, customer_today(customer, utcnow()))
     chosen_ids = {ci.invoice_id for ci in checkout.invoices}

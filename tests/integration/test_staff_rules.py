@@ -527,6 +527,8 @@ def test_every_customer_route_refuses_a_staff_session(app: Flask, client: FlaskC
             "checkout_id": 1,
             "dispute_id": dispute.id,
             "file_id": 1,
+            "plan_id": 1,
+            "installment": 0,
         },
     )
     endpoints = {endpoint for endpoint, _, _ in routes}
@@ -569,6 +571,8 @@ def test_the_same_customer_routes_open_for_the_customer(app: Flask, client: Flas
                 "checkout_id": 1,
                 "dispute_id": 1,
                 "file_id": 1,
+                "plan_id": 1,
+                "installment": 0,
             },
         )
         if method == "GET" and endpoint in ("customers.account", "invoices.detail")
