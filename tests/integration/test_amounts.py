@@ -4,7 +4,7 @@ guards, and small remainders that no card can pay."""
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -215,6 +215,32 @@ def test_ledger_and_audit_rows_are_never_deleted_by_a_cascade(db_session):
     assert db.session.get(Payment, payment.id) is not None
 
 
+def test_ledger_rows_are_never_deleted_even_when_nothing_points_at_them(db_session):
+    """A plain DELETE of an allocation, a credit note or a lone payment would change what
+    the customer owes with no trace: the database refuses each (append-only ledger)."""
+    customer = make_customer()
+    inv = make_invoice(customer)
+    payment = make_payment(customer, [(inv, "10.00")])
+    credit = make_credit(inv, "5.00")
+    lone = Payment(
+        customer_id=customer.id,
+        reference="PAY-UNALLOCATED",
+        source="offline",
+        amount_minor=700,  # money no invoice owed: kept as a payment, allocated later
+        currency=customer.currency,
+        paid_on=date(2026, 10, 15),
+    )
+    db.session.add(lone)
+    db.session.flush()
+    for statement, ident in (
+        ("DELETE FROM payment_allocations WHERE payment_id = :id", payment.id),
+        ("DELETE FROM credit_notes WHERE id = :id", credit.id),
+        ("DELETE FROM payments WHERE id = :id", lone.id),
+    ):
+        assert "never deleted" in _refused(statement, id=ident)
+    assert db.session.get(Payment, lone.id) is not None
+
+
 # --- small balances ----------------------------------------------------------------------------
 @pytest.fixture
 def kwd_remainder(db_session):
@@ -394,6 +420,12 @@ def test_every_ledger_trigger_is_in_place_at_head(db_session):
         "trg_credit_notes_links_fixed",
         "trg_payments_links_fixed",
         "trg_invoices_links_fixed",
+        # ledgerguard_f0a6d3c2b1e9: no ledger row is ever deleted
+        "trg_payments_never_deleted",
+        "trg_payment_allocations_never_deleted",
+        "trg_refunds_never_deleted",
+        "trg_refund_allocations_never_deleted",
+        "trg_credit_notes_never_deleted",
     } <= names
 
 
