@@ -8,7 +8,7 @@ payment with no allocation) too, and on PostgreSQL a TRUNCATE. A correction is a
 a refund, a credit note, a reversing allocation.
 
 Revision ID: f0a6d3c2b1e9
-Revises: e1a7b3c9d2f4
+Revises: 5c2b7e9d41a8
 Create Date: 2026-11-30 00:40:00
 
 """
@@ -17,7 +17,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = 'f0a6d3c2b1e9'
-down_revision = 'e1a7b3c9d2f4'
+down_revision = '5c2b7e9d41a8'  # plans-customer's; written on e1a7b3c9d2f4
 branch_labels = None
 depends_on = None
 
