@@ -104,7 +104,9 @@ def read_proposal(
             today=today,
             autopay=given.autopay,
         )
+        schedule_for(read.proposal)  # its dates exist (none past 31 December 9999)
     except (InvalidAmount, ValueError, OverflowError):
+        read.proposal = None
         read.refuse("installments", _("Please check the number of payments and the first date."))
         return read
     read.invoices = sorted(chosen, key=lambda i: (i.invoice.due_date, i.invoice.number))
