@@ -182,3 +182,21 @@ def test_a_first_date_whose_schedule_passes_year_9999_is_refused_in_words(
         assert response.status_code == 400
         assert "Please check the number of payments and the first date." in response.text
         assert 'id="plan-schedule"' not in response.text
+
+
+def test_a_down_payment_with_a_decimal_comma_is_read_as_french_and_german_readers_type_it(
+    client: FlaskClient,
+) -> None:
+    # review-plans: "225,00" was refused ("enter the amount as a number, for example
+    # 120.50") although the dispute form reads a decimal comma
+    customer, invoice, page = _signed_in(client)
+    first = _today(customer) + timedelta(days=14)
+    data = _builder(invoice, csrf_token_from(page), first_payment_date=first.isoformat())
+    response = client.post("/plans/new", data={**data, "down_payment": "225,00"})
+    assert response.status_code == 200
+    assert 'id="plan-schedule"' in response.text
+    assert response.text.count("$156.25") == 12  # 1,875.00 in 12, as with "225.00"
+    # a thousands separator is not a decimal comma: still refused
+    response = client.post("/plans/new", data={**data, "down_payment": "1,000,00"})
+    assert response.status_code == 400
+    assert "Please enter the amount as a number, for example 120.50." in response.text
