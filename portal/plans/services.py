@@ -212,6 +212,14 @@ def _audit(plan: PaymentPlan, action: str, *, actor: Actor, now: datetime, **dat
     )
 
 
+def _lock_plan(plan: PaymentPlan) -> None:
+    """Lock 1 for the plan's customer, then read the plan again: another request may have
+    decided, withdrawn or activated it since this one loaded it (its status and terms
+    as loaded are not to be trusted once the lock is held)."""
+    lock_account_row(plan.customer_id)
+    db.session.refresh(plan)
+
+
 def _move(plan: PaymentPlan, to: PlanStatus, now: datetime) -> None:
     if not can_move(plan.state, to):
         raise PlanTransitionRefused()
@@ -415,7 +423,7 @@ def approve_plan(plan: PaymentPlan, *, actor: Actor, now: datetime) -> PaymentPl
     customer's current policy version (recorded as the one it was approved under).
     PlanTransitionRefused unless pending; PlanRefused when its first payment date has
     passed or its invoices changed meanwhile (nothing written)."""
-    lock_account_row(plan.customer_id)
+    _lock_plan(plan)
     if plan.state is not PlanStatus.PENDING:
         raise PlanTransitionRefused()
     today = customer_today(plan.customer, now)
@@ -444,6 +452,7 @@ def counter_offer(
     countered -> countered); the customer accepts or declines from the email's link.
     The customer's own terms stay in `proposed_terms`. PlanRefused for impossible terms
     (as `propose_plan`), PlanTransitionRefused unless pending or countered."""
+    _lock_plan(plan)
     if plan.state not in (PlanStatus.PENDING, PlanStatus.COUNTERED):
         raise PlanTransitionRefused()
     today = customer_today(plan.customer, now)
@@ -489,7 +498,7 @@ def accept_counter_offer(plan: PaymentPlan, *, actor: Actor, now: datetime) -> P
     """The customer accepts a counter-offer: active at once under the current policy
     version. PlanTransitionRefused unless countered; PlanRefused when the offer's first
     payment date has passed or the invoices changed meanwhile."""
-    lock_account_row(plan.customer_id)
+    _lock_plan(plan)
     if plan.state is not PlanStatus.COUNTERED:
         raise PlanTransitionRefused()
     today = customer_today(plan.customer, now)
@@ -504,6 +513,7 @@ def accept_counter_offer(plan: PaymentPlan, *, actor: Actor, now: datetime) -> P
 def decline_counter_offer(plan: PaymentPlan, *, actor: Actor, now: datetime) -> PaymentPlan:
     """The customer declines a counter-offer: the plan ends as declined and its invoices
     are payable and reminded as before. PlanTransitionRefused unless countered."""
+    _lock_plan(plan)
     if plan.state is not PlanStatus.COUNTERED:
         raise PlanTransitionRefused()
     _move(plan, PlanStatus.DECLINED, now)
@@ -521,6 +531,7 @@ def decline_plan(plan: PaymentPlan, reason: str, *, actor: Actor, now: datetime)
     reason = _clean_reason(reason)
     if not reason:
         raise PlanRefused(_("Give the customer a reason for declining."))
+    _lock_plan(plan)
     if plan.state not in (PlanStatus.PENDING, PlanStatus.COUNTERED):
         raise PlanTransitionRefused()
     _move(plan, PlanStatus.DECLINED, now)
@@ -571,7 +582,7 @@ def cancel_plan(plan: PaymentPlan, *, actor: Actor, now: datetime, reason: str =
     unpaid installments are cancelled and never charged, the rest is due again.
     PlanTransitionRefused when the plan is over, or while a charge of it is in flight
     (its outcome must be known first)."""
-    lock_account_row(plan.customer_id)
+    _lock_plan(plan)
     reason = _clean_reason(reason)
     if not can_move(plan.state, PlanStatus.CANCELLED):
         raise PlanTransitionRefused()
