@@ -75,6 +75,15 @@ class PlanCoolingOff(PlanRefused):
     """Self-service plans are refused for a while after a broken plan."""
 
 
+class PlanChanged(PlanRefused):
+    """An invoice of a plan waiting for an answer changed since it was proposed; `number`
+    names it."""
+
+    def __init__(self, number: str, message: str) -> None:
+        super().__init__(message)
+        self.number = number
+
+
 class PlanTransitionRefused(DomainError):
     message = _l("This plan has already been decided, or cannot change that way.")
 
@@ -404,12 +413,13 @@ def _check_invoices_unchanged(plan: PaymentPlan, today: date) -> None:
     for covered in plan.invoices:
         balance = balances.get(covered.invoice_id)
         if balance is None or balance.payable.minor < covered.amount_minor:
-            raise PlanRefused(
+            raise PlanChanged(
+                covered.invoice.number,
                 _(
                     "Invoice %(number)s has changed since the proposal (a payment, a credit"
                     " or a dispute): decline this plan and ask the customer for a new one.",
                     number=covered.invoice.number,
-                )
+                ),
             )
 
 
@@ -502,7 +512,17 @@ def accept_counter_offer(plan: PaymentPlan, *, actor: Actor, now: datetime) -> P
     if plan.state is not PlanStatus.COUNTERED:
         raise PlanTransitionRefused()
     today = customer_today(plan.customer, now)
-    _check_invoices_unchanged(plan, today)
+    try:
+        _check_invoices_unchanged(plan, today)
+    except PlanChanged as error:  # said to the customer, not to staff
+        raise PlanRefused(
+            _(
+                "Invoice %(number)s has changed since this offer was made (a payment, a"
+                " credit or a dispute). Please decline it and set up a new plan, or contact"
+                " us.",
+                number=error.number,
+            )
+        ) from None
     version = policy_version_for(plan.customer, actor=actor, now=now)
     _activate(plan, version, today, now)
     _audit(plan, "plan.counter_accepted", actor=actor, now=now)
