@@ -60,6 +60,8 @@ def current_locale() -> str:
     try:
         locale = g._flask_babel.babel_locale
     except (AttributeError, RuntimeError):  # not chosen yet; no app context
+        locale = None
+    if locale is None:  # also after force_locale restored a locale not yet chosen
         locale = get_locale()
     return _locale_name(locale) if locale is not None else "en"
 

@@ -530,3 +530,20 @@ def test_a_line_in_dispute_cannot_be_disputed_twice(client: FlaskClient, signed_
     response = _post_dispute(client, lines={2: ""})
     assert response.status_code == 400
     assert _count(Dispute) == 1
+
+
+def test_the_thank_you_message_shows_the_amount_in_the_customers_language(
+    client: FlaskClient, uploads: Path
+) -> None:
+    """Review finding: after the dispute's email was queued (rendered under force_locale),
+    the flash said "su disputa de $40.00" in a Spanish page (current_locale fell back to
+    English once Flask-Babel had restored an unset locale)."""
+    customer = make_customer(timezone="UTC", locale="es")
+    make_invoice(customer, number="INV-3L", issue_date=date(2026, 10, 1), lines=THREE_LINES)
+    db.session.commit()
+    login_as(client, customer)
+    response = _post_dispute(client, lines={2: ""})
+    assert response.status_code == 303
+    page = client.get(response.headers["Location"]).text
+    assert "Hemos recibido su disputa de 40,00" in page
+    assert "$40.00" not in page
