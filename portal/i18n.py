@@ -104,6 +104,13 @@ def datetime_filter(value: datetime | None, format: str | None = None) -> str:
     return _format_moment(value, pattern, get_locale(), get_timezone())
 
 
+def datetime_in_zone(value: datetime, zone: tzinfo, format: str | None = "short") -> str:
+    """`datetime_filter` in a given time zone (a customer's own, not the request's):
+    "11/29/26, 9:00 PM" for 02:00 UTC in New York."""
+    pattern = flask_babel._get_format("datetime", format)
+    return _format_moment(value, pattern, get_locale(), zone)
+
+
 @lru_cache(maxsize=16_384)
 def _format_moment(value: datetime, pattern: str | None, locale: Locale, zone: tzinfo) -> str:
     return str(babel_dates.format_datetime(value, pattern, tzinfo=zone, locale=locale))
