@@ -587,6 +587,19 @@ def begin_charge(
     )
 
 
+def checkout_overtaken(customer: Customer, checkout: Checkout, *, now: datetime) -> bool:
+    """True when an open checkout asks more than its invoices (or installment) have payable
+    now (a dispute opened, an offline payment or a credit note since it was started):
+    `begin_charge` would refuse it (AmountNoLongerPayable), so the card page sends the
+    customer back to step 1 rather than offer an amount that cannot be charged. Always
+    False for a plan's installment (its plan page leads the way)."""
+    return (
+        checkout.state == CheckoutStatus.OPEN
+        and checkout.plan_installment_id is None
+        and _owed(customer, checkout, now) < checkout.amount
+    )
+
+
 def _owed(customer: Customer, checkout: Checkout, now: datetime) -> Money:
     """What the checkout may still charge: what its invoices have payable now, or for a
     plan's installment what that installment still asks (`portal.plans.payments`)."""
