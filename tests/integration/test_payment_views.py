@@ -463,3 +463,16 @@ def test_a_checkout_overtaken_by_a_dispute_sends_the_customer_back_to_step_one(c
     step_one = client.get(again.headers["Location"]).text
     assert "What you owe has changed since you started." in step_one
     assert upcoming.number in step_one  # still offered, not pre-chosen
+
+
+def test_a_partial_amount_can_be_typed_with_a_decimal_comma(client, localstripe):
+    """Review finding: step 1 writes amounts as "1,00 US$" in Spanish, French and German,
+    yet refused "80,00" as "not a valid amount" (the dispute form takes it)."""
+    customer, overdue, _upcoming = _customer_with_invoices()
+    login_as(client, customer)
+    _location, page = _card_page(client, _start(client, [overdue.number], "12,34"))
+    assert "Pay $12.34" in page.text
+    # a comma that groups thousands is still no amount (never read as 1.000)
+    response = _start(client, [overdue.number], "1,000")
+    assert response.status_code == 400
+    assert "Please enter a valid amount." in response.text
