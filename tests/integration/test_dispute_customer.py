@@ -582,3 +582,19 @@ def test_the_reply_by_date_and_times_on_the_page_are_the_customers_local_ones(
     assert "Nov 29, 2026" in page  # sent on the customer's day, not Nov 30 (UTC)
     times = re.findall(r"<time datetime=[^>]*>([^<]*)</time>", page)
     assert times == ["11/29/26, 9:00\u202fPM", "11/29/26, 9:00\u202fPM"]  # New York, not UTC
+
+
+def test_several_open_disputes_of_an_invoice_have_links_that_say_which(
+    client: FlaskClient, signed_in
+) -> None:  # type: ignore[no-untyped-def]
+    """Review finding: an invoice with several open disputes showed the same link text,
+    "See your dispute (Open)", for each (WCAG 2.4.4: a link's purpose from its text)."""
+    customer, invoice = signed_in
+    first = _dispute_of(customer, invoice, {1: Money.from_decimal("30.00", "USD")})
+    second = _dispute_of(customer, invoice, {2: None})
+    page = client.get("/invoices/INV-3L").text
+    links = re.findall(r'<a href="/disputes/(\d+)">([^<]*)</a>', page)
+    assert sorted(links) == [
+        (str(first.id), "See your dispute of $30.00 (Open)"),
+        (str(second.id), "See your dispute of $40.00 (Open)"),
+    ]
