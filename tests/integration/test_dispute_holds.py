@@ -315,7 +315,7 @@ def test_a_delivered_dispute_email_opens_the_dispute(app, client, db_session, sm
     # then it arrived once, in Spanish, and its link opens the dispute's page
     assert report.sent == 1
     (received,) = smtp_server.received
-    assert received["Subject"].startswith("Hemos recibido su reclamación de la factura")
+    assert received["Subject"].startswith("Hemos recibido su disputa de la factura")
     text = received.get_body(("plain",)).get_content()
     url = re.search(r"https?://\S+/l/\S+", text).group(0)
     path = "/l/" + url.rsplit("/l/", 1)[1]
