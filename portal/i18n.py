@@ -60,6 +60,8 @@ def current_locale() -> str:
     try:
         locale = g._flask_babel.babel_locale
     except (AttributeError, RuntimeError):  # not chosen yet; no app context
+        locale = None
+    if locale is None:  # also after force_locale restored a locale not yet chosen
         locale = get_locale()
     return _locale_name(locale) if locale is not None else "en"
 
@@ -100,6 +102,13 @@ def datetime_filter(value: datetime | None, format: str | None = None) -> str:
         return str(format_datetime(value, format))  # "now", as Flask-Babel does
     pattern = flask_babel._get_format("datetime", format)  # the app's date_formats
     return _format_moment(value, pattern, get_locale(), get_timezone())
+
+
+def datetime_in_zone(value: datetime, zone: tzinfo, format: str | None = "short") -> str:
+    """`datetime_filter` in a given time zone (a customer's own, not the request's):
+    "11/29/26, 9:00 PM" for 02:00 UTC in New York."""
+    pattern = flask_babel._get_format("datetime", format)
+    return _format_moment(value, pattern, get_locale(), zone)
 
 
 @lru_cache(maxsize=16_384)

@@ -54,7 +54,8 @@ from portal.disputes.queries import get_dispute_for
 from portal.disputes.storage_types import StoredEvidence
 from portal.errors import DomainError
 from portal.extensions import db, limiter
-from portal.i18n import money_filter
+from portal.i18n import datetime_in_zone, money_filter, zone_or_default
+from portal.inputs import accepts_uploads
 from portal.invoices.balances import InvoiceBalance, LineBalance, invoice_balance, line_balances
 from portal.invoices.models import Invoice
 from portal.invoices.queries import get_invoice_for
@@ -184,6 +185,7 @@ def _chosen_amounts(
 
 
 @bp.route("/invoices/<path:number>/dispute", methods=["GET", "POST"])
+@accepts_uploads
 @customer_required
 @_limit_disputes
 @_limit_uploads
@@ -243,6 +245,16 @@ def new(number: str) -> ResponseReturnValue:
 
 
 # --- one dispute -----------------------------------------------------------------------
+def _customer_clock(customer: Customer) -> dict[str, Any]:
+    """`local_day(moment)` and `local_time(moment)` for the templates: dates and times
+    where the customer lives (as the dispute's emails give them), not in UTC."""
+    zone = zone_or_default(customer.timezone)
+    return {
+        "local_day": lambda moment: moment.astimezone(zone).date(),
+        "local_time": lambda moment: datetime_in_zone(moment, zone),
+    }
+
+
 def _render_detail(
     dispute: Dispute,
     reply_form: ReplyForm | None = None,
@@ -251,6 +263,7 @@ def _render_detail(
 ) -> ResponseReturnValue:
     return render_template(
         "disputes/detail.html",
+        **_customer_clock(dispute.customer),
         dispute=dispute,
         statuses=DisputeStatus,
         reply_form=reply_form or ReplyForm(formdata=None),
@@ -267,6 +280,7 @@ def detail(dispute_id: int) -> ResponseReturnValue:
 
 
 @bp.post("/disputes/<int:dispute_id>/reply")
+@accepts_uploads
 @customer_required
 @_limit_uploads
 def reply(dispute_id: int) -> ResponseReturnValue:
@@ -357,4 +371,4 @@ def account_dispute_context(customer: Customer) -> dict[str, Any]:
     """The account page's list of open disputes."""
     from portal.disputes.queries import disputes_for
 
-    return {"open_disputes": disputes_for(customer, open_only=True)}
+    return {"open_disputes": disputes_for(customer, open_only=True), **_customer_clock(customer)}

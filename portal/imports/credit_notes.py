@@ -204,12 +204,21 @@ def _with_lines(
     errors: list[RowError],
 ) -> list[_NewCredit]:
     """The credits that name a line, with its id: the line must be on the invoice, and the
-    credits naming it (earlier ones and the file's) never exceed its amount
-    (`portal.invoices.balances.line_balances` then counts them against that line)."""
+    credits naming it (earlier ones and the file's) never exceed its amount less what
+    open disputes hold on it (`portal.invoices.balances.line_balances` then counts them
+    against that line; a held amount is credited when staff accept the dispute, so an
+    ERP credit of it would credit the line twice)."""
+    from portal.disputes.queries import open_disputes_of_lines
+    from portal.invoices.balances import held_by_line
+
     if not named:
         return []
     invoice_ids = sorted({credit.invoice_id for _, credit, _ in named})
     lines: dict[tuple[int, int], tuple[int, int]] = {}  # (invoice, number) -> (id, left)
+    held: dict[int, int] = {}  # invoice line id -> held by open disputes
+    for invoice_id in {credit.invoice_id for _, credit, number in named}:
+        held.update(held_by_line(invoice_id))
+    holding = open_disputes_of_lines(sorted(held))
     for batch in chunks(invoice_ids):
         credited = (
             select(func.coalesce(func.sum(CreditNote.amount_minor), 0))
@@ -226,7 +235,7 @@ def _with_lines(
             ).where(InvoiceLine.invoice_id.in_(batch))
         )
         for invoice_id, number, line_id, left in rows:
-            lines[(invoice_id, number)] = (line_id, int(left))
+            lines[(invoice_id, number)] = (line_id, int(left) - held.get(line_id, 0))
     found = []
     for csv_line, credit, number in named:
         invoice = invoice_number_of.get(csv_line, "")
@@ -236,6 +245,17 @@ def _with_lines(
             continue
         line_id, left = line
         if credit.amount.minor > left:
+            if line_id in holding:
+                errors.append(
+                    RowError(
+                        csv_line,
+                        f"credit note of {credit.amount} is more than the "
+                        f"{Money(max(left, 0), credit.amount.currency)} not yet credited or "
+                        f"disputed on line {number} of invoice {invoice!r} "
+                        f"(dispute {holding[line_id]} is open)",
+                    )
+                )
+                continue
             errors.append(
                 RowError(
                     csv_line,

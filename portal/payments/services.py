@@ -29,6 +29,7 @@ commits: the view, CLI command or job that calls them does.
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ from portal.customers.models import Customer
 from portal.customers.queries import customer_today
 from portal.extensions import db
 from portal.i18n import current_locale
-from portal.money import AmountTooLarge, InvalidAmount, Money
+from portal.money import AmountTooLarge, InvalidAmount, Money, minor_unit_exponent
 from portal.payments.card_advice import card_advice_message
 from portal.payments.card_testing import check_card_attempts_left, record_card_failure
 from portal.payments.checkouts import (
@@ -220,6 +221,19 @@ def _amount_error(problem: AmountProblem, selection: Selection) -> InvalidPaymen
             return InvalidPaymentAmount(_("Please enter an amount greater than zero."))
 
 
+_DECIMAL_COMMA = re.compile(r"^(\d+),(\d+)$")
+
+
+def _decimal_point(text: str, currency: str) -> str:
+    """ "12,34" as "12.34" (how es, fr and de write decimals; the disputes form reads it
+    alike), when the digits after the comma are no more than the currency's decimals:
+    "1,000" USD stays as typed (a thousands separator, refused as no amount)."""
+    comma = _DECIMAL_COMMA.match(text)
+    if comma and len(comma.group(2)) <= minor_unit_exponent(currency):
+        return f"{comma.group(1)}.{comma.group(2)}"
+    return text
+
+
 def _checked_amount(selection: Selection, amount_text: str | None) -> Money:
     """The amount to charge: all that is payable in `selection`, or `amount_text` (major
     units) if given; InvalidPaymentAmount if it is not a number Stripe can take, above
@@ -227,7 +241,10 @@ def _checked_amount(selection: Selection, amount_text: str | None) -> Money:
     amount = selection.total
     if amount_text and amount_text.strip():
         try:
-            amount = Money.from_decimal(amount_text.strip(), selection.total.currency)
+            amount = Money.from_decimal(
+                _decimal_point(amount_text.strip(), selection.total.currency),
+                selection.total.currency,
+            )
         except AmountTooLarge:  # a number, larger than anything payable
             raise _amount_error(AmountProblem.ABOVE_PAYABLE, selection) from None
         except InvalidAmount:
@@ -584,6 +601,19 @@ def begin_charge(
         amount=checkout.amount,
         stripe_customer_id=str(account.stripe_customer_id),
         payment_method_id=card.payment_method_id,
+    )
+
+
+def checkout_overtaken(customer: Customer, checkout: Checkout, *, now: datetime) -> bool:
+    """True when an open checkout asks more than its invoices (or installment) have payable
+    now (a dispute opened, an offline payment or a credit note since it was started):
+    `begin_charge` would refuse it (AmountNoLongerPayable), so the card page sends the
+    customer back to step 1 rather than offer an amount that cannot be charged. Always
+    False for a plan's installment (its plan page leads the way)."""
+    return (
+        checkout.state == CheckoutStatus.OPEN
+        and checkout.plan_installment_id is None
+        and _owed(customer, checkout, now) < checkout.amount
     )
 
 

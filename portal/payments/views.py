@@ -19,6 +19,7 @@ from portal.payments import receipt as receipts
 from portal.payments.card_advice import card_advice_message
 from portal.payments.card_testing import limit_card_actions, record_card_failure
 from portal.payments.errors import (
+    AmountNoLongerPayable,
     CardAttemptsExhausted,
     CardNotUsable,
     CheckoutNotOpen,
@@ -49,6 +50,7 @@ from portal.payments.queries import (
 from portal.payments.services import (
     authentication_secret,
     begin_charge,
+    checkout_overtaken,
     finish_charge,
     payment_minimum,
     prepare_card_form,
@@ -79,6 +81,14 @@ def _checkout_or_404(checkout_id: int) -> Checkout:
     if checkout is None:
         abort(404)  # someone else's checkout is "not found", never "forbidden"
     return checkout
+
+
+def _back_to_step_one(checkout: Checkout):  # type: ignore[no-untyped-def]
+    """What the checkout was for no longer is payable as it stands: say so, and start
+    again from step 1 with its invoices chosen."""
+    flash(str(AmountNoLongerPayable.message), "error")
+    numbers = [ci.invoice.number for ci in checkout.invoices]
+    return redirect(url_for("payments.choose", invoice=numbers))
 
 
 def _payable_now() -> list[PayableItem]:
@@ -218,6 +228,8 @@ def card(checkout_id: int):  # type: ignore[no-untyped-def]
     if checkout.state == CheckoutStatus.CANCELED:
         flash(_("This payment was cancelled. Nothing was charged by it."), "info")
         return redirect(url_for("payments.choose"))
+    if checkout_overtaken(current_customer(), checkout, now=utcnow()):
+        return _back_to_step_one(checkout)
     context = {
         "checkout": checkout,
         "planned": _planned(checkout),
@@ -278,6 +290,12 @@ def confirm(checkout_id: int):  # type: ignore[no-untyped-def]
     except CardAttemptsExhausted:
         db.session.rollback()  # the card page says so
         return redirect(url_for("payments.card", checkout_id=checkout.id))
+    except AmountNoLongerPayable as error:
+        db.session.rollback()
+        if checkout.plan_installment_id is not None:
+            flash(str(error.message), "error")
+            return redirect(url_for("payments.card", checkout_id=checkout.id))
+        return _back_to_step_one(checkout)
     except DomainError as error:
         db.session.rollback()
         if isinstance(error, CardNotUsable):  # counts towards the day's cap (card testing)

@@ -318,15 +318,30 @@ def test_a_refusal_by_the_service_removes_the_files_already_stored(
 def test_a_request_larger_than_the_limit_gets_a_friendly_413(
     app: Flask, client: FlaskClient, signed_in, monkeypatch: pytest.MonkeyPatch, uploads: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    assert app.config["MAX_CONTENT_LENGTH"] == 5 * 10 * 1024 * 1024 + 1024 * 1024
+    assert app.config["UPLOAD_MAX_CONTENT_LENGTH"] == 5 * 10 * 1024 * 1024 + 1024 * 1024
     token = _form_token(client)
-    monkeypatch.setitem(app.config, "MAX_CONTENT_LENGTH", 1024 * 1024)
+    monkeypatch.setitem(app.config, "UPLOAD_MAX_CONTENT_LENGTH", 1024 * 1024)
     response = _post_dispute(
         client, token=token, evidence=[(b"%PDF-" + b"x" * 2 * 1024 * 1024, "a.pdf", "x")]
     )
     assert response.status_code == 413
     assert "The upload is too large" in response.text
     assert "Traceback" not in response.text
+    _nothing_saved(uploads)
+
+
+def test_only_the_evidence_forms_take_large_bodies(
+    client: FlaskClient, signed_in, uploads: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """A 2 MiB body is refused (413) on any other form, before anything reads it; the
+    dispute form takes the same body (and refuses the file on its merits, 400)."""
+    token = _form_token(client)
+    big = {"csrf_token": token, "message": "x" * (2 * 1024 * 1024)}
+    assert client.post("/sign-out", data=big).status_code == 413
+    response = _post_dispute(
+        client, token=token, evidence=[(b"%PDF-" + b"x" * 2 * 1024 * 1024, "a.pdf", "x")]
+    )
+    assert response.status_code == 400
     _nothing_saved(uploads)
 
 
@@ -530,3 +545,71 @@ def test_a_line_in_dispute_cannot_be_disputed_twice(client: FlaskClient, signed_
     response = _post_dispute(client, lines={2: ""})
     assert response.status_code == 400
     assert _count(Dispute) == 1
+
+
+def test_the_thank_you_message_shows_the_amount_in_the_customers_language(
+    client: FlaskClient, uploads: Path
+) -> None:
+    """Review finding: after the dispute's email was queued (rendered under force_locale),
+    the flash said "su disputa de $40.00" in a Spanish page (current_locale fell back to
+    English once Flask-Babel had restored an unset locale)."""
+    customer = make_customer(timezone="UTC", locale="es")
+    make_invoice(customer, number="INV-3L", issue_date=date(2026, 10, 1), lines=THREE_LINES)
+    db.session.commit()
+    login_as(client, customer)
+    response = _post_dispute(client, lines={2: ""})
+    assert response.status_code == 303
+    page = client.get(response.headers["Location"]).text
+    assert "Hemos recibido su disputa de 40,00" in page
+    assert "$40.00" not in page
+
+
+def test_the_reply_by_date_and_times_on_the_page_are_the_customers_local_ones(
+    client: FlaskClient, uploads: Path
+) -> None:
+    """Review finding: the email said "reply by Dec 13" (the customer's day) while the
+    page said Dec 14 (the UTC day), and the page's times were UTC for a New York
+    customer."""
+    from datetime import UTC, datetime
+
+    from portal.notifications.models import OutboxMessage
+
+    customer = make_customer(timezone="America/New_York")
+    invoice = make_invoice(
+        customer, number="INV-3L", issue_date=date(2026, 10, 1), lines=THREE_LINES
+    )
+    asked = datetime(2026, 11, 30, 2, 0, tzinfo=UTC)  # Nov 29, 9:00 PM in New York
+    dispute = services.open_dispute(
+        customer, invoice, {2: None}, "damaged", "", [],
+        actor=Actor.customer(customer), now=asked,
+    )  # fmt: skip
+    services.ask_for_information(
+        dispute, "A photo, please?", actor=Actor.staff(make_staff()), now=asked
+    )
+    db.session.commit()
+    login_as(client, customer)
+    page = client.get(f"/disputes/{dispute.id}").text
+    email = db.session.scalars(
+        select(OutboxMessage).where(OutboxMessage.kind == "dispute_info_requested")
+    ).one()
+    assert "Please reply by Dec 13, 2026." in email.body_text
+    assert "Please answer below by Dec 13, 2026." in page
+    assert "Nov 29, 2026" in page  # sent on the customer's day, not Nov 30 (UTC)
+    times = re.findall(r"<time datetime=[^>]*>([^<]*)</time>", page)
+    assert times == ["11/29/26, 9:00\u202fPM", "11/29/26, 9:00\u202fPM"]  # New York, not UTC
+
+
+def test_several_open_disputes_of_an_invoice_have_links_that_say_which(
+    client: FlaskClient, signed_in
+) -> None:  # type: ignore[no-untyped-def]
+    """Review finding: an invoice with several open disputes showed the same link text,
+    "See your dispute (Open)", for each (WCAG 2.4.4: a link's purpose from its text)."""
+    customer, invoice = signed_in
+    first = _dispute_of(customer, invoice, {1: Money.from_decimal("30.00", "USD")})
+    second = _dispute_of(customer, invoice, {2: None})
+    page = client.get("/invoices/INV-3L").text
+    links = re.findall(r'<a href="/disputes/(\d+)">([^<]*)</a>', page)
+    assert sorted(links) == [
+        (str(first.id), "See your dispute of $30.00 (Open)"),
+        (str(second.id), "See your dispute of $40.00 (Open)"),
+    ]

@@ -315,7 +315,7 @@ def test_a_delivered_dispute_email_opens_the_dispute(app, client, db_session, sm
     # then it arrived once, in Spanish, and its link opens the dispute's page
     assert report.sent == 1
     (received,) = smtp_server.received
-    assert received["Subject"].startswith("Hemos recibido su reclamación de la factura")
+    assert received["Subject"].startswith("Hemos recibido su disputa de la factura")
     text = received.get_body(("plain",)).get_content()
     url = re.search(r"https?://\S+/l/\S+", text).group(0)
     path = "/l/" + url.rsplit("/l/", 1)[1]
@@ -364,3 +364,45 @@ def test_an_imported_credit_note_can_name_the_line_it_credits(request_ctx):
         (0, 10000),
         (1500, 500),
     ]
+
+
+def test_an_imported_credit_note_cannot_credit_what_an_open_dispute_holds(request_ctx):
+    """Review finding: an ERP credit naming a line an open dispute holds credited the line
+    twice once staff accepted (and meanwhile held the undisputed line out of `payable`)."""
+    from portal.disputes.services import accept
+    from portal.invoices.balances import invoice_balance
+
+    make_customer(account_number="H-1", timezone="America/New_York")
+    _import(
+        "H-1,INV-H,2026-10-01,2026-10-31,USD,1,Widgets,1,100.00,\n"
+        "H-1,INV-H,2026-10-01,2026-10-31,USD,2,Fee,1,100.00,\n"
+    )
+    invoice = db.session.scalars(select(Invoice).where(Invoice.number == "INV-H")).one()
+    dispute = _dispute(invoice, {1: Money.from_decimal("60.00", "USD")}, utcnow())
+    header = (
+        "account_number,credit_note_reference,invoice_number,issued_on,amount,currency,"
+        "line_number\n"
+    )
+
+    def credits(text):
+        return import_file(
+            "credit-notes", io.StringIO(header + text), now=utcnow(), actor=Actor.importer("t")
+        )
+
+    # when the ERP credits line 1 in full while 60.00 of it is held by the open dispute
+    with pytest.raises(ImportFailed) as failure:
+        credits("H-1,CN-H1,INV-H,2026-11-01,100.00,USD,1\n")
+    # then it is refused, naming the dispute; what is not held can still be credited
+    assert [(e.line, e.message) for e in failure.value.errors] == [
+        (
+            2,
+            "credit note of 100.00 USD is more than the 40.00 USD not yet credited or "
+            f"disputed on line 1 of invoice 'INV-H' (dispute {dispute.id} is open)",
+        )
+    ]
+    assert credits("H-1,CN-H2,INV-H,2026-11-01,40.00,USD,1\n").created == 1
+    # and accepting the dispute then credits line 1 exactly once in all: 100.00
+    accept(dispute, actor=STAFF, now=utcnow())
+    db.session.expire_all()
+    balance = invoice_balance(invoice, date(2026, 11, 2))
+    assert (balance.credited.minor, balance.payable.minor) == (10000, 10000)

@@ -527,7 +527,7 @@ def test_each_step_emails_the_customer_once_with_a_link_to_the_dispute():
 @pytest.mark.parametrize(
     ("locale", "subject"),
     [
-        ("es", "Hemos recibido su reclamación de la factura"),
+        ("es", "Hemos recibido su disputa de la factura"),
         ("fr", "Nous avons reçu votre contestation de la facture"),
         ("de", "Wir haben Ihre Reklamation zur Rechnung"),
     ],

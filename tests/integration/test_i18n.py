@@ -180,3 +180,16 @@ def test_the_cached_datetime_filter_writes_what_flask_babel_writes(app, locale, 
         if zone != "UTC":  # the zone is part of the key: the same moment, another text
             _get_current_context().babel_tzinfo = pytz.timezone("UTC")
             assert datetime_filter(moments[0], "short") != rendered
+
+
+def test_spanish_names_a_dispute_one_way_everywhere():
+    """Review finding: the Spanish pages say "disputa" ("Disputar un cargo", "Su disputa")
+    while the emails and some refusals said "reclamación": a customer reading "Su
+    reclamación … no ha sido aceptada" could not tell it was the dispute they opened."""
+    catalog = _catalog("es")
+    other_word = [
+        message.id
+        for message in catalog
+        if message.id and isinstance(message.string, str) and "reclamaci" in message.string
+    ]
+    assert other_word == []

@@ -433,3 +433,46 @@ def test_a_second_tab_waits_while_the_first_is_with_the_bank(client, localstripe
     assert response.headers["Location"] == second
     assert "Another payment of yours is being processed" in client.get(second).text
     assert localstripe.charged() == []
+
+
+def test_a_checkout_overtaken_by_a_dispute_sends_the_customer_back_to_step_one(client, localstripe):
+    """Review finding: a card page opened before a dispute kept offering its old amount
+    (every click refused) and spread that amount over invoices never chosen."""
+    from portal.audit.actors import Actor
+    from portal.disputes.services import open_dispute
+
+    customer, overdue, upcoming = _customer_with_invoices()
+    login_as(client, customer)
+    location, page = _card_page(client, _start(client, [overdue.number]))
+    assert "Pay $150.00" in page.text
+    # when the customer disputes 100.00 of the invoice in another tab
+    open_dispute(
+        customer, overdue, {1: None}, "damaged", "", [],
+        actor=Actor.customer(customer), now=utcnow(),
+    )  # fmt: skip
+    db.session.commit()
+    # then paying on the old card page charges nothing and leads back to step 1
+    response = _confirm(client, localstripe, location, page)
+    assert response.status_code == 302
+    assert response.headers["Location"] == f"/pay?invoice={overdue.number}"
+    assert localstripe.charged() == []
+    # and so does opening the old card page again: nothing says $150.00 would go anywhere
+    again = client.get(location)
+    assert again.status_code == 302
+    assert again.headers["Location"] == f"/pay?invoice={overdue.number}"
+    step_one = client.get(again.headers["Location"]).text
+    assert "What you owe has changed since you started." in step_one
+    assert upcoming.number in step_one  # still offered, not pre-chosen
+
+
+def test_a_partial_amount_can_be_typed_with_a_decimal_comma(client, localstripe):
+    """Review finding: step 1 writes amounts as "1,00 US$" in Spanish, French and German,
+    yet refused "80,00" as "not a valid amount" (the dispute form takes it)."""
+    customer, overdue, _upcoming = _customer_with_invoices()
+    login_as(client, customer)
+    _location, page = _card_page(client, _start(client, [overdue.number], "12,34"))
+    assert "Pay $12.34" in page.text
+    # a comma that groups thousands is still no amount (never read as 1.000)
+    response = _start(client, [overdue.number], "1,000")
+    assert response.status_code == 400
+    assert "Please enter a valid amount." in response.text

@@ -50,12 +50,17 @@
       return formatter.format(minor / Math.pow(10, exponent));
     }
 
-    // Major units typed as the server reads them ("120", "120.5"), in minor units; null
-    // when it is not such a number (the server then says what is wrong).
+    // Major units typed as the server reads them ("120", "120.5", or "120,50" with no
+    // more digits after the comma than the currency has), in minor units; null when it
+    // is not such a number (the server then says what is wrong).
     function typedMinor() {
       var text = amountInput ? amountInput.value.trim() : "";
       if (text === "") {
         return undefined;
+      }
+      var comma = /^(\d+),(\d+)$/.exec(text);
+      if (comma && comma[2].length <= exponent) {
+        text = comma[1] + "." + comma[2];
       }
       var match = /^(\d+)(?:\.(\d*))?$/.exec(text);
       if (!match) {
