@@ -133,8 +133,11 @@ class AutopayReport:
     unknown: int = 0  # no answer from Stripe: asked again after STALE_AFTER
     skipped: int = 0  # not due, another runner has it, or nothing is left to charge
     errors: int = 0
+    unconfigured: bool = False  # no card payments configured: nothing can be charged
 
     def summary(self) -> str:
+        if self.unconfigured:
+            return "card payments are not configured (STRIPE_SECRET_KEY): no installment charged"
         return (
             f"{self.charged} installments charged, {self.failed} failed, "
             f"{self.unknown} without an answer, {self.skipped} skipped, {self.errors} errors"
@@ -174,6 +177,7 @@ def charge_due_installments(*, now: datetime, runner: str) -> AutopayReport:
     try:
         gateway = current_gateway()
     except PaymentsUnavailable:
+        report.unconfigured = True
         return report  # no card payments configured: installments are paid by hand
     rules = collection_rules()
     for installment_id in _candidates(now):

@@ -9,6 +9,7 @@ plan are not), whatever the browser shows. `read_proposal` turns the form's text
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -17,10 +18,14 @@ from flask_babel import gettext as _
 from flask_babel import ngettext
 
 from portal.i18n import date_filter, money_filter
-from portal.money import AmountTooLarge, InvalidAmount, Money
+from portal.money import AmountTooLarge, InvalidAmount, Money, minor_unit_exponent
 from portal.payments.queries import PayableItem
 from portal.plans.policy import Breach, PlanPolicy, Proposal, check, schedule_for, suggest
 from portal.plans.schedule import Frequency, Installment
+
+# "225,00": a decimal comma, as French, German and Spanish readers type an amount (the
+# dispute form reads it too); "1,000,00" is not one.
+_DECIMAL_COMMA = re.compile(r"^(\d+),(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -104,7 +109,9 @@ def read_proposal(
             today=today,
             autopay=given.autopay,
         )
+        schedule_for(read.proposal)  # its dates exist (none past 31 December 9999)
     except (InvalidAmount, ValueError, OverflowError):
+        read.proposal = None
         read.refuse("installments", _("Please check the number of payments and the first date."))
         return read
     read.invoices = sorted(chosen, key=lambda i: (i.invoice.due_date, i.invoice.number))
@@ -115,6 +122,9 @@ def _read_down_payment(read: ReadProposal, text: str | None, total: Money) -> Mo
     cleaned = (text or "").strip()
     if not cleaned:
         return Money.zero(total.currency)
+    comma = _DECIMAL_COMMA.match(cleaned)
+    if comma and 0 < len(comma.group(2)) <= minor_unit_exponent(total.currency):
+        cleaned = f"{comma.group(1)}.{comma.group(2)}"
     try:
         down = Money.from_decimal(cleaned, total.currency)
     except AmountTooLarge:

@@ -75,6 +75,15 @@ class PlanCoolingOff(PlanRefused):
     """Self-service plans are refused for a while after a broken plan."""
 
 
+class PlanChanged(PlanRefused):
+    """An invoice of a plan waiting for an answer changed since it was proposed; `number`
+    names it."""
+
+    def __init__(self, number: str, message: str) -> None:
+        super().__init__(message)
+        self.number = number
+
+
 class PlanTransitionRefused(DomainError):
     message = _l("This plan has already been decided, or cannot change that way.")
 
@@ -210,6 +219,14 @@ def _audit(plan: PaymentPlan, action: str, *, actor: Actor, now: datetime, **dat
             **data,
         },
     )
+
+
+def _lock_plan(plan: PaymentPlan) -> None:
+    """Lock 1 for the plan's customer, then read the plan again: another request may have
+    decided, withdrawn or activated it since this one loaded it (its status and terms
+    as loaded are not to be trusted once the lock is held)."""
+    lock_account_row(plan.customer_id)
+    db.session.refresh(plan)
 
 
 def _move(plan: PaymentPlan, to: PlanStatus, now: datetime) -> None:
@@ -396,12 +413,13 @@ def _check_invoices_unchanged(plan: PaymentPlan, today: date) -> None:
     for covered in plan.invoices:
         balance = balances.get(covered.invoice_id)
         if balance is None or balance.payable.minor < covered.amount_minor:
-            raise PlanRefused(
+            raise PlanChanged(
+                covered.invoice.number,
                 _(
                     "Invoice %(number)s has changed since the proposal (a payment, a credit"
                     " or a dispute): decline this plan and ask the customer for a new one.",
                     number=covered.invoice.number,
-                )
+                ),
             )
 
 
@@ -415,7 +433,7 @@ def approve_plan(plan: PaymentPlan, *, actor: Actor, now: datetime) -> PaymentPl
     customer's current policy version (recorded as the one it was approved under).
     PlanTransitionRefused unless pending; PlanRefused when its first payment date has
     passed or its invoices changed meanwhile (nothing written)."""
-    lock_account_row(plan.customer_id)
+    _lock_plan(plan)
     if plan.state is not PlanStatus.PENDING:
         raise PlanTransitionRefused()
     today = customer_today(plan.customer, now)
@@ -444,6 +462,7 @@ def counter_offer(
     countered -> countered); the customer accepts or declines from the email's link.
     The customer's own terms stay in `proposed_terms`. PlanRefused for impossible terms
     (as `propose_plan`), PlanTransitionRefused unless pending or countered."""
+    _lock_plan(plan)
     if plan.state not in (PlanStatus.PENDING, PlanStatus.COUNTERED):
         raise PlanTransitionRefused()
     today = customer_today(plan.customer, now)
@@ -489,11 +508,21 @@ def accept_counter_offer(plan: PaymentPlan, *, actor: Actor, now: datetime) -> P
     """The customer accepts a counter-offer: active at once under the current policy
     version. PlanTransitionRefused unless countered; PlanRefused when the offer's first
     payment date has passed or the invoices changed meanwhile."""
-    lock_account_row(plan.customer_id)
+    _lock_plan(plan)
     if plan.state is not PlanStatus.COUNTERED:
         raise PlanTransitionRefused()
     today = customer_today(plan.customer, now)
-    _check_invoices_unchanged(plan, today)
+    try:
+        _check_invoices_unchanged(plan, today)
+    except PlanChanged as error:  # said to the customer, not to staff
+        raise PlanRefused(
+            _(
+                "Invoice %(number)s has changed since this offer was made (a payment, a"
+                " credit or a dispute). Please decline it and set up a new plan, or contact"
+                " us.",
+                number=error.number,
+            )
+        ) from None
     version = policy_version_for(plan.customer, actor=actor, now=now)
     _activate(plan, version, today, now)
     _audit(plan, "plan.counter_accepted", actor=actor, now=now)
@@ -504,6 +533,7 @@ def accept_counter_offer(plan: PaymentPlan, *, actor: Actor, now: datetime) -> P
 def decline_counter_offer(plan: PaymentPlan, *, actor: Actor, now: datetime) -> PaymentPlan:
     """The customer declines a counter-offer: the plan ends as declined and its invoices
     are payable and reminded as before. PlanTransitionRefused unless countered."""
+    _lock_plan(plan)
     if plan.state is not PlanStatus.COUNTERED:
         raise PlanTransitionRefused()
     _move(plan, PlanStatus.DECLINED, now)
@@ -521,6 +551,7 @@ def decline_plan(plan: PaymentPlan, reason: str, *, actor: Actor, now: datetime)
     reason = _clean_reason(reason)
     if not reason:
         raise PlanRefused(_("Give the customer a reason for declining."))
+    _lock_plan(plan)
     if plan.state not in (PlanStatus.PENDING, PlanStatus.COUNTERED):
         raise PlanTransitionRefused()
     _move(plan, PlanStatus.DECLINED, now)
@@ -571,7 +602,7 @@ def cancel_plan(plan: PaymentPlan, *, actor: Actor, now: datetime, reason: str =
     unpaid installments are cancelled and never charged, the rest is due again.
     PlanTransitionRefused when the plan is over, or while a charge of it is in flight
     (its outcome must be known first)."""
-    lock_account_row(plan.customer_id)
+    _lock_plan(plan)
     reason = _clean_reason(reason)
     if not can_move(plan.state, PlanStatus.CANCELLED):
         raise PlanTransitionRefused()

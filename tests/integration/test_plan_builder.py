@@ -161,3 +161,42 @@ def test_the_live_preview_is_the_same_preview_without_the_page(client: FlaskClie
 
 def test_the_builder_needs_a_signed_in_customer(client: FlaskClient) -> None:
     assert client.get("/plans/new").status_code in (302, 401)
+
+
+@pytest.mark.parametrize("frequency", ["monthly", "biweekly", "weekly"])
+def test_a_first_date_whose_schedule_passes_year_9999_is_refused_in_words(
+    client: FlaskClient, frequency: str
+) -> None:
+    # review-plans: the preview built the schedule of 9999-12-20 + 1 month and answered 500
+    _customer, invoice, page = _signed_in(client)
+    data = _builder(
+        invoice,
+        csrf_token_from(page),
+        frequency=frequency,
+        installments="3",
+        first_payment_date="9999-12-20",
+    )
+    for submit in ("preview", "accept"):
+        data.pop("preview", None)
+        response = client.post("/plans/new", data={**data, submit: "1", "reason": "Hardship"})
+        assert response.status_code == 400
+        assert "Please check the number of payments and the first date." in response.text
+        assert 'id="plan-schedule"' not in response.text
+
+
+def test_a_down_payment_with_a_decimal_comma_is_read_as_french_and_german_readers_type_it(
+    client: FlaskClient,
+) -> None:
+    # review-plans: "225,00" was refused ("enter the amount as a number, for example
+    # 120.50") although the dispute form reads a decimal comma
+    customer, invoice, page = _signed_in(client)
+    first = _today(customer) + timedelta(days=14)
+    data = _builder(invoice, csrf_token_from(page), first_payment_date=first.isoformat())
+    response = client.post("/plans/new", data={**data, "down_payment": "225,00"})
+    assert response.status_code == 200
+    assert 'id="plan-schedule"' in response.text
+    assert response.text.count("$156.25") == 12  # 1,875.00 in 12, as with "225.00"
+    # a thousands separator is not a decimal comma: still refused
+    response = client.post("/plans/new", data={**data, "down_payment": "1,000,00"})
+    assert response.status_code == 400
+    assert "Please enter the amount as a number, for example 120.50." in response.text

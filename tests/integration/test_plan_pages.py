@@ -24,7 +24,7 @@ from portal.money import Money
 from portal.payments.models import Checkout, Payment
 from portal.plans.models import InstallmentAttempt, PaymentPlan, PlanStatus
 from portal.plans.services import cancel_plan, counter_offer
-from tests.factories import csrf_token_from, login_as, make_customer, make_invoice
+from tests.factories import csrf_token_from, login_as, make_customer, make_invoice, make_payment
 from tests.stripe_journeys import CARD_OK
 
 pytest_plugins = ["tests.stripe_server"]
@@ -396,3 +396,36 @@ def test_a_checkout_left_open_is_not_charged_once_the_plan_ended(
         c for c in localstripe.charged() if c["metadata"].get("portal_customer") == str(customer.id)
     ]
     assert mine == []  # refused before Stripe was asked to charge
+
+
+def test_a_counter_offer_whose_invoice_changed_tells_the_customer_what_to_do(
+    client: FlaskClient,
+) -> None:
+    # review-plans: the customer read the specialist's instruction "decline this plan and
+    # ask the customer for a new one"
+    customer, invoice = _signed_in(client)
+    _accept(client, invoice, installments="12", reason="Hardship")
+    plan = _plan(customer)
+    counter_offer(
+        plan,
+        down_payment=Money(21_000, "USD"),
+        frequency="monthly",
+        installments=9,
+        first_payment_date=_today(customer) + timedelta(days=25),
+        actor=Actor.system(),
+        now=utcnow(),
+    )
+    make_payment(customer, [(invoice, "100.00")])  # paid in part while the offer waits
+    db.session.commit()
+    page = client.get(f"/plans/{plan.id}").text
+    response = client.post(
+        f"/plans/{plan.id}/counter-offer",
+        data={"csrf_token": csrf_token_from(page), "decision": "accept"},
+        follow_redirects=True,
+    )
+    assert _plan(customer).status == PlanStatus.COUNTERED
+    assert "ask the customer" not in response.text
+    assert (
+        f"Invoice {invoice.number} has changed since this offer was made (a payment, a credit"
+        " or a dispute). Please decline it and set up a new plan, or contact us."
+    ) in response.text

@@ -22,6 +22,7 @@ from portal.plans.models import (
     InstallmentStatus,
     PaymentPlan,
     PlanInstallment,
+    PlanInvoice,
     PlanStatus,
     can_move,
 )
@@ -648,3 +649,73 @@ def test_plan_events_join_the_customer_timeline(customer, invoices):
         ),
     ]
     assert entries[0].label == "Payment plan"
+
+
+# --- review-plans: a plan changed by another request after this one loaded it -------------
+def _changed_elsewhere(plan, status):
+    """Another request's committed change that this session's loaded `plan` does not see
+    (as when a customer withdraws while a specialist's page is open): a Core UPDATE."""
+    db.session.flush()
+    db.session.execute(
+        sa.update(PaymentPlan)
+        .where(PaymentPlan.id == plan.id)
+        .values(status=status, ended_at=NOW, end_reason="elsewhere"),
+        execution_options={"synchronize_session": False},
+    )
+    db.session.execute(
+        sa.update(PlanInvoice).where(PlanInvoice.plan_id == plan.id).values(open_invoice_id=None),
+        execution_options={"synchronize_session": False},
+    )
+    assert plan.status != status  # the loaded object is stale
+
+
+@pytest.mark.parametrize(
+    ("start", "elsewhere", "call"),
+    [
+        ("pending", "cancelled", lambda plan: approve_plan(plan, actor=STAFF, now=NOW)),
+        ("pending", "cancelled", lambda plan: decline_plan(plan, "No", actor=STAFF, now=NOW)),
+        (
+            "countered",
+            "declined",
+            lambda plan: accept_counter_offer(plan, actor=Actor.customer(plan.customer), now=NOW),
+        ),
+        (
+            "countered",
+            "cancelled",
+            lambda plan: counter_offer(
+                plan,
+                down_payment=usd("200.00"),
+                frequency=Frequency.MONTHLY,
+                installments=6,
+                first_payment_date=date(2026, 12, 30),
+                actor=STAFF,
+                now=NOW,
+            ),
+        ),
+    ],
+    ids=["approve-withdrawn", "decline-withdrawn", "accept-declined", "counter-withdrawn"],
+)
+def test_a_decision_reads_the_plan_again_under_the_lock(customer, invoices, start, elsewhere, call):
+    plan = outside(customer, invoices)
+    if start == "countered":
+        counter_offer(
+            plan,
+            down_payment=usd("200.00"),
+            frequency=Frequency.MONTHLY,
+            installments=8,
+            first_payment_date=date(2026, 12, 30),
+            actor=STAFF,
+            now=NOW,
+        )
+    _changed_elsewhere(plan, elsewhere)
+    with pytest.raises(PlanTransitionRefused):
+        call(plan)
+    stored = db.session.scalar(
+        select(PaymentPlan.status)
+        .where(PaymentPlan.id == plan.id)
+        .execution_options(populate_existing=True)
+    )
+    assert stored == elsewhere
+    assert not db.session.scalars(
+        select(PlanInstallment).where(PlanInstallment.plan_id == plan.id)
+    ).all()
