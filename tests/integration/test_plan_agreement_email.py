@@ -173,3 +173,20 @@ def test_someone_elses_plan_is_never_attached(db_session, smtp_server):
     db.session.expire_all()
     assert "LookupError" in db.session.get(OutboxMessage, message.id).last_error
 
+
+
+def test_the_dev_mailbox_and_console_name_the_attachment(app, client, db_session, capsys):
+    from portal.notifications.sender import ConsoleSender
+
+    customer = make_customer(locale="de", timezone="UTC")
+    plan = _plan(customer)
+    message = db.session.query(OutboxMessage).filter_by(customer_id=customer.id).one()
+    app.config["DEV_MAILBOX"] = True
+    try:
+        detail = client.get(f"/dev/mailbox/{message.id}")
+    finally:
+        app.config["DEV_MAILBOX"] = False
+    assert f"plan_agreement:{plan.id}" in detail.text
+    # the console sender (development) shows the file made for this send, in German
+    assert deliver_due_messages(ConsoleSender(), now=NOW, runner="console").sent == 1
+    assert f"attached: ratenplan-PP-{plan.id}.pdf" in capsys.readouterr().out
