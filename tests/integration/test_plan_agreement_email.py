@@ -113,7 +113,8 @@ def test_an_english_activation_email_names_the_file_in_english(db_session, smtp_
     ((filename, mimetype, pdf),) = _attachments(smtp_server.received[0])
     assert (filename, mimetype) == (f"payment-plan-PP-{plan.id}.pdf", "application/pdf")
     text = _text(pdf)
-    assert "$150.00" in text and "$1,000.00" in text
+    assert "$150.00" in text
+    assert "$1,000.00" in text
     assert "If an installment is missed" in text
 
 
@@ -172,7 +173,6 @@ def test_someone_elses_plan_is_never_attached(db_session, smtp_server):
     assert smtp_server.received == []
     db.session.expire_all()
     assert "LookupError" in db.session.get(OutboxMessage, message.id).last_error
-
 
 
 def test_the_dev_mailbox_and_console_name_the_attachment(app, client, db_session, capsys):
