@@ -180,3 +180,21 @@ def test_the_cached_datetime_filter_writes_what_flask_babel_writes(app, locale, 
         if zone != "UTC":  # the zone is part of the key: the same moment, another text
             _get_current_context().babel_tzinfo = pytz.timezone("UTC")
             assert datetime_filter(moments[0], "short") != rendered
+
+
+@pytest.mark.parametrize("locale", ["es", "fr", "de"])
+def test_money_keeps_the_request_locale_after_a_force_locale_block(app, locale):
+    """An email rendered under `force_locale` before the request asked for its locale
+    (a dispute opened on a POST) puts back "not chosen yet"; amounts formatted after it
+    are in the request's language, not English."""
+    from flask_babel import force_locale
+
+    from portal.i18n import current_locale, money_filter
+    from portal.money import Money
+
+    headers = {"Accept-Language": locale}
+    with app.test_request_context("/", headers=headers):
+        with force_locale("en"):  # e.g. the email of a customer whose stored locale is en
+            pass
+        assert current_locale() == locale
+        assert money_filter(Money(4000, "USD")) == Money(4000, "USD").format(locale)
