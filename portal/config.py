@@ -143,9 +143,11 @@ class Config:
     EVIDENCE_MAX_FILES = _env_int("EVIDENCE_MAX_FILES", 5)
     EVIDENCE_MAX_BYTES = _env_int("EVIDENCE_MAX_BYTES", 10 * 1024 * 1024)
     EVIDENCE_MAX_PIXELS = _env_int("EVIDENCE_MAX_PIXELS", 64_000_000)
-    # A request may carry the most evidence a form allows plus the form's fields (1 MiB:
-    # a 5,000-character message is 20 KB in UTF-8); anything larger is a friendly 413.
-    MAX_CONTENT_LENGTH = EVIDENCE_MAX_FILES * EVIDENCE_MAX_BYTES + 1024 * 1024
+    # A request body is at most 1 MiB (a 5,000-character message is 20 KB in UTF-8); a
+    # view that takes evidence (`inputs.accepts_uploads`) may take the most evidence a
+    # form allows plus its fields. Anything larger is a friendly 413.
+    MAX_CONTENT_LENGTH = 1024 * 1024
+    UPLOAD_MAX_CONTENT_LENGTH = EVIDENCE_MAX_FILES * EVIDENCE_MAX_BYTES + 1024 * 1024
     # Per account: disputes opened (only a dispute actually opened counts), and every POST
     # that may carry evidence (each file is parsed: it costs CPU even when refused).
     DISPUTE_RATE_LIMIT = os.environ.get("DISPUTE_RATE_LIMIT", "10 per hour; 30 per day")

@@ -8,16 +8,21 @@ Each kind of input has one gate here:
   (`local_redirect_target`);
 - the Referer header, which Flask-WTF parses on HTTPS (`CSRFProtect` in `extensions`);
 - NUL characters anywhere in the path, query or form: PostgreSQL's text cannot hold one
-  (psycopg raises DataError), and no person types one (`refuse_nul_characters`).
+  (psycopg raises DataError), and no person types one (`refuse_nul_characters`);
+- the size of a request body: MAX_CONTENT_LENGTH (1 MiB, any form), raised to
+  UPLOAD_MAX_CONTENT_LENGTH only for the views marked `accepts_uploads` (dispute
+  evidence), before anything reads the body (`allow_uploads_where_accepted`).
 Amounts have theirs in `portal.money.parse_decimal`.
 """
 
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable
+from typing import TypeVar
 from urllib.parse import urlsplit
 
-from flask import Flask, abort, request
+from flask import Flask, abort, current_app, request
 from werkzeug.datastructures import MultiDict
 from werkzeug.routing import IntegerConverter, Map
 
@@ -87,7 +92,27 @@ def refuse_nul_characters() -> None:
         abort(400)
 
 
+View = TypeVar("View", bound=Callable[..., object])
+
+
+def accepts_uploads(view: View) -> View:
+    """Mark a view whose form carries files: its request may be as large as
+    UPLOAD_MAX_CONTENT_LENGTH; every other request stops at MAX_CONTENT_LENGTH (a 413).
+    Put it right under the route decorator (the function the route registers)."""
+    view.accepts_uploads = True  # type: ignore[attr-defined]
+    return view
+
+
+def allow_uploads_where_accepted() -> None:
+    """Before anything reads the body (the NUL gate, CSRF, the view): raise this
+    request's size limit when its view accepts uploads (Flask 3.1 per-request limit)."""
+    view = current_app.view_functions.get(request.endpoint or "")
+    if view is not None and getattr(view, "accepts_uploads", False):
+        request.max_content_length = current_app.config["UPLOAD_MAX_CONTENT_LENGTH"]
+
+
 def init_inputs(app: Flask) -> None:
     """Route ids bounded, and the request-wide gates run before anything else."""
     app.url_map.converters["int"] = RowIdConverter
+    app.before_request(allow_uploads_where_accepted)
     app.before_request(refuse_nul_characters)

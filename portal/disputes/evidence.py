@@ -229,7 +229,7 @@ def _with_extension(name: str, content_type: str) -> str:
 
 def _read_limited(upload: Upload, limit: int) -> bytes:
     """At most `limit + 1` bytes: enough to tell that a file is over the limit without
-    reading a bigger one into memory (MAX_CONTENT_LENGTH bounds the request anyway)."""
+    reading a bigger one into memory (UPLOAD_MAX_CONTENT_LENGTH bounds the request anyway)."""
     stream = upload.stream
     if hasattr(stream, "seek"):
         stream.seek(0)

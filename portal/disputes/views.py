@@ -55,6 +55,7 @@ from portal.disputes.storage_types import StoredEvidence
 from portal.errors import DomainError
 from portal.extensions import db, limiter
 from portal.i18n import money_filter
+from portal.inputs import accepts_uploads
 from portal.invoices.balances import InvoiceBalance, LineBalance, invoice_balance, line_balances
 from portal.invoices.models import Invoice
 from portal.invoices.queries import get_invoice_for
@@ -184,6 +185,7 @@ def _chosen_amounts(
 
 
 @bp.route("/invoices/<path:number>/dispute", methods=["GET", "POST"])
+@accepts_uploads
 @customer_required
 @_limit_disputes
 @_limit_uploads
@@ -267,6 +269,7 @@ def detail(dispute_id: int) -> ResponseReturnValue:
 
 
 @bp.post("/disputes/<int:dispute_id>/reply")
+@accepts_uploads
 @customer_required
 @_limit_uploads
 def reply(dispute_id: int) -> ResponseReturnValue:

@@ -318,15 +318,30 @@ def test_a_refusal_by_the_service_removes_the_files_already_stored(
 def test_a_request_larger_than_the_limit_gets_a_friendly_413(
     app: Flask, client: FlaskClient, signed_in, monkeypatch: pytest.MonkeyPatch, uploads: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    assert app.config["MAX_CONTENT_LENGTH"] == 5 * 10 * 1024 * 1024 + 1024 * 1024
+    assert app.config["UPLOAD_MAX_CONTENT_LENGTH"] == 5 * 10 * 1024 * 1024 + 1024 * 1024
     token = _form_token(client)
-    monkeypatch.setitem(app.config, "MAX_CONTENT_LENGTH", 1024 * 1024)
+    monkeypatch.setitem(app.config, "UPLOAD_MAX_CONTENT_LENGTH", 1024 * 1024)
     response = _post_dispute(
         client, token=token, evidence=[(b"%PDF-" + b"x" * 2 * 1024 * 1024, "a.pdf", "x")]
     )
     assert response.status_code == 413
     assert "The upload is too large" in response.text
     assert "Traceback" not in response.text
+    _nothing_saved(uploads)
+
+
+def test_only_the_evidence_forms_take_large_bodies(
+    client: FlaskClient, signed_in, uploads: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """A 2 MiB body is refused (413) on any other form, before anything reads it; the
+    dispute form takes the same body (and refuses the file on its merits, 400)."""
+    token = _form_token(client)
+    big = {"csrf_token": token, "message": "x" * (2 * 1024 * 1024)}
+    assert client.post("/sign-out", data=big).status_code == 413
+    response = _post_dispute(
+        client, token=token, evidence=[(b"%PDF-" + b"x" * 2 * 1024 * 1024, "a.pdf", "x")]
+    )
+    assert response.status_code == 400
     _nothing_saved(uploads)
 
 
