@@ -56,7 +56,12 @@ def select_locale() -> str:
 
 def current_locale() -> str:
     """The request's language ("en", "es"…); every amount and date on a page asks for it,
-    so the locale Flask-Babel keeps in `g` is read directly once it has been chosen."""
+    so the locale Flask-Babel keeps in `g` is read directly once it has been chosen.
+
+    Not chosen yet is either no attribute or None: a `force_locale` block (an email in
+    the customer's language) run before anything on the request asked for the locale puts
+    back None when it ends, and the request's locale is then still to be chosen (reading
+    None as English wrote "$40.00" into a Spanish sentence)."""
     try:
         locale = g._flask_babel.babel_locale
     except (AttributeError, RuntimeError):  # not chosen yet; no app context

@@ -40,6 +40,16 @@ class AmountRefused(ValueError):
     """The amount typed for a line is not an amount of the invoice's currency."""
 
 
+def with_decimal_point(text: str, currency: str) -> str:
+    """ "12,50" (a decimal comma, as es/fr/de write it) as "12.50"; anything else as given.
+    Only one comma followed by 1 to the currency's number of decimals: "1,234" in USD is
+    left alone (a thousands separator, refused later as not a plain number)."""
+    comma = _DECIMAL_COMMA.match(text)
+    if comma and 0 < len(comma.group(2)) <= minor_unit_exponent(currency):
+        return f"{comma.group(1)}.{comma.group(2)}"
+    return text
+
+
 def parse_line_amount(text: str, currency: str) -> Money | None:
     """An amount typed for a line, in major units ("12.50", or "12,50"), as Money; None
     when empty (the whole disputable amount). Raises AmountRefused (message translated)
@@ -48,9 +58,7 @@ def parse_line_amount(text: str, currency: str) -> Money | None:
     if not cleaned:
         return None
     exponent = minor_unit_exponent(currency)
-    comma = _DECIMAL_COMMA.match(cleaned)
-    if comma and 0 < len(comma.group(2)) <= exponent:
-        cleaned = f"{comma.group(1)}.{comma.group(2)}"
+    cleaned = with_decimal_point(cleaned, currency)
     try:
         value = parse_decimal(cleaned)
     except MoneyError:

@@ -33,6 +33,7 @@ from portal.db import utcnow
 from portal.disputes import services
 from portal.disputes.ages import DEFAULT_TARGET_BUSINESS_DAYS
 from portal.disputes.evidence import evidence_response, serves_evidence
+from portal.disputes.forms import with_decimal_point
 from portal.disputes.models import REASON_LABELS, Dispute, DisputeFile
 from portal.disputes.queries import get_dispute
 from portal.disputes.services import DisputeTransitionRefused
@@ -259,7 +260,9 @@ def accept_in_part(dispute_id: int) -> ResponseReturnValue:
     if form.validate_on_submit():
         for number, text in form.credit_texts().items():
             try:
-                credits[number] = Money.from_decimal(text, dispute.currency)
+                credits[number] = Money.from_decimal(
+                    with_decimal_point(text, dispute.currency), dispute.currency
+                )
             except MoneyError:
                 form.credit_field(number).errors = [
                     _("Please enter the amount as a number, for example 120.50.")

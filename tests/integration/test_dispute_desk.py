@@ -529,6 +529,16 @@ def test_accept_in_part_credits_what_is_typed_per_line(
     assert _audits(dispute)[-1][0] == "dispute.partly_accepted"
 
 
+def test_accept_in_part_takes_a_decimal_comma(staff_client: FlaskClient, invoice: Invoice) -> None:
+    """ "40,00", as a specialist working in Spanish, French or German writes it (the page
+    shows them "40,00 US$"), is 40.00, as on the customer's dispute form."""
+    dispute = _opened(invoice, {1: "80.00", 2: None})
+    _decide(staff_client, dispute, "accept-in-part", **{"credit-1": "40,00", "reason": "r"})
+    db.session.refresh(dispute)
+    assert dispute.status == "partly_accepted"
+    assert _credits(dispute) == [(1, 4000, "dispute")]
+
+
 @pytest.mark.parametrize(
     ("fields", "status", "message"),
     [
@@ -537,6 +547,7 @@ def test_accept_in_part_credits_what_is_typed_per_line(
         ({"credit-1": "0", "reason": "r"}, 302, "more than zero"),
         ({"credit-1": "-5.00", "reason": "r"}, None, None),
         ({"credit-1": "abc", "reason": "r"}, 400, "Please enter the amount as a number"),
+        ({"credit-1": "4,000", "reason": "r"}, 400, "Please enter the amount as a number"),
         ({"credit-1": "1e9999999", "reason": "r"}, None, None),
         ({"credit-1": "10.00", "reason": "  "}, 400, "Tell the customer why the rest"),
         ({"credit-1": "10.00", "reason": "x" * 2001}, 400, "At most 2000 characters."),

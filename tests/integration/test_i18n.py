@@ -193,3 +193,21 @@ def test_spanish_names_a_dispute_one_way_everywhere():
         if message.id and isinstance(message.string, str) and "reclamaci" in message.string
     ]
     assert other_word == []
+
+
+@pytest.mark.parametrize("locale", ["es", "fr", "de"])
+def test_money_keeps_the_request_locale_after_a_force_locale_block(app, locale):
+    """An email rendered under `force_locale` before the request asked for its locale
+    (a dispute opened on a POST) puts back "not chosen yet"; amounts formatted after it
+    are in the request's language, not English."""
+    from flask_babel import force_locale
+
+    from portal.i18n import current_locale, money_filter
+    from portal.money import Money
+
+    headers = {"Accept-Language": locale}
+    with app.test_request_context("/", headers=headers):
+        with force_locale("en"):  # e.g. the email of a customer whose stored locale is en
+            pass
+        assert current_locale() == locale
+        assert money_filter(Money(4000, "USD")) == Money(4000, "USD").format(locale)
