@@ -91,6 +91,10 @@ class OutboxMessage(db.Model):
     # For an email rendered when sent (`services.deferred_email_row`): what to render.
     template: Mapped[str | None] = mapped_column(String(60))
     context: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # What to attach, made when sent like the portal link (never a stored file): "<kind>:<id>",
+    # e.g. "plan_agreement:12", built by the builder registered for the kind
+    # (`services.attaches`) in the message's locale.
+    attachment: Mapped[str | None] = mapped_column(String(60))
     status: Mapped[str] = mapped_column(String(16), default=OutboxStatus.QUEUED)
     attempts: Mapped[int] = mapped_column(default=0)
     not_before: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -167,9 +167,11 @@ class ConsoleSender:
     def send(self, email: EmailMessage) -> None:
         body = email.get_body(("plain",))
         links = PORTAL_LINK.findall(body.get_content()) if body is not None else []
+        files = [part.get_filename() or "" for part in email.iter_attachments()]
         print(  # the console is this sender's mailbox
             f"[mailbox] to {email['To']}: {email['Subject']}"
             + (f"\n          link: {links[0]}" if links else "")
+            + (f"\n          attached: {', '.join(files)}" if files else "")
         )
 
     def close(self) -> None:

@@ -216,14 +216,19 @@ def queue_email(
     dedupe_key: str | None = None,
     with_portal_link: bool = False,
     link_target: str | None = None,
+    attachment: str | None = None,
 ) -> OutboxMessage | None:
     """Render `emails/<template>.{subject.txt,txt,html}` in the customer's locale into the outbox.
 
     Collection email to an opted-out customer is not queued (None). With
     `with_portal_link`, the email carries `portal_url`: a fresh link (to `link_target`, a
     path on this site such as "/disputes/12", else to `invoice` if given) issued when it
-    is sent, never stored (`PORTAL_LINK_SLOT`).
+    is sent, never stored (`PORTAL_LINK_SLOT`). `attachment` ("<kind>:<argument>", e.g.
+    "plan_agreement:12") names a file made when it is sent by the builder registered for
+    `kind` (`attaches`); ValueError if no builder is registered for it.
     """
+    if attachment is not None and attachment.partition(":")[0] not in _ATTACHMENT_BUILDERS:
+        raise ValueError(f"no attachment builder registered for {attachment!r}")
     if category == EmailCategory.COLLECTION and is_opted_out(customer.id):
         return None
     context = {"customer": customer, "invoice": invoice, **context}
@@ -249,6 +254,7 @@ def queue_email(
         unsubscribe_url=opt_out_url,
         link_purpose=kind if with_portal_link else None,
         link_target=link_target if with_portal_link else None,
+        attachment=attachment,
         created_at=now,
         not_before=next_delivery_time(now, zone_or_default(customer.timezone)),
     )
@@ -343,6 +349,52 @@ def render_deferred(message: OutboxMessage, customer: Customer) -> None:
     message.subject, message.body_text, message.body_html = _render(
         str(message.template), context, message.locale, message.category, None
     )
+
+
+# --- attachments made when sent -------------------------------------------------------
+# A message names what it carries ("plan_agreement:12"); the module that owns the document
+# registers how to build it (`attaches`). The file is made as the message is sent, in the
+# message's locale, and never stored: a document that cannot be made fails the attempt
+# like an email that cannot be rendered.
+@dataclass(frozen=True)
+class Attachment:
+    """A file added to an email: its name as the recipient sees it, its bytes, its MIME
+    type ("application/pdf")."""
+
+    filename: str
+    content: bytes
+    mimetype: str
+
+
+# (the recipient, the argument after "<kind>:", the message's locale) -> the file. It must
+# raise LookupError when the document does not exist or is not the recipient's.
+AttachmentBuilder = Callable[[Customer, str, str], Attachment]
+_ATTACHMENT_BUILDERS: dict[str, AttachmentBuilder] = {}
+
+
+def attaches(kind: str) -> Callable[[AttachmentBuilder], AttachmentBuilder]:
+    """Register how to build the attachment named "<kind>:<argument>"."""
+
+    def register(builder: AttachmentBuilder) -> AttachmentBuilder:
+        _ATTACHMENT_BUILDERS[kind] = builder
+        return builder
+
+    return register
+
+
+def build_attachment(message: OutboxMessage, customer: Customer | None) -> Attachment:
+    """The file `message.attachment` names, made now in the message's locale.
+
+    LookupError if its kind has no builder, it belongs to no customer, or the builder
+    finds no such document for this customer; whatever else the builder raises (a PDF
+    that fails to render) is passed on."""
+    kind, _sep, argument = str(message.attachment).partition(":")
+    builder = _ATTACHMENT_BUILDERS.get(kind)
+    if builder is None:
+        raise LookupError(f"no attachment builder registered for {message.attachment!r}")
+    if customer is None:
+        raise LookupError(f"attachment {message.attachment!r} has no recipient")
+    return builder(customer, argument, message.locale)
 
 
 # --- delivery ---------------------------------------------------------------------------
@@ -524,7 +576,7 @@ def email_to_send(
 ) -> EmailMessage:
     """The copy of `message` to hand to the mail server: rendered if it renders when sent,
     with its portal link issued now and its opt-out link made now (the stored copy keeps
-    the placeholders)."""
+    the placeholders), and its attachment, if it names one, made now (`build_attachment`)."""
     if message.subject is None and customer is not None:
         render_deferred(message, customer)
     links = {}
@@ -532,7 +584,16 @@ def email_to_send(
         links[portal_link_slot()] = _issue_link_for(message, customer, now)
     if message.unsubscribe_url and customer is not None:
         links[opt_out_link_slot()] = unsubscribe_url(customer)
-    return build_email(message, sender_name=sender_name, sender_address=sender_address, links=links)
+    email = build_email(
+        message, sender_name=sender_name, sender_address=sender_address, links=links
+    )
+    if message.attachment:
+        attachment = build_attachment(message, customer)
+        maintype, _sep, subtype = attachment.mimetype.partition("/")
+        email.add_attachment(
+            attachment.content, maintype=maintype, subtype=subtype, filename=attachment.filename
+        )
+    return email
 
 
 def _release(

@@ -5,7 +5,8 @@ a counter-offer accepted), `plan_approved`, `plan_declined`, `plan_countered`,
 `plan_broken`. Each renders `emails/plan_<event>.{subject.txt,txt,html}` in the
 customer's language with a fresh portal link, and carries a dedupe key so that the same
 event is never emailed twice. The link opens the plan's page, or the account
-when the plan is over (declined, broken).
+when the plan is over (declined, broken). The activation email carries the agreement PDF
+(`agreement_attachment`), made when it is sent in the customer's language.
 """
 
 from __future__ import annotations
@@ -13,8 +14,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from flask_babel import force_locale
+from flask_babel import gettext as _
+
+from portal.customers.models import Customer
 from portal.notifications.models import EmailCategory
+from portal.notifications.services import Attachment, attaches
 from portal.plans.models import PaymentPlan
+
+AGREEMENT = "plan_agreement"  # the outbox's name of a plan's agreement: "plan_agreement:<id>"
 
 
 def _queue(
@@ -25,6 +33,7 @@ def _queue(
     key: str,
     category: EmailCategory = EmailCategory.TRANSACTIONAL,
     to_plan: bool = True,
+    attachment: str | None = None,
     **context: Any,
 ) -> None:
     from portal.notifications.services import queue_email
@@ -44,6 +53,7 @@ def _queue(
         with_portal_link=True,
         # The link opens the plan's page (the customer's `/plans/<id>`), else the account.
         link_target=plan_path(plan) if to_plan else None,
+        attachment=attachment,
     )
 
 
@@ -53,8 +63,30 @@ def plan_path(plan: PaymentPlan) -> str:
 
 
 def plan_activated(plan: PaymentPlan, now: datetime) -> None:
-    """The plan is active: its schedule, the down payment due today, the link."""
-    _queue(plan, "activated", now, key=str(plan.id))
+    """The plan is active: its schedule, the down payment due today, the link, and the
+    agreement PDF attached (made when sent)."""
+    _queue(plan, "activated", now, key=str(plan.id), attachment=f"{AGREEMENT}:{plan.id}")
+
+
+@attaches(AGREEMENT)
+def agreement_attachment(customer: Customer, plan_id: str, locale: str) -> Attachment:
+    """The agreement PDF of the customer's plan `plan_id`, in `locale`, named
+    "payment-plan-PP-12.pdf" in that language (issue 13: the activation email carries it).
+
+    LookupError if the plan is not this customer's or was never agreed (no agreement);
+    whatever `agreement_pdf` raises when it fails to render is passed on."""
+    from portal.creditor import current_creditor
+    from portal.plans.agreement import agreement_pdf
+    from portal.plans.pages import agreement_terms, plan_reference
+    from portal.plans.queries import get_plan_for
+
+    plan = get_plan_for(customer, int(plan_id)) if plan_id.isdigit() else None
+    if plan is None or plan.activated_on is None:
+        raise LookupError(f"no agreed payment plan {plan_id!r} for customer {customer.id}")
+    content = agreement_pdf(agreement_terms(plan), creditor=current_creditor(), locale=locale)
+    with force_locale(locale):
+        filename = _("payment-plan-%(reference)s.pdf", reference=plan_reference(plan))
+    return Attachment(filename=filename, content=content, mimetype="application/pdf")
 
 
 def plan_approved(plan: PaymentPlan, now: datetime) -> None:
