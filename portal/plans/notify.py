@@ -90,8 +90,9 @@ def agreement_attachment(customer: Customer, plan_id: str, locale: str) -> Attac
 
 
 def plan_approved(plan: PaymentPlan, now: datetime) -> None:
-    """A specialist approved the request: the plan is active, with its schedule."""
-    _queue(plan, "approved", now, key=str(plan.id))
+    """A specialist approved the request: the plan is active, with its schedule and the
+    agreement attached (made when sent, as for `plan_activated`)."""
+    _queue(plan, "approved", now, key=str(plan.id), attachment=f"{AGREEMENT}:{plan.id}")
 
 
 def plan_declined(plan: PaymentPlan, now: datetime) -> None:

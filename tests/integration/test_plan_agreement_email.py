@@ -190,3 +190,37 @@ def test_the_dev_mailbox_and_console_name_the_attachment(app, client, db_session
     # the console sender (development) shows the file made for this send, in German
     assert deliver_due_messages(ConsoleSender(), now=NOW, runner="console").sent == 1
     assert f"attached: ratenplan-PP-{plan.id}.pdf" in capsys.readouterr().out
+
+
+def test_the_approval_email_carries_the_agreement_pdf_too(db_session, smtp_server):
+    """A request outside policy that a specialist approves is active too: its email
+    carries the same agreement, made when sent."""
+    from portal.plans.services import approve_plan
+    from tests.factories import make_staff
+
+    customer = make_customer(timezone="Europe/Paris")
+    invoice = make_invoice(customer, lines=[("Services", "1", "1200.00")], number="AP-1")
+    plan = propose_plan(
+        customer,
+        [invoice.number],
+        actor=Actor.customer(customer),
+        now=NOW,
+        down_payment=Money.from_decimal("120.00", customer.currency),
+        frequency=Frequency.MONTHLY,
+        installments=12,  # over the standard limit of 6: a request for review
+        first_payment_date=date(2026, 12, 30),
+        reason="Hardship: reduced hours this winter.",
+        autopay=False,
+    )
+    assert plan.status == "pending"
+    approve_plan(plan, actor=Actor.staff(make_staff()), now=NOW)
+    queued = db.session.query(OutboxMessage).filter_by(kind="plan_approved").one()
+    assert queued.attachment == f"plan_agreement:{plan.id}"
+    assert _deliver(smtp_server.url).sent >= 1
+    approved = next(
+        m for m in smtp_server.received if "attached" in m.get_body(("plain",)).get_content()
+    )
+    [(name, kind, pdf)] = _attachments(approved)
+    assert kind == "application/pdf"
+    assert name.endswith(".pdf")
+    assert "1,200.00" in _text(pdf)
