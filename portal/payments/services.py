@@ -367,25 +367,20 @@ def prepare_card_form(customer: Customer, checkout: Checkout, *, now: datetime) 
     is created only when there is none (card testing: a page load is not a new Stripe
     object). Refused with CardAttemptsExhausted after too many failed attempts.
     """
-    check_card_attempts_left(customer.id, now=now)
-    gateway = current_gateway()
-    account = _ensure_stripe_customer(customer, gateway)
-    try:
-        setup = _open_setup_intent(account, gateway)
-        if setup is None:
-            setup = gateway.create_setup_intent(
-                customer_id=str(account.stripe_customer_id),
-                key=f"checkout-{checkout.id}-setup-{uuid.uuid4().hex}",
-            )
-            account.open_setup_intent_id = setup.id
-    except GatewayError as error:
-        raise PaymentsUnavailable() from error
+    setup = _setup_intent_for(customer, f"checkout-{checkout.id}", now=now)
     return CardForm(setup.client_secret, saved_card_for(customer))
 
 
 def card_setup_secret(customer: Customer, *, now: datetime) -> str:
     """The client secret of a SetupIntent for saving a card without a payment (a plan's
     autopay card); the customer's open one is reused, as on the card page."""
+    return _setup_intent_for(customer, f"customer-{customer.id}", now=now).client_secret
+
+
+def _setup_intent_for(customer: Customer, purpose: str, *, now: datetime) -> SetupResult:
+    """The customer's open SetupIntent while it can still take a card, else a new one
+    (idempotency key `<purpose>-setup-<random>`). CardAttemptsExhausted after too many
+    failed attempts; PaymentsUnavailable when Stripe does not answer."""
     check_card_attempts_left(customer.id, now=now)
     gateway = current_gateway()
     account = _ensure_stripe_customer(customer, gateway)
@@ -394,12 +389,12 @@ def card_setup_secret(customer: Customer, *, now: datetime) -> str:
         if setup is None:
             setup = gateway.create_setup_intent(
                 customer_id=str(account.stripe_customer_id),
-                key=f"customer-{customer.id}-setup-{uuid.uuid4().hex}",
+                key=f"{purpose}-setup-{uuid.uuid4().hex}",
             )
             account.open_setup_intent_id = setup.id
     except GatewayError as error:
         raise PaymentsUnavailable() from error
-    return setup.client_secret
+    return setup
 
 
 def save_card_from_setup(
