@@ -8,10 +8,11 @@ from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
-from flask_talisman import Talisman
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
+
+from portal.security import ViewSecurity
 
 
 class PortalCSRFProtect(CSRFProtect):
@@ -49,4 +50,4 @@ login_manager = LoginManager()
 csrf = PortalCSRFProtect()
 babel = Babel()
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
-talisman = Talisman()  # for @talisman(...) per-view options; each app gets its own in security.py
+talisman = ViewSecurity()  # @talisman(...): a view's own CSP; the headers are security.py's
