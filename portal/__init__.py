@@ -30,7 +30,7 @@ def create_app(config: dict[str, Any] | None = None, env_name: str | None = None
 
     from portal import models  # noqa: F401  (register every table with the metadata)
     from portal.db import configure_engine, init_write_intent
-    from portal.extensions import babel, csrf, db, limiter, login_manager, migrate
+    from portal.extensions import babel, csrf, db, limiter, migrate
     from portal.i18n import init_i18n
     from portal.security import init_security
 
@@ -47,7 +47,6 @@ def create_app(config: dict[str, Any] | None = None, env_name: str | None = None
     init_write_intent(app)
     csrf.init_app(app)
     limiter.init_app(app)
-    login_manager.init_app(app)
     init_i18n(app, babel)
     init_security(app)
 

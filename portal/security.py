@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, redirect, request
 from flask.globals import _cv_request
+from flask.sessions import SecureCookieSessionInterface
+from itsdangerous import URLSafeTimedSerializer
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 # No third-party origin yet: Stripe.js joins this list on the card page only.
@@ -287,6 +289,25 @@ class SecurityHeaders:
         return response
 
 
+class PortalSessionInterface(SecureCookieSessionInterface):
+    """Flask's signed cookie session (same cookie, same signature), with its signer built
+    once per key set instead of on every request that reads or writes the cookie."""
+
+    def __init__(self) -> None:
+        self._serializers: dict[tuple[Any, ...], URLSafeTimedSerializer] = {}
+
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+        if not app.secret_key:
+            return None
+        key = (app.secret_key, *(app.config["SECRET_KEY_FALLBACKS"] or ()))
+        serializer = self._serializers.get(key)
+        if serializer is None:
+            serializer = super().get_signing_serializer(app)
+            if serializer is not None:
+                self._serializers = {key: serializer}  # one key set at a time
+        return serializer
+
+
 def init_security(app: Flask) -> None:
     production = app.config["ENV_NAME"] == "production"
     proxies = int(app.config.get("PROXY_FIX_X_FOR", 0) or 0)
@@ -300,6 +321,7 @@ def init_security(app: Flask) -> None:
     init_log_redaction(app)
     if app.config["FORCE_HTTPS"]:
         init_https_redirect(app)
+    app.session_interface = PortalSessionInterface()
     app.config["SESSION_COOKIE_HTTPONLY"] = True
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     # One per app: each app's settings are its own (a production app built in a test

@@ -30,12 +30,12 @@ from flask import (
     current_app,
     flash,
     g,
-    has_request_context,
     redirect,
     request,
     session,
     url_for,
 )
+from flask.globals import _cv_app, _cv_request
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from sqlalchemy import ColumnElement, bindparam, delete, or_, select, update
@@ -44,7 +44,7 @@ from portal.access.models import AccessLink, PrincipalKind, PrincipalSession, Se
 from portal.access.services import hash_token
 from portal.customers.models import Customer
 from portal.db import immediate_transactions, utcnow
-from portal.extensions import db, login_manager
+from portal.extensions import db
 
 SESSION_TOKEN_BYTES = 32  # 256 bits, as for links
 # `last_seen_at` is written at most this often, so that browsing costs no write per page;
@@ -84,13 +84,41 @@ def rules_for(kind: PrincipalKind) -> SessionRules:
     )
 
 
-@dataclass(frozen=True)
 class LoadedSession:
-    """What this request's cookie of one kind opened (if anything), and why not."""
+    """What this request's cookie of one kind opened (if anything), and why not.
 
-    row: PrincipalSession | None = None
-    principal: Any = None  # the Customer for customer sessions
-    ended_now: SessionEnd | None = None  # ended by this very request (idle, expired…)
+    `row` is the session (for a customer, a row of `_CUSTOMER_LOOKUP`'s columns: `id`,
+    `expires_at`, `last_seen_at`…); `principal` the Customer or StaffMember. A customer's
+    ORM object is loaded only when asked for (`principal_id` known from the check): a
+    page that only needs to know someone is signed in, and in which language, builds
+    none."""
+
+    __slots__ = ("_principal", "ended_now", "locale", "principal_id", "row")
+
+    def __init__(
+        self,
+        row: Any = None,
+        principal: Any = None,
+        ended_now: SessionEnd | None = None,
+        *,
+        principal_id: int | None = None,
+        locale: str | None = None,
+    ) -> None:
+        self.row = row
+        self._principal = principal
+        self.ended_now = ended_now  # ended by this very request (idle, expired…)
+        self.principal_id = principal_id if principal is None else principal.id
+        self.locale = locale if principal is None else getattr(principal, "locale", None)
+
+    @property
+    def signed_in(self) -> bool:
+        return self.principal_id is not None
+
+    @property
+    def principal(self) -> Any:
+        if self._principal is None and self.principal_id is not None:
+            self._principal = db.session.get(Customer, self.principal_id)
+        return self._principal
 
 
 def new_session_token() -> str:
@@ -107,8 +135,11 @@ def _queue_cookie(kind: PrincipalKind, token: str | None, expires: datetime | No
 
 
 def _write_cookies(response: Any) -> Any:
+    queued = getattr(_cv_app.get().g, "_session_cookies", None)
+    if not queued:
+        return response
     secure = bool(current_app.config["SESSION_COOKIE_SECURE"])
-    for kind, (token, expires) in g.get("_session_cookies", {}).items():
+    for kind, (token, expires) in queued.items():
         rules = rules_for(kind)
         if token is None:
             response.delete_cookie(
@@ -354,24 +385,87 @@ def load_session(
     return cast(LoadedSession, g.get(cache_key))
 
 
-def _customer_lookup(query: Any) -> Any:
-    # The link's two columns its check reads, not the whole row: no object to build.
-    return (
-        query.add_columns(Customer, AccessLink.revoked_at, AccessLink.expires_at)
-        .join(Customer, Customer.id == PrincipalSession.customer_id)
-        .join(AccessLink, AccessLink.id == PrincipalSession.link_id)
+# The customer's check, in one Core statement built and compiled once per process: the
+# session, its customer's id and stored language, and the two link columns its check
+# reads. Plain columns, no ORM entity: the Customer is loaded when a view asks for it.
+_SESSIONS = PrincipalSession.__table__
+_LINKS = AccessLink.__table__
+_CUSTOMER_LOOKUP = (
+    select(
+        _SESSIONS.c.id,
+        _SESSIONS.c.ended_at,
+        _SESSIONS.c.expires_at,
+        _SESSIONS.c.last_seen_at,
+        _SESSIONS.c.customer_id,
+        Customer.__table__.c.locale,
+        _LINKS.c.revoked_at.label("link_revoked_at"),
+        _LINKS.c.expires_at.label("link_expires_at"),
     )
+    .select_from(_SESSIONS)
+    .join(Customer.__table__, Customer.__table__.c.id == _SESSIONS.c.customer_id)
+    .join(_LINKS, _LINKS.c.id == _SESSIONS.c.link_id)
+    .where(
+        _SESSIONS.c.token_hash == bindparam("token_hash"),
+        _SESSIONS.c.principal_kind == PrincipalKind.CUSTOMER.value,
+    )
+)
 
 
-def _customer_check(result: Any, now: datetime) -> SessionEnd | None:
-    _row, _customer, revoked_at, expires_at = result
-    return _why_link_over(revoked_at, expires_at, now)
+def _load_customer_session(token: str) -> LoadedSession:
+    """`load_session` for the customer's cookie `token`, on the request's connection."""
+    config = current_app.config
+    now = utcnow()
+    found = (
+        db.session.connection()
+        .execute(_CUSTOMER_LOOKUP, {"token_hash": hash_token(token)})
+        .one_or_none()
+    )
+    if found is None or found.ended_at is not None:
+        _queue_cookie(PrincipalKind.CUSTOMER, None, None)
+        return LoadedSession()
+    reason = (
+        SessionEnd.EXPIRED
+        if now >= found.expires_at
+        else SessionEnd.IDLE
+        if now - found.last_seen_at > timedelta(minutes=config["SESSION_IDLE_MINUTES"])
+        else _why_link_over(found.link_revoked_at, found.link_expires_at, now)
+    )
+    if reason is not None:
+        _commit_write(end_sessions(PrincipalSession.id == found.id, now=now, reason=reason))
+        _queue_cookie(PrincipalKind.CUSTOMER, None, None)
+        return LoadedSession(ended_now=reason)
+    if now - found.last_seen_at >= TOUCH_EVERY:
+        _commit_write(
+            update(PrincipalSession).where(PrincipalSession.id == found.id).values(last_seen_at=now)
+        )
+    return LoadedSession(found, principal_id=found.customer_id, locale=found.locale)
 
 
 def customer_session() -> LoadedSession:
-    if not has_request_context():
+    """This request's customer session (checked once, cached for the request), or an
+    empty one: checked, ended if over its idle limit, lifetime or link, touched at most
+    once a minute."""
+    ctx = _cv_request.get(None)
+    if ctx is None:
         return LoadedSession()
-    return load_session(PrincipalKind.CUSTOMER, _customer_lookup, _customer_check)
+    request_globals = _cv_app.get().g
+    cached: LoadedSession | None = getattr(request_globals, "_customer_session", None)
+    if cached is not None:
+        return cached
+    token = ctx.request.cookies.get("portal_customer")
+    loaded = _load_customer_session(token) if token else LoadedSession()
+    request_globals._customer_session = loaded
+    return loaded
+
+
+def is_customer_signed_in() -> bool:
+    """Whether this request's customer cookie opens a live session (no Customer built)."""
+    return customer_session().signed_in
+
+
+def signed_in_customer_locale() -> str | None:
+    """The stored language of the signed-in customer ("es_MX"), or None."""
+    return customer_session().locale
 
 
 def signed_in_customer() -> Customer | None:
@@ -411,7 +505,7 @@ def principal_required(
         @wraps(view)
         def guarded(*args: Any, **kwargs: Any) -> ResponseReturnValue:
             loaded = load()
-            if loaded.principal is None:
+            if not loaded.signed_in:
                 return refuse(loaded)
             return view(*args, **kwargs)
 
@@ -425,26 +519,15 @@ customer_required.__doc__ = "Only a signed-in customer may open this view; other
 
 
 # --- wiring ---------------------------------------------------------------------------
-@login_manager.request_loader
-def _flask_login_customer(_request: Any) -> Customer | None:
-    # Flask-Login's `current_user` stays an alias of the signed-in customer, for code
-    # not yet moved to `current_customer()`; it never sees a staff session.
-    return signed_in_customer()
-
-
-@login_manager.unauthorized_handler
-def unauthorized():  # type: ignore[no-untyped-def]
-    return _refuse_customer(customer_session())
-
-
 def init_sessions(app: Flask) -> None:
-    login_manager.session_protection = None  # our sessions are checked on the server
-
     @app.before_request
     def check_customer_session() -> None:
         # At the start of the request, before the view has changed anything: ending or
         # touching a session commits.
-        if request.endpoint != "static" and "portal_customer" in request.cookies:
+        ctx = _cv_request.get()
+        if ctx.request.url_rule is not None and ctx.request.url_rule.endpoint == "static":
+            return
+        if "portal_customer" in ctx.request.cookies:
             customer_session()
 
     app.after_request(_write_cookies)
@@ -452,4 +535,4 @@ def init_sessions(app: Flask) -> None:
     @app.context_processor
     def inject_customer() -> dict[str, Any]:
         # Emails are rendered by the jobs runner, outside any request.
-        return {"signed_in": has_request_context() and signed_in_customer() is not None}
+        return {"signed_in": is_customer_signed_in()}
