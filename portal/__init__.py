@@ -50,6 +50,10 @@ def create_app(config: dict[str, Any] | None = None, env_name: str | None = None
     init_i18n(app, babel)
     init_security(app)
 
+    from portal.site.chrome import init_chrome
+
+    init_chrome(app)
+
     from portal.access.sessions import init_sessions
 
     init_sessions(app)

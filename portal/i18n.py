@@ -163,6 +163,8 @@ def template_gettext(eval_ctx: EvalContext, message: str, **variables: object) -
     in autoescaped templates, `%(name)s` placeholders filled with escaped values), in one
     call instead of three nested context calls per message."""
     text = request_translations().ugettext(message)
+    if not variables and "%" not in text:  # nothing to fill in: the same text
+        return Markup(text) if eval_ctx.autoescape else text  # noqa: S704  (our catalogs)
     if eval_ctx.autoescape:
         return Markup(text) % variables  # noqa: S704  (our own catalogs; values escaped by %)
     return text % variables
