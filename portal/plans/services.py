@@ -755,3 +755,69 @@ def record_installment_payment(
     if all(i.status == InstallmentStatus.PAID for i in plan.installments):
         complete_plan(plan, actor=actor, now=now)
     return Money(left, plan.currency)
+
+
+def take_back_installment_payment(
+    plan: PaymentPlan,
+    parts: Sequence[tuple[int, Money]],
+    *,
+    actor: Actor,
+    now: datetime,
+) -> Money:
+    """A refund (or a refund at Stripe: a chargeback's loss is recorded as one) took
+    `parts` — (invoice id, amount) pairs, the ledger's `RefundAllocation`s — back from
+    the invoices of a payment that was received through `plan`: the plan no longer
+    counts that money as received. `PlanInvoice.paid_minor` drops on each invoice by
+    what was taken from it, and the installments give it back latest first: a paid one
+    is scheduled again, so it is owed on the plan page, reminded and, past the grace
+    period, breaks the plan, as any unpaid installment would. Autopay does not charge it
+    a second time by itself (its succeeded attempt holds the installment,
+    `autopay._claim`): the customer pays it by hand. The invoices' planned
+    amount (`balances.planned_subquery`) rises by exactly what their balance rose by,
+    so nothing becomes payable outside the plan.
+
+    Only an active plan is changed: a completed, broken or cancelled plan no longer
+    holds its invoices, and what the refund reopened is payable and reminded as any
+    balance. The caller holds the customer's lock (lock 1) and is recording the refund
+    in the same transaction. Returns what the plan gave back (minor units of the plan's
+    currency); raises CurrencyMismatch for parts in another currency.
+    """
+    given_back = 0
+    if plan.state is not PlanStatus.ACTIVE:
+        return Money(0, plan.currency)
+    by_invoice: dict[int, int] = {}
+    for invoice_id, amount in parts:
+        if amount.currency != plan.currency:
+            raise CurrencyMismatch(f"{amount.currency} and {plan.currency} do not mix")
+        by_invoice[invoice_id] = by_invoice.get(invoice_id, 0) + amount.minor
+    for covered in plan.invoices:
+        give = min(by_invoice.get(covered.invoice_id, 0), covered.paid_minor)
+        if give > 0:
+            covered.paid_minor -= give
+            given_back += give
+    left = given_back
+    reopened: list[int] = []
+    for installment in sorted(plan.installments, key=lambda i: i.number, reverse=True):
+        if left <= 0:
+            break
+        if installment.status == InstallmentStatus.CANCELLED or installment.paid_minor <= 0:
+            continue
+        take = min(left, installment.paid_minor)
+        installment.paid_minor -= take
+        left -= take
+        if installment.status == InstallmentStatus.PAID:
+            installment.status = InstallmentStatus.SCHEDULED
+            installment.paid_at = None
+            installment.next_attempt_at = None
+            reopened.append(installment.number)
+    db.session.flush()
+    if given_back:
+        _audit(
+            plan,
+            "plan.payment_refunded",
+            actor=actor,
+            now=now,
+            amount_minor=given_back,
+            installments_reopened=sorted(reopened),
+        )
+    return Money(given_back, plan.currency)
