@@ -158,6 +158,7 @@ class _Claim:
     stripe_customer_id: str
     payment_method_id: str
     payment_intent_id: str | None = None  # known: ask Stripe how it ended, charge nothing
+    reclaimed: bool = False  # sent before, no answer recorded: look for it before sending
 
 
 @dataclass(frozen=True)
@@ -415,6 +416,7 @@ def _reclaim_stale(
         stripe_customer_id=stripe_customer_id,
         payment_method_id=payment_method_id,
         payment_intent_id=attempt.payment_intent_id,
+        reclaimed=True,
     )
 
 
@@ -443,20 +445,29 @@ def _amount_to_charge(installment: PlanInstallment, plan: PaymentPlan, today: da
 def _send(gateway: StripeGateway, claim: _Claim) -> _Answer:
     """Charge the saved card (or, for an attempt whose PaymentIntent is known, ask how it
     ended). No lock is held here."""
+    metadata = {
+        METADATA_CUSTOMER: str(claim.customer_id),
+        METADATA_PLAN: str(claim.plan_id),
+        METADATA_INSTALLMENT: str(claim.installment_id),
+        METADATA_ATTEMPT: str(claim.attempt),
+    }
     try:
         if claim.payment_intent_id:
             intent = gateway.retrieve_payment(claim.payment_intent_id)
         else:
-            intent = gateway.charge_off_session(
+            # An attempt sent before whose answer never came may have charged: find its
+            # PaymentIntent by the attempt's metadata before sending it again (with the
+            # same key, which real Stripe would also de-duplicate within 24 hours).
+            found = (
+                gateway.find_payment(customer_id=claim.stripe_customer_id, metadata=metadata)
+                if claim.reclaimed
+                else None
+            )
+            intent = found or gateway.charge_off_session(
                 amount=claim.amount,
                 customer_id=claim.stripe_customer_id,
                 payment_method_id=claim.payment_method_id,
-                metadata={
-                    METADATA_CUSTOMER: str(claim.customer_id),
-                    METADATA_PLAN: str(claim.plan_id),
-                    METADATA_INSTALLMENT: str(claim.installment_id),
-                    METADATA_ATTEMPT: str(claim.attempt),
-                },
+                metadata=metadata,
                 idempotency_key=claim.idempotency_key,
             )
     except CardDeclined as error:

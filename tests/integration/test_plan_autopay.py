@@ -18,7 +18,7 @@ from portal.invoices.queries import invoice_balance
 from portal.money import Money
 from portal.notifications.models import OutboxMessage
 from portal.notifications.services import render_deferred
-from portal.payments.models import Payment
+from portal.payments.models import Payment, PaymentAccount
 from portal.plans.autopay import (
     STALE_AFTER,
     break_overdue_plans,
@@ -361,6 +361,52 @@ def test_stripe_unreachable_keeps_the_attempt_until_stripe_answers(
     assert attempt.status == AttemptStatus.SUCCEEDED
     assert attempt.idempotency_key == f"installment-{first.id}-attempt-1"
     assert len(_charged(localstripe, plan)) == 1
+
+
+def test_a_charge_whose_answer_was_lost_is_found_not_sent_again(
+    stripe_env, localstripe, failing_stripe
+):
+    from portal.payments.checkouts import current_gateway
+    from portal.plans.autopay import (
+        METADATA_ATTEMPT,
+        METADATA_CUSTOMER,
+        METADATA_INSTALLMENT,
+        METADATA_PLAN,
+    )
+
+    # given an attempt whose charge reached Stripe, but whose answer never came back
+    customer, _invoice, plan = _plan(localstripe)
+    first = plan.installments[0]
+    stripe_env.config["STRIPE_API_BASE"] = failing_stripe
+    charge_due_installments(now=at(DUE), runner="r1")
+    stripe_env.config["STRIPE_API_BASE"] = localstripe.url
+    (attempt,) = _attempts(first)
+    taken = current_gateway().charge_off_session(
+        amount=Money(10000, "USD"),
+        customer_id=db.session.scalar(
+            select(PaymentAccount.stripe_customer_id).where(
+                PaymentAccount.customer_id == customer.id
+            )
+        ),
+        payment_method_id=plan.saved_card.payment_method_id,
+        metadata={
+            METADATA_CUSTOMER: str(customer.id),
+            METADATA_PLAN: str(plan.id),
+            METADATA_INSTALLMENT: str(first.id),
+            METADATA_ATTEMPT: "1",
+        },
+        idempotency_key=attempt.idempotency_key,
+    )
+    # when a runner takes the stale attempt over
+    later = charge_due_installments(now=at(DUE) + STALE_AFTER * 2, runner="r2")
+    # then it finds that charge and records it; the card is charged once, not twice
+    # (localstripe, unlike Stripe, does not replay an idempotency key's first answer)
+    assert later.charged == 1
+    assert [pi["id"] for pi in _charged(localstripe, plan)] == [taken.id]
+    (attempt,) = _attempts(first)
+    assert (attempt.status, attempt.payment_intent_id) == (AttemptStatus.SUCCEEDED, taken.id)
+    db.session.refresh(first)
+    assert first.status == InstallmentStatus.PAID
 
 
 def test_a_plan_with_a_charge_in_flight_is_not_broken(stripe_env, localstripe, failing_stripe):
