@@ -58,13 +58,15 @@ def checkout_installment(checkout: Checkout) -> PlanInstallment | None:
 
 def installment_owed(installment: PlanInstallment) -> Money:
     """What may be charged for `installment` now: its unpaid part while its plan is active
-    and it is scheduled; zero otherwise (minor units of the plan's currency)."""
+    and it is scheduled, at most what the plan's invoices still owe through it
+    (`services.plan_still_owed`); zero otherwise (minor units of the plan's currency)."""
     plan = installment.plan
     if plan.status != PlanStatus.ACTIVE or installment.status != InstallmentStatus.SCHEDULED:
         return Money.zero(plan.currency)
     if _autopay_in_flight(installment):
         return Money.zero(plan.currency)  # autopay is charging it now: never twice
-    return installment.due
+    # Never more than the plan's invoices still owe through it (a credit note since).
+    return min(installment.due, services.plan_still_owed(plan))
 
 
 def _autopay_in_flight(installment: PlanInstallment) -> bool:
@@ -186,7 +188,7 @@ def open_checkout_for(installment: PlanInstallment) -> Checkout | None:
         .where(
             Checkout.plan_installment_id == installment.id,
             Checkout.status == "open",
-            Checkout.amount_minor == installment.amount_minor - installment.paid_minor,
+            Checkout.amount_minor == installment_owed(installment).minor,
         )
         .order_by(Checkout.id.desc())
         .limit(1)

@@ -34,7 +34,7 @@ from portal.db import utcnow
 from portal.errors import DomainError
 from portal.extensions import db
 from portal.i18n import date_filter
-from portal.invoices.balances import invoice_balances_for
+from portal.invoices.balances import invoice_balances_for, open_balance_column
 from portal.invoices.models import Invoice
 from portal.money import CurrencyMismatch, Money, MoneyError
 from portal.payments.locks import lock_account_row
@@ -672,20 +672,72 @@ def close_follow_up(plan: PaymentPlan, *, actor: Actor, now: datetime) -> Paymen
 
 
 # --- money received -----------------------------------------------------------------------
+def still_owed_by_invoice(
+    plan: PaymentPlan, pending: dict[int, int] | None = None
+) -> dict[int, int]:
+    """What the plan may still take on each of its invoices: {invoice id: minor units of
+    the plan's currency}. What it covers and has not received (`amount_minor -
+    paid_minor`), at most the invoice's open balance now (total - net paid - credited,
+    `balances.open_balance_column`): a credit note, or a payment made outside the plan,
+    since the plan was agreed lowers what the plan can ask, so money paid through it is
+    never allocated beyond what an invoice owes (the ledger's triggers would refuse it).
+    `pending` is what a payment the ledger has not written yet puts on each invoice."""
+    ids = [covered.invoice_id for covered in plan.invoices]
+    balances = {
+        invoice_id: int(balance)
+        for invoice_id, balance in db.session.execute(
+            select(Invoice.id, open_balance_column()).where(Invoice.id.in_(ids))
+        )
+    }
+    pending = pending or {}
+    return {
+        covered.invoice_id: max(
+            0,
+            min(
+                covered.amount_minor - covered.paid_minor,
+                balances.get(covered.invoice_id, 0) - pending.get(covered.invoice_id, 0),
+            ),
+        )
+        for covered in plan.invoices
+    }
+
+
+def plan_still_owed(plan: PaymentPlan) -> Money:
+    """What the plan's invoices still owe through it (`still_owed_by_invoice`, summed):
+    the most any installment of it may ask now, in the plan's currency."""
+    return Money(sum(still_owed_by_invoice(plan).values()), plan.currency)
+
+
 def plan_allocation(plan: PaymentPlan, amount: Money) -> list[tuple[Invoice, Money]]:
     """How `amount` paid through the plan splits over its invoices: in the order they
     were added (oldest due first, as proposed), each up to what it still owes through
-    the plan. What exceeds them all is left out (the caller's to place)."""
+    the plan (`still_owed_by_invoice`). What exceeds them all is left out (the caller's
+    to place: the ledger records it as unapplied)."""
     left = amount.minor
+    owed = still_owed_by_invoice(plan)
     parts: list[tuple[Invoice, Money]] = []
     for covered in sorted(plan.invoices, key=lambda c: (c.invoice.due_date, c.invoice_id)):
         if left <= 0:
             break
-        take = min(left, covered.amount_minor - covered.paid_minor)
+        take = min(left, owed[covered.invoice_id])
         if take > 0:
             parts.append((covered.invoice, Money(take, plan.currency)))
             left -= take
     return parts
+
+
+def settle_if_nothing_owed(
+    plan: PaymentPlan, *, actor: Actor, now: datetime, pending: dict[int, int] | None = None
+) -> bool:
+    """Complete an active plan whose invoices owe nothing more through it, though
+    installments are left (credit notes, or payments outside the plan, covered the
+    rest): the installments left are cancelled, never asked for. True if it did.
+    `pending` as for `still_owed_by_invoice`."""
+    if plan.state is not PlanStatus.ACTIVE or any(still_owed_by_invoice(plan, pending).values()):
+        return False
+    _end(plan, PlanStatus.COMPLETED, "settled: the invoices owe nothing more", now)
+    _audit(plan, "plan.completed", actor=actor, now=now, settled=True)
+    return True
 
 
 def record_installment_payment(
@@ -718,8 +770,11 @@ def record_installment_payment(
     if plan.state is not PlanStatus.ACTIVE or not amount.is_positive:
         return amount
     # The plan's invoices: what of this money reached each (the ledger's word if given).
+    # Split here, the ledger writes its allocations after this call: they are pending.
+    pending = None
     if by_invoice is None:
         parts = {invoice.id: part.minor for invoice, part in plan_allocation(plan, amount)}
+        pending = parts
     else:
         parts = by_invoice
     for covered in plan.invoices:
@@ -754,6 +809,8 @@ def record_installment_payment(
     )
     if all(i.status == InstallmentStatus.PAID for i in plan.installments):
         complete_plan(plan, actor=actor, now=now)
+    else:
+        settle_if_nothing_owed(plan, actor=actor, now=now, pending=pending)
     return Money(left, plan.currency)
 
 

@@ -677,3 +677,28 @@ def test_a_refund_of_a_payment_made_before_the_plan_leaves_the_plan_alone(stripe
         15000,
         10000,
     )
+
+
+def test_a_plan_its_credit_notes_settled_completes_instead_of_breaking(stripe_env, localstripe):
+    from tests.factories import make_credit
+
+    # given a plan of 3 x 100.00 whose first installment autopay charged
+    _customer, invoice, plan = _plan(localstripe)
+    charge_due_installments(now=at(DUE), runner="r1")
+    # when credit notes cover the 200.00 left, and the second due date passes unpaid
+    make_credit(invoice, "150.00")
+    make_credit(invoice, "50.00")
+    second_due = plan.installments[1].due_date
+    assert charge_due_installments(now=at(second_due), runner="r1").charged == 0
+    report = break_overdue_plans(now=at(second_due + timedelta(days=30)))
+    # then nothing more was charged, and the plan is complete, not broken
+    assert report.broken == []
+    db.session.refresh(plan)
+    assert plan.status == PlanStatus.COMPLETED
+    assert [i.status for i in plan.installments] == [
+        InstallmentStatus.PAID,
+        InstallmentStatus.CANCELLED,
+        InstallmentStatus.CANCELLED,
+    ]
+    assert [pi["amount"] for pi in _charged(localstripe, plan)] == [10000]
+    assert invoice_balance(invoice, second_due).balance == Money(0, "USD")
