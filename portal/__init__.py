@@ -43,7 +43,11 @@ def create_app(config: dict[str, Any] | None = None, env_name: str | None = None
         compare_type=True,
     )
     with app.app_context():
-        configure_engine(db.engine, busy_timeout_ms=app.config["SQLITE_BUSY_TIMEOUT_MS"])
+        configure_engine(
+            db.engine,
+            busy_timeout_ms=app.config["SQLITE_BUSY_TIMEOUT_MS"],
+            ping_after_idle_s=app.config["DB_PING_AFTER_IDLE_SECONDS"],
+        )
     init_write_intent(app)
     csrf.init_app(app)
     limiter.init_app(app)
