@@ -135,7 +135,13 @@ def _queue_cookie(kind: PrincipalKind, token: str | None, expires: datetime | No
 
 
 def _write_cookies(response: Any) -> Any:
-    queued = getattr(_cv_app.get().g, "_session_cookies", None)
+    request_globals = _cv_app.get().g
+    if getattr(request_globals, "_customer_session", None) is not None:
+        # The response depended on the session cookie (as on Flask's own cookie).
+        session_ = _cv_request.get().session
+        if not getattr(session_, "accessed", True):
+            response.vary.add("Cookie")
+    queued = getattr(request_globals, "_session_cookies", None)
     if not queued:
         return response
     secure = bool(current_app.config["SESSION_COOKIE_SECURE"])
@@ -411,15 +417,36 @@ _CUSTOMER_LOOKUP = (
 )
 
 
+def _run_lookup(statement: Any, parameters: dict[str, Any]) -> Any:
+    """The one row of the session lookup `statement`, or None.
+
+    On PostgreSQL, before the request's ORM session has begun, it runs alone on a pooled
+    connection in autocommit: one round trip, where inside the session's transaction it
+    took three (BEGIN, SELECT, and ROLLBACK when the request ends); the connection goes
+    back to the pool for the view's own queries. A session already in a transaction, or
+    bound to one connection (the tests' rolled-back transaction), runs it there."""
+    session = db.session()
+    if session.bind is None and not session.in_transaction():
+        engine = db.engine
+        if engine.dialect.name == "postgresql":
+            autocommit = _AUTOCOMMIT.get(engine)
+            if autocommit is None:
+                autocommit = _AUTOCOMMIT[engine] = engine.execution_options(
+                    isolation_level="AUTOCOMMIT"
+                )
+            with autocommit.connect() as connection:
+                return connection.execute(statement, parameters).one_or_none()
+    return session.connection().execute(statement, parameters).one_or_none()
+
+
+_AUTOCOMMIT: dict[Any, Any] = {}  # per engine: the same pool, in autocommit
+
+
 def _load_customer_session(token: str) -> LoadedSession:
     """`load_session` for the customer's cookie `token`, on the request's connection."""
     config = current_app.config
     now = utcnow()
-    found = (
-        db.session.connection()
-        .execute(_CUSTOMER_LOOKUP, {"token_hash": hash_token(token)})
-        .one_or_none()
-    )
+    found = _run_lookup(_CUSTOMER_LOOKUP, {"token_hash": hash_token(token)})
     if found is None or found.ended_at is not None:
         _queue_cookie(PrincipalKind.CUSTOMER, None, None)
         return LoadedSession()
