@@ -18,6 +18,7 @@ lifetime. A customer cookie is never read as a staff one, nor the reverse:
 from __future__ import annotations
 
 import secrets
+from collections import namedtuple
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -418,28 +419,61 @@ _CUSTOMER_LOOKUP = (
 
 
 def _run_lookup(statement: Any, parameters: dict[str, Any]) -> Any:
-    """The one row of the session lookup `statement`, or None.
+    """The one row of the session lookup `statement` (its columns by name), or None.
 
     On PostgreSQL, before the request's ORM session has begun, it runs alone on a pooled
-    connection in autocommit: one round trip, where inside the session's transaction it
-    took three (BEGIN, SELECT, and ROLLBACK when the request ends); the connection goes
-    back to the pool for the view's own queries. A session already in a transaction, or
-    bound to one connection (the tests' rolled-back transaction), runs it there."""
+    connection in autocommit, through the driver with the SQL compiled once: one round
+    trip, where inside the session's transaction it took three (BEGIN, SELECT, and
+    ROLLBACK when the request ends); the connection goes back to the pool for the view's
+    own queries. PostgreSQL's timestamptz comes back aware, as `UTCDateTime` gives it. A
+    session already in a transaction, or bound to one connection (the tests' rolled-back
+    transaction), runs it there through SQLAlchemy."""
     session = db.session()
     if session.bind is None and not session.in_transaction():
         engine = db.engine
         if engine.dialect.name == "postgresql":
-            autocommit = _AUTOCOMMIT.get(engine)
-            if autocommit is None:
-                autocommit = _AUTOCOMMIT[engine] = engine.execution_options(
-                    isolation_level="AUTOCOMMIT"
-                )
-            with autocommit.connect() as connection:
-                return connection.execute(statement, parameters).one_or_none()
+            return _run_on_driver(engine, statement, parameters)
     return session.connection().execute(statement, parameters).one_or_none()
 
 
-_AUTOCOMMIT: dict[Any, Any] = {}  # per engine: the same pool, in autocommit
+@dataclass(frozen=True)
+class _DriverStatement:
+    sql: str
+    parameters: dict[str, Any]  # the statement's own bound values (principal_kind)
+    row: Callable[[tuple[Any, ...]], Any]  # a driver row as a named tuple
+
+
+_DRIVER_STATEMENTS: dict[tuple[int, int], _DriverStatement] = {}
+
+
+def _driver_statement(engine: Any, statement: Any) -> _DriverStatement:
+    key = (id(engine.dialect), id(statement))
+    known = _DRIVER_STATEMENTS.get(key)
+    if known is None:
+        compiled = statement.compile(dialect=engine.dialect)
+        fields = [column.key for column in statement.selected_columns]
+        row_type = namedtuple("LookupRow", fields)  # type: ignore[misc]
+        known = _DriverStatement(str(compiled), dict(compiled.params), row_type._make)
+        _DRIVER_STATEMENTS[key] = known
+    return known
+
+
+def _run_on_driver(engine: Any, statement: Any, parameters: dict[str, Any]) -> Any:
+    prepared = _driver_statement(engine, statement)
+    pooled = engine.raw_connection()
+    try:
+        driver = pooled.driver_connection
+        driver.autocommit = True  # client-side only: no round trip
+        try:
+            found = driver.execute(prepared.sql, {**prepared.parameters, **parameters}).fetchone()
+        finally:
+            driver.autocommit = False
+    except Exception:
+        pooled.invalidate()  # a broken connection is not handed out again
+        raise
+    finally:
+        pooled.close()
+    return None if found is None else prepared.row(found)
 
 
 def _load_customer_session(token: str) -> LoadedSession:
