@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
@@ -9,10 +10,30 @@ from flask import Flask
 from portal.config import PACKAGE_DIR, ConfigurationError, load_config, small_balance_tolerances
 
 
+class PortalFlask(Flask):
+    """Flask, with the sync-or-async answer for each hook and view found once: Flask asks
+    `inspect.iscoroutinefunction` of each of the dozen hooks on every request."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sync_functions: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        try:
+            return self._sync_functions[func]
+        except KeyError:
+            sync = super().ensure_sync(func)
+        except TypeError:  # not hashable: ask each time
+            return super().ensure_sync(func)
+        if len(self._sync_functions) < 4096:
+            self._sync_functions[func] = sync
+        return sync
+
+
 def create_app(config: dict[str, Any] | None = None, env_name: str | None = None) -> Flask:
     """Build the app for `PORTAL_ENV` (or `env_name`), with `config` overriding settings."""
     settings = load_config(env_name)
-    app = Flask(
+    app = PortalFlask(
         __name__,
         instance_path=None,
         template_folder=str(PACKAGE_DIR / "templates"),

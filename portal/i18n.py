@@ -66,12 +66,20 @@ def current_locale() -> str:
     the customer's language) run before anything on the request asked for the locale puts
     back None when it ends, and the request's locale is then still to be chosen (reading
     None as English wrote "$40.00" into a Spanish sentence)."""
-    try:
-        locale = g._flask_babel.babel_locale
-    except (AttributeError, RuntimeError):  # not chosen yet; no app context
-        locale = None
-    if locale is None:  # also after force_locale restored a locale not yet chosen
-        locale = get_locale()
+    app_ctx = _cv_app.get(None)
+    locale = None
+    if app_ctx is not None:
+        request_globals = app_ctx.g
+        babel_state = getattr(request_globals, "_flask_babel", None)
+        locale = getattr(babel_state, "babel_locale", None)
+        if locale is not None:
+            known = getattr(request_globals, "_portal_locale_name", None)
+            if known is not None and known[0] is locale:
+                return known[1]  # type: ignore[no-any-return]
+            name = _locale_name(locale)
+            request_globals._portal_locale_name = (locale, name)
+            return name
+    locale = get_locale()  # not chosen yet (also after force_locale restored that)
     return _locale_name(locale) if locale is not None else "en"
 
 
