@@ -17,7 +17,7 @@ from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
-from portal.security import ViewSecurity
+from portal.security import PortalSerializer, ViewSecurity
 
 
 class PortalCSRFProtect(CSRFProtect):
@@ -52,7 +52,7 @@ _CSRF_SALT = "wtf-csrf-token"  # Flask-WTF's, so that its validate_csrf reads ou
 
 @lru_cache(maxsize=8)
 def _csrf_serializer(secret_key: str | bytes) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(secret_key, salt=_CSRF_SALT)
+    return PortalSerializer(secret_key, salt=_CSRF_SALT)
 
 
 def csrf_token() -> str:

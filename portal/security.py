@@ -7,13 +7,14 @@ import re
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, redirect, request
 from flask.globals import _cv_request
 from flask.sessions import SecureCookieSessionInterface
-from itsdangerous import URLSafeTimedSerializer
+from itsdangerous import Serializer, TimestampSigner, URLSafeTimedSerializer
+from itsdangerous.encoding import base64_encode, want_bytes
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 # No third-party origin yet: Stripe.js joins this list on the card page only.
@@ -289,6 +290,42 @@ class SecurityHeaders:
         return response
 
 
+class KeyCachingSigner(TimestampSigner):
+    """itsdangerous' timestamp signer, with each derived key computed once per process
+    (it derives the key anew, one more HMAC, for every token it signs or checks). The
+    signatures are the same."""
+
+    _derived: ClassVar[dict[tuple[Any, ...], bytes]] = {}
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        secret = self.secret_keys[-1] if secret_key is None else want_bytes(secret_key)
+        key = (secret, self.salt, self.key_derivation, self.digest_method)
+        derived = self._derived.get(key)
+        if derived is None:
+            derived = super().derive_key(secret_key)
+            if len(self._derived) >= 64:
+                self._derived.clear()
+            self._derived[key] = derived
+        return derived
+
+
+SMALL_PAYLOAD = 100  # bytes of JSON below which zlib never pays (header + checksum)
+
+
+class PortalSerializer(URLSafeTimedSerializer):
+    """itsdangerous' URL-safe timed serializer (same tokens, readable by it), signing with
+    `KeyCachingSigner` and not trying zlib on a payload too small to shrink: the session
+    cookie and the CSRF token are a few dozen bytes."""
+
+    default_signer = KeyCachingSigner
+
+    def dump_payload(self, obj: Any) -> bytes:
+        json = Serializer.dump_payload(self, obj)
+        if len(json) < SMALL_PAYLOAD:
+            return base64_encode(json)
+        return super().dump_payload(obj)
+
+
 class PortalSessionInterface(SecureCookieSessionInterface):
     """Flask's signed cookie session (same cookie, same signature), with its signer built
     once per key set instead of on every request that reads or writes the cookie."""
@@ -302,9 +339,17 @@ class PortalSessionInterface(SecureCookieSessionInterface):
         key = (app.secret_key, *(app.config["SECRET_KEY_FALLBACKS"] or ()))
         serializer = self._serializers.get(key)
         if serializer is None:
-            serializer = super().get_signing_serializer(app)
-            if serializer is not None:
-                self._serializers = {key: serializer}  # one key set at a time
+            # As Flask builds it (current key last), with the caching signer.
+            serializer = PortalSerializer(
+                [*key[1:], key[0]],
+                salt=self.salt,
+                serializer=self.serializer,
+                signer_kwargs={
+                    "key_derivation": self.key_derivation,
+                    "digest_method": self.digest_method,
+                },
+            )
+            self._serializers = {key: serializer}  # one key set at a time
         return serializer
 
 

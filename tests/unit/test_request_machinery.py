@@ -77,3 +77,17 @@ def test_a_view_security_option_not_supported_is_refused():
         ViewSecurity()(force_https=True)
     view = ViewSecurity()(frame_options="SAMEORIGIN")(lambda: "")
     assert view.talisman_view_options == {"frame_options": "SAMEORIGIN"}
+
+
+@pytest.mark.parametrize("payload", ["a" * 40, {"csrf_token": "b" * 40, "notes": "c" * 500}])
+def test_our_signed_tokens_are_itsdangerous_tokens(payload):
+    from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+    from portal.security import PortalSerializer
+
+    ours = PortalSerializer("secret", salt="wtf-csrf-token")
+    theirs = URLSafeTimedSerializer("secret", salt="wtf-csrf-token")
+    assert theirs.loads(ours.dumps(payload)) == payload
+    assert ours.loads(theirs.dumps(payload)) == payload
+    with pytest.raises(BadSignature):
+        URLSafeTimedSerializer("other", salt="wtf-csrf-token").loads(ours.dumps(payload))
