@@ -428,12 +428,17 @@ def _run_lookup(statement: Any, parameters: dict[str, Any]) -> Any:
     own queries. PostgreSQL's timestamptz comes back aware, as `UTCDateTime` gives it. A
     session already in a transaction, or bound to one connection (the tests' rolled-back
     transaction), runs it there through SQLAlchemy."""
-    session = db.session()
-    if session.bind is None and not session.in_transaction():
+    scoped = db.session
+    if scoped.registry.has():  # this request already made its ORM session
+        session = scoped()
+        alone = session.bind is None and not session.in_transaction()
+    else:  # none yet (made only when a view needs it): is it bound to one connection?
+        alone = scoped.session_factory.kw.get("bind") is None
+    if alone:
         engine = db.engine
         if engine.dialect.name == "postgresql":
             return _run_on_driver(engine, statement, parameters)
-    return session.connection().execute(statement, parameters).one_or_none()
+    return scoped.connection().execute(statement, parameters).one_or_none()
 
 
 @dataclass(frozen=True)
