@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import secrets
-from functools import lru_cache
+from collections.abc import Callable
+from functools import lru_cache, wraps
+from typing import Any
 
 from flask import Flask
 from flask.globals import _cv_app, _cv_request
@@ -77,6 +79,19 @@ def csrf_token() -> str:
     return token
 
 
+def _only_if_limited(hook: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Flask-Limiter's `hook`, run only on a request where a limit was looked at."""
+
+    @wraps(hook)
+    def run(argument: Any) -> Any:
+        request_ctx = _cv_request.get(None)
+        if request_ctx is not None and not hasattr(request_ctx, "_limiter_request_context"):
+            return argument
+        return hook(argument)
+
+    return run
+
+
 class PortalLimiter(Limiter):
     """Flask-Limiter, without its per-request work on the routes that have no limit.
 
@@ -97,6 +112,19 @@ class PortalLimiter(Limiter):
         ):
             return
         super()._check_request_limit(callable_name, in_middleware)
+
+    def init_app(self, app: Flask) -> None:
+        """Flask-Limiter's hooks, its after-request and teardown ones skipped on a request
+        where no limit was looked at (no limiter context on the request: nothing to put
+        in headers, deduct or reset)."""
+        after = list(app.after_request_funcs.get(None, []))
+        teardown = list(app.teardown_request_funcs.get(None, []))
+        super().init_app(app)
+        for hooks, before in (
+            (app.after_request_funcs.setdefault(None, []), after),
+            (app.teardown_request_funcs.setdefault(None, []), teardown),
+        ):
+            hooks[:] = [hook if hook in before else _only_if_limited(hook) for hook in hooks]
 
     def _nothing_app_wide(self) -> bool:
         manager = self.limit_manager
