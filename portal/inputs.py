@@ -86,7 +86,7 @@ def _holds_nul(pairs: MultiDict[str, str]) -> bool:
 
 def refuse_nul_characters() -> None:
     """400 for a request whose path, query or form holds a NUL, before any view reads it."""
-    if "\x00" in request.path or _holds_nul(request.args):
+    if "\x00" in request.path or (request.query_string and _holds_nul(request.args)):
         abort(400)
     if request.method in ("POST", "PUT", "PATCH") and _holds_nul(request.form):
         abort(400)

@@ -44,14 +44,20 @@ class ChromeExtension(Extension):
         request_ctx = _cv_request.get(None)
         if request_ctx is None:  # outside a request: nothing to share
             return caller()
-        app = _cv_app.get().app
-        config = app.config
-        key: tuple[Any, ...] = (
-            name,
-            current_locale(),
-            request_ctx.request.script_root,
-            *(config.get(setting) for setting in CHROME_SETTINGS),
-        )
+        app_ctx = _cv_app.get()
+        app = app_ctx.app
+        # What the chrome depends on, worked out once per request and language.
+        locale = current_locale()
+        known = getattr(app_ctx.g, "_portal_chrome_key", None)
+        if known is None or known[0] != locale:
+            config = app.config
+            known = (
+                locale,
+                request_ctx.request.script_root,
+                *(config.get(setting) for setting in CHROME_SETTINGS),
+            )
+            app_ctx.g._portal_chrome_key = known
+        key: tuple[Any, ...] = (name, *known)
         cache: dict[tuple[Any, ...], str] = app.extensions["portal_chrome"]
         try:
             return cache[key]
