@@ -23,7 +23,7 @@ from datetime import date
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import ColumnElement, ColumnExpressionArgument, cast, func, select
+from sqlalchemy import ColumnElement, ColumnExpressionArgument, cast, func, literal_column, select
 from sqlalchemy.orm import selectinload
 
 from portal.customers.models import Customer
@@ -42,7 +42,7 @@ _OPEN_STATUS_VALUES = sorted(str(status) for status in OPEN_STATUSES)
 def _sum_minor(column: ColumnExpressionArgument[int]) -> ColumnElement[int]:
     """SUM of a money column as an integer: PostgreSQL sums BIGINT into NUMERIC, which
     the driver would hand back as a Decimal."""
-    return cast(func.coalesce(func.sum(column), 0), MinorUnits)
+    return cast(func.coalesce(func.sum(column), literal_column("0")), MinorUnits)
 
 
 # --- the subqueries, each correlated to Invoice -----------------------------------------
@@ -114,6 +114,35 @@ def open_balance_column() -> ColumnElement[int]:
 
 
 # --- an invoice's balance --------------------------------------------------------------
+def balance_minor(total_minor: int, net_paid_minor: int, credited_minor: int) -> int:
+    """total − paid (net of refunds) − credited, minor units."""
+    return total_minor - net_paid_minor - credited_minor
+
+
+def payable_minor(balance: int, held: int, planned: int, *, is_void: bool) -> int:
+    """What may be paid, reminded or planned now: the balance less what open disputes
+    hold and active plans cover, never below zero; zero on a void invoice."""
+    if is_void:
+        return 0
+    return max(0, balance - held - planned)
+
+
+def status_of(balance: int, net_paid: int, credited: int, *, is_void: bool) -> InvoiceStatus:
+    """Void, paid (nothing left), partially paid (something paid or credited) or open."""
+    if is_void:
+        return InvoiceStatus.VOID
+    if balance <= 0:
+        return InvoiceStatus.PAID
+    if net_paid > 0 or credited > 0:
+        return InvoiceStatus.PARTIALLY_PAID
+    return InvoiceStatus.OPEN
+
+
+def days_overdue_of(due_date: date, today: date, *, is_open: bool) -> int:
+    """Days past the due date as of `today` (0 when not open or not yet due)."""
+    return max(0, (today - due_date).days) if is_open else 0
+
+
 @dataclass(frozen=True)
 class InvoiceBalance:
     """An invoice with what was paid, credited, held and planned against it, as of `today`.
@@ -153,12 +182,16 @@ class InvoiceBalance:
 
     @cached_property
     def payable(self) -> Money:
-        """What may be paid, reminded or planned now: the balance less what is held and
-        planned, never below zero; zero on a void invoice."""
-        if self.invoice.voided_at is not None:
-            return Money.zero(self.invoice.currency)
-        remaining = self.balance - self.held - self.planned
-        return remaining if remaining.is_positive else Money.zero(self.invoice.currency)
+        """What may be paid, reminded or planned now (`payable_minor`)."""
+        return Money(
+            payable_minor(
+                self.balance.minor,
+                self.held_minor,
+                self.planned_minor,
+                is_void=self.invoice.voided_at is not None,
+            ),
+            self.invoice.currency,
+        )
 
     @property
     def is_in_dispute(self) -> bool:
@@ -171,13 +204,12 @@ class InvoiceBalance:
 
     @cached_property
     def status(self) -> InvoiceStatus:
-        if self.invoice.voided_at is not None:
-            return InvoiceStatus.VOID
-        if not self.balance.is_positive:
-            return InvoiceStatus.PAID
-        if self.paid.is_positive or self.credited.is_positive:
-            return InvoiceStatus.PARTIALLY_PAID
-        return InvoiceStatus.OPEN
+        return status_of(
+            self.balance.minor,
+            self.paid.minor,
+            self.credited.minor,
+            is_void=self.invoice.voided_at is not None,
+        )
 
     @property
     def is_open(self) -> bool:
@@ -185,17 +217,17 @@ class InvoiceBalance:
 
     @cached_property
     def days_overdue(self) -> int:
-        if not self.is_open:
-            return 0
-        return max(0, (self.today - self.invoice.due_date).days)
+        return days_overdue_of(self.invoice.due_date, self.today, is_open=self.is_open)
 
     @property
     def is_overdue(self) -> bool:
         return self.days_overdue > 0
 
 
-def _balance_columns() -> tuple[ColumnElement[int], ...]:
-    """(allocated, refunded, credited, held, planned), in the order `_balance` reads."""
+def balance_columns() -> tuple[ColumnElement[int], ...]:
+    """(allocated, refunded, credited, held, planned), correlated to Invoice, in the order
+    `_balance` reads (minor units): what a query selects next to an invoice to work out
+    its balance with `balance_minor`, `payable_minor` and `status_of`."""
     return (
         allocated_subquery(),
         refunded_subquery(),
@@ -206,7 +238,7 @@ def _balance_columns() -> tuple[ColumnElement[int], ...]:
 
 
 def _balance(invoice: Invoice, amounts: Sequence[Any], today: date) -> InvoiceBalance:
-    """The InvoiceBalance of `invoice` from the values of `_balance_columns()`."""
+    """The InvoiceBalance of `invoice` from the values of `balance_columns()`."""
     allocated, refunded, credited, held, planned = (int(value) for value in amounts)
     currency = invoice.currency
     return InvoiceBalance(
@@ -230,7 +262,7 @@ def invoice_balances_by_customer(
 ) -> dict[int, list[InvoiceBalance]]:
     """`invoice_balances_for` for several customers (each with their own today), one query."""
     rows = db.session.execute(
-        select(Invoice, *_balance_columns())
+        select(Invoice, *balance_columns())
         .where(Invoice.customer_id.in_(list(today_by_customer)))
         .order_by(Invoice.customer_id, Invoice.due_date, Invoice.number)
     ).all()
@@ -245,7 +277,7 @@ def invoice_balances_by_customer(
 def invoice_balance(invoice: Invoice, today: date) -> InvoiceBalance:
     """One invoice's balance as of `today` (one query)."""
     amounts = db.session.execute(
-        select(*_balance_columns()).select_from(Invoice).where(Invoice.id == invoice.id)
+        select(*balance_columns()).select_from(Invoice).where(Invoice.id == invoice.id)
     ).one()
     return _balance(invoice, list(amounts), today)
 
@@ -265,7 +297,7 @@ def payable_invoices() -> list[PayableInvoice]:
     (`payments.policy.is_small_balance`: 0.49 USD, 0.005 KWD). `held` is what open
     disputes keep out of it (a reminder says it is on hold).
     """
-    columns = _balance_columns()
+    columns = balance_columns()
     allocated, refunded, credited, held, planned = columns
     rows = db.session.execute(
         select(Invoice, *columns)
@@ -289,7 +321,7 @@ def small_balance_candidates(currencies: Sequence[str]) -> list[InvoiceBalance]:
     (it decides, with `is_small_balance` and the tolerance, which to write off)."""
     if not currencies:
         return []
-    columns = _balance_columns()
+    columns = balance_columns()
     rows = db.session.execute(
         select(Invoice, *columns)
         .where(
