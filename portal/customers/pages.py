@@ -9,6 +9,7 @@ into it are escaped. Links are built by `url_for` once per kind of link.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -34,7 +35,7 @@ from portal.i18n import (
 )
 from portal.invoices.models import InvoiceStatus
 from portal.invoices.queries import AccountSummary
-from portal.money import Money
+from portal.money import CurrencyMismatch, Money
 from portal.notifications.services import locale_for
 from portal.payments.card_advice import card_advice_message
 from portal.payments.policy import card_advice, card_payable_now
@@ -44,6 +45,7 @@ from portal.promises.services import promise_max_days
 
 # What werkzeug's path converters leave unquoted (routing.converters.BaseConverter).
 _PATH_SAFE = "!$&'()*+,/:;=@"
+_NEEDS_NO_QUOTING = re.compile(r"[A-Za-z0-9_.~-]*")  # what quote() leaves as it is
 
 
 class _Messages:
@@ -57,6 +59,7 @@ class _Messages:
     def __init__(self, translations: NullTranslations) -> None:
         self._translations = translations
         self._plain = _PLAIN.setdefault(translations, {})
+        self._labels = _LABELS.setdefault(translations, {})
 
     def gettext(self, message: str, **variables: Any) -> Markup:
         if not variables:
@@ -65,6 +68,14 @@ class _Messages:
                 plain = self._plain[message] = self._markup(message) % {}
             return plain
         return self._markup(message) % variables
+
+    def label(self, status: InvoiceStatus | DisputeStatus | PlanStatus) -> str:
+        """A status's translated label (`status.label`), once per catalog."""
+        key = (type(status).__name__, status.value)
+        label = self._labels.get(key)
+        if label is None:
+            label = self._labels[key] = status.label
+        return label
 
     def _markup(self, message: str) -> Markup:
         # The catalog's text is markup as a template's own text is (S704: not user input).
@@ -77,6 +88,7 @@ class _Messages:
 
 # Per catalog (one per language and process), its messages without placeholders.
 _PLAIN: WeakKeyDictionary[NullTranslations, dict[str, Markup]] = WeakKeyDictionary()
+_LABELS: WeakKeyDictionary[NullTranslations, dict[tuple[str, str], str]] = WeakKeyDictionary()
 
 
 @lru_cache(maxsize=16_384)
@@ -86,14 +98,14 @@ def _day(value: date, locale: str) -> str:
     return str(babel_dates.format_date(value, "medium", locale=Locale.parse(locale)))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Format:
     """The `money` and `date` filters for the request's locale, looked up once."""
 
     locale: str
 
     def money(self, minor: int, currency: str) -> str:
-        return Money(minor, currency).format(self.locale)
+        return Money.format_minor(minor, currency, self.locale)
 
     def day(self, value: date) -> str:
         return _day(value, self.locale)
@@ -104,10 +116,17 @@ def _link(endpoint: str, **sample: str | int) -> Callable[[str | int], str]:
     sample value and the others are put in its place, quoted as werkzeug quotes them."""
     ((key, value),) = sample.items()
     head, _, tail = url_for(endpoint, **{key: value}).rpartition(str(value))
-    return lambda item: f"{head}{quote(str(item), safe=_PATH_SAFE)}{tail}"
+
+    def link(item: str | int) -> str:
+        text = str(item)
+        if not _NEEDS_NO_QUOTING.fullmatch(text):
+            text = quote(text, safe=_PATH_SAFE)
+        return f"{head}{text}{tail}"
+
+    return link
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class InvoiceRow:
     number: str
     url: str
@@ -120,7 +139,7 @@ class InvoiceRow:
     balance: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PaymentRow:
     label: Markup  # "Receipt R-000012 (PDF)" (linked to `receipt_url`) or "Payment X"
     receipt_url: str | None
@@ -130,7 +149,7 @@ class PaymentRow:
     refunded: Markup  # "$5.00 refunded", or "" when nothing was
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CreditRow:
     reference: str
     issued: str
@@ -139,7 +158,7 @@ class CreditRow:
     amount: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DisputeRow:
     url: str
     title: Markup  # "Dispute of invoice X"
@@ -149,13 +168,13 @@ class DisputeRow:
     amount: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PromiseChoice:
     number: str
     payable: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PlanRow:
     url: str
     title: Markup  # "Payment plan PP-3"
@@ -174,11 +193,8 @@ def account_page(customer: Customer, snapshot: AccountSnapshot, today: date) -> 
     money, day = fmt.money, fmt.day
 
     invoice_url = _link("invoices.detail", number="0")
-    labels: dict[InvoiceStatus, str] = {}
 
     def invoice_row(b: AccountInvoice) -> InvoiceRow:
-        if b.status not in labels:
-            labels[b.status] = b.status.label
         overdue = (
             messages.ngettext("%(num)d day overdue", "%(num)d days overdue", b.days_overdue)
             if b.days_overdue
@@ -190,7 +206,7 @@ def account_page(customer: Customer, snapshot: AccountSnapshot, today: date) -> 
             day(b.issue_date),
             day(b.due_date),
             b.status.value,
-            labels[b.status],
+            messages.label(b.status),
             overdue,
             money(b.total_minor, b.currency),
             money(b.balance_minor, b.currency),
@@ -221,8 +237,11 @@ def _summary_context(open_: list[AccountInvoice], currency: str, today: date) ->
     """The summary's figures and which "pay" buttons to offer (a card payment only when
     one can succeed; else the advice why not and what to do instead)."""
 
+    if any(b.currency != currency for b in open_):  # as Money.sum would refuse them
+        raise CurrencyMismatch(f"an invoice is not in the account's currency {currency}")
+
     def total(minors: list[int]) -> Money:
-        return Money.sum((Money(minor, currency) for minor in minors), currency)
+        return Money(sum(minors), currency)
 
     overdue = [b for b in open_ if b.is_overdue]
     upcoming = [b.due_date for b in open_ if not b.is_overdue]
@@ -316,7 +335,7 @@ def _dispute_context(
                 messages.gettext("Dispute of invoice %(number)s", number=d.invoice_number),
                 fmt.day(d.opened_at.astimezone(zone).date()),
                 d.status,
-                DisputeStatus(d.status).label,
+                messages.label(DisputeStatus(d.status)),
                 fmt.money(d.amount_minor, d.currency),
             )
             for d in snapshot.disputes
@@ -369,7 +388,7 @@ def _plans_context(
             plan_url(p.id),
             messages.gettext("Payment plan %(reference)s", reference=plan_reference(p)),
             p.status,
-            PlanStatus(p.status).label,
+            messages.label(PlanStatus(p.status)),
             fmt.money(p.total_minor, p.currency),
         )
         for p in snapshot.plans

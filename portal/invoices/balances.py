@@ -45,11 +45,20 @@ def _sum_minor(column: ColumnExpressionArgument[int]) -> ColumnElement[int]:
     return cast(func.coalesce(func.sum(column), literal_column("0")), MinorUnits)
 
 
+def inline_values(values: Sequence[str]) -> list[ColumnElement[str]]:
+    """Our own constants (status names, never user input) written into the SQL, for an
+    IN list: a list of parameters is expanded again on every execution of a statement."""
+    for value in values:
+        if not value.replace("_", "").isalnum():
+            raise ValueError(f"not a constant to write into SQL: {value!r}")
+    return [literal_column(f"'{value}'") for value in values]
+
+
 # --- the subqueries, each correlated to Invoice -----------------------------------------
 def allocated_subquery() -> ColumnElement[int]:
     """Payments applied to the invoice (before refunds), minor units."""
     return (
-        select(_sum_minor(PaymentAllocation.amount_minor))
+        select(_sum_minor(PaymentAllocation.amount_minor).label("s"))
         .where(PaymentAllocation.invoice_id == Invoice.id)
         .correlate(Invoice)
         .scalar_subquery()
@@ -59,7 +68,7 @@ def allocated_subquery() -> ColumnElement[int]:
 def refunded_subquery() -> ColumnElement[int]:
     """What refunds took back from the invoice's payments, minor units."""
     return (
-        select(_sum_minor(RefundAllocation.amount_minor))
+        select(_sum_minor(RefundAllocation.amount_minor).label("s"))
         .where(RefundAllocation.invoice_id == Invoice.id)
         .correlate(Invoice)
         .scalar_subquery()
@@ -74,7 +83,7 @@ def net_paid_subquery() -> ColumnElement[int]:
 def credited_subquery() -> ColumnElement[int]:
     """Credit notes on the invoice (any kind: ERP, dispute, small-balance write-off)."""
     return (
-        select(_sum_minor(CreditNote.amount_minor))
+        select(_sum_minor(CreditNote.amount_minor).label("s"))
         .where(CreditNote.invoice_id == Invoice.id)
         .correlate(Invoice)
         .scalar_subquery()
@@ -84,9 +93,12 @@ def credited_subquery() -> ColumnElement[int]:
 def held_subquery() -> ColumnElement[int]:
     """What open disputes contest on the invoice: not payable, reminded or plannable."""
     return (
-        select(_sum_minor(DisputeLine.amount_minor))
+        select(_sum_minor(DisputeLine.amount_minor).label("s"))
         .join(Dispute, Dispute.id == DisputeLine.dispute_id)
-        .where(Dispute.invoice_id == Invoice.id, Dispute.status.in_(_OPEN_STATUS_VALUES))
+        .where(
+            Dispute.invoice_id == Invoice.id,
+            Dispute.status.in_(inline_values(_OPEN_STATUS_VALUES)),
+        )
         .correlate(Invoice)
         .scalar_subquery()
     )
@@ -99,7 +111,7 @@ def planned_subquery() -> ColumnElement[int]:
     other plans (`PlanInvoice.open_invoice_id`) but not from payment: only an agreed
     plan takes its amount out of what is payable and reminded."""
     return (
-        select(_sum_minor(PlanInvoice.amount_minor - PlanInvoice.paid_minor))
+        select(_sum_minor(PlanInvoice.amount_minor - PlanInvoice.paid_minor).label("s"))
         .join(PaymentPlan, PaymentPlan.id == PlanInvoice.plan_id)
         .where(PlanInvoice.invoice_id == Invoice.id, PaymentPlan.status == PlanStatus.ACTIVE)
         .correlate(Invoice)
