@@ -188,10 +188,8 @@ def account_page(customer: Customer, snapshot: AccountSnapshot, today: date) -> 
     locale = current_locale()
     messages = _Messages(request_translations())
     currency = customer.currency
-
     fmt = _Format(locale)
     money, day = fmt.money, fmt.day
-
     invoice_url = _link("invoices.detail", number="0")
 
     def invoice_row(b: AccountInvoice) -> InvoiceRow:
@@ -221,7 +219,7 @@ def account_page(customer: Customer, snapshot: AccountSnapshot, today: date) -> 
         "customer": customer,
         "open_invoices": [invoice_row(b) for b in open_],
         "closed_invoices": [invoice_row(b) for b in closed],
-        **_summary_context(open_, currency, today),
+        **_summary_context(open_, currency),
         **_history_context(snapshot, fmt, messages, invoice_url),
         **_dispute_context(customer, snapshot, fmt, messages),
         **_promise_context(snapshot, open_, fmt, messages, today),
@@ -233,10 +231,9 @@ def account_page(customer: Customer, snapshot: AccountSnapshot, today: date) -> 
     return context
 
 
-def _summary_context(open_: list[AccountInvoice], currency: str, today: date) -> dict[str, Any]:
+def _summary_context(open_: list[AccountInvoice], currency: str) -> dict[str, Any]:
     """The summary's figures and which "pay" buttons to offer (a card payment only when
     one can succeed; else the advice why not and what to do instead)."""
-
     if any(b.currency != currency for b in open_):  # as Money.sum would refuse them
         raise CurrencyMismatch(f"an invoice is not in the account's currency {currency}")
 
