@@ -60,6 +60,7 @@ class _Messages:
         self._translations = translations
         self._plain = _PLAIN.setdefault(translations, {})
         self._labels = _LABELS.setdefault(translations, {})
+        self._counted = _COUNTED.setdefault(translations, {})
 
     def gettext(self, message: str, **variables: Any) -> Markup:
         if not variables:
@@ -82,6 +83,17 @@ class _Messages:
         return Markup(self._translations.ugettext(message))  # noqa: S704
 
     def ngettext(self, singular: str, plural: str, num: int, **variables: Any) -> Markup:
+        if not variables:  # "%(num)d days overdue": the same for every reader of a language
+            key = (singular, plural, num)
+            counted = self._counted.get(key)
+            if counted is None:
+                counted = self._counted[key] = self._counted_markup(singular, plural, num, {})
+            return counted
+        return self._counted_markup(singular, plural, num, variables)
+
+    def _counted_markup(
+        self, singular: str, plural: str, num: int, variables: dict[str, Any]
+    ) -> Markup:
         variables.setdefault("num", num)
         return Markup(self._translations.ungettext(singular, plural, num)) % variables  # noqa: S704
 
@@ -89,6 +101,9 @@ class _Messages:
 # Per catalog (one per language and process), its messages without placeholders.
 _PLAIN: WeakKeyDictionary[NullTranslations, dict[str, Markup]] = WeakKeyDictionary()
 _LABELS: WeakKeyDictionary[NullTranslations, dict[tuple[str, str], str]] = WeakKeyDictionary()
+_COUNTED: WeakKeyDictionary[NullTranslations, dict[tuple[str, str, int], Markup]] = (
+    WeakKeyDictionary()
+)
 
 
 @lru_cache(maxsize=16_384)
@@ -244,12 +259,14 @@ def _summary_context(open_: list[AccountInvoice], currency: str) -> dict[str, An
     upcoming = [b.due_date for b in open_ if not b.is_overdue]
     all_payable = total([b.payable_minor for b in open_ if b.payable_minor > 0])
     overdue_payable = total([b.payable_minor for b in overdue if b.payable_minor > 0])
+    payable_now = {amount: card_payable_now(amount) for amount in (overdue_payable, all_payable)}
     card_notice = None
     for amount in (overdue_payable, all_payable):
-        advice = card_advice(amount) if amount.is_positive else None
-        if advice is not None and not card_payable_now(amount):
-            card_notice = card_advice_message(advice)
-            break
+        if amount.is_positive and not payable_now[amount]:
+            advice = card_advice(amount)
+            if advice is not None:
+                card_notice = card_advice_message(advice)
+                break
     summary = AccountSummary(
         total_due=total([b.balance_minor for b in open_]),
         overdue=total([b.balance_minor for b in overdue]),
@@ -261,8 +278,8 @@ def _summary_context(open_: list[AccountInvoice], currency: str) -> dict[str, An
     )
     return {
         "summary": summary,
-        "offer_overdue": overdue_payable.is_positive and card_payable_now(overdue_payable),
-        "offer_choose": all_payable.is_positive and card_payable_now(all_payable),
+        "offer_overdue": overdue_payable.is_positive and payable_now[overdue_payable],
+        "offer_choose": all_payable.is_positive and payable_now[all_payable],
         "card_notice": card_notice,
     }
 
