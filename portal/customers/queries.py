@@ -97,7 +97,8 @@ def _part(
     for name in _SLOTS:
         value = values.pop(name, None)
         columns.append(_NULL if value is None else value)
-    assert not values, f"unknown slots {sorted(values)}"  # noqa: S101 - a programming error
+    if values:
+        raise TypeError(f"no such slot: {sorted(values)}")
     if first:
         names = ["kind", "seq", *_SLOTS]
         types = [Integer(), Integer(), *_SLOTS.values()]

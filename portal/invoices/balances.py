@@ -8,9 +8,12 @@
 active payment plan covers (`planned_subquery`). The payable amount is the only amount
 that may be paid (`portal.payments`), reminded (`portal.notifications`) or planned;
 pages, the import, reports and the demo read these subqueries and readers and copy no
-SQL (DESIGN.md, Data and money). At line level (`line_balances`), what a customer may
-still dispute on a line is its amount less what was credited to it and what open
-disputes hold on it, never more than the invoice's payable amount.
+SQL (DESIGN.md, Data and money); `balance_minor`, `payable_minor` and `status_of` are
+the rule on plain integers, for `InvoiceBalance` and for a page that reads the amounts
+without the ORM (`customers.queries.account_snapshot`). At line level
+(`line_balances`), what a customer may still dispute on a line is its amount less what
+was credited to it and what open disputes hold on it, never more than the invoice's
+payable amount.
 
 All amounts are integer minor units of the invoice's currency.
 """
@@ -190,7 +193,9 @@ class InvoiceBalance:
 
     @cached_property
     def balance(self) -> Money:
-        return self.invoice.total - self.paid - self.credited
+        """total − paid − credited (`balance_minor`)."""
+        minor = balance_minor(self.invoice.total.minor, self.paid.minor, self.credited.minor)
+        return Money(minor, self.invoice.currency)
 
     @cached_property
     def payable(self) -> Money:
