@@ -24,19 +24,19 @@ from babel.support import NullTranslations
 from flask import url_for
 from markupsafe import Markup
 
-from portal.customers.models import Customer
+from portal.customers.models import CustomerSnapshot
 from portal.customers.queries import AccountInvoice, AccountSnapshot
 from portal.disputes.models import DisputeStatus
 from portal.i18n import (
     LANGUAGE_NAMES,
     current_locale,
     request_translations,
+    supported_locale,
     zone_or_default,
 )
 from portal.invoices.models import InvoiceStatus
 from portal.invoices.queries import AccountSummary
 from portal.money import CurrencyMismatch, Money
-from portal.notifications.services import locale_for
 from portal.payments.card_advice import card_advice_message
 from portal.payments.policy import card_advice, card_payable_now
 from portal.plans.models import PlanStatus
@@ -198,7 +198,9 @@ class PlanRow:
     total: str
 
 
-def account_page(customer: Customer, snapshot: AccountSnapshot, today: date) -> dict[str, Any]:
+def account_page(
+    customer: CustomerSnapshot, snapshot: AccountSnapshot, today: date
+) -> dict[str, Any]:
     """The template context of `customers/account.html` (and its sections' partials)."""
     locale = current_locale()
     messages = _Messages(request_translations())
@@ -240,7 +242,8 @@ def account_page(customer: Customer, snapshot: AccountSnapshot, today: date) -> 
         **_promise_context(snapshot, open_, fmt, messages, today),
         **_plans_context(snapshot, open_, fmt, messages),
         "saved_card": snapshot.card,
-        "email_language": LANGUAGE_NAMES[locale_for(customer)],
+        # The language of their emails, as `notifications.services.locale_for` picks it.
+        "email_language": LANGUAGE_NAMES[supported_locale(customer.locale) or "en"],
         "opted_out_at": snapshot.opted_out_at,
     }
     return context
@@ -332,7 +335,7 @@ def _history_context(
 
 
 def _dispute_context(
-    customer: Customer,
+    customer: CustomerSnapshot,
     snapshot: AccountSnapshot,
     fmt: _Format,
     messages: _Messages,
