@@ -245,6 +245,13 @@ def account_page(
         # The language of their emails, as `notifications.services.locale_for` picks it.
         "email_language": LANGUAGE_NAMES[supported_locale(customer.locale) or "en"],
         "opted_out_at": snapshot.opted_out_at,
+        # The day it was stopped, where the customer lives (as the `date` filter shows a
+        # moment, in `i18n.select_timezone`'s zone, without loading the Customer for it).
+        "opted_out_on": fmt.day(
+            snapshot.opted_out_at.astimezone(zone_or_default(customer.timezone)).date()
+        )
+        if snapshot.opted_out_at is not None
+        else "",
     }
     return context
 
