@@ -206,8 +206,12 @@ class DisputeRow:
 
 @dataclass(slots=True)
 class PromiseChoice:
-    number: str
-    payable: str
+    """An invoice the promise form offers, its cells already escaped (written as they
+    are); `checked` when it is the only one."""
+
+    number: Markup
+    payable: Markup
+    checked: bool
 
 
 @dataclass(slots=True)
@@ -398,6 +402,15 @@ def _promise_context(
     """Open promises, and the open invoices no promise covers yet (the form's choices)."""
     promised = {invoice_id for p in snapshot.promises for invoice_id in p.invoice_ids}
     max_days = promise_max_days("customer")
+    unpromised = [b for b in open_ if b.id not in promised]
+    choices = [
+        PromiseChoice(
+            escape(b.number),
+            escape(fmt.money(b.payable_minor, b.currency)),
+            len(unpromised) == 1,
+        )
+        for b in unpromised
+    ]
     return {
         "promise_notes": [
             messages.gettext(
@@ -408,11 +421,7 @@ def _promise_context(
             )
             for p in snapshot.promises
         ],
-        "promise_choices": [
-            PromiseChoice(b.number, fmt.money(b.payable_minor, b.currency))
-            for b in open_
-            if b.id not in promised
-        ],
+        "promise_choices": choices,
         "promise_max_days": max_days,
         "promise_today": today,
         "promise_latest": today.fromordinal(today.toordinal() + max_days),
