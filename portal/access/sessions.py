@@ -480,7 +480,7 @@ def run_read(statement: Any, parameters: dict[str, Any]) -> list[Any]:
     if _runs_alone():
         engine = db.engine
         if engine.dialect.name == "postgresql":
-            return _run_on_driver(engine, statement, parameters, every=True)
+            return cast(list[Any], _run_on_driver(engine, statement, parameters, every=True))
     session = db.session
     session.flush()
     return list(session.connection().execute(statement, parameters))
