@@ -10,6 +10,7 @@ from portal.customers.queries import customer_today
 from portal.db import utcnow
 from portal.i18n import current_locale
 from portal.invoices import pdf as documents
+from portal.invoices.detail import invoice_page_for
 from portal.invoices.queries import (
     allocations_for_invoice,
     credits_for_invoice,
@@ -31,18 +32,11 @@ def _invoice_or_404(number: str):  # type: ignore[no-untyped-def]
 @bp.get("/invoices/<path:number>")  # ERP numbers may hold "/" (FA/2024/001)
 @customer_required
 def detail(number: str):  # type: ignore[no-untyped-def]
-    from portal.disputes.views import invoice_dispute_context
-
-    invoice = _invoice_or_404(number)
-    balance = invoice_balance(invoice, customer_today(current_customer(), utcnow()))
-    return render_template(
-        "invoices/detail.html",
-        **invoice_dispute_context(invoice, balance),
-        balance=balance,
-        invoice=invoice,
-        allocations=allocations_for_invoice(invoice),
-        credits=credits_for_invoice(invoice),
-    )
+    customer = current_customer()
+    page = invoice_page_for(customer, number, customer_today(customer, utcnow()))
+    if page is None:
+        abort(404)  # someone else's invoice is "not found", never "forbidden"
+    return render_template("invoices/detail.html", page=page, invoice=page.invoice)
 
 
 @bp.get("/invoices/<path:number>/pdf")

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
+from functools import cache
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import selectinload
 
 from portal.customers.models import Customer
 from portal.extensions import db
 from portal.invoices.models import Invoice
+from portal.invoices.balances import InvoiceBalance, balance_columns, balance_from_amounts
 from portal.invoices.queries import invoice_balances_by_customer
 from portal.money import Money
 from portal.payments.models import (
@@ -42,8 +45,27 @@ class PayableItem:
 
 
 def payable_items(customer: Customer, today: date) -> list[PayableItem]:
-    """Every invoice of this customer with a payable amount, oldest due first."""
-    return payable_items_by_customer({customer.id: today}).get(customer.id, [])
+    """Every invoice of this customer with a payable amount, oldest due first (the order
+    of `invoice_balances_for`). One statement, built once per process."""
+    rows = db.session.execute(_customer_balances_statement(), {"customer_id": customer.id})
+    return _payable(balance_from_amounts(invoice, amounts, today) for invoice, *amounts in rows)
+
+
+@cache
+def _customer_balances_statement() -> Any:
+    return (
+        select(Invoice, *balance_columns())
+        .where(Invoice.customer_id == bindparam("customer_id"))
+        .order_by(Invoice.due_date, Invoice.number)
+    )
+
+
+def _payable(balances: Iterable[InvoiceBalance]) -> list[PayableItem]:
+    return [
+        PayableItem(b.invoice, b.payable, b.balance, b.is_overdue, b.days_overdue)
+        for b in balances
+        if b.is_open and b.payable.is_positive
+    ]
 
 
 def payable_items_by_customer(
@@ -51,11 +73,7 @@ def payable_items_by_customer(
 ) -> dict[int, list[PayableItem]]:
     """`payable_items` of several customers (each with their own today), in one query."""
     return {
-        customer_id: [
-            PayableItem(b.invoice, b.payable, b.balance, b.is_overdue, b.days_overdue)
-            for b in balances
-            if b.is_open and b.payable.is_positive
-        ]
+        customer_id: _payable(balances)
         for customer_id, balances in invoice_balances_by_customer(today_by_customer).items()
     }
 
