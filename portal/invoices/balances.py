@@ -364,7 +364,6 @@ def line_balances(invoice: Invoice, balance: InvoiceBalance | None = None) -> li
     return result
 
 
-
 # --- the invoice page (added for it; see `line_balances`) ---------------------------------
 def balance_columns() -> tuple[ColumnElement[int], ...]:
     """The amounts `balance_from_amounts` reads (allocated, refunded, credited, held,

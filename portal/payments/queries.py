@@ -13,8 +13,8 @@ from sqlalchemy.orm import selectinload
 
 from portal.customers.models import Customer
 from portal.extensions import db
-from portal.invoices.models import Invoice
 from portal.invoices.balances import InvoiceBalance, balance_columns, balance_from_amounts
+from portal.invoices.models import Invoice
 from portal.invoices.queries import invoice_balances_by_customer
 from portal.money import Money
 from portal.payments.models import (
