@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
@@ -46,6 +48,7 @@ from portal.payments.queries import (
     get_checkout_for,
     get_payment_for,
     payable_items,
+    payable_now,
 )
 from portal.payments.services import (
     authentication_secret,
@@ -92,7 +95,8 @@ def _back_to_step_one(checkout: Checkout):  # type: ignore[no-untyped-def]
 
 
 def _payable_now() -> list[PayableItem]:
-    return payable_items(current_customer(), customer_today(current_customer(), utcnow()))
+    customer = current_customer()
+    return payable_now(customer, customer_today(customer, utcnow()))
 
 
 def _card_advice_for(form: ChoosePaymentForm, items: list[PayableItem]) -> CardAdvice | None:
@@ -169,6 +173,13 @@ def _amount_errors(form: ChoosePaymentForm, preview: PaymentPreview, minimum: Mo
 def preview_messages() -> dict[str, str]:
     """The step-1 sentences that static/js/portal.js fills in as the customer ticks and types
     (placeholders as in gettext: %(number)s, %(amount)s, %(due)s)."""
+    return _preview_messages(current_locale())
+
+
+@lru_cache(maxsize=16)
+def _preview_messages(locale: str) -> dict[str, str]:
+    """`preview_messages` in `locale` (the request's): the same for everyone, so once per
+    process and language."""
     return {
         "full": _("%(number)s: %(amount)s, paid in full"),
         "part": _("%(number)s: %(amount)s of %(due)s"),
