@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
+from babel.numbers import format_decimal
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import selectinload
 
@@ -193,3 +194,18 @@ def _open_disputes(customer: Customer, invoice_id: int) -> list[Dispute]:
             .order_by(Dispute.opened_at.desc(), Dispute.id.desc())
         )
     )
+
+
+# A line's quantity and unit price as the page writes them: pure functions of their
+# arguments, formatted through Babel once per distinct value and language per process
+# (as `portal.money` does for amounts and `portal.i18n` for dates).
+@lru_cache(maxsize=4096)
+def format_quantity(quantity: Decimal, locale: str) -> str:
+    """A quantity in `locale` ("1,234.5"), as the `number` filter writes it."""
+    return str(format_decimal(quantity, locale=locale))
+
+
+@lru_cache(maxsize=4096)
+def format_unit_price(price: UnitPrice, locale: str) -> str:
+    """A unit price in `locale` with the decimals given (`UnitPrice.format`)."""
+    return price.format(locale)
