@@ -101,7 +101,8 @@ def _payable_now() -> list[PayableItem]:
 
 def _card_advice_for(form: ChoosePaymentForm, items: list[PayableItem]) -> CardAdvice | None:
     """Advice when one card charge cannot take the chosen invoices' whole payable amount."""
-    chosen = [i.payable for i in items if i.invoice.number in (form.invoices.data or [])]
+    ticked = set(form.invoices.data or [])
+    chosen = [i.payable for i in items if i.invoice.number in ticked]
     if not chosen:
         return None
     return card_advice(Money.sum(chosen, chosen[0].currency))
@@ -133,7 +134,8 @@ def _preview(
     form: ChoosePaymentForm, items: list[PayableItem], minimum: Money
 ) -> PaymentPreview | None:
     """The total of the ticked invoices and how the amount typed would be applied."""
-    ticked = [i.open_item for i in items if i.invoice.number in (form.invoices.data or [])]
+    numbers = set(form.invoices.data or [])
+    ticked = [i.open_item for i in items if i.invoice.number in numbers]
     if not ticked or len({i.balance.currency for i in ticked}) > 1:
         return None
     amount = None
