@@ -16,8 +16,25 @@ from __future__ import annotations
 import argparse
 import socket
 import sys
+from typing import Any
 
 HOST = "127.0.0.1"
+
+
+def _list_payment_intents_by_customer(resources: Any) -> None:
+    """Stripe's `customer` parameter on GET /v1/payment_intents, which localstripe's list
+    refuses ("Unexpected customer"): the list is filtered to that customer's
+    PaymentIntents, as Stripe does (https://docs.stripe.com/api/payment_intents/list).
+    Autopay looks a lost charge up this way before sending it again."""
+    list_all = resources.PaymentIntent._api_list_all.__func__
+
+    def by_customer(cls: Any, url: str, customer: str | None = None, **kwargs: Any) -> Any:
+        found = list_all(cls, url, **kwargs)
+        if customer is not None:
+            found._list = [pi for pi in found._list if pi.customer == customer]
+        return found
+
+    resources.PaymentIntent._api_list_all = classmethod(by_customer)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -33,6 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     from localstripe import resources
 
     resources.Store.dump_to_disk = lambda self: None  # no pickle file in /tmp
+    _list_payment_intents_by_customer(resources)
     from localstripe.server import app
     from localstripe.webhooks import register_webhook
 

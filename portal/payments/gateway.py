@@ -445,6 +445,25 @@ class StripeGateway:
             )
         )
 
+    def find_payment(self, *, customer_id: str, metadata: Mapping[str, str]) -> IntentResult | None:
+        """The newest PaymentIntent of Stripe customer `customer_id` whose metadata holds
+        every item of `metadata`, or None: how a charge whose answer was lost is found
+        before it is sent again (autopay's stale attempts). Lists the customer's 100
+        newest PaymentIntents, strongly consistent, unlike the Search API
+        (https://docs.stripe.com/api/payment_intents/list). Real Stripe also replays the
+        first answer to a request sent again with the same idempotency key within 24
+        hours; this check does not depend on that (nor on how long ago it was sent)."""
+        page = self._call(
+            self.client.v1.payment_intents.list, {"customer": customer_id, "limit": 100}
+        )
+        for pi in _get(_plain(page), "data") or []:
+            found = _intent(pi)
+            if found.customer_id == customer_id and all(
+                found.metadata.get(key) == value for key, value in metadata.items()
+            ):
+                return found
+        return None
+
     def retrieve_payment(self, payment_intent_id: str) -> IntentResult:
         return _intent(self._call(self.client.v1.payment_intents.retrieve, payment_intent_id))
 

@@ -57,7 +57,12 @@ from portal.payments.queries import (
     saved_card_for_id,
     saved_cards_by_customer,
 )
-from portal.plans.payments import apply_to_plan, checkout_installment, plan_allocation
+from portal.plans.payments import (
+    apply_to_plan,
+    checkout_installment,
+    plan_allocation,
+    take_back_from_plan,
+)
 
 log = logging.getLogger(__name__)
 
@@ -397,6 +402,7 @@ def _record_refund(
     )
     db.session.add(refund)
     db.session.flush()
+    take_back_from_plan(payment, parts, actor=actor, now=now)
     record_event(
         "payment.refunded",
         actor=actor,

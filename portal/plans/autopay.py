@@ -56,7 +56,6 @@ from portal.customers.models import Customer
 from portal.customers.queries import customer_today
 from portal.extensions import db
 from portal.i18n import zone_or_default
-from portal.invoices.queries import invoice_balance
 from portal.money import Money
 from portal.notifications.models import EmailCategory, OutboxMessage
 from portal.notifications.services import deferred_email_row, queue_email
@@ -158,6 +157,7 @@ class _Claim:
     stripe_customer_id: str
     payment_method_id: str
     payment_intent_id: str | None = None  # known: ask Stripe how it ended, charge nothing
+    reclaimed: bool = False  # sent before, no answer recorded: look for it before sending
 
 
 @dataclass(frozen=True)
@@ -333,7 +333,7 @@ def _claim(installment_id: int, *, now: datetime, rules: CollectionRules) -> _Cl
     if paying is not None and now - paying.updated_at < CHECKOUT_STALE_AFTER:
         return None  # the customer is paying at this moment: next pass (one left in
         # flight long ago, an abandoned 3-D Secure window, holds nothing back)
-    amount = _amount_to_charge(installment, plan, today)
+    amount = _amount_to_charge(installment, plan)
     if amount is None:
         return None
     number = max((a.attempt for a in installment.attempts), default=0) + 1
@@ -415,18 +415,17 @@ def _reclaim_stale(
         stripe_customer_id=stripe_customer_id,
         payment_method_id=payment_method_id,
         payment_intent_id=attempt.payment_intent_id,
+        reclaimed=True,
     )
 
 
-def _amount_to_charge(installment: PlanInstallment, plan: PaymentPlan, today: date) -> Money | None:
+def _amount_to_charge(installment: PlanInstallment, plan: PaymentPlan) -> Money | None:
     """What is left on the installment, at most what the plan's invoices still owe
     through the plan (paid offline meanwhile, or credited, they owe less). None when
     nothing is left or no card charge can take it."""
-    owed = 0
-    for covered in plan.invoices:
-        balance = invoice_balance(covered.invoice, today).balance
-        owed += max(0, min(covered.amount_minor - covered.paid_minor, balance.minor))
-    amount = Money(min(installment.amount_minor - installment.paid_minor, owed), plan.currency)
+    from portal.plans.services import plan_still_owed  # (services imports this module)
+
+    amount = min(installment.due, plan_still_owed(plan))
     if not amount.is_positive:
         return None
     try:
@@ -443,20 +442,29 @@ def _amount_to_charge(installment: PlanInstallment, plan: PaymentPlan, today: da
 def _send(gateway: StripeGateway, claim: _Claim) -> _Answer:
     """Charge the saved card (or, for an attempt whose PaymentIntent is known, ask how it
     ended). No lock is held here."""
+    metadata = {
+        METADATA_CUSTOMER: str(claim.customer_id),
+        METADATA_PLAN: str(claim.plan_id),
+        METADATA_INSTALLMENT: str(claim.installment_id),
+        METADATA_ATTEMPT: str(claim.attempt),
+    }
     try:
         if claim.payment_intent_id:
             intent = gateway.retrieve_payment(claim.payment_intent_id)
         else:
-            intent = gateway.charge_off_session(
+            # An attempt sent before whose answer never came may have charged: find its
+            # PaymentIntent by the attempt's metadata before sending it again (with the
+            # same key, which real Stripe would also de-duplicate within 24 hours).
+            found = (
+                gateway.find_payment(customer_id=claim.stripe_customer_id, metadata=metadata)
+                if claim.reclaimed
+                else None
+            )
+            intent = found or gateway.charge_off_session(
                 amount=claim.amount,
                 customer_id=claim.stripe_customer_id,
                 payment_method_id=claim.payment_method_id,
-                metadata={
-                    METADATA_CUSTOMER: str(claim.customer_id),
-                    METADATA_PLAN: str(claim.plan_id),
-                    METADATA_INSTALLMENT: str(claim.installment_id),
-                    METADATA_ATTEMPT: str(claim.attempt),
-                },
+                metadata=metadata,
                 idempotency_key=claim.idempotency_key,
             )
     except CardDeclined as error:
@@ -552,16 +560,20 @@ def record_plan_payment(
     existing = payment_by_reference(intent.id)
     if existing is not None:
         return existing
+    from portal.plans.services import still_owed_by_invoice
+
     customer = plan.customer
     today = customer_today(customer, now)
-    items = []
-    for covered in plan.invoices:
-        invoice = covered.invoice
-        balance = invoice_balance(invoice, today).balance
-        left = max(0, min(covered.amount_minor - covered.paid_minor, balance.minor))
-        items.append(
-            OpenItem(invoice.id, invoice.due_date, invoice.number, Money(left, plan.currency))
+    owed = still_owed_by_invoice(plan)
+    items = [
+        OpenItem(
+            covered.invoice.id,
+            covered.invoice.due_date,
+            covered.invoice.number,
+            Money(owed[covered.invoice_id], plan.currency),
         )
+        for covered in plan.invoices
+    ]
     allocations, unapplied = allocate_received(intent.amount, items, [])
     payment = Payment(
         customer_id=customer.id,
@@ -706,7 +718,7 @@ def break_overdue_plans(*, now: datetime) -> BreakReport:
     customer's time zone): `services.break_plan` makes the rest due again, starts the
     cooling-off and puts the plan in the specialists' follow-up; the customer is told by
     email. A plan whose charge is still in flight waits for its outcome. Never commits."""
-    from portal.plans.services import break_plan
+    from portal.plans.services import break_plan, settle_if_nothing_owed
 
     rules = collection_rules()
     report = BreakReport()
@@ -741,6 +753,8 @@ def break_overdue_plans(*, now: datetime) -> BreakReport:
         if _has_charge_in_flight(plan):
             report.waiting += 1
             continue
+        if settle_if_nothing_owed(plan, actor=Actor.system(), now=now):
+            continue  # credit notes covered what the installments left asked: done
         missed = overdue[0]
         missed_amount = missed.due
         break_plan(

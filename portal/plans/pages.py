@@ -126,6 +126,8 @@ def plan_page(plan: PaymentPlan, today: date) -> PlanPage:
             None,
         )
         for i in plan.installments:
+            # The next one asks what is owed on it, at most what the invoices still owe.
+            owed = installment_owed(i) if i.number == first_open else i.due
             lines.append(
                 PlanLine(
                     number=i.number,
@@ -136,8 +138,8 @@ def plan_page(plan: PaymentPlan, today: date) -> PlanPage:
                     is_paid=i.status == InstallmentStatus.PAID,
                     is_overdue=i.status == InstallmentStatus.SCHEDULED and i.due_date < today,
                     # Money goes to the installments in order: the next one is payable.
-                    can_pay=i.number == first_open and installment_owed(i).is_positive,
-                    amount_due=i.due,
+                    can_pay=i.number == first_open and owed.is_positive,
+                    amount_due=owed,
                 )
             )
     else:  # not agreed yet: the terms as proposed (or countered)

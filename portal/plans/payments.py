@@ -33,7 +33,7 @@ from portal.audit.services import record_event
 from portal.errors import DomainError
 from portal.extensions import db
 from portal.money import Money
-from portal.payments.models import Checkout, SavedCard
+from portal.payments.models import Checkout, Payment, SavedCard
 from portal.plans import services
 from portal.plans.models import (
     AttemptStatus,
@@ -58,13 +58,15 @@ def checkout_installment(checkout: Checkout) -> PlanInstallment | None:
 
 def installment_owed(installment: PlanInstallment) -> Money:
     """What may be charged for `installment` now: its unpaid part while its plan is active
-    and it is scheduled; zero otherwise (minor units of the plan's currency)."""
+    and it is scheduled, at most what the plan's invoices still owe through it
+    (`services.plan_still_owed`); zero otherwise (minor units of the plan's currency)."""
     plan = installment.plan
     if plan.status != PlanStatus.ACTIVE or installment.status != InstallmentStatus.SCHEDULED:
         return Money.zero(plan.currency)
     if _autopay_in_flight(installment):
         return Money.zero(plan.currency)  # autopay is charging it now: never twice
-    return installment.due
+    # Never more than the plan's invoices still owe through it (a credit note since).
+    return min(installment.due, services.plan_still_owed(plan))
 
 
 def _autopay_in_flight(installment: PlanInstallment) -> bool:
@@ -124,6 +126,44 @@ def plan_allocation(
     return [(invoice.id, part) for invoice, part in parts], amount - applied
 
 
+def installment_paid_by(payment: Payment) -> PlanInstallment | None:
+    """The installment a card payment was taken for: by the customer through a checkout
+    for the installment, or by autopay (an attempt with the payment's PaymentIntent).
+    None for any other payment (ordinary checkouts, imported bank payments), which a plan
+    never counted (`services.record_installment_payment` is called for these two only)."""
+    if payment.reference is None:
+        return None
+    installment_id = db.session.scalar(
+        select(Checkout.plan_installment_id).where(
+            Checkout.payment_intent_id == payment.reference,
+            Checkout.plan_installment_id.is_not(None),
+        )
+    )
+    if installment_id is None:
+        installment_id = db.session.scalar(
+            select(InstallmentAttempt.installment_id).where(
+                InstallmentAttempt.payment_intent_id == payment.reference
+            )
+        )
+    return db.session.get(PlanInstallment, installment_id) if installment_id else None
+
+
+def take_back_from_plan(
+    payment: Payment,
+    parts: Sequence[tuple[int, Money]],
+    *,
+    actor: Actor,
+    now: datetime,
+) -> None:
+    """A refund of `payment` took `parts` (invoice id, amount) back from its invoices: if
+    the payment paid a plan's installment, the plan gives it back too
+    (`services.take_back_installment_payment`). Called by the ledger under the customer's
+    lock, in the transaction that records the refund."""
+    installment = installment_paid_by(payment)
+    if installment is not None and parts:
+        services.take_back_installment_payment(installment.plan, parts, actor=actor, now=now)
+
+
 def apply_to_plan(
     installment: PlanInstallment,
     allocations: Sequence[tuple[int, Money]],
@@ -148,7 +188,7 @@ def open_checkout_for(installment: PlanInstallment) -> Checkout | None:
         .where(
             Checkout.plan_installment_id == installment.id,
             Checkout.status == "open",
-            Checkout.amount_minor == installment.amount_minor - installment.paid_minor,
+            Checkout.amount_minor == installment_owed(installment).minor,
         )
         .order_by(Checkout.id.desc())
         .limit(1)

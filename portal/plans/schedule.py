@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import calendar
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, tzinfo
 from enum import StrEnum
 
 from portal.money import CurrencyMismatch, InvalidAmount, Money
@@ -110,3 +110,11 @@ def build_schedule(
         Installment(number=i + 1, due_date=day, amount=amount)
         for i, (day, amount) in enumerate(zip(dates, financed.split(count), strict=True))
     ]
+
+
+def calendar_days_waiting(since: datetime, now: datetime, zone: tzinfo) -> int:
+    """Whole calendar days from `since` to `now` (aware datetimes, any offset) as the
+    calendar of `zone` (the creditor's time zone, where the specialists work) counts them:
+    a request sent at 19:00 in New York (00:00 UTC the next day) and read at 20:00 the same
+    evening waits 0 days, not 1. Never negative."""
+    return max(0, (now.astimezone(zone).date() - since.astimezone(zone).date()).days)

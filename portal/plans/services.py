@@ -34,7 +34,7 @@ from portal.db import utcnow
 from portal.errors import DomainError
 from portal.extensions import db
 from portal.i18n import date_filter
-from portal.invoices.balances import invoice_balances_for
+from portal.invoices.balances import invoice_balances_for, open_balance_column
 from portal.invoices.models import Invoice
 from portal.money import CurrencyMismatch, Money, MoneyError
 from portal.payments.locks import lock_account_row
@@ -672,20 +672,72 @@ def close_follow_up(plan: PaymentPlan, *, actor: Actor, now: datetime) -> Paymen
 
 
 # --- money received -----------------------------------------------------------------------
+def still_owed_by_invoice(
+    plan: PaymentPlan, pending: dict[int, int] | None = None
+) -> dict[int, int]:
+    """What the plan may still take on each of its invoices: {invoice id: minor units of
+    the plan's currency}. What it covers and has not received (`amount_minor -
+    paid_minor`), at most the invoice's open balance now (total - net paid - credited,
+    `balances.open_balance_column`): a credit note, or a payment made outside the plan,
+    since the plan was agreed lowers what the plan can ask, so money paid through it is
+    never allocated beyond what an invoice owes (the ledger's triggers would refuse it).
+    `pending` is what a payment the ledger has not written yet puts on each invoice."""
+    ids = [covered.invoice_id for covered in plan.invoices]
+    balances = {
+        invoice_id: int(balance)
+        for invoice_id, balance in db.session.execute(
+            select(Invoice.id, open_balance_column()).where(Invoice.id.in_(ids))
+        )
+    }
+    pending = pending or {}
+    return {
+        covered.invoice_id: max(
+            0,
+            min(
+                covered.amount_minor - covered.paid_minor,
+                balances.get(covered.invoice_id, 0) - pending.get(covered.invoice_id, 0),
+            ),
+        )
+        for covered in plan.invoices
+    }
+
+
+def plan_still_owed(plan: PaymentPlan) -> Money:
+    """What the plan's invoices still owe through it (`still_owed_by_invoice`, summed):
+    the most any installment of it may ask now, in the plan's currency."""
+    return Money(sum(still_owed_by_invoice(plan).values()), plan.currency)
+
+
 def plan_allocation(plan: PaymentPlan, amount: Money) -> list[tuple[Invoice, Money]]:
     """How `amount` paid through the plan splits over its invoices: in the order they
     were added (oldest due first, as proposed), each up to what it still owes through
-    the plan. What exceeds them all is left out (the caller's to place)."""
+    the plan (`still_owed_by_invoice`). What exceeds them all is left out (the caller's
+    to place: the ledger records it as unapplied)."""
     left = amount.minor
+    owed = still_owed_by_invoice(plan)
     parts: list[tuple[Invoice, Money]] = []
     for covered in sorted(plan.invoices, key=lambda c: (c.invoice.due_date, c.invoice_id)):
         if left <= 0:
             break
-        take = min(left, covered.amount_minor - covered.paid_minor)
+        take = min(left, owed[covered.invoice_id])
         if take > 0:
             parts.append((covered.invoice, Money(take, plan.currency)))
             left -= take
     return parts
+
+
+def settle_if_nothing_owed(
+    plan: PaymentPlan, *, actor: Actor, now: datetime, pending: dict[int, int] | None = None
+) -> bool:
+    """Complete an active plan whose invoices owe nothing more through it, though
+    installments are left (credit notes, or payments outside the plan, covered the
+    rest): the installments left are cancelled, never asked for. True if it did.
+    `pending` as for `still_owed_by_invoice`."""
+    if plan.state is not PlanStatus.ACTIVE or any(still_owed_by_invoice(plan, pending).values()):
+        return False
+    _end(plan, PlanStatus.COMPLETED, "settled: the invoices owe nothing more", now)
+    _audit(plan, "plan.completed", actor=actor, now=now, settled=True)
+    return True
 
 
 def record_installment_payment(
@@ -718,8 +770,11 @@ def record_installment_payment(
     if plan.state is not PlanStatus.ACTIVE or not amount.is_positive:
         return amount
     # The plan's invoices: what of this money reached each (the ledger's word if given).
+    # Split here, the ledger writes its allocations after this call: they are pending.
+    pending = None
     if by_invoice is None:
         parts = {invoice.id: part.minor for invoice, part in plan_allocation(plan, amount)}
+        pending = parts
     else:
         parts = by_invoice
     for covered in plan.invoices:
@@ -754,4 +809,72 @@ def record_installment_payment(
     )
     if all(i.status == InstallmentStatus.PAID for i in plan.installments):
         complete_plan(plan, actor=actor, now=now)
+    else:
+        settle_if_nothing_owed(plan, actor=actor, now=now, pending=pending)
     return Money(left, plan.currency)
+
+
+def take_back_installment_payment(
+    plan: PaymentPlan,
+    parts: Sequence[tuple[int, Money]],
+    *,
+    actor: Actor,
+    now: datetime,
+) -> Money:
+    """A refund (or a refund at Stripe: a chargeback's loss is recorded as one) took
+    `parts` — (invoice id, amount) pairs, the ledger's `RefundAllocation`s — back from
+    the invoices of a payment that was received through `plan`: the plan no longer
+    counts that money as received. `PlanInvoice.paid_minor` drops on each invoice by
+    what was taken from it, and the installments give it back latest first: a paid one
+    is scheduled again, so it is owed on the plan page, reminded and, past the grace
+    period, breaks the plan, as any unpaid installment would. Autopay does not charge it
+    a second time by itself (its succeeded attempt holds the installment,
+    `autopay._claim`): the customer pays it by hand. The invoices' planned
+    amount (`balances.planned_subquery`) rises by exactly what their balance rose by,
+    so nothing becomes payable outside the plan.
+
+    Only an active plan is changed: a completed, broken or cancelled plan no longer
+    holds its invoices, and what the refund reopened is payable and reminded as any
+    balance. The caller holds the customer's lock (lock 1) and is recording the refund
+    in the same transaction. Returns what the plan gave back (minor units of the plan's
+    currency); raises CurrencyMismatch for parts in another currency.
+    """
+    given_back = 0
+    if plan.state is not PlanStatus.ACTIVE:
+        return Money(0, plan.currency)
+    by_invoice: dict[int, int] = {}
+    for invoice_id, amount in parts:
+        if amount.currency != plan.currency:
+            raise CurrencyMismatch(f"{amount.currency} and {plan.currency} do not mix")
+        by_invoice[invoice_id] = by_invoice.get(invoice_id, 0) + amount.minor
+    for covered in plan.invoices:
+        give = min(by_invoice.get(covered.invoice_id, 0), covered.paid_minor)
+        if give > 0:
+            covered.paid_minor -= give
+            given_back += give
+    left = given_back
+    reopened: list[int] = []
+    for installment in sorted(plan.installments, key=lambda i: i.number, reverse=True):
+        if left <= 0:
+            break
+        if installment.status == InstallmentStatus.CANCELLED or installment.paid_minor <= 0:
+            continue
+        take = min(left, installment.paid_minor)
+        installment.paid_minor -= take
+        left -= take
+        if installment.status == InstallmentStatus.PAID:
+            installment.status = InstallmentStatus.SCHEDULED
+            installment.paid_at = None
+            installment.next_attempt_at = None
+            reopened.append(installment.number)
+    db.session.flush()
+    if given_back:
+        _audit(
+            plan,
+            "plan.payment_refunded",
+            actor=actor,
+            now=now,
+            amount_minor=given_back,
+            installments_reopened=sorted(reopened),
+        )
+    return Money(given_back, plan.currency)

@@ -16,6 +16,7 @@ from portal.customers.queries import customer_today
 from portal.db import utcnow
 from portal.errors import DomainError
 from portal.extensions import db
+from portal.i18n import creditor_zone
 from portal.invoices.queries import recent_payments_for
 from portal.money import Money, MoneyError
 from portal.plans.models import PaymentPlan
@@ -29,7 +30,7 @@ from portal.plans.queries import (
     policy_versions,
     segments,
 )
-from portal.plans.schedule import Frequency, Installment, build_schedule
+from portal.plans.schedule import Frequency, Installment, build_schedule, calendar_days_waiting
 from portal.plans.services import (
     PolicyRefused,
     approve_plan,
@@ -87,7 +88,7 @@ def queue() -> ResponseReturnValue:
         },
         countered=countered_plans(),
         broken=broken_plans_to_follow_up(),
-        today=now.date(),
+        waiting={p.id: calendar_days_waiting(p.created_at, now, creditor_zone()) for p in requests},
         action=PlanActionForm(),
     )
 

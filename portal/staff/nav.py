@@ -16,6 +16,7 @@ STAFF_NAV = (
     ("reports.aging_report", _l("Reports"), False),
     ("desk.outbox", _l("Outbox"), False),
     ("staff.audit_log", _l("Audit log"), True),
+    ("staff.stripe_events", _l("Stripe events"), True),
     ("staff_plans.policies", _l("Plan policies"), True),
     ("staff.admin_staff", _l("Staff"), True),
 )

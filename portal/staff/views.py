@@ -239,13 +239,17 @@ def logout():  # type: ignore[no-untyped-def]
 @staff_required()
 def dashboard():  # type: ignore[no-untyped-def]
     from portal.disputes.staff_views import queue_counts
+    from portal.payments.attention import events_to_review_count
     from portal.plans.queries import open_request_count
 
+    member = current_staff()
     return render_template(
         "staff/dashboard.html",
-        member=current_staff(),
+        member=member,
         disputes=queue_counts(),
         plan_requests=open_request_count(),
+        # Admins only: they reconcile with Stripe's dashboard.
+        stripe_events=events_to_review_count(utcnow()) if member.is_admin else 0,
     )
 
 
@@ -404,3 +408,13 @@ def audit_log_csv():  # type: ignore[no-untyped-def]
         mimetype="text/csv",
         headers={"Content-Disposition": f'attachment; filename="audit-{stamp}.csv"'},
     )
+
+
+# --- admin: Stripe events the inbox left for a person ----------------------------------------
+@bp.get("/admin/stripe-events")
+@staff_required(StaffRole.ADMIN)
+def stripe_events():  # type: ignore[no-untyped-def]
+    from portal.payments.attention import ATTENTION_PAGE_SIZE, events_to_review
+
+    events = events_to_review(utcnow())
+    return render_template("staff/stripe_events.html", events=events, limit=ATTENTION_PAGE_SIZE)

@@ -7,17 +7,12 @@ committed rows never meet the other tests' rolled-back ones (as test_payment_rac
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
-import sqlalchemy as sa
 from flask import Flask
-from flask_migrate import upgrade
 from sqlalchemy import func, select
 
-from portal import create_app
 from portal.audit.actors import Actor
 from portal.customers.models import Customer
 from portal.db import utcnow
@@ -29,6 +24,7 @@ from portal.invoices.models import Invoice
 from portal.money import Money
 from portal.payments.models import PaymentAccount
 from tests.factories import make_customer, make_invoice
+from tests.races import at_once, schema_app
 
 pytestmark = pytest.mark.postgres_only
 
@@ -38,61 +34,8 @@ ROUNDS = 4
 
 @pytest.fixture(scope="module")
 def race_app(app: Flask) -> Iterator[Flask]:
-    with app.app_context():
-        url = db.engine.url
-    if url.get_backend_name() != "postgresql":
-        pytest.skip("real concurrency and row locks are tested on PostgreSQL")
-    admin = sa.create_engine(url)
-    with admin.begin() as connection:
-        connection.exec_driver_sql(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
-        connection.exec_driver_sql(f"CREATE SCHEMA {SCHEMA}")
-    race = create_app(
-        {
-            "SQLALCHEMY_DATABASE_URI": url.update_query_dict(
-                {"options": f"-csearch_path={SCHEMA}"}
-            ).render_as_string(hide_password=False),
-            "SQLALCHEMY_ENGINE_OPTIONS": {"pool_size": 10, "max_overflow": 5},
-            "PORTAL_BASE_URL": "https://portal.example.test",
-        },
-        env_name="testing",
-    )
-    with race.app_context():
-        upgrade()
-    try:
+    with schema_app(app, SCHEMA) as race:
         yield race
-    finally:
-        with race.app_context():
-            db.session.remove()
-            db.engine.dispose()
-        with admin.begin() as connection:
-            connection.exec_driver_sql(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
-        admin.dispose()
-
-
-def _at_once(app: Flask, calls: list[Callable[[], Any]]) -> list[Any]:
-    """Run each call in its own thread, app and session, released together; each commits
-    what it did, or rolls back and returns the exception it raised."""
-    barrier = threading.Barrier(len(calls))
-    results: list[Any] = [None] * len(calls)
-
-    def run(index: int, call: Callable[[], Any]) -> None:
-        with app.test_request_context():
-            try:
-                barrier.wait(timeout=10)
-                results[index] = call()
-                db.session.commit()
-            except Exception as error:  # the outcome under test
-                db.session.rollback()
-                results[index] = error
-            finally:
-                db.session.remove()
-
-    threads = [threading.Thread(target=run, args=item) for item in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return results
 
 
 def _setup(app: Flask, *, with_account: bool) -> tuple[int, int]:
@@ -147,7 +90,7 @@ def test_two_whole_line_disputes_at_once_hold_the_line_once(race_app, with_accou
     for _round in range(ROUNDS):
         customer_id, invoice_id = _setup(race_app, with_account=with_account)
         # when two browsers dispute all of line 1 (100.00) at the same moment
-        results = _at_once(
+        results = at_once(
             race_app, [_dispute(race_app, customer_id, invoice_id, None) for _ in range(2)]
         )
         # then one dispute holds it, the other is refused with a message
@@ -162,7 +105,7 @@ def test_two_partial_disputes_at_once_never_hold_more_than_the_line(race_app):
     for _round in range(ROUNDS):
         customer_id, invoice_id = _setup(race_app, with_account=True)
         # when two disputes of 60.00 each of the 100.00 line arrive together
-        results = _at_once(
+        results = at_once(
             race_app,
             [_dispute(race_app, customer_id, invoice_id, Money(6000, "USD")) for _ in range(2)],
         )

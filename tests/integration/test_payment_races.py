@@ -17,13 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
-from flask_migrate import upgrade
 from sqlalchemy import func, select
 
-from portal import create_app
 from portal.customers.models import Customer
 from portal.db import utcnow
 from portal.extensions import db
@@ -48,6 +45,7 @@ from tests.factories import (
     make_customer,
     make_invoice,
 )
+from tests.races import run_together, schema_app
 from tests.stripe_journeys import CARD_3DS, event_body, pay, signature, succeeded_event
 
 pytest_plugins = ["tests.stripe_server"]
@@ -59,40 +57,15 @@ SETUP_SECRET = re.compile(r'data-setup-secret="([^"]+)"')
 
 @pytest.fixture(scope="module")
 def race_app(app: Flask, localstripe) -> Iterator[Flask]:
-    with app.app_context():
-        url = db.engine.url
-    if url.get_backend_name() != "postgresql":
-        pytest.skip("real concurrency and row locks are tested on PostgreSQL")
-    admin = sa.create_engine(url)
-    with admin.begin() as connection:
-        connection.exec_driver_sql(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
-        connection.exec_driver_sql(f"CREATE SCHEMA {SCHEMA}")
-    race = create_app(
-        {
-            "SQLALCHEMY_DATABASE_URI": url.update_query_dict(
-                {"options": f"-csearch_path={SCHEMA}"}
-            ).render_as_string(hide_password=False),
-            "SQLALCHEMY_ENGINE_OPTIONS": {"pool_size": 20, "max_overflow": 10},
-            "PORTAL_BASE_URL": "https://portal.example.test",
-            "LINK_RATE_LIMIT": "10000 per minute",
-            # races, not card-testing limits, are under test here (test_card_testing)
-            "CARD_RATE_LIMIT": "10000 per minute",
-            "CARD_RATE_LIMIT_PER_IP": "10000 per minute",
-            **localstripe.config(),
-        },
-        env_name="testing",
-    )
-    with race.app_context():
-        upgrade()
-    try:
+    config = {
+        "LINK_RATE_LIMIT": "10000 per minute",
+        # races, not card-testing limits, are under test here (test_card_testing)
+        "CARD_RATE_LIMIT": "10000 per minute",
+        "CARD_RATE_LIMIT_PER_IP": "10000 per minute",
+        **localstripe.config(),
+    }
+    with schema_app(app, SCHEMA, config, pool_size=20, max_overflow=10) as race:
         yield race
-    finally:
-        with race.app_context():
-            db.session.remove()
-            db.engine.dispose()
-        with admin.begin() as connection:
-            connection.exec_driver_sql(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
-        admin.dispose()
 
 
 @dataclass
@@ -113,22 +86,10 @@ class Crowd:
         return client
 
     def at_once(self, requests: list[Callable[[FlaskClient], Any]]) -> list[Any]:
-        barrier = threading.Barrier(len(requests))
-        results: list[Any] = [None] * len(requests)
-
-        def run(index: int, request: Callable[[FlaskClient], Any]) -> None:
-            try:
-                client = self.client()
-                barrier.wait()
-                results[index] = request(client)
-            except BaseException as error:  # surfaced below
-                self.errors.append(error)
-
-        threads = [threading.Thread(target=run, args=item) for item in enumerate(requests)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
+        clients = [self.client() for _ in requests]
+        calls = [lambda r=r, c=c: r(c) for r, c in zip(requests, clients, strict=True)]
+        results, errors = run_together(calls)
+        self.errors.extend(errors)
         assert self.errors == []
         responses = [r for r in results if not isinstance(r, int)]  # ints: worker passes
         assert all(r is not None and r.status_code < 500 for r in responses), [

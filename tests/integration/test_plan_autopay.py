@@ -15,9 +15,10 @@ from sqlalchemy import func, select
 from portal.audit.models import AuditEvent
 from portal.extensions import db
 from portal.invoices.queries import invoice_balance
+from portal.money import Money
 from portal.notifications.models import OutboxMessage
 from portal.notifications.services import render_deferred
-from portal.payments.models import Payment
+from portal.payments.models import Payment, PaymentAccount
 from portal.plans.autopay import (
     STALE_AFTER,
     break_overdue_plans,
@@ -362,6 +363,52 @@ def test_stripe_unreachable_keeps_the_attempt_until_stripe_answers(
     assert len(_charged(localstripe, plan)) == 1
 
 
+def test_a_charge_whose_answer_was_lost_is_found_not_sent_again(
+    stripe_env, localstripe, failing_stripe
+):
+    from portal.payments.checkouts import current_gateway
+    from portal.plans.autopay import (
+        METADATA_ATTEMPT,
+        METADATA_CUSTOMER,
+        METADATA_INSTALLMENT,
+        METADATA_PLAN,
+    )
+
+    # given an attempt whose charge reached Stripe, but whose answer never came back
+    customer, _invoice, plan = _plan(localstripe)
+    first = plan.installments[0]
+    stripe_env.config["STRIPE_API_BASE"] = failing_stripe
+    charge_due_installments(now=at(DUE), runner="r1")
+    stripe_env.config["STRIPE_API_BASE"] = localstripe.url
+    (attempt,) = _attempts(first)
+    taken = current_gateway().charge_off_session(
+        amount=Money(10000, "USD"),
+        customer_id=db.session.scalar(
+            select(PaymentAccount.stripe_customer_id).where(
+                PaymentAccount.customer_id == customer.id
+            )
+        ),
+        payment_method_id=plan.saved_card.payment_method_id,
+        metadata={
+            METADATA_CUSTOMER: str(customer.id),
+            METADATA_PLAN: str(plan.id),
+            METADATA_INSTALLMENT: str(first.id),
+            METADATA_ATTEMPT: "1",
+        },
+        idempotency_key=attempt.idempotency_key,
+    )
+    # when a runner takes the stale attempt over
+    later = charge_due_installments(now=at(DUE) + STALE_AFTER * 2, runner="r2")
+    # then it finds that charge and records it; the card is charged once, not twice
+    # (localstripe, unlike Stripe, does not replay an idempotency key's first answer)
+    assert later.charged == 1
+    assert [pi["id"] for pi in _charged(localstripe, plan)] == [taken.id]
+    (attempt,) = _attempts(first)
+    assert (attempt.status, attempt.payment_intent_id) == (AttemptStatus.SUCCEEDED, taken.id)
+    db.session.refresh(first)
+    assert first.status == InstallmentStatus.PAID
+
+
 def test_a_plan_with_a_charge_in_flight_is_not_broken(stripe_env, localstripe, failing_stripe):
     _customer, _invoice, plan = _plan(localstripe)
     stripe_env.config["STRIPE_API_BASE"] = failing_stripe
@@ -549,3 +596,109 @@ def test_stripes_webhook_about_an_autopay_charge_changes_nothing(stripe_env, loc
         == 1
     )
     assert invoice_balance(invoice, DUE).balance.minor == 20000
+
+
+# --- refunds of what autopay took ------------------------------------------------------------
+def _invoice_balance(invoice):
+    from portal.invoices.balances import invoice_balances_for
+
+    (balance,) = [
+        b for b in invoice_balances_for(invoice.customer, DUE) if b.invoice.id == invoice.id
+    ]
+    return balance
+
+
+def test_a_refunded_installment_is_owed_to_the_plan_again(stripe_env, localstripe):
+    from portal.payments.ledger import refund_payment
+
+    # given a plan of 3 x 100.00 whose first installment autopay charged
+    customer, invoice, plan = _plan(localstripe)
+    charge_due_installments(now=at(DUE), runner="r1")
+    (payment,) = db.session.scalars(select(Payment).where(Payment.customer_id == customer.id))
+    first = plan.installments[0]
+    assert first.status == InstallmentStatus.PAID
+    # when a specialist refunds 40.00 of it
+    refund_payment(payment, Money(4000, "USD"), actor="staff:1", now=at(DUE, 15))
+    # then the plan counts 60.00 received: the installment is due again for 40.00
+    db.session.refresh(plan)
+    assert (first.status, first.paid_minor, first.paid_at) == (
+        InstallmentStatus.SCHEDULED,
+        6000,
+        None,
+    )
+    assert [c.paid_minor for c in plan.invoices] == [6000]
+    assert plan.state is PlanStatus.ACTIVE
+    # and the 40.00 the invoice owes again is planned, not payable outside the plan
+    balance = _invoice_balance(invoice)
+    assert (balance.balance.minor, balance.planned_minor, balance.payable.minor) == (
+        24000,
+        24000,
+        0,
+    )
+    event = db.session.scalar(
+        select(AuditEvent).where(AuditEvent.action == "plan.payment_refunded")
+    )
+    assert event is not None
+    assert (event.data["amount_minor"], event.data["installments_reopened"]) == (4000, [1])
+    # and the customer may pay those 40.00 by hand; autopay, which charged this
+    # installment once, never charges it a second time by itself
+    from portal.plans.payments import installment_owed
+
+    assert installment_owed(first) == Money(4000, "USD")
+    charge_due_installments(now=at(DUE, 18), runner="r1")
+    assert [pi["amount"] for pi in _charged(localstripe, plan)] == [10000]
+
+
+def test_a_refund_of_a_payment_made_before_the_plan_leaves_the_plan_alone(stripe_env, localstripe):
+    from portal.payments.ledger import refund_payment
+    from tests.stripe_journeys import pay
+
+    # given an invoice part-paid by card before a plan covered the rest
+    customer = make_customer(timezone="UTC")
+    invoice = make_invoice(customer, lines=[("Work", "1", "400.00")])
+    pay(localstripe, customer, [invoice.number], amount="100.00")
+    (before,) = db.session.scalars(select(Payment).where(Payment.customer_id == customer.id))
+    plan = make_active_plan(
+        customer,
+        [invoice],
+        [(DUE, "150.00"), (DUE + timedelta(days=31), "150.00")],
+        card=save_card(localstripe, customer, "4242424242424242"),
+    )
+    charge_due_installments(now=at(DUE), runner="r1")
+    # when the earlier payment is refunded
+    refund_payment(before, None, actor="staff:1", now=at(DUE, 15))
+    # then the plan still counts its installment paid; the 100.00 is owed outside it
+    db.session.refresh(plan)
+    assert plan.installments[0].status == InstallmentStatus.PAID
+    assert [c.paid_minor for c in plan.invoices] == [15000]
+    balance = _invoice_balance(invoice)
+    assert (balance.balance.minor, balance.planned_minor, balance.payable.minor) == (
+        25000,
+        15000,
+        10000,
+    )
+
+
+def test_a_plan_its_credit_notes_settled_completes_instead_of_breaking(stripe_env, localstripe):
+    from tests.factories import make_credit
+
+    # given a plan of 3 x 100.00 whose first installment autopay charged
+    _customer, invoice, plan = _plan(localstripe)
+    charge_due_installments(now=at(DUE), runner="r1")
+    # when credit notes cover the 200.00 left, and the second due date passes unpaid
+    make_credit(invoice, "150.00")
+    make_credit(invoice, "50.00")
+    second_due = plan.installments[1].due_date
+    assert charge_due_installments(now=at(second_due), runner="r1").charged == 0
+    report = break_overdue_plans(now=at(second_due + timedelta(days=30)))
+    # then nothing more was charged, and the plan is complete, not broken
+    assert report.broken == []
+    db.session.refresh(plan)
+    assert plan.status == PlanStatus.COMPLETED
+    assert [i.status for i in plan.installments] == [
+        InstallmentStatus.PAID,
+        InstallmentStatus.CANCELLED,
+        InstallmentStatus.CANCELLED,
+    ]
+    assert [pi["amount"] for pi in _charged(localstripe, plan)] == [10000]
+    assert invoice_balance(invoice, second_due).balance == Money(0, "USD")

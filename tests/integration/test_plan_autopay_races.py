@@ -9,18 +9,14 @@ kind) is bypassed on purpose, so that only the database's guarantees are under t
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from flask import Flask
-from flask_migrate import upgrade
 from sqlalchemy import func, select
 
-from portal import create_app
 from portal.extensions import db
 from portal.notifications.models import OutboxMessage
 from portal.payments.models import Payment
@@ -33,6 +29,7 @@ from portal.plans.autopay import (
 from portal.plans.models import AttemptStatus, InstallmentAttempt, PaymentPlan, PlanStatus
 from tests.autopay_helpers import make_active_plan, save_card
 from tests.factories import make_customer, make_invoice
+from tests.races import run_together, schema_app
 from tests.stripe_journeys import CARD_DECLINED_AT_PAYMENT, CARD_OK
 
 pytest_plugins = ["tests.stripe_server"]
@@ -47,36 +44,8 @@ NOON = datetime(2026, 12, 10, 12, tzinfo=UTC)
 
 @pytest.fixture(scope="module")
 def race_app(app: Flask, localstripe) -> Iterator[Flask]:
-    with app.app_context():
-        url = db.engine.url
-    if url.get_backend_name() != "postgresql":
-        pytest.skip("real concurrency and row locks are tested on PostgreSQL")
-    admin = sa.create_engine(url)
-    with admin.begin() as connection:
-        connection.exec_driver_sql(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
-        connection.exec_driver_sql(f"CREATE SCHEMA {SCHEMA}")
-    race = create_app(
-        {
-            "SQLALCHEMY_DATABASE_URI": url.update_query_dict(
-                {"options": f"-csearch_path={SCHEMA}"}
-            ).render_as_string(hide_password=False),
-            "SQLALCHEMY_ENGINE_OPTIONS": {"pool_size": 10, "max_overflow": 5},
-            "PORTAL_BASE_URL": "https://portal.example.test",
-            **localstripe.config(),
-        },
-        env_name="testing",
-    )
-    with race.app_context():
-        upgrade()
-    try:
+    with schema_app(app, SCHEMA, localstripe.config()) as race:
         yield race
-    finally:
-        with race.app_context():
-            db.session.remove()
-            db.engine.dispose()
-        with admin.begin() as connection:
-            connection.exec_driver_sql(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
-        admin.dispose()
 
 
 def _plans(race_app: Flask, localstripe, cards: list[str]) -> list[int]:
@@ -103,24 +72,19 @@ def _plans(race_app: Flask, localstripe, cards: list[str]) -> list[int]:
 def _at_once(race_app: Flask, work: Callable[[str], Any], runners: int = RUNNERS) -> list[Any]:
     """`work(runner name)` in `runners` threads started together, each in its own app
     context (its own database connection)."""
-    barrier = threading.Barrier(runners)
-    results: list[Any] = [None] * runners
-    errors: list[BaseException] = []
 
-    def run(index: int) -> None:
-        try:
+    def in_context(name: str) -> Callable[[], Any]:
+        def run() -> Any:
             with race_app.app_context():
-                barrier.wait()
-                results[index] = work(f"runner-{index}")
+                result = work(name)
                 db.session.remove()
-        except BaseException as error:  # surfaced below
-            errors.append(error)
+                return result
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(runners)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
+        return run
+
+    results, errors = run_together(
+        [in_context(f"runner-{index}") for index in range(runners)], timeout=120
+    )
     assert errors == []
     return results
 

@@ -429,3 +429,36 @@ def test_a_counter_offer_whose_invoice_changed_tells_the_customer_what_to_do(
         f"Invoice {invoice.number} has changed since this offer was made (a payment, a credit"
         " or a dispute). Please decline it and set up a new plan, or contact us."
     ) in response.text
+
+
+def test_after_a_credit_note_an_installment_asks_only_what_the_invoices_still_owe(
+    client: FlaskClient, localstripe
+) -> None:
+    from tests.factories import make_credit
+
+    # given a plan of 2,100.00 whose down payment (300.00) is paid
+    customer, invoice = _signed_in(client)
+    _pay_on_card_page(client, localstripe, _accept(client, invoice).headers["Location"])
+    plan = _plan(customer)
+    # when a credit note of 1,650.00 leaves 150.00 owed on the invoice
+    make_credit(invoice, "1650.00")
+    db.session.commit()
+    # then the next installment asks 150.00, not 300.00
+    page = client.get(f"/plans/{plan.id}").text
+    assert "Pay $150.00 now" in page
+    response = client.post(
+        f"/plans/{plan.id}/installments/1/pay", data={"csrf_token": csrf_token_from(page)}
+    )
+    checkout = db.session.get(Checkout, int(response.headers["Location"].rsplit("/", 1)[1]))
+    assert checkout.amount_minor == 15_000
+    # and once paid the invoice is settled, never over-allocated, and the plan is done
+    done = _pay_on_card_page(client, localstripe, response.headers["Location"])
+    assert done.status_code == 302
+    balance = invoice_balance(invoice, _today(customer))
+    assert balance.balance == Money(0, "USD")
+    payment = db.session.scalars(
+        select(Payment).where(Payment.customer_id == customer.id).order_by(Payment.id.desc())
+    ).first()
+    assert [(a.invoice_id, a.amount_minor) for a in payment.allocations] == [(invoice.id, 15_000)]
+    plan = _plan(customer)
+    assert plan.status == PlanStatus.COMPLETED

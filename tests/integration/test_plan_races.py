@@ -4,18 +4,13 @@ error). The portal runs in a schema of its own, as test_dispute_races.py."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from flask import Flask
-from flask_migrate import upgrade
 from sqlalchemy import func, select
 
-from portal import create_app
 from portal.audit.actors import Actor
 from portal.customers.models import Customer
 from portal.db import utcnow
@@ -25,6 +20,7 @@ from portal.plans.models import PaymentPlan, PlanInvoice
 from portal.plans.schedule import Frequency
 from portal.plans.services import PlanRefused, propose_plan
 from tests.factories import make_customer, make_invoice
+from tests.races import at_once, schema_app
 
 pytestmark = pytest.mark.postgres_only
 SCHEMA = "plan_races"
@@ -33,61 +29,8 @@ ROUNDS = 4
 
 @pytest.fixture(scope="module")
 def race_app(app: Flask) -> Iterator[Flask]:
-    with app.app_context():
-        url = db.engine.url
-    if url.get_backend_name() != "postgresql":
-        pytest.skip("real concurrency and row locks are tested on PostgreSQL")
-    admin = sa.create_engine(url)
-    with admin.begin() as connection:
-        connection.exec_driver_sql(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
-        connection.exec_driver_sql(f"CREATE SCHEMA {SCHEMA}")
-    race = create_app(
-        {
-            "SQLALCHEMY_DATABASE_URI": url.update_query_dict(
-                {"options": f"-csearch_path={SCHEMA}"}
-            ).render_as_string(hide_password=False),
-            "SQLALCHEMY_ENGINE_OPTIONS": {"pool_size": 10, "max_overflow": 5},
-            "PORTAL_BASE_URL": "https://portal.example.test",
-        },
-        env_name="testing",
-    )
-    with race.app_context():
-        upgrade()
-    try:
+    with schema_app(app, SCHEMA) as race:
         yield race
-    finally:
-        with race.app_context():
-            db.session.remove()
-            db.engine.dispose()
-        with admin.begin() as connection:
-            connection.exec_driver_sql(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
-        admin.dispose()
-
-
-def _at_once(app: Flask, calls: list[Callable[[], Any]]) -> list[Any]:
-    """Run each call in its own thread, app and session, released together; each commits
-    what it did, or rolls back and returns the exception it raised."""
-    barrier = threading.Barrier(len(calls))
-    results: list[Any] = [None] * len(calls)
-
-    def run(index: int, call: Callable[[], Any]) -> None:
-        with app.test_request_context():
-            try:
-                barrier.wait(timeout=10)
-                results[index] = call()
-                db.session.commit()
-            except Exception as error:  # the outcome under test
-                db.session.rollback()
-                results[index] = error
-            finally:
-                db.session.remove()
-
-    threads = [threading.Thread(target=run, args=item) for item in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return results
 
 
 def _setup(app):  # type: ignore[no-untyped-def]
@@ -125,9 +68,7 @@ def _propose(customer_id: int, number: str, installments: int):  # type: ignore[
 def test_two_proposals_of_one_invoice_at_once_make_one_plan(race_app, installments):
     for _round in range(ROUNDS):
         customer_id, number = _setup(race_app)
-        results = _at_once(
-            race_app, [_propose(customer_id, number, installments) for _ in range(2)]
-        )
+        results = at_once(race_app, [_propose(customer_id, number, installments) for _ in range(2)])
         made = [r for r in results if isinstance(r, int)]
         refused = [r for r in results if isinstance(r, PlanRefused)]
         assert (len(made), len(refused)) == (1, 1), results

@@ -3,7 +3,8 @@ counter-offer with preview, decline), the policies (admins only); roles, CSRF, b
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from flask.testing import FlaskClient
@@ -83,6 +84,23 @@ def test_the_queue_lists_requests_oldest_first_and_the_home_counts_them(
     assert page.text.count("12 installments is over the limit of 6.") == 2
     home = staff_client.get("/staff/")
     assert "2 plan requests wait for review" in home.text
+
+
+def test_the_queue_counts_days_waiting_on_the_creditors_calendar(
+    staff_client: FlaskClient,
+) -> None:
+    # One request sent a minute before the creditor's midnight (New York), one a minute
+    # after: 1 day and 0 days waiting, at any hour. Counted in UTC, one of the two is wrong
+    # at every hour of the day (the first after 05:00 UTC, the second before).
+    zone = ZoneInfo(staff_client.application.config["CREDITOR_TIMEZONE"])
+    midnight = datetime.combine(utcnow().astimezone(zone).date(), time(0), tzinfo=zone)
+    before, after = request_plan(), request_plan()
+    before.created_at = midnight - timedelta(minutes=1)
+    after.created_at = min(midnight + timedelta(minutes=1), utcnow())
+    db.session.commit()
+    cells = staff_client.get("/staff/plans").text
+    assert ">1 day</td>" in cells
+    assert ">0 days</td>" in cells
 
 
 def test_a_request_shows_the_limits_it_breaks_in_words_and_the_history(

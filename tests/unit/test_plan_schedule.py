@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import itertools
 from calendar import monthrange
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from portal.money import InvalidAmount, Money
-from portal.plans.schedule import Frequency, build_schedule, due_dates
+from portal.plans.schedule import Frequency, build_schedule, calendar_days_waiting, due_dates
 
 # One currency per exponent: 0 (JPY), 2 (USD), 3 (KWD).
 currencies = st.sampled_from(["JPY", "USD", "KWD"])
@@ -113,3 +114,23 @@ def test_count_out_of_range_is_refused(count):
         build_schedule(
             Money(10**9, "USD"), Money(0, "USD"), Frequency.WEEKLY, count, date(2027, 1, 1)
         )
+
+
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+@pytest.mark.parametrize(
+    ("since", "now", "days"),
+    [
+        # 19:00 and 20:00 in New York on 29 November: the same evening, though UTC has
+        # already turned to the 30th at the second one.
+        (datetime(2026, 11, 29, 23, 59, tzinfo=UTC), datetime(2026, 11, 30, 1, 0, tzinfo=UTC), 0),
+        # 23:30 on the 29th in New York, read at 00:30 on the 30th: a day, though UTC
+        # (04:30 and 05:30 on the 30th) says none.
+        (datetime(2026, 11, 30, 4, 30, tzinfo=UTC), datetime(2026, 11, 30, 5, 30, tzinfo=UTC), 1),
+        (datetime(2026, 11, 1, 12, 0, tzinfo=UTC), datetime(2026, 11, 30, 12, 0, tzinfo=UTC), 29),
+        (datetime(2026, 11, 30, 12, 0, tzinfo=UTC), datetime(2026, 11, 29, 12, 0, tzinfo=UTC), 0),
+    ],
+)
+def test_days_waiting_are_counted_on_the_creditors_calendar(since, now, days):
+    assert calendar_days_waiting(since, now, NEW_YORK) == days
