@@ -188,6 +188,10 @@ def sign_in(database_url: str, base: str, info: DatasetInfo) -> str:
     cookies.update({c.name: c.value for c in entered.cookies})
     if entered.status_code != 302 or "portal_customer" not in cookies:
         raise SystemExit(f"sign-in failed: {entered.status_code}")
+    # The first page after signing in sets the cookie that keeps the CSRF secret; a
+    # browser sends it back with every later request, so the load generator does too.
+    first = requests.get(f"{base}/account", headers=PROXY_HEADERS, cookies=cookies, timeout=10)
+    cookies.update({c.name: c.value for c in first.cookies})
     return "; ".join(f"{name}={value}" for name, value in cookies.items())
 
 

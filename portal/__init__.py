@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
@@ -9,10 +10,30 @@ from flask import Flask
 from portal.config import PACKAGE_DIR, ConfigurationError, load_config, small_balance_tolerances
 
 
+class PortalFlask(Flask):
+    """Flask, with the sync-or-async answer for each hook and view found once: Flask asks
+    `inspect.iscoroutinefunction` of each of the dozen hooks on every request."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sync_functions: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        try:
+            return self._sync_functions[func]
+        except KeyError:
+            sync = super().ensure_sync(func)
+        except TypeError:  # not hashable: ask each time
+            return super().ensure_sync(func)
+        if len(self._sync_functions) < 4096:
+            self._sync_functions[func] = sync
+        return sync
+
+
 def create_app(config: dict[str, Any] | None = None, env_name: str | None = None) -> Flask:
     """Build the app for `PORTAL_ENV` (or `env_name`), with `config` overriding settings."""
     settings = load_config(env_name)
-    app = Flask(
+    app = PortalFlask(
         __name__,
         instance_path=None,
         template_folder=str(PACKAGE_DIR / "templates"),
@@ -30,7 +51,7 @@ def create_app(config: dict[str, Any] | None = None, env_name: str | None = None
 
     from portal import models  # noqa: F401  (register every table with the metadata)
     from portal.db import configure_engine, init_write_intent
-    from portal.extensions import babel, csrf, db, limiter, login_manager, migrate
+    from portal.extensions import babel, csrf, db, limiter, migrate
     from portal.i18n import init_i18n
     from portal.security import init_security
 
@@ -43,13 +64,20 @@ def create_app(config: dict[str, Any] | None = None, env_name: str | None = None
         compare_type=True,
     )
     with app.app_context():
-        configure_engine(db.engine, busy_timeout_ms=app.config["SQLITE_BUSY_TIMEOUT_MS"])
+        configure_engine(
+            db.engine,
+            busy_timeout_ms=app.config["SQLITE_BUSY_TIMEOUT_MS"],
+            ping_after_idle_s=app.config["DB_PING_AFTER_IDLE_SECONDS"],
+        )
     init_write_intent(app)
     csrf.init_app(app)
     limiter.init_app(app)
-    login_manager.init_app(app)
     init_i18n(app, babel)
     init_security(app)
+
+    from portal.site.chrome import init_chrome
+
+    init_chrome(app)
 
     from portal.access.sessions import init_sessions
 

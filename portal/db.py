@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
@@ -79,7 +80,39 @@ def immediate_transactions() -> Iterator[None]:
         end_immediate(token)
 
 
-def configure_engine(engine: Any, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> None:
+def ping_when_idle(engine: Any, seconds: float) -> None:
+    """Before a pooled connection is handed out, ping it if it sat idle `seconds` or more
+    (0: always, as `pool_pre_ping`); a dead one is replaced (the pool retries on
+    DisconnectionError), so a connection dropped while idle (a server restart, a
+    firewall's idle timeout) costs no request. A connection checked in moments ago is
+    used as is: under load, no round trip per request for the ping. One dropped while
+    in use fails its request, and SQLAlchemy then replaces every older connection."""
+    from sqlalchemy import event
+    from sqlalchemy.exc import DisconnectionError
+
+    @event.listens_for(engine, "connect")
+    def _fresh(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkin")
+    def _idle(_dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is not None and time.monotonic() - idle_since < seconds:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            raise DisconnectionError(str(error)) from error
+
+
+def configure_engine(
+    engine: Any, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS, ping_after_idle_s: float = 0
+) -> None:
     """Dialect seams, in one place.
 
     SQLite: enforce foreign keys (off by default there); write-ahead logging, so that
@@ -93,6 +126,7 @@ def configure_engine(engine: Any, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_
     from sqlalchemy import event
 
     if engine.dialect.name != "sqlite":
+        ping_when_idle(engine, ping_after_idle_s)
         return
 
     @event.listens_for(engine, "connect")

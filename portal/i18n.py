@@ -11,6 +11,7 @@ from babel import Locale
 from babel import dates as babel_dates
 from babel.support import NullTranslations
 from flask import Flask, current_app, g, has_request_context, request, session
+from flask.globals import _cv_app
 from flask_babel import (
     Babel,
     format_date,
@@ -21,11 +22,16 @@ from flask_babel import (
     get_translations,
     gettext,
 )
+from jinja2 import pass_eval_context
+from jinja2.nodes import EvalContext
+from markupsafe import Markup
 
 from portal.config import SUPPORTED_LOCALES
 from portal.money import Money, UnitPrice
 
 LANGUAGE_NAMES = {"en": "English", "es": "Español", "fr": "Français", "de": "Deutsch"}
+# The language switcher's buttons: (code, name in its own language).
+LANGUAGES = tuple((code, LANGUAGE_NAMES[code]) for code in SUPPORTED_LOCALES)
 
 
 def supported_locale(value: str | None) -> str | None:
@@ -44,13 +50,11 @@ def select_locale() -> str:
     chosen = session.get("locale")
     if chosen in SUPPORTED_LOCALES:
         return str(chosen)
-    from portal.access.sessions import signed_in_customer
+    from portal.access.sessions import signed_in_customer_locale
 
-    customer = signed_in_customer()
-    if customer is not None:
-        stored = supported_locale(customer.locale)
-        if stored:
-            return stored
+    stored = supported_locale(signed_in_customer_locale())
+    if stored:
+        return stored
     return request.accept_languages.best_match(SUPPORTED_LOCALES) or "en"
 
 
@@ -62,12 +66,20 @@ def current_locale() -> str:
     the customer's language) run before anything on the request asked for the locale puts
     back None when it ends, and the request's locale is then still to be chosen (reading
     None as English wrote "$40.00" into a Spanish sentence)."""
-    try:
-        locale = g._flask_babel.babel_locale
-    except (AttributeError, RuntimeError):  # not chosen yet; no app context
-        locale = None
-    if locale is None:  # also after force_locale restored a locale not yet chosen
-        locale = get_locale()
+    app_ctx = _cv_app.get(None)
+    locale = None
+    if app_ctx is not None:
+        request_globals = app_ctx.g
+        babel_state = getattr(request_globals, "_flask_babel", None)
+        locale = getattr(babel_state, "babel_locale", None)
+        if locale is not None:
+            known = getattr(request_globals, "_portal_locale_name", None)
+            if known is not None and known[0] is locale:
+                return known[1]  # type: ignore[no-any-return]
+            name = _locale_name(locale)
+            request_globals._portal_locale_name = (locale, name)
+            return name
+    locale = get_locale()  # not chosen yet (also after force_locale restored that)
     return _locale_name(locale) if locale is not None else "en"
 
 
@@ -132,21 +144,78 @@ def request_translations() -> NullTranslations:
     a page shows about a hundred messages). Keyed on the locale object, so a block under
     `force_locale` (a PDF or an email in the customer's language) gets its own catalog.
 
-    The quick path reads the two attributes Flask-Babel and this function keep in `g`
-    (`g._flask_babel.babel_locale`, set once the locale is chosen), not `get_locale()`,
-    which goes through half a dozen context lookups per message."""
-    try:
-        locale, translations = g._portal_translations
-        if locale is g._flask_babel.babel_locale:
-            return translations  # type: ignore[no-any-return]
-    except (AttributeError, RuntimeError):  # not cached yet; no app context
-        pass
+    The quick path reads the two attributes Flask-Babel and this function keep in the
+    app context's `g` (`_flask_babel.babel_locale`, set once the locale is chosen)
+    straight from the context, not through the `g` proxy or `get_locale()`, which goes
+    through half a dozen context lookups per message."""
+    app_ctx = _cv_app.get(None)
+    if app_ctx is not None:
+        request_globals = app_ctx.g
+        try:
+            locale, translations = request_globals._portal_translations
+            if locale is request_globals._flask_babel.babel_locale:
+                return translations  # type: ignore[no-any-return]
+        except AttributeError:  # not cached yet
+            pass
     if not has_request_context():
         return get_translations()
     locale = get_locale()
     translations = get_translations()
     g._portal_translations = (locale, translations)
     return translations
+
+
+@pass_eval_context
+def template_gettext(eval_ctx: EvalContext, message: str, **variables: object) -> str:
+    """The templates' `_` and `gettext`: Jinja's newstyle gettext (the result marked safe
+    in autoescaped templates, `%(name)s` placeholders filled with escaped values), in one
+    call instead of three nested context calls per message."""
+    text = request_translations().ugettext(message)
+    if not variables and "%" not in text:  # nothing to fill in: the same text
+        return Markup(text) if eval_ctx.autoescape else text  # noqa: S704  (our catalogs)
+    if eval_ctx.autoescape:
+        return Markup(text) % variables  # noqa: S704  (our own catalogs; values escaped by %)
+    return text % variables
+
+
+@pass_eval_context
+def template_ngettext(
+    eval_ctx: EvalContext, singular: str, plural: str, num: int, **variables: object
+) -> str:
+    """The templates' `ngettext` (newstyle: `num` fills `%(num)s` too)."""
+    variables.setdefault("num", num)
+    text = request_translations().ungettext(singular, plural, num)
+    if eval_ctx.autoescape:
+        return Markup(text) % variables  # noqa: S704  (our own catalogs; values escaped by %)
+    return text % variables
+
+
+@pass_eval_context
+def template_pgettext(
+    eval_ctx: EvalContext, context: str, message: str, **variables: object
+) -> str:
+    """The templates' `pgettext` (newstyle)."""
+    text = request_translations().upgettext(context, message)
+    if eval_ctx.autoescape:
+        return Markup(text) % variables  # noqa: S704  (our own catalogs; values escaped by %)
+    return text % variables
+
+
+@pass_eval_context
+def template_npgettext(
+    eval_ctx: EvalContext,
+    context: str,
+    singular: str,
+    plural: str,
+    num: int,
+    **variables: object,
+) -> str:
+    """The templates' `npgettext` (newstyle: `num` fills `%(num)s` too)."""
+    variables.setdefault("num", num)
+    text = request_translations().unpgettext(context, singular, plural, num)
+    if eval_ctx.autoescape:
+        return Markup(text) % variables  # noqa: S704  (our own catalogs; values escaped by %)
+    return text % variables
 
 
 def number_filter(value: object) -> str:
@@ -182,20 +251,18 @@ def init_i18n(app: Flask, babel: Babel) -> None:
     app.jinja_env.filters["number"] = number_filter
     app.jinja_env.filters["card_brand"] = card_brand_label
     app.jinja_env.add_extension("jinja2.ext.i18n")
-    # The templates' `_`, `gettext`, `ngettext`: Flask-Babel's own, with the catalog
-    # found once per request (request_translations). Same newstyle semantics (escaping,
-    # %(name)s placeholders).
-    app.jinja_env.install_gettext_callables(  # type: ignore[attr-defined]
-        gettext=lambda s: request_translations().ugettext(s),
-        ngettext=lambda s, p, n: request_translations().ungettext(s, p, n),
-        newstyle=True,
-        pgettext=lambda c, s: request_translations().upgettext(c, s),
-        npgettext=lambda c, s, p, n: request_translations().unpgettext(c, s, p, n),
+    # The templates' `_`, `gettext`, `ngettext`…: Flask-Babel's catalogs, found once per
+    # request (request_translations), with Jinja's newstyle semantics (escaping,
+    # %(name)s placeholders) in a single call each.
+    app.jinja_env.globals.update(
+        _=template_gettext,
+        gettext=template_gettext,
+        ngettext=template_ngettext,
+        pgettext=template_pgettext,
+        npgettext=template_npgettext,
     )
+    app.jinja_env.newstyle_gettext = True  # type: ignore[attr-defined]
 
     @app.context_processor
     def inject_languages() -> dict[str, object]:
-        return {
-            "languages": [(code, LANGUAGE_NAMES[code]) for code in SUPPORTED_LOCALES],
-            "current_locale": current_locale(),
-        }
+        return {"languages": LANGUAGES, "current_locale": current_locale()}

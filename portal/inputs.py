@@ -86,7 +86,7 @@ def _holds_nul(pairs: MultiDict[str, str]) -> bool:
 
 def refuse_nul_characters() -> None:
     """400 for a request whose path, query or form holds a NUL, before any view reads it."""
-    if "\x00" in request.path or _holds_nul(request.args):
+    if "\x00" in request.path or (request.query_string and _holds_nul(request.args)):
         abort(400)
     if request.method in ("POST", "PUT", "PATCH") and _holds_nul(request.form):
         abort(400)
@@ -111,8 +111,14 @@ def allow_uploads_where_accepted() -> None:
         request.max_content_length = current_app.config["UPLOAD_MAX_CONTENT_LENGTH"]
 
 
+def check_inputs() -> None:
+    """The request-wide gates, in one hook: the size limit first (before anything reads
+    the body), then NUL characters."""
+    allow_uploads_where_accepted()
+    refuse_nul_characters()
+
+
 def init_inputs(app: Flask) -> None:
     """Route ids bounded, and the request-wide gates run before anything else."""
     app.url_map.converters["int"] = RowIdConverter
-    app.before_request(allow_uploads_where_accepted)
-    app.before_request(refuse_nul_characters)
+    app.before_request(check_inputs)

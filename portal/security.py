@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+import secrets
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
-from flask import Flask, current_app, redirect, request
-from flask_talisman import Talisman
+from flask import Flask, Response, current_app, redirect, request
+from flask.globals import _cv_request
+from flask.sessions import SecureCookieSessionInterface
+from itsdangerous import Serializer, TimestampSigner, URLSafeTimedSerializer
+from itsdangerous.encoding import base64_encode, want_bytes
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 # No third-party origin yet: Stripe.js joins this list on the card page only.
@@ -129,6 +134,225 @@ def init_https_redirect(app: Flask) -> None:
         return redirect(base + path, code=code)
 
 
+# --- the headers of every response ----------------------------------------------------
+NONCE_BYTES = 24  # 32 URL-safe characters, as Flask-Talisman made them
+
+# Options a view may set with `@talisman(...)` (Flask-Talisman's per-view decorator API).
+VIEW_OPTIONS = frozenset(
+    {"content_security_policy", "content_security_policy_nonce_in", "frame_options"}
+)
+
+Policy = Mapping[str, str | list[str]]
+ViewFunction = TypeVar("ViewFunction", bound=Callable[..., Any])
+
+
+class ViewSecurity:
+    """`@talisman(content_security_policy=…, content_security_policy_nonce_in=[…],
+    frame_options=…)`: a view's own headers, replacing the app's defaults (Flask-Talisman's
+    per-view decorator, whose API the views keep). Only tags the view function; the
+    app's `SecurityHeaders` reads the tag."""
+
+    def __call__(self, **options: Any) -> Callable[[ViewFunction], ViewFunction]:
+        unknown = set(options) - VIEW_OPTIONS
+        if unknown:
+            raise TypeError(f"unsupported per-view security options: {sorted(unknown)}")
+
+        def decorate(view: ViewFunction) -> ViewFunction:
+            view.talisman_view_options = dict(options)  # type: ignore[attr-defined]
+            return view
+
+        return decorate
+
+
+def csp_nonce() -> str:
+    """This request's CSP nonce (32 URL-safe characters), made on first use; the
+    templates' `csp_nonce()`. The same value goes into the Content-Security-Policy
+    header of the response. Empty outside a request."""
+    ctx = _cv_request.get(None)
+    if ctx is None:
+        return ""
+    req = ctx.request
+    try:
+        return req.csp_nonce  # type: ignore[attr-defined,no-any-return]
+    except AttributeError:
+        nonce = secrets.token_urlsafe(NONCE_BYTES)
+        req.csp_nonce = nonce  # type: ignore[attr-defined]
+        return nonce
+
+
+def compile_policy(policy: Policy | str, nonce_in: Iterable[str]) -> tuple[str, ...]:
+    """A CSP as the pieces of its header around the nonce: `nonce.join(pieces)` is the
+    header ("default-src 'self'; script-src 'self' 'nonce-…'; …"). One piece: no nonce.
+    Same text as Flask-Talisman wrote (sections in order, lists joined by spaces)."""
+    if isinstance(policy, str):
+        sections: list[tuple[str, str]] = []
+        for part in policy.split(";"):
+            words = part.strip().split(" ")
+            sections.append((words[0], " ".join(words[1:])))
+    else:
+        sections = [
+            (name, value if isinstance(value, str) else " ".join(value))
+            for name, value in policy.items()
+        ]
+    nonced = set(nonce_in)
+    pieces: list[str] = []
+    text = ""
+    for index, (name, value) in enumerate(sections):
+        text += ("; " if index else "") + f"{name} {value}"
+        if name in nonced:
+            pieces.append(text + " 'nonce-")
+            text = "'"
+    pieces.append(text)
+    return tuple(pieces)
+
+
+@dataclass(frozen=True)
+class _Headers:
+    """A view's headers: the fixed ones, and its CSP's pieces around the nonce."""
+
+    fixed: tuple[tuple[str, str], ...]
+    csp: tuple[str, ...] | None
+
+
+class SecurityHeaders:
+    """The headers every response carries (permissions, framing, sniffing, CSP with a
+    per-response nonce, HSTS in production over https, referrer), as Flask-Talisman set
+    them, worked out once per app and view instead of parsing the policy per response."""
+
+    def __init__(
+        self,
+        *,
+        csp: Policy,
+        nonce_in: list[str],
+        frame_options: str,
+        referrer_policy: str,
+        hsts_max_age: int | None,
+    ) -> None:
+        self.csp = csp
+        self.nonce_in = nonce_in
+        self.frame_options = frame_options
+        self.referrer_policy = referrer_policy
+        self.hsts = f"max-age={hsts_max_age}; includeSubDomains" if hsts_max_age else None
+        self._default = self._headers({})
+        self._per_view: dict[Callable[..., Any], _Headers | None] = {}
+
+    def _headers(self, options: Mapping[str, Any]) -> _Headers:
+        policy = options.get("content_security_policy", self.csp)
+        nonce_in = options.get("content_security_policy_nonce_in", self.nonce_in)
+        frame_options = options.get("frame_options", self.frame_options)
+        fixed = [("Permissions-Policy", "browsing-topics=()")]
+        if frame_options:
+            fixed.append(("X-Frame-Options", frame_options))
+        fixed.append(("X-Content-Type-Options", "nosniff"))
+        csp = compile_policy(policy, nonce_in) if policy else None
+        return _Headers(tuple(fixed), csp)
+
+    def for_view(self, view: Callable[..., Any] | None) -> _Headers:
+        """The headers of a response from `view` (None: no view, such as a 404)."""
+        if view is None:
+            return self._default
+        try:
+            known = self._per_view[view]
+        except KeyError:
+            options = getattr(view, "talisman_view_options", None)
+            if options is None:
+                known = self._default
+            elif isinstance(options.get("content_security_policy"), PolicyFromConfig):
+                known = None  # follows the app's config: worked out per response
+            else:
+                known = self._headers(options)
+            self._per_view[view] = known
+        if known is None:
+            return self._headers(view.talisman_view_options)  # type: ignore[attr-defined]
+        return known
+
+    def apply(self, response: Response) -> Response:
+        """Set this request's headers on `response` (an after_request hook)."""
+        ctx = _cv_request.get()
+        req = ctx.request
+        endpoint = req.url_rule.endpoint if req.url_rule is not None else None
+        view = ctx.app.view_functions.get(endpoint) if endpoint else None
+        chosen = self.for_view(view)
+        headers = response.headers
+        for name, value in chosen.fixed:
+            headers[name] = value
+        if chosen.csp is not None:
+            csp = chosen.csp
+            headers["Content-Security-Policy"] = csp[0] if len(csp) == 1 else csp_nonce().join(csp)
+        if self.hsts is not None and (
+            req.is_secure or req.headers.get("X-Forwarded-Proto", "http") == "https"
+        ):
+            headers["Strict-Transport-Security"] = self.hsts
+        headers["Referrer-Policy"] = self.referrer_policy
+        # Account pages hold personal financial data: never keep them in a shared cache.
+        if response.mimetype in ("text/html", "application/pdf"):
+            headers.setdefault("Cache-Control", "no-store")
+        return response
+
+
+class KeyCachingSigner(TimestampSigner):
+    """itsdangerous' timestamp signer, with each derived key computed once per process
+    (it derives the key anew, one more HMAC, for every token it signs or checks). The
+    signatures are the same."""
+
+    _derived: ClassVar[dict[tuple[Any, ...], bytes]] = {}
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        secret = self.secret_keys[-1] if secret_key is None else want_bytes(secret_key)
+        key = (secret, self.salt, self.key_derivation, self.digest_method)
+        derived = self._derived.get(key)
+        if derived is None:
+            derived = super().derive_key(secret_key)
+            if len(self._derived) >= 64:
+                self._derived.clear()
+            self._derived[key] = derived
+        return derived
+
+
+SMALL_PAYLOAD = 100  # bytes of JSON below which zlib never pays (header + checksum)
+
+
+class PortalSerializer(URLSafeTimedSerializer):
+    """itsdangerous' URL-safe timed serializer (same tokens, readable by it), signing with
+    `KeyCachingSigner` and not trying zlib on a payload too small to shrink: the session
+    cookie and the CSRF token are a few dozen bytes."""
+
+    default_signer = KeyCachingSigner
+
+    def dump_payload(self, obj: Any) -> bytes:
+        json = Serializer.dump_payload(self, obj)
+        if len(json) < SMALL_PAYLOAD:
+            return base64_encode(json)
+        return super().dump_payload(obj)
+
+
+class PortalSessionInterface(SecureCookieSessionInterface):
+    """Flask's signed cookie session (same cookie, same signature), with its signer built
+    once per key set instead of on every request that reads or writes the cookie."""
+
+    def __init__(self) -> None:
+        self._serializers: dict[tuple[Any, ...], URLSafeTimedSerializer] = {}
+
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+        if not app.secret_key:
+            return None
+        key = (app.secret_key, *(app.config["SECRET_KEY_FALLBACKS"] or ()))
+        serializer = self._serializers.get(key)
+        if serializer is None:
+            # As Flask builds it (current key last), with the caching signer.
+            serializer = PortalSerializer(
+                [*key[1:], key[0]],
+                salt=self.salt,
+                serializer=self.serializer,
+                signer_kwargs={
+                    "key_derivation": self.key_derivation,
+                    "digest_method": self.digest_method,
+                },
+            )
+            self._serializers = {key: serializer}  # one key set at a time
+        return serializer
+
+
 def init_security(app: Flask) -> None:
     production = app.config["ENV_NAME"] == "production"
     proxies = int(app.config.get("PROXY_FIX_X_FOR", 0) or 0)
@@ -142,27 +366,18 @@ def init_security(app: Flask) -> None:
     init_log_redaction(app)
     if app.config["FORCE_HTTPS"]:
         init_https_redirect(app)
-    # One Talisman per app: init_app keeps its options on the instance, so sharing one
-    # would let the last app built (say, a production one in a test) set every app's
-    # headers. The shared `extensions.talisman` only serves as the per-view decorator,
-    # which merely tags the view function.
-    Talisman(
-        app,
-        force_https=False,  # `init_https_redirect` does it, from PORTAL_BASE_URL
-        strict_transport_security=production,
-        strict_transport_security_max_age=31536000,
-        content_security_policy=BASE_CSP,
-        content_security_policy_nonce_in=["script-src"],
+    app.session_interface = PortalSessionInterface()
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    # One per app: each app's settings are its own (a production app built in a test
+    # does not set the others' headers). `extensions.talisman` only tags views.
+    headers = SecurityHeaders(
+        csp=BASE_CSP,
+        nonce_in=["script-src"],
         frame_options="DENY",
         referrer_policy="strict-origin-when-cross-origin",
-        session_cookie_secure=app.config["SESSION_COOKIE_SECURE"],
-        session_cookie_http_only=True,
-        x_content_type_options=True,
+        hsts_max_age=31536000 if production else None,
     )
-
-    @app.after_request
-    def no_store_for_account_pages(response):  # type: ignore[no-untyped-def]
-        # Account pages hold personal financial data: never keep them in a shared cache.
-        if response.mimetype in ("text/html", "application/pdf"):
-            response.headers.setdefault("Cache-Control", "no-store")
-        return response
+    app.extensions["security_headers"] = headers
+    app.jinja_env.globals["csp_nonce"] = csp_nonce
+    app.after_request(headers.apply)

@@ -18,6 +18,7 @@ lifetime. A customer cookie is never read as a staff one, nor the reverse:
 from __future__ import annotations
 
 import secrets
+from collections import namedtuple
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,12 +31,12 @@ from flask import (
     current_app,
     flash,
     g,
-    has_request_context,
     redirect,
     request,
     session,
     url_for,
 )
+from flask.globals import _cv_app, _cv_request
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from sqlalchemy import ColumnElement, bindparam, delete, or_, select, update
@@ -44,7 +45,7 @@ from portal.access.models import AccessLink, PrincipalKind, PrincipalSession, Se
 from portal.access.services import hash_token
 from portal.customers.models import Customer
 from portal.db import immediate_transactions, utcnow
-from portal.extensions import db, login_manager
+from portal.extensions import db
 
 SESSION_TOKEN_BYTES = 32  # 256 bits, as for links
 # `last_seen_at` is written at most this often, so that browsing costs no write per page;
@@ -84,13 +85,41 @@ def rules_for(kind: PrincipalKind) -> SessionRules:
     )
 
 
-@dataclass(frozen=True)
 class LoadedSession:
-    """What this request's cookie of one kind opened (if anything), and why not."""
+    """What this request's cookie of one kind opened (if anything), and why not.
 
-    row: PrincipalSession | None = None
-    principal: Any = None  # the Customer for customer sessions
-    ended_now: SessionEnd | None = None  # ended by this very request (idle, expired…)
+    `row` is the session (for a customer, a row of `_CUSTOMER_LOOKUP`'s columns: `id`,
+    `expires_at`, `last_seen_at`…); `principal` the Customer or StaffMember. A customer's
+    ORM object is loaded only when asked for (`principal_id` known from the check): a
+    page that only needs to know someone is signed in, and in which language, builds
+    none."""
+
+    __slots__ = ("_principal", "ended_now", "locale", "principal_id", "row")
+
+    def __init__(
+        self,
+        row: Any = None,
+        principal: Any = None,
+        ended_now: SessionEnd | None = None,
+        *,
+        principal_id: int | None = None,
+        locale: str | None = None,
+    ) -> None:
+        self.row = row
+        self._principal = principal
+        self.ended_now = ended_now  # ended by this very request (idle, expired…)
+        self.principal_id = principal_id if principal is None else principal.id
+        self.locale = locale if principal is None else getattr(principal, "locale", None)
+
+    @property
+    def signed_in(self) -> bool:
+        return self.principal_id is not None
+
+    @property
+    def principal(self) -> Any:
+        if self._principal is None and self.principal_id is not None:
+            self._principal = db.session.get(Customer, self.principal_id)
+        return self._principal
 
 
 def new_session_token() -> str:
@@ -107,8 +136,17 @@ def _queue_cookie(kind: PrincipalKind, token: str | None, expires: datetime | No
 
 
 def _write_cookies(response: Any) -> Any:
+    request_globals = _cv_app.get().g
+    if getattr(request_globals, "_customer_session", None) is not None:
+        # The response depended on the session cookie (as on Flask's own cookie).
+        session_ = _cv_request.get().session
+        if not getattr(session_, "accessed", True):
+            response.vary.add("Cookie")
+    queued = getattr(request_globals, "_session_cookies", None)
+    if not queued:
+        return response
     secure = bool(current_app.config["SESSION_COOKIE_SECURE"])
-    for kind, (token, expires) in g.get("_session_cookies", {}).items():
+    for kind, (token, expires) in queued.items():
         rules = rules_for(kind)
         if token is None:
             response.delete_cookie(
@@ -354,24 +392,146 @@ def load_session(
     return cast(LoadedSession, g.get(cache_key))
 
 
-def _customer_lookup(query: Any) -> Any:
-    # The link's two columns its check reads, not the whole row: no object to build.
-    return (
-        query.add_columns(Customer, AccessLink.revoked_at, AccessLink.expires_at)
-        .join(Customer, Customer.id == PrincipalSession.customer_id)
-        .join(AccessLink, AccessLink.id == PrincipalSession.link_id)
+# The customer's check, in one Core statement built and compiled once per process: the
+# session, its customer's id and stored language, and the two link columns its check
+# reads. Plain columns, no ORM entity: the Customer is loaded when a view asks for it.
+_SESSIONS = PrincipalSession.__table__
+_LINKS = AccessLink.__table__
+_CUSTOMER_LOOKUP = (
+    select(
+        _SESSIONS.c.id,
+        _SESSIONS.c.ended_at,
+        _SESSIONS.c.expires_at,
+        _SESSIONS.c.last_seen_at,
+        _SESSIONS.c.customer_id,
+        Customer.__table__.c.locale,
+        _LINKS.c.revoked_at.label("link_revoked_at"),
+        _LINKS.c.expires_at.label("link_expires_at"),
     )
+    .select_from(_SESSIONS)
+    .join(Customer.__table__, Customer.__table__.c.id == _SESSIONS.c.customer_id)
+    .join(_LINKS, _LINKS.c.id == _SESSIONS.c.link_id)
+    .where(
+        _SESSIONS.c.token_hash == bindparam("token_hash"),
+        _SESSIONS.c.principal_kind == PrincipalKind.CUSTOMER.value,
+    )
+)
 
 
-def _customer_check(result: Any, now: datetime) -> SessionEnd | None:
-    _row, _customer, revoked_at, expires_at = result
-    return _why_link_over(revoked_at, expires_at, now)
+def _run_lookup(statement: Any, parameters: dict[str, Any]) -> Any:
+    """The one row of the session lookup `statement` (its columns by name), or None.
+
+    On PostgreSQL, before the request's ORM session has begun, it runs alone on a pooled
+    connection in autocommit, through the driver with the SQL compiled once: one round
+    trip, where inside the session's transaction it took three (BEGIN, SELECT, and
+    ROLLBACK when the request ends); the connection goes back to the pool for the view's
+    own queries. PostgreSQL's timestamptz comes back aware, as `UTCDateTime` gives it. A
+    session already in a transaction, or bound to one connection (the tests' rolled-back
+    transaction), runs it there through SQLAlchemy."""
+    scoped = db.session
+    if scoped.registry.has():  # this request already made its ORM session
+        session = scoped()
+        alone = session.bind is None and not session.in_transaction()
+    else:  # none yet (made only when a view needs it): is it bound to one connection?
+        alone = scoped.session_factory.kw.get("bind") is None
+    if alone:
+        engine = db.engine
+        if engine.dialect.name == "postgresql":
+            return _run_on_driver(engine, statement, parameters)
+    return scoped.connection().execute(statement, parameters).one_or_none()
+
+
+@dataclass(frozen=True)
+class _DriverStatement:
+    sql: str
+    parameters: dict[str, Any]  # the statement's own bound values (principal_kind)
+    row: Callable[[tuple[Any, ...]], Any]  # a driver row as a named tuple
+
+
+_DRIVER_STATEMENTS: dict[tuple[int, int], _DriverStatement] = {}
+
+
+def _driver_statement(engine: Any, statement: Any) -> _DriverStatement:
+    key = (id(engine.dialect), id(statement))
+    known = _DRIVER_STATEMENTS.get(key)
+    if known is None:
+        compiled = statement.compile(dialect=engine.dialect)
+        fields = [column.key for column in statement.selected_columns]
+        row_type = namedtuple("LookupRow", fields)  # type: ignore[misc]
+        known = _DriverStatement(str(compiled), dict(compiled.params), row_type._make)
+        _DRIVER_STATEMENTS[key] = known
+    return known
+
+
+def _run_on_driver(engine: Any, statement: Any, parameters: dict[str, Any]) -> Any:
+    prepared = _driver_statement(engine, statement)
+    pooled = engine.raw_connection()
+    try:
+        driver = pooled.driver_connection
+        driver.autocommit = True  # client-side only: no round trip
+        try:
+            found = driver.execute(prepared.sql, {**prepared.parameters, **parameters}).fetchone()
+        finally:
+            driver.autocommit = False
+    except Exception:
+        pooled.invalidate()  # a broken connection is not handed out again
+        raise
+    finally:
+        pooled.close()
+    return None if found is None else prepared.row(found)
+
+
+def _load_customer_session(token: str) -> LoadedSession:
+    """`load_session` for the customer's cookie `token`, on the request's connection."""
+    config = current_app.config
+    now = utcnow()
+    found = _run_lookup(_CUSTOMER_LOOKUP, {"token_hash": hash_token(token)})
+    if found is None or found.ended_at is not None:
+        _queue_cookie(PrincipalKind.CUSTOMER, None, None)
+        return LoadedSession()
+    reason = (
+        SessionEnd.EXPIRED
+        if now >= found.expires_at
+        else SessionEnd.IDLE
+        if now - found.last_seen_at > timedelta(minutes=config["SESSION_IDLE_MINUTES"])
+        else _why_link_over(found.link_revoked_at, found.link_expires_at, now)
+    )
+    if reason is not None:
+        _commit_write(end_sessions(PrincipalSession.id == found.id, now=now, reason=reason))
+        _queue_cookie(PrincipalKind.CUSTOMER, None, None)
+        return LoadedSession(ended_now=reason)
+    if now - found.last_seen_at >= TOUCH_EVERY:
+        _commit_write(
+            update(PrincipalSession).where(PrincipalSession.id == found.id).values(last_seen_at=now)
+        )
+    return LoadedSession(found, principal_id=found.customer_id, locale=found.locale)
 
 
 def customer_session() -> LoadedSession:
-    if not has_request_context():
+    """This request's customer session (checked once, cached for the request), or an
+    empty one: checked, ended if over its idle limit, lifetime or link, touched at most
+    once a minute."""
+    ctx = _cv_request.get(None)
+    if ctx is None:
         return LoadedSession()
-    return load_session(PrincipalKind.CUSTOMER, _customer_lookup, _customer_check)
+    request_globals = _cv_app.get().g
+    cached: LoadedSession | None = getattr(request_globals, "_customer_session", None)
+    if cached is not None:
+        return cached
+    token = ctx.request.cookies.get("portal_customer")
+    loaded = _load_customer_session(token) if token else LoadedSession()
+    request_globals._customer_session = loaded
+    return loaded
+
+
+def is_customer_signed_in() -> bool:
+    """Whether this request's customer cookie opens a live session (no Customer built)."""
+    return customer_session().signed_in
+
+
+def signed_in_customer_locale() -> str | None:
+    """The stored language of the signed-in customer ("es_MX"), or None."""
+    return customer_session().locale
 
 
 def signed_in_customer() -> Customer | None:
@@ -411,7 +571,7 @@ def principal_required(
         @wraps(view)
         def guarded(*args: Any, **kwargs: Any) -> ResponseReturnValue:
             loaded = load()
-            if loaded.principal is None:
+            if not loaded.signed_in:
                 return refuse(loaded)
             return view(*args, **kwargs)
 
@@ -425,26 +585,15 @@ customer_required.__doc__ = "Only a signed-in customer may open this view; other
 
 
 # --- wiring ---------------------------------------------------------------------------
-@login_manager.request_loader
-def _flask_login_customer(_request: Any) -> Customer | None:
-    # Flask-Login's `current_user` stays an alias of the signed-in customer, for code
-    # not yet moved to `current_customer()`; it never sees a staff session.
-    return signed_in_customer()
-
-
-@login_manager.unauthorized_handler
-def unauthorized():  # type: ignore[no-untyped-def]
-    return _refuse_customer(customer_session())
-
-
 def init_sessions(app: Flask) -> None:
-    login_manager.session_protection = None  # our sessions are checked on the server
-
     @app.before_request
     def check_customer_session() -> None:
         # At the start of the request, before the view has changed anything: ending or
         # touching a session commits.
-        if request.endpoint != "static" and "portal_customer" in request.cookies:
+        ctx = _cv_request.get()
+        if ctx.request.url_rule is not None and ctx.request.url_rule.endpoint == "static":
+            return
+        if "portal_customer" in ctx.request.cookies:
             customer_session()
 
     app.after_request(_write_cookies)
@@ -452,4 +601,4 @@ def init_sessions(app: Flask) -> None:
     @app.context_processor
     def inject_customer() -> dict[str, Any]:
         # Emails are rendered by the jobs runner, outside any request.
-        return {"signed_in": has_request_context() and signed_in_customer() is not None}
+        return {"signed_in": is_customer_signed_in()}

@@ -3,7 +3,6 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from flask_login import UserMixin
 from sqlalchemy import CheckConstraint, String
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -16,7 +15,7 @@ class CustomerKind(StrEnum):
     CONSUMER = "consumer"
 
 
-class Customer(UserMixin, db.Model):
+class Customer(db.Model):
     """A debtor account. Logged in through an emailed link, never with a password."""
 
     __tablename__ = "customers"
