@@ -24,6 +24,7 @@ from sqlalchemy.orm import selectinload
 from portal.customers.models import Customer
 from portal.disputes.models import OPEN_STATUSES, Dispute
 from portal.extensions import db
+from portal.i18n import zone_or_default
 from portal.invoices.balances import (
     InvoiceBalance,
     LineBalance,
@@ -92,7 +93,7 @@ class InvoicePage:
 
 @cache
 def _invoice_statement() -> Any:
-    invoices, lines = Invoice.__table__, InvoiceLine.__table__
+    invoices, lines, customers = Invoice.__table__, InvoiceLine.__table__, Customer.__table__
     return (
         select(
             invoices.c.id,
@@ -111,8 +112,13 @@ def _invoice_statement() -> Any:
             lines.c.unit_price_scale,
             lines.c.tax_minor,
             lines.c.amount_minor,
+            customers.c.timezone,  # the customer's "today" (customer_today), no Customer loaded
         )
-        .select_from(invoices.outerjoin(lines, lines.c.invoice_id == invoices.c.id))
+        .select_from(
+            invoices.join(customers, customers.c.id == invoices.c.customer_id).outerjoin(
+                lines, lines.c.invoice_id == invoices.c.id
+            )
+        )
         .where(
             invoices.c.customer_id == bindparam("customer_id"),
             invoices.c.number == bindparam("number"),
@@ -143,7 +149,7 @@ def _invoice(rows: Sequence[Any]) -> PageInvoice:
             price_scale,
             tax,
             amount,
-        ) in (row[12:] for row in rows)
+        ) in (row[12:20] for row in rows)
         if line_id is not None
     ]
     return PageInvoice(
@@ -151,21 +157,23 @@ def _invoice(rows: Sequence[Any]) -> PageInvoice:
     )
 
 
-def invoice_page_for(customer: Customer, number: str, today: date) -> InvoicePage | None:
-    """The invoice page of this customer's invoice `number` as of `today` (the customer's
-    date: what "overdue" means); None if it is not theirs (the view answers 404)."""
+def invoice_page_for(customer_id: int, number: str, now: datetime) -> InvoicePage | None:
+    """The invoice page of this customer's invoice `number` as of `now` (read as the
+    customer's date, as `customers.queries.customer_today` does: what "overdue" means);
+    None if it is not theirs (the view answers 404)."""
     # Core rows through the session's connection (its transaction): no ORM step.
     rows = (
         db.session.connection()
-        .execute(_invoice_statement(), {"customer_id": customer.id, "number": number})
+        .execute(_invoice_statement(), {"customer_id": customer_id, "number": number})
         .all()
     )
     if not rows:
         return None
+    today = now.astimezone(zone_or_default(rows[0][20])).date()
     invoice = _invoice(rows)
     # InvoiceBalance and the line rule read only what PageInvoice has of an Invoice.
     balance = balance_from_amounts(invoice, rows[0][7:12], today)  # type: ignore[arg-type]
-    open_disputes = _open_disputes(customer, invoice.id) if balance.held_minor else []
+    open_disputes = _open_disputes(customer_id, invoice.id) if balance.held_minor else []
     dispute_by_line: dict[int, Dispute] = {}
     for dispute in open_disputes:
         for line in dispute.lines:
@@ -181,12 +189,12 @@ def invoice_page_for(customer: Customer, number: str, today: date) -> InvoicePag
     )
 
 
-def _open_disputes(customer: Customer, invoice_id: int) -> list[Dispute]:
+def _open_disputes(customer_id: int, invoice_id: int) -> list[Dispute]:
     return list(
         db.session.scalars(
             select(Dispute)
             .where(
-                Dispute.customer_id == customer.id,
+                Dispute.customer_id == customer_id,
                 Dispute.invoice_id == invoice_id,
                 Dispute.status.in_(_OPEN),
             )

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from flask import Blueprint, abort, current_app, render_template
 
-from portal.access.sessions import current_customer, customer_required
+from portal.access.sessions import current_customer, customer_required, customer_session
 from portal.creditor import current_creditor
 from portal.customers.queries import customer_today
 from portal.db import utcnow
@@ -47,8 +47,9 @@ def _invoice_or_404(number: str):  # type: ignore[no-untyped-def]
 @bp.get("/invoices/<path:number>")  # ERP numbers may hold "/" (FA/2024/001)
 @customer_required
 def detail(number: str):  # type: ignore[no-untyped-def]
-    customer = current_customer()
-    page = invoice_page_for(customer, number, customer_today(customer, utcnow()))
+    # The session's customer id: the page needs no Customer object (its time zone comes
+    # with the invoice).
+    page = invoice_page_for(customer_session().principal_id, number, utcnow())
     if page is None:
         abort(404)  # someone else's invoice is "not found", never "forbidden"
     return render_template("invoices/detail.html", page=page, invoice=page.invoice)
