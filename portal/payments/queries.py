@@ -13,6 +13,7 @@ from sqlalchemy.orm import selectinload
 
 from portal.customers.models import Customer
 from portal.extensions import db
+from portal.i18n import zone_or_default
 from portal.invoices.balances import (
     InvoiceBalance,
     balance_columns,
@@ -71,17 +72,22 @@ def payable_items(customer: Customer, today: date) -> list[PayableItem]:
     return _payable(balance_from_amounts(invoice, amounts, today) for invoice, *amounts in rows)
 
 
-def payable_now(customer: Customer, today: date) -> list[PayableItem]:
-    """`payable_items` for the pay page: the same items, each invoice an `InvoiceRef`."""
+def payable_now(customer_id: int, now: datetime) -> list[PayableItem]:
+    """`payable_items` for the pay page, as of `now` read as the customer's date (as
+    `customers.queries.customer_today` does): the same items, each invoice an
+    `InvoiceRef`, and no Customer loaded (its time zone comes with the rows)."""
     rows = (
         db.session.connection()  # the session's transaction, Core rows: no ORM step
-        .execute(_customer_rows_statement(), {"customer_id": customer.id})
+        .execute(_customer_rows_statement(), {"customer_id": customer_id})
         .all()
     )
+    if not rows:
+        return []
+    today = now.astimezone(zone_or_default(rows[0][-1])).date()
     return _payable(
         balance_from_amounts(
             InvoiceRef(invoice_id, number, due, currency, Money(total, currency), voided_at),  # type: ignore[arg-type]
-            amounts,
+            amounts[:-1],
             today,
         )
         for invoice_id, number, due, currency, total, voided_at, *amounts in rows
@@ -90,7 +96,7 @@ def payable_now(customer: Customer, today: date) -> list[PayableItem]:
 
 @cache
 def _customer_rows_statement() -> Any:
-    invoices = Invoice.__table__
+    invoices, customers = Invoice.__table__, Customer.__table__
     return (
         select(
             invoices.c.id,
@@ -100,7 +106,9 @@ def _customer_rows_statement() -> Any:
             invoices.c.total_minor,
             invoices.c.voided_at,
             *balance_columns(),
+            customers.c.timezone,
         )
+        .select_from(invoices.join(customers, customers.c.id == invoices.c.customer_id))
         .where(
             invoices.c.customer_id == bindparam("customer_id"),
             # Open invoices only (`InvoiceBalance.is_open`, said in SQL by balances): a

@@ -7,7 +7,7 @@ from functools import lru_cache
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
-from portal.access.sessions import current_customer, customer_required
+from portal.access.sessions import current_customer, customer_required, customer_session
 from portal.creditor import current_creditor
 from portal.customers.queries import customer_today
 from portal.db import utcnow
@@ -95,8 +95,9 @@ def _back_to_step_one(checkout: Checkout):  # type: ignore[no-untyped-def]
 
 
 def _payable_now() -> list[PayableItem]:
-    customer = current_customer()
-    return payable_now(customer, customer_today(customer, utcnow()))
+    # The session's customer id: step 1 needs no Customer object when there is something
+    # to pay (the time zone comes with the invoices).
+    return payable_now(customer_session().principal_id, utcnow())
 
 
 def _card_advice_for(form: ChoosePaymentForm, items: list[PayableItem]) -> CardAdvice | None:
