@@ -243,8 +243,21 @@ def zone_or_default(name: str | None) -> ZoneInfo:
     return ZoneInfo("UTC")
 
 
+def select_timezone() -> str:
+    """The time zone moments are shown in (`datetimeformat`, `date` of a datetime): the
+    creditor's on the staff side, where the specialists work and count days (their
+    layout says which zone); a signed-in customer's own; else the creditor's."""
+    if has_request_context() and not request.path.startswith("/staff"):
+        from portal.access.sessions import signed_in_customer
+
+        customer = signed_in_customer()
+        if customer is not None:
+            return zone_or_default(customer.timezone).key
+    return zone_or_default(None).key
+
+
 def init_i18n(app: Flask, babel: Babel) -> None:
-    babel.init_app(app, locale_selector=select_locale)
+    babel.init_app(app, locale_selector=select_locale, timezone_selector=select_timezone)
     app.jinja_env.filters["money"] = money_filter
     app.jinja_env.filters["date"] = date_filter
     app.jinja_env.filters["datetimeformat"] = datetime_filter

@@ -176,6 +176,16 @@ class Money:
         """Localized display: `$1,234.50`, `1.234,50 €`, `1 234,50 $US`."""
         return _format_money(self.minor, self.currency, locale)
 
+    @staticmethod
+    def format_minor(minor: int, currency: str, locale: str) -> str:
+        """`Money(minor, currency).format(locale)` without making the Money: a page that
+        formats a few dozen amounts it already holds as integers (cached, as `format`).
+        The currency must be a normalized ISO 4217 code; others are checked as Money
+        checks them."""
+        if currency not in _KNOWN_CURRENCIES:
+            currency = normalize_currency(currency)
+        return _format_money(minor, currency, locale)
+
     def __str__(self) -> str:
         return f"{self.to_decimal()} {self.currency}"
 

@@ -365,10 +365,3 @@ def invoice_dispute_context(invoice: Invoice, balance: InvoiceBalance) -> dict[s
         "open_disputes": open_disputes,
         "can_dispute": any(lb.is_disputable for lb in lines),
     }
-
-
-def account_dispute_context(customer: Customer) -> dict[str, Any]:
-    """The account page's list of open disputes."""
-    from portal.disputes.queries import disputes_for
-
-    return {"open_disputes": disputes_for(customer, open_only=True), **_customer_clock(customer)}

@@ -8,9 +8,12 @@
 active payment plan covers (`planned_subquery`). The payable amount is the only amount
 that may be paid (`portal.payments`), reminded (`portal.notifications`) or planned;
 pages, the import, reports and the demo read these subqueries and readers and copy no
-SQL (DESIGN.md, Data and money). At line level (`line_balances`), what a customer may
-still dispute on a line is its amount less what was credited to it and what open
-disputes hold on it, never more than the invoice's payable amount.
+SQL (DESIGN.md, Data and money); `balance_minor`, `payable_minor` and `status_of` are
+the rule on plain integers, for `InvoiceBalance` and for a page that reads the amounts
+without the ORM (`customers.queries.account_snapshot`). At line level
+(`line_balances`), what a customer may still dispute on a line is its amount less what
+was credited to it and what open disputes hold on it, never more than the invoice's
+payable amount.
 
 All amounts are integer minor units of the invoice's currency.
 """
@@ -23,7 +26,7 @@ from datetime import date
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import ColumnElement, ColumnExpressionArgument, cast, func, select
+from sqlalchemy import ColumnElement, ColumnExpressionArgument, cast, func, literal_column, select
 from sqlalchemy.orm import selectinload
 
 from portal.customers.models import Customer
@@ -42,14 +45,23 @@ _OPEN_STATUS_VALUES = sorted(str(status) for status in OPEN_STATUSES)
 def _sum_minor(column: ColumnExpressionArgument[int]) -> ColumnElement[int]:
     """SUM of a money column as an integer: PostgreSQL sums BIGINT into NUMERIC, which
     the driver would hand back as a Decimal."""
-    return cast(func.coalesce(func.sum(column), 0), MinorUnits)
+    return cast(func.coalesce(func.sum(column), literal_column("0")), MinorUnits)
+
+
+def inline_values(values: Sequence[str]) -> list[ColumnElement[str]]:
+    """Our own constants (status names, never user input) written into the SQL, for an
+    IN list: a list of parameters is expanded again on every execution of a statement."""
+    for value in values:
+        if not value.replace("_", "").isalnum():
+            raise ValueError(f"not a constant to write into SQL: {value!r}")
+    return [literal_column(f"'{value}'") for value in values]
 
 
 # --- the subqueries, each correlated to Invoice -----------------------------------------
 def allocated_subquery() -> ColumnElement[int]:
     """Payments applied to the invoice (before refunds), minor units."""
     return (
-        select(_sum_minor(PaymentAllocation.amount_minor))
+        select(_sum_minor(PaymentAllocation.amount_minor).label("s"))
         .where(PaymentAllocation.invoice_id == Invoice.id)
         .correlate(Invoice)
         .scalar_subquery()
@@ -59,7 +71,7 @@ def allocated_subquery() -> ColumnElement[int]:
 def refunded_subquery() -> ColumnElement[int]:
     """What refunds took back from the invoice's payments, minor units."""
     return (
-        select(_sum_minor(RefundAllocation.amount_minor))
+        select(_sum_minor(RefundAllocation.amount_minor).label("s"))
         .where(RefundAllocation.invoice_id == Invoice.id)
         .correlate(Invoice)
         .scalar_subquery()
@@ -74,7 +86,7 @@ def net_paid_subquery() -> ColumnElement[int]:
 def credited_subquery() -> ColumnElement[int]:
     """Credit notes on the invoice (any kind: ERP, dispute, small-balance write-off)."""
     return (
-        select(_sum_minor(CreditNote.amount_minor))
+        select(_sum_minor(CreditNote.amount_minor).label("s"))
         .where(CreditNote.invoice_id == Invoice.id)
         .correlate(Invoice)
         .scalar_subquery()
@@ -84,9 +96,12 @@ def credited_subquery() -> ColumnElement[int]:
 def held_subquery() -> ColumnElement[int]:
     """What open disputes contest on the invoice: not payable, reminded or plannable."""
     return (
-        select(_sum_minor(DisputeLine.amount_minor))
+        select(_sum_minor(DisputeLine.amount_minor).label("s"))
         .join(Dispute, Dispute.id == DisputeLine.dispute_id)
-        .where(Dispute.invoice_id == Invoice.id, Dispute.status.in_(_OPEN_STATUS_VALUES))
+        .where(
+            Dispute.invoice_id == Invoice.id,
+            Dispute.status.in_(inline_values(_OPEN_STATUS_VALUES)),
+        )
         .correlate(Invoice)
         .scalar_subquery()
     )
@@ -99,7 +114,7 @@ def planned_subquery() -> ColumnElement[int]:
     other plans (`PlanInvoice.open_invoice_id`) but not from payment: only an agreed
     plan takes its amount out of what is payable and reminded."""
     return (
-        select(_sum_minor(PlanInvoice.amount_minor - PlanInvoice.paid_minor))
+        select(_sum_minor(PlanInvoice.amount_minor - PlanInvoice.paid_minor).label("s"))
         .join(PaymentPlan, PaymentPlan.id == PlanInvoice.plan_id)
         .where(PlanInvoice.invoice_id == Invoice.id, PaymentPlan.status == PlanStatus.ACTIVE)
         .correlate(Invoice)
@@ -114,6 +129,35 @@ def open_balance_column() -> ColumnElement[int]:
 
 
 # --- an invoice's balance --------------------------------------------------------------
+def balance_minor(total_minor: int, net_paid_minor: int, credited_minor: int) -> int:
+    """total − paid (net of refunds) − credited, minor units."""
+    return total_minor - net_paid_minor - credited_minor
+
+
+def payable_minor(balance: int, held: int, planned: int, *, is_void: bool) -> int:
+    """What may be paid, reminded or planned now: the balance less what open disputes
+    hold and active plans cover, never below zero; zero on a void invoice."""
+    if is_void:
+        return 0
+    return max(0, balance - held - planned)
+
+
+def status_of(balance: int, net_paid: int, credited: int, *, is_void: bool) -> InvoiceStatus:
+    """Void, paid (nothing left), partially paid (something paid or credited) or open."""
+    if is_void:
+        return InvoiceStatus.VOID
+    if balance <= 0:
+        return InvoiceStatus.PAID
+    if net_paid > 0 or credited > 0:
+        return InvoiceStatus.PARTIALLY_PAID
+    return InvoiceStatus.OPEN
+
+
+def days_overdue_of(due_date: date, today: date, *, is_open: bool) -> int:
+    """Days past the due date as of `today` (0 when not open or not yet due)."""
+    return max(0, (today - due_date).days) if is_open else 0
+
+
 @dataclass(frozen=True)
 class InvoiceBalance:
     """An invoice with what was paid, credited, held and planned against it, as of `today`.
@@ -149,16 +193,22 @@ class InvoiceBalance:
 
     @cached_property
     def balance(self) -> Money:
-        return self.invoice.total - self.paid - self.credited
+        """total − paid − credited (`balance_minor`)."""
+        minor = balance_minor(self.invoice.total.minor, self.paid.minor, self.credited.minor)
+        return Money(minor, self.invoice.currency)
 
     @cached_property
     def payable(self) -> Money:
-        """What may be paid, reminded or planned now: the balance less what is held and
-        planned, never below zero; zero on a void invoice."""
-        if self.invoice.voided_at is not None:
-            return Money.zero(self.invoice.currency)
-        remaining = self.balance - self.held - self.planned
-        return remaining if remaining.is_positive else Money.zero(self.invoice.currency)
+        """What may be paid, reminded or planned now (`payable_minor`)."""
+        return Money(
+            payable_minor(
+                self.balance.minor,
+                self.held_minor,
+                self.planned_minor,
+                is_void=self.invoice.voided_at is not None,
+            ),
+            self.invoice.currency,
+        )
 
     @property
     def is_in_dispute(self) -> bool:
@@ -171,13 +221,12 @@ class InvoiceBalance:
 
     @cached_property
     def status(self) -> InvoiceStatus:
-        if self.invoice.voided_at is not None:
-            return InvoiceStatus.VOID
-        if not self.balance.is_positive:
-            return InvoiceStatus.PAID
-        if self.paid.is_positive or self.credited.is_positive:
-            return InvoiceStatus.PARTIALLY_PAID
-        return InvoiceStatus.OPEN
+        return status_of(
+            self.balance.minor,
+            self.paid.minor,
+            self.credited.minor,
+            is_void=self.invoice.voided_at is not None,
+        )
 
     @property
     def is_open(self) -> bool:
@@ -185,17 +234,17 @@ class InvoiceBalance:
 
     @cached_property
     def days_overdue(self) -> int:
-        if not self.is_open:
-            return 0
-        return max(0, (self.today - self.invoice.due_date).days)
+        return days_overdue_of(self.invoice.due_date, self.today, is_open=self.is_open)
 
     @property
     def is_overdue(self) -> bool:
         return self.days_overdue > 0
 
 
-def _balance_columns() -> tuple[ColumnElement[int], ...]:
-    """(allocated, refunded, credited, held, planned), in the order `_balance` reads."""
+def balance_columns() -> tuple[ColumnElement[int], ...]:
+    """(allocated, refunded, credited, held, planned), correlated to Invoice, in the order
+    `_balance` reads (minor units): what a query selects next to an invoice to work out
+    its balance with `balance_minor`, `payable_minor` and `status_of`."""
     return (
         allocated_subquery(),
         refunded_subquery(),
@@ -206,7 +255,7 @@ def _balance_columns() -> tuple[ColumnElement[int], ...]:
 
 
 def _balance(invoice: Invoice, amounts: Sequence[Any], today: date) -> InvoiceBalance:
-    """The InvoiceBalance of `invoice` from the values of `_balance_columns()`."""
+    """The InvoiceBalance of `invoice` from the values of `balance_columns()`."""
     allocated, refunded, credited, held, planned = (int(value) for value in amounts)
     currency = invoice.currency
     return InvoiceBalance(
@@ -230,7 +279,7 @@ def invoice_balances_by_customer(
 ) -> dict[int, list[InvoiceBalance]]:
     """`invoice_balances_for` for several customers (each with their own today), one query."""
     rows = db.session.execute(
-        select(Invoice, *_balance_columns())
+        select(Invoice, *balance_columns())
         .where(Invoice.customer_id.in_(list(today_by_customer)))
         .order_by(Invoice.customer_id, Invoice.due_date, Invoice.number)
     ).all()
@@ -245,7 +294,7 @@ def invoice_balances_by_customer(
 def invoice_balance(invoice: Invoice, today: date) -> InvoiceBalance:
     """One invoice's balance as of `today` (one query)."""
     amounts = db.session.execute(
-        select(*_balance_columns()).select_from(Invoice).where(Invoice.id == invoice.id)
+        select(*balance_columns()).select_from(Invoice).where(Invoice.id == invoice.id)
     ).one()
     return _balance(invoice, list(amounts), today)
 
@@ -265,7 +314,7 @@ def payable_invoices() -> list[PayableInvoice]:
     (`payments.policy.is_small_balance`: 0.49 USD, 0.005 KWD). `held` is what open
     disputes keep out of it (a reminder says it is on hold).
     """
-    columns = _balance_columns()
+    columns = balance_columns()
     allocated, refunded, credited, held, planned = columns
     rows = db.session.execute(
         select(Invoice, *columns)
@@ -289,7 +338,7 @@ def small_balance_candidates(currencies: Sequence[str]) -> list[InvoiceBalance]:
     (it decides, with `is_small_balance` and the tolerance, which to write off)."""
     if not currencies:
         return []
-    columns = _balance_columns()
+    columns = balance_columns()
     rows = db.session.execute(
         select(Invoice, *columns)
         .where(

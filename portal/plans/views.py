@@ -400,23 +400,6 @@ def agreement(plan_id: int) -> ResponseReturnValue:
     return pdf_response(document, f"payment-plan-{plan_reference(plan)}.pdf")
 
 
-def account_plans_context(customer: Customer, today: date) -> dict[str, Any]:
-    """What `plans/_account_plans.html` needs on the account page."""
-    return {
-        "plans": [
-            {
-                "id": p.id,
-                "reference": plan_reference(p),
-                "status": str(p.status),
-                "status_label": p.state.label,
-                "total": p.total,
-            }
-            for p in plans_for(customer)
-        ],
-        "can_plan": bool(plannable(customer, today)),
-    }
-
-
 @bp.app_template_global("plan_fields")
 def plan_fields(proposal: Proposal) -> dict[str, str]:
     """A proposal as the builder's field values (the one-click forms of offers)."""

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
-from typing import Any
-
 from flask import Blueprint, flash, redirect, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import format_date
@@ -12,7 +9,6 @@ from flask_babel import gettext as _
 
 from portal.access.sessions import current_customer, customer_required
 from portal.audit.actors import Actor
-from portal.customers.models import Customer
 from portal.customers.queries import customer_today
 from portal.db import utcnow
 from portal.errors import DomainError
@@ -20,21 +16,9 @@ from portal.extensions import db
 from portal.invoices.queries import invoice_balances_for
 from portal.money import Money
 from portal.promises.forms import PromiseToPayForm
-from portal.promises.queries import open_promises_for
-from portal.promises.services import make_promise, promise_max_days
+from portal.promises.services import make_promise
 
 bp = Blueprint("promises", __name__)
-
-
-def account_promise_context(customer: Customer, today: date) -> dict[str, Any]:
-    """What `promises/_account_promise.html` needs on the account page."""
-    max_days = promise_max_days("customer")
-    return {
-        "open_promises": open_promises_for(customer),
-        "promise_max_days": max_days,
-        "promise_today": today,
-        "promise_latest": today + timedelta(days=max_days),
-    }
 
 
 @bp.post("/account/promise")

@@ -19,8 +19,10 @@ from portal.customers.models import Customer
 from portal.db import utcnow
 from portal.demo.loader import load_demo
 from portal.extensions import db
+from portal.money import Money
 from portal.notifications.models import EmailOptOut, OutboxMessage
 from portal.notifications.services import opt_out, schedule_collection_emails
+from portal.payments.ledger import refund_payment
 from portal.payments.models import Checkout, Payment, SavedCard
 from tests.factories import (
     csrf_token_from,
@@ -156,6 +158,26 @@ def test_account_lists_payments_and_credits_and_links_each_receipt(stripe_app, c
     invoice_page = client.get(f"/invoices/{upcoming.number}").text
     assert f'href="{receipt_url}"' in invoice_page
     assert card_payment.reference not in invoice_page
+
+
+def test_account_shows_what_a_refund_gave_back_and_the_balance_it_reopened(
+    stripe_app, client, localstripe
+):
+    # given a card payment of an invoice, refunded in part
+    customer, _overdue, upcoming = _customer_with_invoices()
+    login_as(client, customer)
+    with stripe_app.test_request_context():
+        checkout = pay(localstripe, customer, [upcoming.number])
+        payment = db.session.scalar(select(Payment).where(Payment.checkout_id == checkout.id))
+        refund_payment(payment, Money(1250, "USD"), actor="staff:1", now=utcnow())
+    # when the account page opens
+    text = _text(client.get("/account").text)
+    # then the payment says what was given back, and the invoice owes it again
+    history = text[text.index("Payments and credits") :]
+    assert "$50.00 $12.50 refunded" in history
+    open_section = text[text.index("Open invoices") : text.index("Paid invoices")]
+    assert upcoming.number in open_section
+    assert "Partially paid" in open_section
 
 
 def test_someone_elses_payments_are_not_listed(client):

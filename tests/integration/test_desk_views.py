@@ -352,3 +352,22 @@ def test_odd_searches_answer_a_page_not_an_error(staff_client: FlaskClient, quer
     assert response.status_code == 200
     if query == "Ünïcödé":
         assert "Ünïcödé GmbH" in response.text
+
+
+def test_moments_are_shown_in_the_creditors_time_zone_and_say_so(
+    staff_client: FlaskClient,
+) -> None:
+    from datetime import UTC, datetime
+
+    from portal.audit.actors import Actor
+    from portal.promises.models import NoteKind
+    from portal.promises.services import add_note
+
+    # a note written at 02:00 UTC on 30 November: 21:00 the evening before in New York
+    customer = make_customer(timezone="Europe/Berlin")  # the customer's own zone is not ours
+    at = datetime(2026, 11, 30, 2, 0, tzinfo=UTC)
+    add_note(customer, kind=NoteKind.CALL, body="Late call", actor=Actor.system(), now=at)
+    db.session.commit()
+    page = staff_client.get(f"/staff/customers/{customer.account_number}").text
+    assert "11/29/26, 9:00" in page
+    assert "Times are shown in the America/New_York time zone." in page

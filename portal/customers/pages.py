@@ -1,0 +1,413 @@
+"""The account page as it is shown: each row's cells as display strings, worked out in
+Python once per request (a small dataclass per row) instead of by macros per cell.
+
+Amounts and dates go through the same formatters as the `money` and `date` filters
+(cached per locale), messages through the request's catalog with the semantics of the
+templates' `_`/`ngettext`/`{% trans %}`: the translated text is markup, the values put
+into it are escaped. Links are built by `url_for` once per kind of link.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from functools import lru_cache
+from typing import Any
+from urllib.parse import quote
+from weakref import WeakKeyDictionary
+
+from babel import Locale
+from babel import dates as babel_dates
+from babel.support import NullTranslations
+from flask import url_for
+from markupsafe import Markup
+
+from portal.customers.models import Customer
+from portal.customers.queries import AccountInvoice, AccountSnapshot
+from portal.disputes.models import DisputeStatus
+from portal.i18n import (
+    LANGUAGE_NAMES,
+    current_locale,
+    request_translations,
+    zone_or_default,
+)
+from portal.invoices.models import InvoiceStatus
+from portal.invoices.queries import AccountSummary
+from portal.money import CurrencyMismatch, Money
+from portal.notifications.services import locale_for
+from portal.payments.card_advice import card_advice_message
+from portal.payments.policy import card_advice, card_payable_now
+from portal.plans.models import PlanStatus
+from portal.plans.pages import plan_reference
+from portal.promises.services import promise_max_days
+
+# What werkzeug's path converters leave unquoted (routing.converters.BaseConverter).
+_PATH_SAFE = "!$&'()*+,/:;=@"
+_NEEDS_NO_QUOTING = re.compile(r"[A-Za-z0-9_.~-]*")  # what quote() leaves as it is
+
+
+class _Messages:
+    """`gettext`/`ngettext` as the templates have them (newstyle, autoescaped): the
+    translation is markup, its placeholders are filled with escaped values.
+
+    Given to the account page's templates as their `_`, `gettext` and `ngettext`: a
+    message without placeholders is translated once per catalog (it is the same for
+    everyone reading that language) instead of on each of its ~50 uses per page."""
+
+    def __init__(self, translations: NullTranslations) -> None:
+        self._translations = translations
+        self._plain = _PLAIN.setdefault(translations, {})
+        self._labels = _LABELS.setdefault(translations, {})
+        self._counted = _COUNTED.setdefault(translations, {})
+
+    def gettext(self, message: str, **variables: Any) -> Markup:
+        if not variables:
+            plain = self._plain.get(message)
+            if plain is None:
+                plain = self._plain[message] = self._markup(message) % {}
+            return plain
+        return self._markup(message) % variables
+
+    def label(self, status: InvoiceStatus | DisputeStatus | PlanStatus) -> str:
+        """A status's translated label (`status.label`), once per catalog."""
+        key = (type(status).__name__, status.value)
+        label = self._labels.get(key)
+        if label is None:
+            label = self._labels[key] = status.label
+        return label
+
+    def _markup(self, message: str) -> Markup:
+        # The catalog's text is markup as a template's own text is (S704: not user input).
+        return Markup(self._translations.ugettext(message))  # noqa: S704
+
+    def ngettext(self, singular: str, plural: str, num: int, **variables: Any) -> Markup:
+        if not variables:  # "%(num)d days overdue": the same for every reader of a language
+            key = (singular, plural, num)
+            counted = self._counted.get(key)
+            if counted is None:
+                counted = self._counted[key] = self._counted_markup(singular, plural, num, {})
+            return counted
+        return self._counted_markup(singular, plural, num, variables)
+
+    def _counted_markup(
+        self, singular: str, plural: str, num: int, variables: dict[str, Any]
+    ) -> Markup:
+        variables.setdefault("num", num)
+        return Markup(self._translations.ungettext(singular, plural, num)) % variables  # noqa: S704
+
+
+# Per catalog (one per language and process), its messages without placeholders.
+_PLAIN: WeakKeyDictionary[NullTranslations, dict[str, Markup]] = WeakKeyDictionary()
+_LABELS: WeakKeyDictionary[NullTranslations, dict[tuple[str, str], str]] = WeakKeyDictionary()
+_COUNTED: WeakKeyDictionary[NullTranslations, dict[tuple[str, str, int], Markup]] = (
+    WeakKeyDictionary()
+)
+
+
+@lru_cache(maxsize=16_384)
+def _day(value: date, locale: str) -> str:
+    """A date as the `date` filter shows it ("medium": "Nov 29, 2026"), for a locale
+    already known: the filter looks the request's locale up again for each date."""
+    return str(babel_dates.format_date(value, "medium", locale=Locale.parse(locale)))
+
+
+@dataclass(slots=True)
+class _Format:
+    """The `money` and `date` filters for the request's locale, looked up once."""
+
+    locale: str
+
+    def money(self, minor: int, currency: str) -> str:
+        return Money.format_minor(minor, currency, self.locale)
+
+    def day(self, value: date) -> str:
+        return _day(value, self.locale)
+
+
+def _link(endpoint: str, **sample: str | int) -> Callable[[str | int], str]:
+    """`url_for(endpoint, key=value)` for many values: the URL is built once with a
+    sample value and the others are put in its place, quoted as werkzeug quotes them."""
+    ((key, value),) = sample.items()
+    head, _, tail = url_for(endpoint, **{key: value}).rpartition(str(value))
+
+    def link(item: str | int) -> str:
+        text = str(item)
+        if not _NEEDS_NO_QUOTING.fullmatch(text):
+            text = quote(text, safe=_PATH_SAFE)
+        return f"{head}{text}{tail}"
+
+    return link
+
+
+@dataclass(slots=True)
+class InvoiceRow:
+    number: str
+    url: str
+    issued: str
+    due: str
+    status: str  # the badge's modifier: open, partially_paid, paid, void
+    status_label: str
+    overdue: str  # "3 days overdue", or "" when not overdue
+    total: str
+    balance: str
+
+
+@dataclass(slots=True)
+class PaymentRow:
+    label: Markup  # "Receipt R-000012 (PDF)" (linked to `receipt_url`) or "Payment X"
+    receipt_url: str | None
+    paid_on: str
+    allocations: list[tuple[str, str, str]]  # (invoice number, its URL, amount)
+    amount: str
+    refunded: Markup  # "$5.00 refunded", or "" when nothing was
+
+
+@dataclass(slots=True)
+class CreditRow:
+    reference: str
+    issued: str
+    invoice_number: str
+    invoice_url: str
+    amount: str
+
+
+@dataclass(slots=True)
+class DisputeRow:
+    url: str
+    title: Markup  # "Dispute of invoice X"
+    sent: str
+    status: str
+    status_label: str
+    amount: str
+
+
+@dataclass(slots=True)
+class PromiseChoice:
+    number: str
+    payable: str
+
+
+@dataclass(slots=True)
+class PlanRow:
+    url: str
+    title: Markup  # "Payment plan PP-3"
+    status: str
+    status_label: str
+    total: str
+
+
+def account_page(customer: Customer, snapshot: AccountSnapshot, today: date) -> dict[str, Any]:
+    """The template context of `customers/account.html` (and its sections' partials)."""
+    locale = current_locale()
+    messages = _Messages(request_translations())
+    currency = customer.currency
+    fmt = _Format(locale)
+    money, day = fmt.money, fmt.day
+    invoice_url = _link("invoices.detail", number="0")
+
+    def invoice_row(b: AccountInvoice) -> InvoiceRow:
+        overdue = (
+            messages.ngettext("%(num)d day overdue", "%(num)d days overdue", b.days_overdue)
+            if b.days_overdue
+            else ""
+        )
+        return InvoiceRow(
+            b.number,
+            invoice_url(b.number),
+            day(b.issue_date),
+            day(b.due_date),
+            b.status.value,
+            messages.label(b.status),
+            overdue,
+            money(b.total_minor, b.currency),
+            money(b.balance_minor, b.currency),
+        )
+
+    open_ = [b for b in snapshot.invoices if b.is_open]
+    closed = [b for b in reversed(snapshot.invoices) if not b.is_open]
+    context: dict[str, Any] = {
+        "_": messages.gettext,
+        "gettext": messages.gettext,
+        "ngettext": messages.ngettext,
+        "customer": customer,
+        "open_invoices": [invoice_row(b) for b in open_],
+        "closed_invoices": [invoice_row(b) for b in closed],
+        **_summary_context(open_, currency),
+        **_history_context(snapshot, fmt, messages, invoice_url),
+        **_dispute_context(customer, snapshot, fmt, messages),
+        **_promise_context(snapshot, open_, fmt, messages, today),
+        **_plans_context(snapshot, open_, fmt, messages),
+        "saved_card": snapshot.card,
+        "email_language": LANGUAGE_NAMES[locale_for(customer)],
+        "opted_out_at": snapshot.opted_out_at,
+    }
+    return context
+
+
+def _summary_context(open_: list[AccountInvoice], currency: str) -> dict[str, Any]:
+    """The summary's figures and which "pay" buttons to offer (a card payment only when
+    one can succeed; else the advice why not and what to do instead)."""
+    if any(b.currency != currency for b in open_):  # as Money.sum would refuse them
+        raise CurrencyMismatch(f"an invoice is not in the account's currency {currency}")
+
+    def total(minors: list[int]) -> Money:
+        return Money(sum(minors), currency)
+
+    overdue = [b for b in open_ if b.is_overdue]
+    upcoming = [b.due_date for b in open_ if not b.is_overdue]
+    all_payable = total([b.payable_minor for b in open_ if b.payable_minor > 0])
+    overdue_payable = total([b.payable_minor for b in overdue if b.payable_minor > 0])
+    payable_now = {amount: card_payable_now(amount) for amount in (overdue_payable, all_payable)}
+    card_notice = None
+    for amount in (overdue_payable, all_payable):
+        if amount.is_positive and not payable_now[amount]:
+            advice = card_advice(amount)
+            if advice is not None:
+                card_notice = card_advice_message(advice)
+                break
+    summary = AccountSummary(
+        total_due=total([b.balance_minor for b in open_]),
+        overdue=total([b.balance_minor for b in overdue]),
+        next_due_date=min(upcoming) if upcoming else None,
+        open_count=len(open_),
+        overdue_count=len(overdue),
+        payable=all_payable,
+        held=total([b.held_minor for b in open_]),
+    )
+    return {
+        "summary": summary,
+        "offer_overdue": overdue_payable.is_positive and payable_now[overdue_payable],
+        "offer_choose": all_payable.is_positive and payable_now[all_payable],
+        "card_notice": card_notice,
+    }
+
+
+def _history_context(
+    snapshot: AccountSnapshot,
+    fmt: _Format,
+    messages: _Messages,
+    invoice_url: Callable[[str | int], str],
+) -> dict[str, Any]:
+    """Payments (with what each paid and what refunds gave back) and credit notes."""
+    payments = []
+    receipt_url = _link("payments.receipt", payment_id=1) if snapshot.payments else None
+    for p in snapshot.payments:
+        if p.checkout_id is not None and receipt_url is not None:
+            label = messages.gettext("Receipt %(number)s (PDF)", number=p.receipt_number)
+            url: str | None = receipt_url(p.id)
+        else:
+            label = messages.gettext("Payment %(reference)s", reference=p.reference)
+            url = None
+        refunded = (
+            messages.gettext("%(amount)s refunded", amount=fmt.money(p.refunded_minor, p.currency))
+            if p.refunded_minor > 0
+            else Markup("")
+        )
+        payments.append(
+            PaymentRow(
+                label,
+                url,
+                fmt.day(p.paid_on),
+                [
+                    (number, invoice_url(number), fmt.money(amount, p.currency))
+                    for number, amount in p.allocations
+                ],
+                fmt.money(p.amount_minor, p.currency),
+                refunded,
+            )
+        )
+    credits = [
+        CreditRow(
+            c.reference,
+            fmt.day(c.issued_on),
+            c.invoice_number,
+            invoice_url(c.invoice_number),
+            fmt.money(c.amount_minor, c.currency),
+        )
+        for c in snapshot.credits
+    ]
+    return {"payments": payments, "credits": credits}
+
+
+def _dispute_context(
+    customer: Customer,
+    snapshot: AccountSnapshot,
+    fmt: _Format,
+    messages: _Messages,
+) -> dict[str, Any]:
+    """Open disputes, each sent on the customer's local date (as their emails say)."""
+    if not snapshot.disputes:
+        return {"open_disputes": []}
+    zone = zone_or_default(customer.timezone)
+    dispute_url = _link("disputes.detail", dispute_id=1)
+    return {
+        "open_disputes": [
+            DisputeRow(
+                dispute_url(d.id),
+                messages.gettext("Dispute of invoice %(number)s", number=d.invoice_number),
+                fmt.day(d.opened_at.astimezone(zone).date()),
+                d.status,
+                messages.label(DisputeStatus(d.status)),
+                fmt.money(d.amount_minor, d.currency),
+            )
+            for d in snapshot.disputes
+        ]
+    }
+
+
+def _promise_context(
+    snapshot: AccountSnapshot,
+    open_: list[AccountInvoice],
+    fmt: _Format,
+    messages: _Messages,
+    today: date,
+) -> dict[str, Any]:
+    """Open promises, and the open invoices no promise covers yet (the form's choices)."""
+    promised = {invoice_id for p in snapshot.promises for invoice_id in p.invoice_ids}
+    max_days = promise_max_days("customer")
+    return {
+        "promise_notes": [
+            messages.gettext(
+                "You promised to pay %(amount)s by %(date)s. We will not send reminders for"
+                " it until then.",
+                amount=fmt.money(p.amount_minor, p.currency),
+                date=fmt.day(p.promised_on),
+            )
+            for p in snapshot.promises
+        ],
+        "promise_choices": [
+            PromiseChoice(b.number, fmt.money(b.payable_minor, b.currency))
+            for b in open_
+            if b.id not in promised
+        ],
+        "promise_max_days": max_days,
+        "promise_today": today,
+        "promise_latest": today.fromordinal(today.toordinal() + max_days),
+    }
+
+
+def _plans_context(
+    snapshot: AccountSnapshot,
+    open_: list[AccountInvoice],
+    fmt: _Format,
+    messages: _Messages,
+) -> dict[str, Any]:
+    """The customer's plans, and whether a new one could take anything: an invoice with
+    something payable that no pending, countered or active plan holds (`plans.plannable`)."""
+    plan_url = _link("plans.detail", plan_id=1) if snapshot.plans else None
+    plans = [
+        PlanRow(
+            plan_url(p.id),
+            messages.gettext("Payment plan %(reference)s", reference=plan_reference(p)),
+            p.status,
+            messages.label(PlanStatus(p.status)),
+            fmt.money(p.total_minor, p.currency),
+        )
+        for p in snapshot.plans
+        if plan_url is not None
+    ]
+    held = snapshot.plan_held_invoice_ids
+    can_plan = any(b.payable_minor > 0 and b.id not in held for b in open_)
+    return {"plans": plans, "can_plan": can_plan}
