@@ -414,13 +414,6 @@ def line_balances(invoice: Invoice, balance: InvoiceBalance | None = None) -> li
 
 
 # --- the invoice page (added for it; see `line_balances`) ---------------------------------
-def balance_columns() -> tuple[ColumnElement[int], ...]:
-    """The amounts `balance_from_amounts` reads (allocated, refunded, credited, held,
-    planned; minor units), correlated to the invoices table: for a page that builds its
-    statement once per process instead of these five subqueries on every request."""
-    return _balance_columns()
-
-
 def balance_from_amounts(invoice: Invoice, amounts: Sequence[Any], today: date) -> InvoiceBalance:
     """The InvoiceBalance of `invoice` from the values of `balance_columns()`."""
     return _balance(invoice, amounts, today)
