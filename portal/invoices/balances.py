@@ -399,21 +399,12 @@ def line_balances(invoice: Invoice, balance: InvoiceBalance | None = None) -> li
     """
     if balance is None:
         balance = invoice_balance(invoice, date.min)
-    currency = invoice.currency
-    credited = credited_by_line(invoice.id)
-    held = held_by_line(invoice.id)
-    payable = balance.payable
-    result = []
-    for line in sorted(invoice.lines, key=lambda item: item.line_number):
-        line_credited = Money(credited.get(line.id, 0), currency)
-        line_held = Money(held.get(line.id, 0), currency)
-        remaining = line.amount - line_credited - line_held
-        disputable = min(remaining, payable) if remaining.is_positive else Money.zero(currency)
-        result.append(LineBalance(line, line_credited, line_held, disputable))
-    return result
+    return _line_balances_from(
+        invoice, balance.payable, credited_by_line(invoice.id), held_by_line(invoice.id)
+    )
 
 
-# --- the invoice page (added for it; see `line_balances`) ---------------------------------
+# --- the invoice page: its balance from one statement's values -----------------------------
 def balance_from_amounts(invoice: Invoice, amounts: Sequence[Any], today: date) -> InvoiceBalance:
     """The InvoiceBalance of `invoice` from the values of `balance_columns()`."""
     return _balance(invoice, amounts, today)
