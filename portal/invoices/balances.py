@@ -399,15 +399,38 @@ def line_balances(invoice: Invoice, balance: InvoiceBalance | None = None) -> li
     """
     if balance is None:
         balance = invoice_balance(invoice, date.min)
+    return _line_balances_from(
+        invoice, balance.payable, credited_by_line(invoice.id), held_by_line(invoice.id)
+    )
+
+
+# --- the invoice page: its balance from one statement's values -----------------------------
+def balance_from_amounts(invoice: Invoice, amounts: Sequence[Any], today: date) -> InvoiceBalance:
+    """The InvoiceBalance of `invoice` from the values of `balance_columns()`."""
+    return _balance(invoice, amounts, today)
+
+
+def line_balances_of(invoice: Invoice, balance: InvoiceBalance) -> list[LineBalance]:
+    """`line_balances` of an invoice whose `balance` is known, without the per-line queries
+    when the invoice's own sums show they would find nothing: credit notes and dispute
+    lines are positive amounts, so an invoice with nothing credited has no line credited,
+    and one with nothing held has no line held. Zero to two queries (usually zero)."""
+    credited = credited_by_line(invoice.id) if balance.credited.minor else {}
+    held = held_by_line(invoice.id) if balance.held_minor else {}
+    return _line_balances_from(invoice, balance.payable, credited, held)
+
+
+def _line_balances_from(
+    invoice: Invoice, payable: Money, credited: Mapping[int, int], held: Mapping[int, int]
+) -> list[LineBalance]:
+    """The rule of `line_balances`, from what is credited and held per line id (minor units)."""
     currency = invoice.currency
-    credited = credited_by_line(invoice.id)
-    held = held_by_line(invoice.id)
-    payable = balance.payable
+    zero = Money.zero(currency)
     result = []
     for line in sorted(invoice.lines, key=lambda item: item.line_number):
         line_credited = Money(credited.get(line.id, 0), currency)
         line_held = Money(held.get(line.id, 0), currency)
         remaining = line.amount - line_credited - line_held
-        disputable = min(remaining, payable) if remaining.is_positive else Money.zero(currency)
+        disputable = min(remaining, payable) if remaining.is_positive else zero
         result.append(LineBalance(line, line_credited, line_held, disputable))
     return result

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
-from portal.access.sessions import current_customer, customer_required
+from portal.access.sessions import current_customer, customer_required, customer_session
 from portal.creditor import current_creditor
 from portal.customers.queries import customer_today
 from portal.db import utcnow
@@ -46,6 +48,7 @@ from portal.payments.queries import (
     get_checkout_for,
     get_payment_for,
     payable_items,
+    payable_now,
 )
 from portal.payments.services import (
     authentication_secret,
@@ -92,12 +95,15 @@ def _back_to_step_one(checkout: Checkout):  # type: ignore[no-untyped-def]
 
 
 def _payable_now() -> list[PayableItem]:
-    return payable_items(current_customer(), customer_today(current_customer(), utcnow()))
+    # The session's customer id: step 1 needs no Customer object when there is something
+    # to pay (the time zone comes with the invoices).
+    return payable_now(customer_session().principal_id, utcnow())
 
 
 def _card_advice_for(form: ChoosePaymentForm, items: list[PayableItem]) -> CardAdvice | None:
     """Advice when one card charge cannot take the chosen invoices' whole payable amount."""
-    chosen = [i.payable for i in items if i.invoice.number in (form.invoices.data or [])]
+    ticked = set(form.invoices.data or [])
+    chosen = [i.payable for i in items if i.invoice.number in ticked]
     if not chosen:
         return None
     return card_advice(Money.sum(chosen, chosen[0].currency))
@@ -129,7 +135,8 @@ def _preview(
     form: ChoosePaymentForm, items: list[PayableItem], minimum: Money
 ) -> PaymentPreview | None:
     """The total of the ticked invoices and how the amount typed would be applied."""
-    ticked = [i.open_item for i in items if i.invoice.number in (form.invoices.data or [])]
+    numbers = set(form.invoices.data or [])
+    ticked = [i.open_item for i in items if i.invoice.number in numbers]
     if not ticked or len({i.balance.currency for i in ticked}) > 1:
         return None
     amount = None
@@ -169,6 +176,13 @@ def _amount_errors(form: ChoosePaymentForm, preview: PaymentPreview, minimum: Mo
 def preview_messages() -> dict[str, str]:
     """The step-1 sentences that static/js/portal.js fills in as the customer ticks and types
     (placeholders as in gettext: %(number)s, %(amount)s, %(due)s)."""
+    return _preview_messages(current_locale())
+
+
+@lru_cache(maxsize=16)
+def _preview_messages(locale: str) -> dict[str, str]:
+    """`preview_messages` in `locale` (the request's): the same for everyone, so once per
+    process and language."""
     return {
         "full": _("%(number)s: %(amount)s, paid in full"),
         "part": _("%(number)s: %(amount)s of %(due)s"),
