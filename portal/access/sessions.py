@@ -43,7 +43,7 @@ from sqlalchemy import ColumnElement, bindparam, delete, or_, select, update
 
 from portal.access.models import AccessLink, PrincipalKind, PrincipalSession, SessionEnd
 from portal.access.services import hash_token
-from portal.customers.models import Customer
+from portal.customers.models import Customer, CustomerSnapshot
 from portal.db import immediate_transactions, utcnow
 from portal.extensions import db
 
@@ -94,7 +94,7 @@ class LoadedSession:
     page that only needs to know someone is signed in, and in which language, builds
     none."""
 
-    __slots__ = ("_principal", "ended_now", "locale", "principal_id", "row")
+    __slots__ = ("_principal", "_snapshot", "ended_now", "locale", "principal_id", "row")
 
     def __init__(
         self,
@@ -107,6 +107,7 @@ class LoadedSession:
     ) -> None:
         self.row = row
         self._principal = principal
+        self._snapshot: CustomerSnapshot | None = None
         self.ended_now = ended_now  # ended by this very request (idle, expired…)
         self.principal_id = principal_id if principal is None else principal.id
         self.locale = locale if principal is None else getattr(principal, "locale", None)
@@ -120,6 +121,18 @@ class LoadedSession:
         if self._principal is None and self.principal_id is not None:
             self._principal = db.session.get(Customer, self.principal_id)
         return self._principal
+
+    @property
+    def snapshot(self) -> CustomerSnapshot | None:
+        """A customer's columns, read with the session (`_CUSTOMER_LOOKUP`), or from
+        the Customer when this request loaded or made it; None when not signed in."""
+        if self.principal_id is None:
+            return None
+        if self._principal is not None:  # it may have changed in this request
+            return CustomerSnapshot.of(self._principal, self.principal_id)
+        if self._snapshot is None:
+            self._snapshot = CustomerSnapshot.of(self.row, self.principal_id)
+        return self._snapshot
 
 
 def new_session_token() -> str:
@@ -393,10 +406,12 @@ def load_session(
 
 
 # The customer's check, in one Core statement built and compiled once per process: the
-# session, its customer's id and stored language, and the two link columns its check
-# reads. Plain columns, no ORM entity: the Customer is loaded when a view asks for it.
+# session, its customer's id and the columns of `CustomerSnapshot` (what a page shows of
+# them), and the two link columns its check reads. Plain columns, no ORM entity: the
+# Customer is loaded when a view that writes asks for it.
 _SESSIONS = PrincipalSession.__table__
 _LINKS = AccessLink.__table__
+_CUSTOMERS = Customer.__table__
 _CUSTOMER_LOOKUP = (
     select(
         _SESSIONS.c.id,
@@ -404,18 +419,35 @@ _CUSTOMER_LOOKUP = (
         _SESSIONS.c.expires_at,
         _SESSIONS.c.last_seen_at,
         _SESSIONS.c.customer_id,
-        Customer.__table__.c.locale,
+        _CUSTOMERS.c.locale,
+        _CUSTOMERS.c.account_number,
+        _CUSTOMERS.c.name,
+        _CUSTOMERS.c.email,
+        _CUSTOMERS.c.currency,
+        _CUSTOMERS.c.timezone,
         _LINKS.c.revoked_at.label("link_revoked_at"),
         _LINKS.c.expires_at.label("link_expires_at"),
     )
     .select_from(_SESSIONS)
-    .join(Customer.__table__, Customer.__table__.c.id == _SESSIONS.c.customer_id)
+    .join(_CUSTOMERS, _CUSTOMERS.c.id == _SESSIONS.c.customer_id)
     .join(_LINKS, _LINKS.c.id == _SESSIONS.c.link_id)
     .where(
         _SESSIONS.c.token_hash == bindparam("token_hash"),
         _SESSIONS.c.principal_kind == PrincipalKind.CUSTOMER.value,
     )
 )
+
+
+def _runs_alone() -> bool:
+    """Whether a read may run on a pooled connection of its own in autocommit: the
+    request's ORM session has not begun a transaction (nor been made), and is not bound
+    to one connection (the tests' rolled-back transaction)."""
+    scoped = db.session
+    if scoped.registry.has():  # this request already made its ORM session
+        session = scoped()
+        return session.bind is None and not session.in_transaction()
+    # none yet (made only when a view needs it): is it bound to one connection?
+    return scoped.session_factory.kw.get("bind") is None
 
 
 def _run_lookup(statement: Any, parameters: dict[str, Any]) -> Any:
@@ -428,17 +460,30 @@ def _run_lookup(statement: Any, parameters: dict[str, Any]) -> Any:
     own queries. PostgreSQL's timestamptz comes back aware, as `UTCDateTime` gives it. A
     session already in a transaction, or bound to one connection (the tests' rolled-back
     transaction), runs it there through SQLAlchemy."""
-    scoped = db.session
-    if scoped.registry.has():  # this request already made its ORM session
-        session = scoped()
-        alone = session.bind is None and not session.in_transaction()
-    else:  # none yet (made only when a view needs it): is it bound to one connection?
-        alone = scoped.session_factory.kw.get("bind") is None
-    if alone:
+    if _runs_alone():
         engine = db.engine
         if engine.dialect.name == "postgresql":
             return _run_on_driver(engine, statement, parameters)
-    return scoped.connection().execute(statement, parameters).one_or_none()
+    return db.session.connection().execute(statement, parameters).one_or_none()
+
+
+def run_read(statement: Any, parameters: dict[str, Any]) -> list[Any]:
+    """All rows of one read-only `statement` (a tuple each, in its column order), run as
+    the session lookup runs (`_run_lookup`): on PostgreSQL, when the request's ORM
+    session has no transaction, alone on a pooled connection in autocommit (one
+    statement is consistent by itself) through the driver, so that a page that only
+    reads opens no ORM session; else in the session's transaction, after a flush (what
+    the request changed is part of what it reads, as autoflush would have it).
+
+    The driver path applies no SQLAlchemy result types: columns come back as the driver
+    gives them (int, str, date; timestamptz aware, in the connection's time zone)."""
+    if _runs_alone():
+        engine = db.engine
+        if engine.dialect.name == "postgresql":
+            return cast(list[Any], _run_on_driver(engine, statement, parameters, every=True))
+    session = db.session
+    session.flush()
+    return list(session.connection().execute(statement, parameters))
 
 
 @dataclass(frozen=True)
@@ -463,14 +508,19 @@ def _driver_statement(engine: Any, statement: Any) -> _DriverStatement:
     return known
 
 
-def _run_on_driver(engine: Any, statement: Any, parameters: dict[str, Any]) -> Any:
+def _run_on_driver(
+    engine: Any, statement: Any, parameters: dict[str, Any], *, every: bool = False
+) -> Any:
+    """The one row (named tuple) of `statement`, or None; with `every`, all its rows
+    (plain tuples)."""
     prepared = _driver_statement(engine, statement)
     pooled = engine.raw_connection()
     try:
         driver = pooled.driver_connection
         driver.autocommit = True  # client-side only: no round trip
         try:
-            found = driver.execute(prepared.sql, {**prepared.parameters, **parameters}).fetchone()
+            cursor = driver.execute(prepared.sql, {**prepared.parameters, **parameters})
+            found = cursor.fetchall() if every else cursor.fetchone()
         finally:
             driver.autocommit = False
     except Exception:
@@ -478,6 +528,8 @@ def _run_on_driver(engine: Any, statement: Any, parameters: dict[str, Any]) -> A
         raise
     finally:
         pooled.close()
+    if every:
+        return found
     return None if found is None else prepared.row(found)
 
 
@@ -537,6 +589,17 @@ def signed_in_customer_locale() -> str | None:
 def signed_in_customer() -> Customer | None:
     """The customer this request's customer session belongs to, or None."""
     return cast(Customer | None, customer_session().principal)
+
+
+def customer_snapshot() -> CustomerSnapshot:
+    """The signed-in customer's columns, read-only (no ORM object, no query of its own:
+    the session check read them), in a view behind `customer_required` (else a 401).
+    For pages that only show them; a view that changes the customer uses
+    `current_customer()`."""
+    snapshot = customer_session().snapshot
+    if snapshot is None:
+        abort(401)
+    return snapshot
 
 
 def current_customer() -> Customer:

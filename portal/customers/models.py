@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import CheckConstraint, String
 from sqlalchemy.orm import Mapped, mapped_column
@@ -47,3 +49,30 @@ class Customer(db.Model):
 
     def __repr__(self) -> str:
         return f"<Customer {self.account_number}>"
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerSnapshot:
+    """A signed-in customer's columns as a page shows them, read-only: what the session
+    check read with the session (no ORM object). Pages that write use the `Customer`."""
+
+    id: int
+    account_number: str
+    name: str
+    email: str
+    currency: str  # ISO 4217, the account's
+    locale: str | None  # stored language ("es_MX"), or None
+    timezone: str | None  # IANA name, or None (the creditor's default)
+
+    @classmethod
+    def of(cls, source: Any, id_: int) -> CustomerSnapshot:
+        """The snapshot of a Customer (or of a row with its columns by name), whose id is `id_`."""
+        return cls(
+            id_,
+            source.account_number,
+            source.name,
+            source.email,
+            source.currency,
+            source.locale,
+            source.timezone,
+        )

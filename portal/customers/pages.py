@@ -21,22 +21,22 @@ from weakref import WeakKeyDictionary
 from babel import Locale
 from babel import dates as babel_dates
 from babel.support import NullTranslations
-from flask import url_for
-from markupsafe import Markup
+from flask import request, url_for
+from markupsafe import Markup, escape
 
-from portal.customers.models import Customer
+from portal.customers.models import CustomerSnapshot
 from portal.customers.queries import AccountInvoice, AccountSnapshot
 from portal.disputes.models import DisputeStatus
 from portal.i18n import (
     LANGUAGE_NAMES,
     current_locale,
     request_translations,
+    supported_locale,
     zone_or_default,
 )
 from portal.invoices.models import InvoiceStatus
 from portal.invoices.queries import AccountSummary
 from portal.money import CurrencyMismatch, Money
-from portal.notifications.services import locale_for
 from portal.payments.card_advice import card_advice_message
 from portal.payments.policy import card_advice, card_payable_now
 from portal.plans.models import PlanStatus
@@ -78,6 +78,14 @@ class _Messages:
             label = self._labels[key] = status.label
         return label
 
+    def label_html(self, status: InvoiceStatus | DisputeStatus | PlanStatus) -> Markup:
+        """`label(status)` escaped, once per catalog (for cells written unescaped)."""
+        key = (type(status).__name__ + "/html", status.value)
+        label = self._labels.get(key)
+        if label is None:
+            label = self._labels[key] = escape(self.label(status))
+        return Markup(label)  # noqa: S704 (escaped above)
+
     def _markup(self, message: str) -> Markup:
         # The catalog's text is markup as a template's own text is (S704: not user input).
         return Markup(self._translations.ugettext(message))  # noqa: S704
@@ -113,6 +121,12 @@ def _day(value: date, locale: str) -> str:
     return str(babel_dates.format_date(value, "medium", locale=Locale.parse(locale)))
 
 
+@lru_cache(maxsize=16_384)
+def _day_html(value: date, locale: str) -> Markup:
+    """`_day`, escaped once (for cells the template writes as they are)."""
+    return escape(_day(value, locale))
+
+
 @dataclass(slots=True)
 class _Format:
     """The `money` and `date` filters for the request's locale, looked up once."""
@@ -125,12 +139,30 @@ class _Format:
     def day(self, value: date) -> str:
         return _day(value, self.locale)
 
+    def day_html(self, value: date) -> Markup:
+        return _day_html(value, self.locale)
+
+
+@lru_cache(maxsize=256)
+def _known_url(script_root: str, endpoint: str, values: tuple[tuple[str, Any], ...]) -> str:
+    return url_for(endpoint, **dict(values))
+
+
+def page_url(endpoint: str, **values: Any) -> str:
+    """`url_for(endpoint, **values)`, a path, built once per process (and mount point):
+    the same for every customer, where building it costs more than a row of the page.
+    The account page's templates have it as their `url_for`. Flask's own options
+    (`_external`, `_scheme`…) are passed on to `url_for` each time."""
+    if any(name.startswith("_") for name in values):
+        return url_for(endpoint, **values)
+    return _known_url(request.script_root, endpoint, tuple(sorted(values.items())))
+
 
 def _link(endpoint: str, **sample: str | int) -> Callable[[str | int], str]:
     """`url_for(endpoint, key=value)` for many values: the URL is built once with a
     sample value and the others are put in its place, quoted as werkzeug quotes them."""
     ((key, value),) = sample.items()
-    head, _, tail = url_for(endpoint, **{key: value}).rpartition(str(value))
+    head, _, tail = page_url(endpoint, **{key: value}).rpartition(str(value))
 
     def link(item: str | int) -> str:
         text = str(item)
@@ -143,15 +175,19 @@ def _link(endpoint: str, **sample: str | int) -> Callable[[str | int], str]:
 
 @dataclass(slots=True)
 class InvoiceRow:
-    number: str
-    url: str
-    issued: str
-    due: str
-    status: str  # the badge's modifier: open, partially_paid, paid, void
-    status_label: str
-    overdue: str  # "3 days overdue", or "" when not overdue
-    total: str
-    balance: str
+    """An invoice's cells, each already escaped (Markup): the invoices' tables write
+    them as they are, the ~10 cells of each row and their headings without an
+    `escape()` per cell (which costs more than the rest of the row)."""
+
+    number: Markup
+    url: Markup
+    issued: Markup
+    due: Markup
+    status: Markup  # the badge's modifier: open, partially_paid, paid, void
+    status_label: Markup
+    overdue: Markup  # "3 days overdue", or "" when not overdue
+    total: Markup
+    balance: Markup
 
 
 @dataclass(slots=True)
@@ -185,8 +221,12 @@ class DisputeRow:
 
 @dataclass(slots=True)
 class PromiseChoice:
-    number: str
-    payable: str
+    """An invoice the promise form offers, its cells already escaped (written as they
+    are); `checked` when it is the only one."""
+
+    number: Markup
+    payable: Markup
+    checked: bool
 
 
 @dataclass(slots=True)
@@ -198,31 +238,33 @@ class PlanRow:
     total: str
 
 
-def account_page(customer: Customer, snapshot: AccountSnapshot, today: date) -> dict[str, Any]:
+def account_page(
+    customer: CustomerSnapshot, snapshot: AccountSnapshot, today: date
+) -> dict[str, Any]:
     """The template context of `customers/account.html` (and its sections' partials)."""
     locale = current_locale()
     messages = _Messages(request_translations())
     currency = customer.currency
     fmt = _Format(locale)
-    money, day = fmt.money, fmt.day
+    money, day_html = fmt.money, fmt.day_html
     invoice_url = _link("invoices.detail", number="0")
 
     def invoice_row(b: AccountInvoice) -> InvoiceRow:
         overdue = (
             messages.ngettext("%(num)d day overdue", "%(num)d days overdue", b.days_overdue)
             if b.days_overdue
-            else ""
+            else Markup("")
         )
         return InvoiceRow(
-            b.number,
-            invoice_url(b.number),
-            day(b.issue_date),
-            day(b.due_date),
-            b.status.value,
-            messages.label(b.status),
+            escape(b.number),
+            escape(invoice_url(b.number)),
+            day_html(b.issue_date),
+            day_html(b.due_date),
+            escape(b.status.value),
+            messages.label_html(b.status),
             overdue,
-            money(b.total_minor, b.currency),
-            money(b.balance_minor, b.currency),
+            escape(money(b.total_minor, b.currency)),
+            escape(money(b.balance_minor, b.currency)),
         )
 
     open_ = [b for b in snapshot.invoices if b.is_open]
@@ -231,6 +273,7 @@ def account_page(customer: Customer, snapshot: AccountSnapshot, today: date) -> 
         "_": messages.gettext,
         "gettext": messages.gettext,
         "ngettext": messages.ngettext,
+        "url_for": page_url,
         "customer": customer,
         "open_invoices": [invoice_row(b) for b in open_],
         "closed_invoices": [invoice_row(b) for b in closed],
@@ -240,8 +283,16 @@ def account_page(customer: Customer, snapshot: AccountSnapshot, today: date) -> 
         **_promise_context(snapshot, open_, fmt, messages, today),
         **_plans_context(snapshot, open_, fmt, messages),
         "saved_card": snapshot.card,
-        "email_language": LANGUAGE_NAMES[locale_for(customer)],
+        # The language of their emails, as `notifications.services.locale_for` picks it.
+        "email_language": LANGUAGE_NAMES[supported_locale(customer.locale) or "en"],
         "opted_out_at": snapshot.opted_out_at,
+        # The day it was stopped, where the customer lives (as the `date` filter shows a
+        # moment, in `i18n.select_timezone`'s zone, without loading the Customer for it).
+        "opted_out_on": fmt.day(
+            snapshot.opted_out_at.astimezone(zone_or_default(customer.timezone)).date()
+        )
+        if snapshot.opted_out_at is not None
+        else "",
     }
     return context
 
@@ -332,7 +383,7 @@ def _history_context(
 
 
 def _dispute_context(
-    customer: Customer,
+    customer: CustomerSnapshot,
     snapshot: AccountSnapshot,
     fmt: _Format,
     messages: _Messages,
@@ -367,6 +418,15 @@ def _promise_context(
     """Open promises, and the open invoices no promise covers yet (the form's choices)."""
     promised = {invoice_id for p in snapshot.promises for invoice_id in p.invoice_ids}
     max_days = promise_max_days("customer")
+    unpromised = [b for b in open_ if b.id not in promised]
+    choices = [
+        PromiseChoice(
+            escape(b.number),
+            escape(fmt.money(b.payable_minor, b.currency)),
+            len(unpromised) == 1,
+        )
+        for b in unpromised
+    ]
     return {
         "promise_notes": [
             messages.gettext(
@@ -377,11 +437,7 @@ def _promise_context(
             )
             for p in snapshot.promises
         ],
-        "promise_choices": [
-            PromiseChoice(b.number, fmt.money(b.payable_minor, b.currency))
-            for b in open_
-            if b.id not in promised
-        ],
+        "promise_choices": choices,
         "promise_max_days": max_days,
         "promise_today": today,
         "promise_latest": today.fromordinal(today.toordinal() + max_days),

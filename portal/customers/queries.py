@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from enum import IntEnum
 from functools import cache
 from typing import Any
@@ -26,7 +26,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import aliased
 from sqlalchemy.types import NullType, TypeEngine
 
-from portal.customers.models import Customer
+from portal.access.sessions import run_read
+from portal.customers.models import Customer, CustomerSnapshot
 from portal.db import MinorUnits, UTCDateTime
 from portal.extensions import db
 from portal.i18n import zone_or_default
@@ -34,7 +35,7 @@ from portal.invoices.balances import balance_minor, days_overdue_of, payable_min
 from portal.invoices.models import InvoiceStatus
 
 
-def customer_today(customer: Customer, now: datetime) -> date:
+def customer_today(customer: Customer | CustomerSnapshot, now: datetime) -> date:
     """Today's date where the customer lives: what 'overdue' means to them."""
     return now.astimezone(zone_or_default(customer.timezone)).date()
 
@@ -380,12 +381,12 @@ class AccountSnapshot:
     opted_out_at: datetime | None
 
 
-def account_snapshot(customer: Customer, today: date) -> AccountSnapshot:
+def account_snapshot(customer: Customer | CustomerSnapshot, today: date) -> AccountSnapshot:
     """The account page's rows for this customer as of `today` (their local date): one
-    statement, however many invoices, payments and credits they have."""
-    session = db.session
-    session.flush()  # what this request changed is part of the page (as autoflush would)
-    rows = session.connection().execute(_account_statement(), {"customer_id": customer.id})
+    statement, however many invoices, payments and credits they have. Run as the
+    session lookup runs (`sessions.run_read`): a request that has not begun an ORM
+    session opens none for it."""
+    rows = run_read(_account_statement(), {"customer_id": customer.id})
     snapshot = AccountSnapshot([], [], [], [], [], [], set(), None, None)
     payment: AccountPayment | None = None
     promises: dict[int, AccountPromise] = {}
@@ -404,7 +405,8 @@ def account_snapshot(customer: Customer, today: date) -> AccountSnapshot:
         elif kind == _Kind.CREDIT:
             snapshot.credits.append(AccountCredit(text1, text2, day1, text3, n1))
         elif kind == _Kind.DISPUTE:
-            snapshot.disputes.append(AccountDispute(id_, text1, text2, text3, moment, n1))
+            opened_at = moment.astimezone(UTC)  # the driver's gives the connection's zone
+            snapshot.disputes.append(AccountDispute(id_, text1, text2, text3, opened_at, n1))
         elif kind == _Kind.PROMISE:
             promises[id_] = AccountPromise(id_, text2, day1, n1)
             snapshot.promises.append(promises[id_])
@@ -417,7 +419,7 @@ def account_snapshot(customer: Customer, today: date) -> AccountSnapshot:
         elif kind == _Kind.CARD:
             snapshot = replace(snapshot, card=AccountCard(text1, text3, n1, n2))
         elif kind == _Kind.OPT_OUT:
-            snapshot = replace(snapshot, opted_out_at=moment)
+            snapshot = replace(snapshot, opted_out_at=moment.astimezone(UTC))
     return snapshot
 
 

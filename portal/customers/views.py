@@ -6,7 +6,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 
-from portal.access.sessions import current_customer, customer_required
+from portal.access.sessions import current_customer, customer_required, customer_snapshot
 from portal.audit.actors import Actor
 from portal.creditor import current_creditor
 from portal.customers.forms import ResumeEmailForm
@@ -33,8 +33,9 @@ bp = Blueprint("customers", __name__)
 @bp.get("/account")
 @customer_required
 def account() -> ResponseReturnValue:
-    """Balances, invoices, payments, disputes, promises, plans and settings: one query."""
-    customer = current_customer()
+    """Balances, invoices, payments, disputes, promises, plans and settings: one query
+    (and no ORM session: the customer's columns came with the session check)."""
+    customer = customer_snapshot()
     today = customer_today(customer, utcnow())
     context = account_page(customer, account_snapshot(customer, today), today)
     if context["opted_out_at"] is not None:

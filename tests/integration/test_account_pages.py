@@ -147,3 +147,15 @@ def test_an_erp_number_with_slashes_and_accents_opens_and_downloads(client):
     disposition.encode("latin-1")  # what a WSGI server must be able to send
     assert 'filename="invoice-FA_2024_?-001.pdf"' in disposition
     assert "filename*=UTF-8''invoice-FA%2F2024%2F%C3%89-001.pdf" in disposition
+
+
+def test_an_invoice_number_with_markup_characters_is_shown_escaped(client):
+    # given an ERP number with characters that mean something in HTML
+    customer = make_customer()
+    make_invoice(customer, number="A&B<1>'x")
+    login_as(client, customer)
+    # when the account page lists it, then its text and its link are escaped
+    page = client.get("/account").text
+    assert "<1>" not in page
+    assert ">A&amp;B&lt;1&gt;&#39;x</a>" in page
+    assert 'href="/invoices/A&amp;B%3C1%3E&#39;x"' in page

@@ -84,3 +84,15 @@ def test_anonymous_and_staff_cannot_promise(client: FlaskClient, staff_client: F
     response = staff_client.post("/account/promise", data={})
     assert response.status_code in (400, 401)
     assert db.session.scalar(select(Promise)) is None
+
+
+def test_the_only_invoice_to_promise_is_ticked_and_of_two_neither_is(
+    client: FlaskClient,
+) -> None:
+    customer, invoice, page = _setup(client)
+    assert f'value="{invoice.number}" checked>' in page
+    second = make_invoice(customer, lines=[("B", "1", "10.00")])
+    db.session.commit()
+    page = client.get("/account").text
+    assert f'value="{invoice.number}">' in page
+    assert f'value="{second.number}">' in page
