@@ -248,9 +248,9 @@ def select_timezone() -> str:
     creditor's on the staff side, where the specialists work and count days (their
     layout says which zone); a signed-in customer's own; else the creditor's."""
     if has_request_context() and not request.path.startswith("/staff"):
-        from portal.access.sessions import signed_in_customer
+        from portal.access.sessions import customer_session
 
-        customer = signed_in_customer()
+        customer = customer_session().snapshot  # read by the session check: no query
         if customer is not None:
             return zone_or_default(customer.timezone).key
     return zone_or_default(None).key
