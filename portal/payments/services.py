@@ -638,10 +638,10 @@ def start_installment_checkout(
     if plan.customer_id != customer.id:
         raise InstallmentNotPayable()
     installment = payable_installment(plan, number)
-    existing = open_checkout_for(installment)
+    amount = installment_owed(installment)
+    existing = open_checkout_for(installment, amount)
     if existing is not None:
         return existing
-    amount = installment_owed(installment)
     advice = card_advice(amount)
     if advice is not None:
         raise InvalidPaymentAmount(card_advice_message(advice))

@@ -180,15 +180,16 @@ def apply_to_plan(
         services.record_installment_payment(plan, applied, actor=actor, now=now)
 
 
-def open_checkout_for(installment: PlanInstallment) -> Checkout | None:
-    """An open checkout already started for this installment, at its current amount (a
-    second press of "Pay" reuses it rather than opening another)."""
+def open_checkout_for(installment: PlanInstallment, owed: Money) -> Checkout | None:
+    """An open checkout already started for this installment at `owed`, what it asks now
+    (`installment_owed`, which the caller has just read: a second press of "Pay" reuses
+    the checkout rather than opening another)."""
     return db.session.scalar(
         select(Checkout)
         .where(
             Checkout.plan_installment_id == installment.id,
             Checkout.status == "open",
-            Checkout.amount_minor == installment_owed(installment).minor,
+            Checkout.amount_minor == owed.minor,
         )
         .order_by(Checkout.id.desc())
         .limit(1)
