@@ -501,8 +501,9 @@ def _driver_statement(engine: Any, statement: Any) -> _DriverStatement:
     known = _DRIVER_STATEMENTS.get(key)
     if known is None:
         compiled = statement.compile(dialect=engine.dialect)
-        fields = [column.key for column in statement.selected_columns]
-        row_type = namedtuple("LookupRow", fields)  # type: ignore[misc]
+        # Unlabelled columns (a run_read's subqueries) get positional names.
+        fields = [str(column.key) for column in statement.selected_columns]
+        row_type = namedtuple("LookupRow", fields, rename=True)  # type: ignore[misc]
         known = _DriverStatement(str(compiled), dict(compiled.params), row_type._make)
         _DRIVER_STATEMENTS[key] = known
     return known

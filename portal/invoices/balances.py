@@ -116,7 +116,10 @@ def planned_subquery() -> ColumnElement[int]:
     return (
         select(_sum_minor(PlanInvoice.amount_minor - PlanInvoice.paid_minor).label("s"))
         .join(PaymentPlan, PaymentPlan.id == PlanInvoice.plan_id)
-        .where(PlanInvoice.invoice_id == Invoice.id, PaymentPlan.status == PlanStatus.ACTIVE)
+        .where(
+            PlanInvoice.invoice_id == Invoice.id,
+            PaymentPlan.status == inline_values([str(PlanStatus.ACTIVE)])[0],
+        )
         .correlate(Invoice)
         .scalar_subquery()
     )

@@ -21,6 +21,7 @@ from babel.numbers import format_decimal
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import selectinload
 
+from portal.access.sessions import run_read
 from portal.customers.models import Customer
 from portal.disputes.models import OPEN_STATUSES, Dispute
 from portal.extensions import db
@@ -161,12 +162,9 @@ def invoice_page_for(customer_id: int, number: str, now: datetime) -> InvoicePag
     """The invoice page of this customer's invoice `number` as of `now` (read as the
     customer's date, as `customers.queries.customer_today` does: what "overdue" means);
     None if it is not theirs (the view answers 404)."""
-    # Core rows through the session's connection (its transaction): no ORM step.
-    rows = (
-        db.session.connection()
-        .execute(_invoice_statement(), {"customer_id": customer_id, "number": number})
-        .all()
-    )
+    # Plain rows, read as the session lookup is (`sessions.run_read`): on PostgreSQL one
+    # round trip in autocommit when the request has not begun a transaction.
+    rows = run_read(_invoice_statement(), {"customer_id": customer_id, "number": number})
     if not rows:
         return None
     today = now.astimezone(zone_or_default(rows[0][20])).date()

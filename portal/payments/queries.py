@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import selectinload
 
+from portal.access.sessions import run_read
 from portal.customers.models import Customer
 from portal.extensions import db
 from portal.i18n import zone_or_default
@@ -76,11 +77,9 @@ def payable_now(customer_id: int, now: datetime) -> list[PayableItem]:
     """`payable_items` for the pay page, as of `now` read as the customer's date (as
     `customers.queries.customer_today` does): the same items, each invoice an
     `InvoiceRef`, and no Customer loaded (its time zone comes with the rows)."""
-    rows = (
-        db.session.connection()  # the session's transaction, Core rows: no ORM step
-        .execute(_customer_rows_statement(), {"customer_id": customer_id})
-        .all()
-    )
+    # Plain rows, read as the session lookup is (`sessions.run_read`): on PostgreSQL one
+    # round trip in autocommit when the request has not begun a transaction.
+    rows = run_read(_customer_rows_statement(), {"customer_id": customer_id})
     if not rows:
         return []
     today = now.astimezone(zone_or_default(rows[0][-1])).date()
