@@ -128,7 +128,21 @@ def planned_subquery() -> ColumnElement[int]:
 def open_balance_column() -> ColumnElement[int]:
     """total − paid − credited, correlated to Invoice: the open balance in SQL (for the
     import, the demo and reports; a void invoice still has one, callers filter it)."""
-    return Invoice.total_minor - net_paid_subquery() - credited_subquery()
+    return open_balance_of(
+        Invoice.total_minor, allocated_subquery(), refunded_subquery(), credited_subquery()
+    )
+
+
+def open_balance_of(
+    total: ColumnElement[int],
+    allocated: ColumnElement[int],
+    refunded: ColumnElement[int],
+    credited: ColumnElement[int],
+) -> ColumnElement[int]:
+    """`open_balance_column` (`balance_minor`: total − (allocated − refunded) − credited)
+    of amounts a statement has already read, e.g. the `balance_columns()` of a
+    subquery: a filter on them then costs no second run of the subqueries."""
+    return total - (allocated - refunded) - credited
 
 
 # --- an invoice's balance --------------------------------------------------------------
