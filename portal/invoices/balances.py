@@ -26,8 +26,16 @@ from datetime import date
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import ColumnElement, ColumnExpressionArgument, cast, func, literal_column, select
+from sqlalchemy import (
+    ColumnElement,
+    ColumnExpressionArgument,
+    cast,
+    func,
+    literal_column,
+    select,
+)
 from sqlalchemy.orm import selectinload
+from sqlalchemy.sql.elements import SQLCoreOperations
 
 from portal.customers.models import Customer
 from portal.db import MinorUnits
@@ -134,10 +142,10 @@ def open_balance_column() -> ColumnElement[int]:
 
 
 def open_balance_of(
-    total: ColumnElement[int],
-    allocated: ColumnElement[int],
-    refunded: ColumnElement[int],
-    credited: ColumnElement[int],
+    total: SQLCoreOperations[int],
+    allocated: SQLCoreOperations[int],
+    refunded: SQLCoreOperations[int],
+    credited: SQLCoreOperations[int],
 ) -> ColumnElement[int]:
     """`open_balance_column` (`balance_minor`: total − (allocated − refunded) − credited)
     of amounts a statement has already read, e.g. the `balance_columns()` of a
