@@ -127,6 +127,12 @@ def _day_html(value: date, locale: str) -> Markup:
     return escape(_day(value, locale))
 
 
+@lru_cache(maxsize=16_384)
+def _money_html(minor: int, currency: str, locale: str) -> str:
+    """`Money.format_minor`, escaped once (for cells the template writes as they are)."""
+    return str(escape(Money.format_minor(minor, currency, locale)))
+
+
 @dataclass(slots=True)
 class _Format:
     """The `money` and `date` filters for the request's locale, looked up once."""
@@ -135,6 +141,9 @@ class _Format:
 
     def money(self, minor: int, currency: str) -> str:
         return Money.format_minor(minor, currency, self.locale)
+
+    def money_html(self, minor: int, currency: str) -> str:
+        return _money_html(minor, currency, self.locale)
 
     def day(self, value: date) -> str:
         return _day(value, self.locale)
@@ -173,25 +182,55 @@ def _link(endpoint: str, **sample: str | int) -> Callable[[str | int], str]:
     return link
 
 
+def _html(text: str) -> str:
+    """`text` escaped for HTML, without making a Markup when there is nothing to escape."""
+    return text if _NEEDS_NO_QUOTING.fullmatch(text) else str(escape(text))
+
+
+class _InvoiceLinks:
+    """An invoice's number and the URL of its page (`invoices.detail`), both escaped for
+    HTML. Most numbers are plain ("INV-000123": nothing to quote in the path, nothing to
+    escape in the page): those are put into the URL built once, without escaping again."""
+
+    __slots__ = ("_head", "_tail", "url")
+
+    def __init__(self) -> None:
+        self.url = _link("invoices.detail", number="0")
+        head, _, tail = page_url("invoices.detail", number="0").rpartition("0")
+        self._head, self._tail = str(escape(head)), str(escape(tail))
+
+    def cells(self, number: str) -> tuple[str, str]:
+        """(number, URL), each escaped once."""
+        if _NEEDS_NO_QUOTING.fullmatch(number):  # no & < > ' " and nothing to quote
+            return number, f"{self._head}{number}{self._tail}"
+        return str(escape(number)), str(escape(self.url(number)))
+
+
+# An invoice status's badge modifier ("partially_paid"), escaped once.
+_STATUS_HTML = {status: str(escape(status.value)) for status in InvoiceStatus}
+
+
 @dataclass(slots=True)
 class InvoiceRow:
-    """An invoice's cells, each already escaped (Markup): the invoices' tables write
-    them as they are, the ~10 cells of each row and their headings without an
-    `escape()` per cell (which costs more than the rest of the row)."""
+    """An invoice's cells, each already escaped HTML: the invoices' tables write them as
+    they are, the ~10 cells of each row and their headings without an `escape()` per
+    cell (which costs more than the rest of the row)."""
 
-    number: Markup
-    url: Markup
-    issued: Markup
-    due: Markup
-    status: Markup  # the badge's modifier: open, partially_paid, paid, void
-    status_label: Markup
-    overdue: Markup  # "3 days overdue", or "" when not overdue
-    total: Markup
-    balance: Markup
+    number: str
+    url: str
+    issued: str
+    due: str
+    status: str  # the badge's modifier: open, partially_paid, paid, void
+    status_label: str
+    overdue: str  # "3 days overdue", or "" when not overdue
+    total: str
+    balance: str
 
 
 @dataclass(slots=True)
 class PaymentRow:
+    """A payment's cells, each already escaped HTML (the table writes them as they are)."""
+
     label: Markup  # "Receipt R-000012 (PDF)" (linked to `receipt_url`) or "Payment X"
     receipt_url: str | None
     paid_on: str
@@ -202,6 +241,8 @@ class PaymentRow:
 
 @dataclass(slots=True)
 class CreditRow:
+    """A credit note's cells, each already escaped HTML (written as they are)."""
+
     reference: str
     issued: str
     invoice_number: str
@@ -224,8 +265,8 @@ class PromiseChoice:
     """An invoice the promise form offers, its cells already escaped (written as they
     are); `checked` when it is the only one."""
 
-    number: Markup
-    payable: Markup
+    number: str
+    payable: str
     checked: bool
 
 
@@ -246,25 +287,27 @@ def account_page(
     messages = _Messages(request_translations())
     currency = customer.currency
     fmt = _Format(locale)
-    money, day_html = fmt.money, fmt.day_html
-    invoice_url = _link("invoices.detail", number="0")
+    money_html, day_html, label_html = fmt.money_html, fmt.day_html, messages.label_html
+    links = _InvoiceLinks()
+    invoice_cells = links.cells
 
     def invoice_row(b: AccountInvoice) -> InvoiceRow:
         overdue = (
             messages.ngettext("%(num)d day overdue", "%(num)d days overdue", b.days_overdue)
             if b.days_overdue
-            else Markup("")
+            else ""
         )
+        number, url = invoice_cells(b.number)
         return InvoiceRow(
-            escape(b.number),
-            escape(invoice_url(b.number)),
+            number,
+            url,
             day_html(b.issue_date),
             day_html(b.due_date),
-            escape(b.status.value),
-            messages.label_html(b.status),
+            _STATUS_HTML[b.status],
+            label_html(b.status),
             overdue,
-            escape(money(b.total_minor, b.currency)),
-            escape(money(b.balance_minor, b.currency)),
+            money_html(b.total_minor, b.currency),
+            money_html(b.balance_minor, b.currency),
         )
 
     open_ = [b for b in snapshot.invoices if b.is_open]
@@ -278,7 +321,7 @@ def account_page(
         "open_invoices": [invoice_row(b) for b in open_],
         "closed_invoices": [invoice_row(b) for b in closed],
         **_summary_context(open_, currency),
-        **_history_context(snapshot, fmt, messages, invoice_url),
+        **_history_context(snapshot, fmt, messages, links),
         **_dispute_context(customer, snapshot, fmt, messages),
         **_promise_context(snapshot, open_, fmt, messages, today),
         **_plans_context(snapshot, open_, fmt, messages),
@@ -339,15 +382,17 @@ def _history_context(
     snapshot: AccountSnapshot,
     fmt: _Format,
     messages: _Messages,
-    invoice_url: Callable[[str | int], str],
+    links: _InvoiceLinks,
 ) -> dict[str, Any]:
-    """Payments (with what each paid and what refunds gave back) and credit notes."""
+    """Payments (with what each paid and what refunds gave back) and credit notes, each
+    cell escaped once (the tables write them as they are)."""
     payments = []
     receipt_url = _link("payments.receipt", payment_id=1) if snapshot.payments else None
+    invoice_cells, money_html, day_html = links.cells, fmt.money_html, fmt.day_html
     for p in snapshot.payments:
         if p.checkout_id is not None and receipt_url is not None:
             label = messages.gettext("Receipt %(number)s (PDF)", number=p.receipt_number)
-            url: str | None = receipt_url(p.id)
+            url: str | None = str(escape(receipt_url(p.id)))
         else:
             label = messages.gettext("Payment %(reference)s", reference=p.reference)
             url = None
@@ -360,22 +405,21 @@ def _history_context(
             PaymentRow(
                 label,
                 url,
-                fmt.day(p.paid_on),
+                day_html(p.paid_on),
                 [
-                    (number, invoice_url(number), fmt.money(amount, p.currency))
+                    (*invoice_cells(number), money_html(amount, p.currency))
                     for number, amount in p.allocations
                 ],
-                fmt.money(p.amount_minor, p.currency),
+                money_html(p.amount_minor, p.currency),
                 refunded,
             )
         )
     credits = [
         CreditRow(
-            c.reference,
-            fmt.day(c.issued_on),
-            c.invoice_number,
-            invoice_url(c.invoice_number),
-            fmt.money(c.amount_minor, c.currency),
+            _html(c.reference),
+            day_html(c.issued_on),
+            *invoice_cells(c.invoice_number),
+            money_html(c.amount_minor, c.currency),
         )
         for c in snapshot.credits
     ]
@@ -421,8 +465,8 @@ def _promise_context(
     unpromised = [b for b in open_ if b.id not in promised]
     choices = [
         PromiseChoice(
-            escape(b.number),
-            escape(fmt.money(b.payable_minor, b.currency)),
+            _html(b.number),
+            fmt.money_html(b.payable_minor, b.currency),
             len(unpromised) == 1,
         )
         for b in unpromised

@@ -150,12 +150,22 @@ def test_an_erp_number_with_slashes_and_accents_opens_and_downloads(client):
 
 
 def test_an_invoice_number_with_markup_characters_is_shown_escaped(client):
-    # given an ERP number with characters that mean something in HTML
+    # given an ERP number with characters that mean something in HTML, paid in part by a
+    # payment and credited by a credit note whose references have such characters too
     customer = make_customer()
-    make_invoice(customer, number="A&B<1>'x")
+    invoice = make_invoice(customer, number="A&B<1>'x\"")
+    make_payment(customer, [(invoice, "10.00")], reference="PAY<&>'\"1")
+    credit = make_credit(invoice, "1.00")
+    credit.reference = "CN<&>'\"2"
     login_as(client, customer)
-    # when the account page lists it, then its text and its link are escaped
+    # when the account page lists it, then its text and its links are escaped (once) in
+    # the open invoices, the promise form, the payment's allocation and the credit note
     page = client.get("/account").text
     assert "<1>" not in page
-    assert ">A&amp;B&lt;1&gt;&#39;x</a>" in page
-    assert 'href="/invoices/A&amp;B%3C1%3E&#39;x"' in page
+    assert "<&>" not in page
+    assert "&amp;amp;" not in page
+    number, url = "A&amp;B&lt;1&gt;&#39;x&#34;", "/invoices/A&amp;B%3C1%3E&#39;x%22"
+    assert page.count(f'<a href="{url}">{number}</a>') == 3  # open, applied to, credited
+    assert f'value="{number}"' in page
+    assert "Payment PAY&lt;&amp;&gt;&#39;&#34;1</th>" in page
+    assert ">CN&lt;&amp;&gt;&#39;&#34;2</th>" in page
