@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 from weakref import WeakKeyDictionary
 
@@ -38,7 +38,7 @@ from portal.invoices.models import InvoiceStatus
 from portal.invoices.queries import AccountSummary
 from portal.money import CurrencyMismatch, Money
 from portal.payments.card_advice import card_advice_message
-from portal.payments.policy import card_advice, card_payable_now
+from portal.payments.policy import card_advice, card_maximum, card_minimum, card_step
 from portal.plans.models import PlanStatus
 from portal.plans.pages import plan_reference
 from portal.promises.services import promise_max_days
@@ -86,6 +86,15 @@ class _Messages:
             label = self._labels[key] = escape(self.label(status))
         return Markup(label)  # noqa: S704 (escaped above)
 
+    def invoice_labels_html(self) -> dict[InvoiceStatus, str]:
+        """Each invoice status's `label_html`, once per catalog."""
+        labels = _INVOICE_LABELS_HTML.get(self._translations)
+        if labels is None:
+            labels = _INVOICE_LABELS_HTML[self._translations] = {
+                status: str(self.label_html(status)) for status in InvoiceStatus
+            }
+        return labels
+
     def _markup(self, message: str) -> Markup:
         # The catalog's text is markup as a template's own text is (S704: not user input).
         return Markup(self._translations.ugettext(message))  # noqa: S704
@@ -109,6 +118,9 @@ class _Messages:
 # Per catalog (one per language and process), its messages without placeholders.
 _PLAIN: WeakKeyDictionary[NullTranslations, dict[str, Markup]] = WeakKeyDictionary()
 _LABELS: WeakKeyDictionary[NullTranslations, dict[tuple[str, str], str]] = WeakKeyDictionary()
+_INVOICE_LABELS_HTML: WeakKeyDictionary[NullTranslations, dict[InvoiceStatus, str]] = (
+    WeakKeyDictionary()
+)
 _COUNTED: WeakKeyDictionary[NullTranslations, dict[tuple[str, str, int], Markup]] = (
     WeakKeyDictionary()
 )
@@ -210,11 +222,11 @@ class _InvoiceLinks:
 _STATUS_HTML = {status: str(escape(status.value)) for status in InvoiceStatus}
 
 
-@dataclass(slots=True)
-class InvoiceRow:
+class InvoiceRow(NamedTuple):
     """An invoice's cells, each already escaped HTML: the invoices' tables write them as
     they are, the ~10 cells of each row and their headings without an `escape()` per
-    cell (which costs more than the rest of the row)."""
+    cell (which costs more than the rest of the row). A tuple: the table's loop unpacks
+    it instead of looking each cell up by name."""
 
     number: str
     url: str
@@ -287,7 +299,8 @@ def account_page(
     messages = _Messages(request_translations())
     currency = customer.currency
     fmt = _Format(locale)
-    money_html, day_html, label_html = fmt.money_html, fmt.day_html, messages.label_html
+    money_html, day_html = fmt.money_html, fmt.day_html
+    invoice_label_html = messages.invoice_labels_html().__getitem__
     links = _InvoiceLinks()
     invoice_cells = links.cells
 
@@ -304,7 +317,7 @@ def account_page(
             day_html(b.issue_date),
             day_html(b.due_date),
             _STATUS_HTML[b.status],
-            label_html(b.status),
+            invoice_label_html(b.status),
             overdue,
             money_html(b.total_minor, b.currency),
             money_html(b.balance_minor, b.currency),
@@ -353,7 +366,7 @@ def _summary_context(open_: list[AccountInvoice], currency: str) -> dict[str, An
     upcoming = [b.due_date for b in open_ if not b.is_overdue]
     all_payable = total([b.payable_minor for b in open_ if b.payable_minor > 0])
     overdue_payable = total([b.payable_minor for b in overdue if b.payable_minor > 0])
-    payable_now = {amount: card_payable_now(amount) for amount in (overdue_payable, all_payable)}
+    payable_now = {amount: _card_payable_now(amount) for amount in (overdue_payable, all_payable)}
     card_notice = None
     for amount in (overdue_payable, all_payable):
         if amount.is_positive and not payable_now[amount]:
@@ -376,6 +389,21 @@ def _summary_context(open_: list[AccountInvoice], currency: str) -> dict[str, An
         "offer_choose": all_payable.is_positive and payable_now[all_payable],
         "card_notice": card_notice,
     }
+
+
+@lru_cache(maxsize=64)
+def _card_limits(currency: str) -> tuple[int, int, int]:
+    """(step, minimum, maximum) of one card charge in `currency`, minor units, as
+    `payments.policy` has them (they depend on the currency alone)."""
+    return card_step(currency).minor, card_minimum(currency).minor, card_maximum(currency).minor
+
+
+def _card_payable_now(amount: Money) -> bool:
+    """`payments.policy.card_payable_now(amount)` (a card can take all of it or a part
+    now: `card_chargeable_part` is positive), from the currency's limits looked up once."""
+    step, minimum, maximum = _card_limits(amount.currency)
+    part = min(amount.minor - amount.minor % step, maximum)
+    return part >= minimum and part > 0
 
 
 def _history_context(
