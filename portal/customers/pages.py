@@ -272,10 +272,9 @@ class DisputeRow:
     amount: str
 
 
-@dataclass(slots=True)
-class PromiseChoice:
+class PromiseChoice(NamedTuple):
     """An invoice the promise form offers, its cells already escaped (written as they
-    are); `checked` when it is the only one."""
+    are; a tuple the form's loop unpacks); `checked` when it is the only one."""
 
     number: str
     payable: str

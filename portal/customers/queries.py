@@ -433,7 +433,7 @@ def _account_invoice(
     amounts: Sequence[Any],
     today: date,
 ) -> AccountInvoice:
-    total, allocated, refunded, credited, held, planned = (int(value) for value in amounts)
+    total, allocated, refunded, credited, held, planned = map(int, amounts)
     is_void = voided_at is not None
     net_paid = allocated - refunded
     balance = balance_minor(total, net_paid, credited)
