@@ -16,10 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from functools import cache, lru_cache
+from functools import cache
 from typing import Any
 
-from babel.numbers import format_decimal
 from sqlalchemy import Date, Integer, bindparam, cast, func, literal_column, null, select, union_all
 
 from portal.access.sessions import run_read
@@ -43,15 +42,34 @@ _OPEN = sorted(str(status) for status in OPEN_STATUSES)
 
 @dataclass(frozen=True, slots=True)
 class PageLine:
-    """An invoice line as the page shows it (what `InvoiceLine` gives, read-only)."""
+    """An invoice line as the page shows it: its columns as stored (minor units of
+    `currency`, quantity in thousandths, unit price as units x 10**-scale), with what
+    `InvoiceLine` gives of them (`quantity`, `unit_price`, `tax`, `amount`)."""
 
     id: int
     line_number: int
     description: str
-    quantity: Decimal
-    unit_price: UnitPrice
-    tax: Money
+    quantity_milli: int
+    unit_price_units: int
+    unit_price_scale: int
+    tax_minor: int
     amount: Money
+
+    @property
+    def currency(self) -> str:
+        return self.amount.currency
+
+    @property
+    def quantity(self) -> Decimal:
+        return (Decimal(self.quantity_milli) / QUANTITY_SCALE).normalize()  # as InvoiceLine's
+
+    @property
+    def unit_price(self) -> UnitPrice:
+        return UnitPrice(self.unit_price_units, self.unit_price_scale, self.currency)
+
+    @property
+    def tax(self) -> Money:
+        return Money(self.tax_minor, self.currency)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,24 +194,11 @@ def _invoice(rows: Sequence[Any]) -> PageInvoice:
     invoice_id, number, issued, due, currency, total = rows[0][:6]
     lines = [
         PageLine(
-            line_id,
-            line_number,
-            description,
-            (Decimal(quantity_milli) / QUANTITY_SCALE).normalize(),  # as InvoiceLine.quantity
-            UnitPrice(price_units, price_scale, currency),
-            Money(tax, currency),
-            Money(amount, currency),
+            line_id, line_number, description, milli, units, scale, tax, Money(amount, currency)
         )
-        for (
-            line_id,
-            line_number,
-            description,
-            quantity_milli,
-            price_units,
-            price_scale,
-            tax,
-            amount,
-        ) in (row[12:20] for row in rows)
+        for line_id, line_number, description, milli, units, scale, tax, amount in (
+            row[12:20] for row in rows
+        )
         if line_id is not None
     ]
     return PageInvoice(
@@ -357,18 +362,3 @@ def _history(customer_id: int, invoice: PageInvoice) -> _History:
         credited_by_line,
         held_by_line,
     )
-
-
-# A line's quantity and unit price as the page writes them: pure functions of their
-# arguments, formatted through Babel once per distinct value and language per process
-# (as `portal.money` does for amounts and `portal.i18n` for dates).
-@lru_cache(maxsize=4096)
-def format_quantity(quantity: Decimal, locale: str) -> str:
-    """A quantity in `locale` ("1,234.5"), as the `number` filter writes it."""
-    return str(format_decimal(quantity, locale=locale))
-
-
-@lru_cache(maxsize=4096)
-def format_unit_price(price: UnitPrice, locale: str) -> str:
-    """A unit price in `locale` with the decimals given (`UnitPrice.format`)."""
-    return price.format(locale)

@@ -6,12 +6,14 @@ Amounts, quantities, unit prices and dates go through the same formatters as the
 `money`, `date` and `number` filters, cached per value and language and escaped once;
 messages through the request's catalog with the semantics of the templates' `_`,
 `ngettext` and `{% trans %}` (`customers.pages._Messages`: the translated text is markup,
-the values put into it are escaped). The template writes the prepared values as they
-are (`{% autoescape false %}`).
+the values put into it are escaped); the page's captions once per catalog, its links
+once per process. The template writes the prepared values as they are
+(`{% autoescape false %}`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
@@ -21,11 +23,19 @@ from weakref import WeakKeyDictionary
 
 from babel.numbers import format_decimal
 from babel.support import NullTranslations
+from flask import request
 from markupsafe import Markup, escape
 
 from portal.customers.pages import _day_html, _link, _Messages, page_url
 from portal.i18n import current_locale, request_translations
-from portal.invoices.detail import InvoicePage, PageAllocation, PageCredit, PageDispute
+from portal.invoices.detail import (
+    InvoicePage,
+    PageAllocation,
+    PageCredit,
+    PageDispute,
+    PageLine,
+)
+from portal.invoices.models import QUANTITY_SCALE
 from portal.money import Money, UnitPrice
 
 # What werkzeug leaves unquoted in a query string's values (`urls._urlencode`).
@@ -39,15 +49,17 @@ def _money_html(minor: int, currency: str, locale: str) -> Markup:
 
 
 @lru_cache(maxsize=4096)
-def _quantity_html(quantity: Decimal, locale: str) -> Markup:
-    """A line's quantity as the `number` filter shows it ("1,234.5"), escaped."""
+def _quantity_html(quantity_milli: int, locale: str) -> Markup:
+    """A line's quantity (in thousandths, as stored) as the `number` filter shows
+    `InvoiceLine.quantity` ("1,234.5"), escaped."""
+    quantity = (Decimal(quantity_milli) / QUANTITY_SCALE).normalize()
     return escape(format_decimal(quantity, locale=locale))
 
 
 @lru_cache(maxsize=4096)
-def _unit_price_html(price: UnitPrice, locale: str) -> Markup:
+def _unit_price_html(units: int, scale: int, currency: str, locale: str) -> Markup:
     """A unit price with the decimals given (`UnitPrice.format`), escaped."""
-    return escape(price.format(locale))
+    return escape(UnitPrice(units, scale, currency).format(locale))
 
 
 class LineRow(NamedTuple):
@@ -79,63 +91,68 @@ class CreditRow(NamedTuple):
     amount: Markup
 
 
-@dataclass(frozen=True, slots=True)
-class _Captions:
-    """The page's fixed messages in one language, escaped markup."""
-
-    back: Markup
-    summary: Markup
-    balance_due: Markup
-    issue_date: Markup
-    due_date: Markup
-    payable_now: Markup
-    in_dispute: Markup
-    pay: Markup
-    dispute: Markup
-    download: Markup
-    line_items: Markup
-    description: Markup
-    quantity: Markup
-    unit_price: Markup
-    tax: Markup
-    amount: Markup
-    total: Markup
-    paid: Markup
-    credited: Markup
-    history: Markup
+# Per catalog (one per language and process), the page's fixed messages as the
+# template's names for them.
+_CAPTIONS: WeakKeyDictionary[NullTranslations, dict[str, Markup]] = WeakKeyDictionary()
 
 
-_CAPTIONS: WeakKeyDictionary[NullTranslations, _Captions] = WeakKeyDictionary()
-
-
-def _captions(translations: NullTranslations, messages: _Messages) -> _Captions:
-    """The captions in the catalog's language, worked out once per catalog."""
+def _captions(translations: NullTranslations, messages: _Messages) -> dict[str, Markup]:
+    """The page's captions in the catalog's language (`t_…`), worked out once per catalog."""
     captions = _CAPTIONS.get(translations)
     if captions is None:
         _ = messages.gettext
-        captions = _CAPTIONS[translations] = _Captions(
-            back=_("Back to your account"),
-            summary=_("Invoice summary"),
-            balance_due=_("Balance due"),
-            issue_date=_("Issue date"),
-            due_date=_("Due date"),
-            payable_now=_("Payable now"),
-            in_dispute=_("In dispute (on hold)"),
-            pay=_("Pay this invoice"),
-            dispute=_("Dispute a charge"),
-            download=_("Download invoice (PDF)"),
-            line_items=_("Line items"),
-            description=_("Description"),
-            quantity=_("Quantity"),
-            unit_price=_("Unit price"),
-            tax=_("Tax"),
-            amount=_("Amount"),
-            total=_("Total"),
-            paid=_("Paid"),
-            credited=_("Credited"),
-            history=_("Payments and credits"),
-        )
+        captions = _CAPTIONS[translations] = {
+            "t_back": _("Back to your account"),
+            "t_summary": _("Invoice summary"),
+            "t_balance_due": _("Balance due"),
+            "t_issue_date": _("Issue date"),
+            "t_due_date": _("Due date"),
+            "t_payable": _("Payable now"),
+            "t_held": _("In dispute (on hold)"),
+            "t_pay": _("Pay this invoice"),
+            "t_dispute": _("Dispute a charge"),
+            "t_download": _("Download invoice (PDF)"),
+            "t_line_items": _("Line items"),
+            "h_description": _("Description"),
+            "h_quantity": _("Quantity"),
+            "h_price": _("Unit price"),
+            "h_tax": _("Tax"),
+            "h_amount": _("Amount"),
+            "t_total": _("Total"),
+            "t_paid": _("Paid"),
+            "t_credited": _("Credited"),
+            "t_history": _("Payments and credits"),
+        }
     return captions
+
+
+@dataclass(frozen=True, slots=True)
+class _Links:
+    """`url_for` of the page's links, built once per process (and mount point); the
+    ones naming an invoice, dispute or payment take its number or id."""
+
+    account: Markup
+    pay_head: str  # "/pay?invoice=", the number follows, quoted as a query value
+    dispute_new: Callable[[str | int], str]
+    pdf: Callable[[str | int], str]
+    dispute: Callable[[str | int], str]
+    receipt: Callable[[str | int], str]
+
+    def pay(self, number: str) -> Markup:
+        """`url_for("payments.choose", invoice=number)`, escaped."""
+        return escape(self.pay_head + quote_plus(number, safe=_QUERY_SAFE))
+
+
+@lru_cache(maxsize=16)
+def _links(script_root: str) -> _Links:
+    return _Links(
+        account=escape(page_url("customers.account")),
+        pay_head=page_url("payments.choose", invoice="0").rpartition("0")[0],
+        dispute_new=_link("disputes.new", number="0"),
+        pdf=_link("invoices.pdf", number="0"),
+        dispute=_link("disputes.detail", dispute_id=1),
+        receipt=_link("payments.receipt", payment_id=1),
+    )
 
 
 def invoice_page(page: InvoicePage, *, payments_enabled: bool) -> dict[str, Any]:
@@ -143,24 +160,24 @@ def invoice_page(page: InvoicePage, *, payments_enabled: bool) -> dict[str, Any]
     locale = current_locale()
     translations = request_translations()
     messages = _Messages(translations)
+    links = _links(request.script_root)
     invoice, balance = page.invoice, page.balance
     currency = invoice.currency
-
-    def money(amount: Money) -> Markup:
-        return _money_html(amount.minor, amount.currency, locale)
-
     number = invoice.number
     status = balance.status
     days_overdue = balance.days_overdue
-    held = balance.held_minor > 0
+    payable = balance.payable.minor
+    held = balance.held_minor
+    paid = balance.paid.minor
+    credited = balance.credited.minor
     context: dict[str, Any] = {
         "_": messages.gettext,
         "gettext": messages.gettext,
         "ngettext": messages.ngettext,
         "url_for": page_url,
-        "t": _captions(translations, messages),
+        **_captions(translations, messages),
         "title": messages.gettext("Invoice %(number)s", number=number),
-        "account_url": page_url("customers.account"),
+        "account_url": links.account,
         "status": status.value,
         "status_label": messages.label_html(status),
         "overdue": (
@@ -168,54 +185,46 @@ def invoice_page(page: InvoicePage, *, payments_enabled: bool) -> dict[str, Any]
             if days_overdue
             else ""
         ),
-        "balance_due": money(balance.balance),
+        "balance_due": _money_html(balance.balance.minor, currency, locale),
         "issued": _day_html(invoice.issue_date, locale),
         "due": _day_html(invoice.due_date, locale),
         "is_overdue": days_overdue > 0,
-        "held": money(balance.held) if held else "",
-        "payable": money(balance.payable),
+        "held": _money_html(held, currency, locale) if held > 0 else "",
+        "payable": _money_html(payable, currency, locale),
         "dispute_notice": "",
         "dispute_links": [],
-        "pay_url": (_pay_link(number) if payments_enabled and balance.payable.minor > 0 else ""),
-        "dispute_url": (
-            escape(_link("disputes.new", number="0")(number)) if page.can_dispute else ""
-        ),
-        "pdf_url": escape(_link("invoices.pdf", number="0")(number)),
-        "lines": _line_rows(page, messages, locale),
+        "pay_url": links.pay(number) if payments_enabled and payable > 0 else "",
+        "dispute_url": escape(links.dispute_new(number)) if page.can_dispute else "",
+        "pdf_url": escape(links.pdf(number)),
+        "lines": _line_rows(page, links, messages, locale),
         "total": _money_html(invoice.total.minor, currency, locale),
-        "paid": money(balance.paid) if balance.paid.minor > 0 else "",
-        "credited": money(balance.credited) if balance.credited.minor > 0 else "",
-        "payments": _payment_rows(page.allocations, messages, locale),
+        "paid": _money_html(paid, currency, locale) if paid > 0 else "",
+        "credited": _money_html(credited, currency, locale) if credited > 0 else "",
+        "payments": _payment_rows(page.allocations, links, messages, locale),
         "credits": _credit_rows(page.credits, messages, locale),
     }
     if page.open_disputes:
         context["dispute_notice"] = messages.gettext(
             "You dispute %(amount)s of this invoice. It is on hold while we look into it:"
             " you do not need to pay it for now.",
-            amount=money(balance.held),
+            amount=_money_html(held, currency, locale),
         )
-        context["dispute_links"] = _dispute_links(page.open_disputes, messages, locale)
+        context["dispute_links"] = _dispute_links(page.open_disputes, links, messages, locale)
     return context
 
 
-def _pay_link(number: str) -> Markup:
-    """`url_for("payments.choose", invoice=number)`, escaped: built once, the number
-    quoted into it as werkzeug quotes a query string's value."""
-    head = page_url("payments.choose", invoice="0").rpartition("0")[0]
-    return escape(head + quote_plus(number, safe=_QUERY_SAFE))
-
-
-def _line_rows(page: InvoicePage, messages: _Messages, locale: str) -> list[LineRow]:
-    dispute_url = _link("disputes.detail", dispute_id=1) if page.dispute_by_line else None
+def _line_rows(page: InvoicePage, links: _Links, messages: _Messages, locale: str) -> list[LineRow]:
     rows = []
+    by_line = page.dispute_by_line
     for balance in page.lines:
-        line = balance.line
-        dispute = page.dispute_by_line.get(line.id) if dispute_url is not None else None
-        if dispute is not None and dispute_url is not None and balance.held.minor > 0:
-            url = escape(dispute_url(dispute.id))
+        line: PageLine = balance.line
+        currency = line.currency
+        dispute = by_line.get(line.id) if by_line else None
+        if dispute is not None and balance.held.minor > 0:
+            url = escape(links.dispute(dispute.id))
             in_dispute = messages.gettext(
                 "In dispute: %(amount)s",
-                amount=_money_html(balance.held.minor, balance.held.currency, locale),
+                amount=_money_html(balance.held.minor, currency, locale),
             )
         else:
             url = in_dispute = Markup("")
@@ -224,29 +233,26 @@ def _line_rows(page: InvoicePage, messages: _Messages, locale: str) -> list[Line
                 escape(line.description),
                 url,
                 in_dispute,
-                _quantity_html(line.quantity, locale),
-                _unit_price_html(line.unit_price, locale),
-                _money_html(line.tax.minor, line.tax.currency, locale),
-                _money_html(line.amount.minor, line.amount.currency, locale),
+                _quantity_html(line.quantity_milli, locale),
+                _unit_price_html(line.unit_price_units, line.unit_price_scale, currency, locale),
+                _money_html(line.tax_minor, currency, locale),
+                _money_html(line.amount.minor, currency, locale),
             )
         )
     return rows
 
 
 def _payment_rows(
-    allocations: list[PageAllocation], messages: _Messages, locale: str
+    allocations: list[PageAllocation], links: _Links, messages: _Messages, locale: str
 ) -> list[PaymentRow]:
     """A payment as the customer knows it: a card payment by its receipt number, linked
     to its receipt; an offline payment by the reference the creditor's books give it.
     Never Stripe's id (as the `payment_label` macro)."""
-    if not allocations:
-        return []
-    receipt_url = _link("payments.receipt", payment_id=1)
     rows = []
     for allocation in allocations:
         if allocation.checkout_id:
             label = Markup('<a href="{}" download>{}</a>').format(
-                receipt_url(allocation.payment_id),
+                links.receipt(allocation.payment_id),
                 messages.gettext("Receipt %(number)s (PDF)", number=allocation.receipt_number),
             )
         else:
@@ -277,12 +283,11 @@ def _credit_rows(credits: list[PageCredit], messages: _Messages, locale: str) ->
 
 
 def _dispute_links(
-    disputes: list[PageDispute], messages: _Messages, locale: str
+    disputes: list[PageDispute], links: _Links, messages: _Messages, locale: str
 ) -> list[tuple[Markup, Markup]]:
     """(URL, text) of each open dispute, newest first: "See your dispute (Open)", with
     its amount when there are several."""
-    url = _link("disputes.detail", dispute_id=1)
-    links = []
+    result = []
     for dispute in disputes:
         status = messages.label(dispute.state)
         if len(disputes) > 1:
@@ -293,5 +298,5 @@ def _dispute_links(
             )
         else:
             text = messages.gettext("See your dispute (%(status)s)", status=status)
-        links.append((escape(url(dispute.id)), text))
-    return links
+        result.append((escape(links.dispute(dispute.id)), text))
+    return result

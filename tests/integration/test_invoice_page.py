@@ -7,14 +7,14 @@ from datetime import date, timedelta
 from urllib.parse import quote
 
 import pytest
-from flask import Flask, url_for
+from flask import Flask, request, url_for
 from markupsafe import escape
 
 from portal.audit.actors import Actor
 from portal.db import utcnow
 from portal.disputes import services
 from portal.extensions import db
-from portal.invoices.pages import _pay_link
+from portal.invoices.pages import _links
 from portal.money import Money
 from tests.factories import login_as, make_credit, make_customer, make_invoice, make_payment
 
@@ -54,7 +54,9 @@ def test_markup_characters_in_number_and_description_are_escaped_once(app, clien
 )
 def test_the_pay_link_is_the_one_url_for_builds(app: Flask, number: str) -> None:
     with app.test_request_context():
-        assert _pay_link(number) == escape(url_for("payments.choose", invoice=number))
+        assert _links(request.script_root).pay(number) == escape(
+            url_for("payments.choose", invoice=number)
+        )
 
 
 def _dispute(customer, invoice, lines):  # type: ignore[no-untyped-def]
