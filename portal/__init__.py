@@ -6,17 +6,28 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
+from flask.globals import _cv_app
 
-from portal.config import PACKAGE_DIR, ConfigurationError, load_config, small_balance_tolerances
+from portal.config import (
+    PACKAGE_DIR,
+    SUPPORTED_LOCALES,
+    ConfigurationError,
+    load_config,
+    small_balance_tolerances,
+)
+from portal.i18n import catalog_of, current_locale
+from portal.site.localized import PortalEnvironment
 
 
 class PortalFlask(Flask):
-    """Flask, with the sync-or-async answer for each hook and view found once: Flask asks
-    `inspect.iscoroutinefunction` of each of the dozen hooks on every request."""
+    """Flask, with the sync-or-async answer for each hook and view found once (Flask asks
+    `inspect.iscoroutinefunction` of each of the dozen hooks on every request), and a
+    Jinja environment per language (`jinja_env`, `portal.site.localized`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._sync_functions: dict[Callable[..., Any], Callable[..., Any]] = {}
+        self._localized_envs: dict[str, PortalEnvironment] = {}
 
     def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
         try:
@@ -28,6 +39,32 @@ class PortalFlask(Flask):
         if len(self._sync_functions) < 4096:
             self._sync_functions[func] = sync
         return sync
+
+    jinja_environment = PortalEnvironment
+
+    @property
+    def jinja_env(self) -> PortalEnvironment:  # type: ignore[override]
+        """The Jinja environment of the language being rendered (`portal.site.localized`:
+        constant messages translated when a template is compiled), within an app context
+        and when `TEMPLATES_TRANSLATED_AT_COMPILE` is on; else the app's own environment
+        (the one set up with filters, globals and extensions, translating at render time)."""
+        base: PortalEnvironment | None = self.__dict__.get("_portal_jinja_env")
+        if base is None:
+            base = self.__dict__["_portal_jinja_env"] = self.create_jinja_environment()  # type: ignore[assignment]
+        app_ctx = _cv_app.get(None)
+        if (
+            app_ctx is None
+            or app_ctx.app is not self
+            or not self.config["TEMPLATES_TRANSLATED_AT_COMPILE"]
+        ):
+            return base  # type: ignore[return-value]
+        locale = current_locale()
+        localized = self._localized_envs.get(locale)
+        if localized is None:
+            if locale not in SUPPORTED_LOCALES:
+                return base  # type: ignore[return-value]
+            localized = self._localized_envs[locale] = base.translated_for(catalog_of(locale))
+        return localized
 
 
 def create_app(config: dict[str, Any] | None = None, env_name: str | None = None) -> Flask:

@@ -134,6 +134,9 @@ class Config:
     BABEL_DEFAULT_LOCALE = "en"
     BABEL_DEFAULT_TIMEZONE = "UTC"
     BABEL_TRANSLATION_DIRECTORIES = str(PACKAGE_DIR / "translations")
+    # Templates compiled once per language with their constant messages translated
+    # (portal.site.localized); off, every message is translated when a page is rendered.
+    TEMPLATES_TRANSLATED_AT_COMPILE = True
 
     RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
     RATELIMIT_ENABLED = True

@@ -165,6 +165,13 @@ def request_translations() -> NullTranslations:
     return translations
 
 
+def catalog_of(locale: str) -> NullTranslations:
+    """The catalog of `locale` ("de") as Flask-Babel gives it to a request in that
+    language (every translation directory of the app). Needs an app context."""
+    with flask_babel.force_locale(locale):
+        return get_translations()
+
+
 @pass_eval_context
 def template_gettext(eval_ctx: EvalContext, message: str, **variables: object) -> str:
     """The templates' `_` and `gettext`: Jinja's newstyle gettext (the result marked safe
