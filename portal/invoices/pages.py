@@ -4,11 +4,11 @@ by filters, macros and `url_for` per cell in the template.
 
 Amounts, quantities, unit prices and dates go through the same formatters as the
 `money`, `date` and `number` filters, cached per value and language and escaped once;
-messages through the request's catalog with the semantics of the templates' `_`,
+messages with values through the request's catalog with the semantics of the templates'
 `ngettext` and `{% trans %}` (`customers.pages._Messages`: the translated text is markup,
-the values put into it are escaped); the page's captions once per catalog, its links
-once per process. The template writes the prepared values as they are
-(`{% autoescape false %}`).
+the values put into it are escaped); links once per process. The template writes the
+prepared values as they are (`{% autoescape false %}`); its captions are constant
+messages, translated when it is compiled for a language (`portal.site.localized`).
 """
 
 from __future__ import annotations
@@ -19,10 +19,8 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any, NamedTuple
 from urllib.parse import quote_plus
-from weakref import WeakKeyDictionary
 
 from babel.numbers import format_decimal
-from babel.support import NullTranslations
 from flask import request
 from markupsafe import Markup, escape
 
@@ -91,41 +89,6 @@ class CreditRow(NamedTuple):
     amount: Markup
 
 
-# Per catalog (one per language and process), the page's fixed messages as the
-# template's names for them.
-_CAPTIONS: WeakKeyDictionary[NullTranslations, dict[str, Markup]] = WeakKeyDictionary()
-
-
-def _captions(translations: NullTranslations, messages: _Messages) -> dict[str, Markup]:
-    """The page's captions in the catalog's language (`t_…`), worked out once per catalog."""
-    captions = _CAPTIONS.get(translations)
-    if captions is None:
-        _ = messages.gettext
-        captions = _CAPTIONS[translations] = {
-            "t_back": _("Back to your account"),
-            "t_summary": _("Invoice summary"),
-            "t_balance_due": _("Balance due"),
-            "t_issue_date": _("Issue date"),
-            "t_due_date": _("Due date"),
-            "t_payable": _("Payable now"),
-            "t_held": _("In dispute (on hold)"),
-            "t_pay": _("Pay this invoice"),
-            "t_dispute": _("Dispute a charge"),
-            "t_download": _("Download invoice (PDF)"),
-            "t_line_items": _("Line items"),
-            "h_description": _("Description"),
-            "h_quantity": _("Quantity"),
-            "h_price": _("Unit price"),
-            "h_tax": _("Tax"),
-            "h_amount": _("Amount"),
-            "t_total": _("Total"),
-            "t_paid": _("Paid"),
-            "t_credited": _("Credited"),
-            "t_history": _("Payments and credits"),
-        }
-    return captions
-
-
 @dataclass(frozen=True, slots=True)
 class _Links:
     """`url_for` of the page's links, built once per process (and mount point); the
@@ -158,8 +121,7 @@ def _links(script_root: str) -> _Links:
 def invoice_page(page: InvoicePage, *, payments_enabled: bool) -> dict[str, Any]:
     """The template context of `invoices/detail.html`."""
     locale = current_locale()
-    translations = request_translations()
-    messages = _Messages(translations)
+    messages = _Messages(request_translations())
     links = _links(request.script_root)
     invoice, balance = page.invoice, page.balance
     currency = invoice.currency
@@ -175,7 +137,6 @@ def invoice_page(page: InvoicePage, *, payments_enabled: bool) -> dict[str, Any]
         "gettext": messages.gettext,
         "ngettext": messages.ngettext,
         "url_for": page_url,
-        **_captions(translations, messages),
         "title": messages.gettext("Invoice %(number)s", number=number),
         "account_url": links.account,
         "status": status.value,
