@@ -26,8 +26,16 @@ from datetime import date
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import ColumnElement, ColumnExpressionArgument, cast, func, literal_column, select
+from sqlalchemy import (
+    ColumnElement,
+    ColumnExpressionArgument,
+    cast,
+    func,
+    literal_column,
+    select,
+)
 from sqlalchemy.orm import selectinload
+from sqlalchemy.sql.elements import SQLCoreOperations
 
 from portal.customers.models import Customer
 from portal.db import MinorUnits
@@ -128,7 +136,21 @@ def planned_subquery() -> ColumnElement[int]:
 def open_balance_column() -> ColumnElement[int]:
     """total − paid − credited, correlated to Invoice: the open balance in SQL (for the
     import, the demo and reports; a void invoice still has one, callers filter it)."""
-    return Invoice.total_minor - net_paid_subquery() - credited_subquery()
+    return open_balance_of(
+        Invoice.total_minor, allocated_subquery(), refunded_subquery(), credited_subquery()
+    )
+
+
+def open_balance_of(
+    total: SQLCoreOperations[int],
+    allocated: SQLCoreOperations[int],
+    refunded: SQLCoreOperations[int],
+    credited: SQLCoreOperations[int],
+) -> ColumnElement[int]:
+    """`open_balance_column` (`balance_minor`: total − (allocated − refunded) − credited)
+    of amounts a statement has already read, e.g. the `balance_columns()` of a
+    subquery: a filter on them then costs no second run of the subqueries."""
+    return total - (allocated - refunded) - credited
 
 
 # --- an invoice's balance --------------------------------------------------------------

@@ -155,8 +155,16 @@ class InvoicePage:
 
 @cache
 def _invoice_statement() -> Any:
+    """The invoice page's statement: one row per line of the customer's invoice `number`
+    (one with no line when it has none): the invoice, its `balance_columns()`, the
+    line, the customer's time zone.
+
+    The balance subqueries run once per invoice, not once per line: the invoice is read
+    with them in a subquery that PostgreSQL runs as written (OFFSET 0 keeps it from
+    merging it into this statement) before its lines are joined."""
     invoices, lines, customers = Invoice.__table__, InvoiceLine.__table__, Customer.__table__
-    return (
+    allocated, refunded, credited, held, planned = balance_columns()
+    invoice = (
         select(
             invoices.c.id,
             invoices.c.number,
@@ -165,7 +173,24 @@ def _invoice_statement() -> Any:
             invoices.c.currency,
             invoices.c.total_minor,
             invoices.c.voided_at,
-            *balance_columns(),
+            allocated.label("a"),
+            refunded.label("r"),
+            credited.label("c"),
+            held.label("h"),
+            planned.label("p"),
+            customers.c.timezone,  # the customer's "today" (customer_today), no Customer loaded
+        )
+        .select_from(invoices.join(customers, customers.c.id == invoices.c.customer_id))
+        .where(
+            invoices.c.customer_id == bindparam("customer_id"),
+            invoices.c.number == bindparam("number"),
+        )
+        .offset(literal_column("0"))
+        .subquery("o")
+    )
+    return (
+        select(
+            *list(invoice.c)[:12],
             lines.c.id,
             lines.c.line_number,
             lines.c.description,
@@ -174,17 +199,9 @@ def _invoice_statement() -> Any:
             lines.c.unit_price_scale,
             lines.c.tax_minor,
             lines.c.amount_minor,
-            customers.c.timezone,  # the customer's "today" (customer_today), no Customer loaded
+            invoice.c.timezone,
         )
-        .select_from(
-            invoices.join(customers, customers.c.id == invoices.c.customer_id).outerjoin(
-                lines, lines.c.invoice_id == invoices.c.id
-            )
-        )
-        .where(
-            invoices.c.customer_id == bindparam("customer_id"),
-            invoices.c.number == bindparam("number"),
-        )
+        .select_from(invoice.outerjoin(lines, lines.c.invoice_id == invoice.c.id))
         .order_by(lines.c.line_number)
     )
 

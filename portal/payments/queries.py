@@ -8,7 +8,7 @@ from datetime import date, datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, literal_column, select
 from sqlalchemy.orm import selectinload
 
 from portal.access.sessions import run_read
@@ -19,7 +19,7 @@ from portal.invoices.balances import (
     InvoiceBalance,
     balance_columns,
     balance_from_amounts,
-    open_balance_column,
+    open_balance_of,
 )
 from portal.invoices.models import Invoice
 from portal.invoices.queries import invoice_balances_by_customer
@@ -95,8 +95,17 @@ def payable_now(customer_id: int, now: datetime) -> list[PayableItem]:
 
 @cache
 def _customer_rows_statement() -> Any:
+    """The pay page's statement: the customer's open invoices (oldest due first), each
+    with `balance_columns()` and the customer's time zone last; its one parameter is
+    `customer_id`.
+
+    The balance subqueries run once per invoice: the invoices are read with them in a
+    subquery that PostgreSQL runs as written (OFFSET 0 keeps it from merging it into
+    this statement, which would run them again in the filter), and the open-balance
+    filter (`balances.open_balance_of`) reads its columns."""
     invoices, customers = Invoice.__table__, Customer.__table__
-    return (
+    allocated, refunded, credited, held, planned = balance_columns()
+    read = (
         select(
             invoices.c.id,
             invoices.c.number,
@@ -104,18 +113,27 @@ def _customer_rows_statement() -> Any:
             invoices.c.currency,
             invoices.c.total_minor,
             invoices.c.voided_at,
-            *balance_columns(),
+            allocated.label("a"),
+            refunded.label("r"),
+            credited.label("c"),
+            held.label("h"),
+            planned.label("p"),
             customers.c.timezone,
         )
         .select_from(invoices.join(customers, customers.c.id == invoices.c.customer_id))
         .where(
             invoices.c.customer_id == bindparam("customer_id"),
-            # Open invoices only (`InvoiceBalance.is_open`, said in SQL by balances): a
-            # paid invoice is never payable, and the page need not build its balance.
             invoices.c.voided_at.is_(None),
-            open_balance_column() > 0,
         )
-        .order_by(invoices.c.due_date, invoices.c.number)
+        .offset(literal_column("0"))
+        .subquery("o")
+    )
+    return (
+        select(*read.c)
+        # Open invoices only (`InvoiceBalance.is_open`, said in SQL by balances): a
+        # paid invoice is never payable, and the page need not build its balance.
+        .where(open_balance_of(read.c.total_minor, read.c.a, read.c.r, read.c.c) > 0)
+        .order_by(read.c.due_date, read.c.number)
     )
 
 
