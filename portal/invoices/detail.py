@@ -3,9 +3,11 @@
 An invoice with nothing paid, credited or disputed (the usual one) costs one statement:
 the invoice, the amounts of its balance (`balances.balance_columns`) and its lines,
 joined, built once per process and read as plain rows (a round trip and the ORM's
-bookkeeping cost more than the page's few rows). Payments, credit notes, per-line credits
-and holds, and open disputes are read only when the invoice's own sums show there is
-something to find: each is a positive amount, so a zero sum means there is none.
+bookkeeping cost more than the page's few rows). An invoice with something paid,
+credited or held costs one more, read the same way (`_history_statement`): its payments'
+allocations, its credit notes (with the lines they credit) and the lines of its open
+disputes. It is read only when the invoice's own sums show there is something to find:
+each is a positive amount, so zero sums mean there is none.
 """
 
 from __future__ import annotations
@@ -14,44 +16,60 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from functools import cache, lru_cache
+from functools import cache
 from typing import Any
 
-from babel.numbers import format_decimal
-from sqlalchemy import bindparam, literal_column, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy import Date, Integer, bindparam, cast, func, literal_column, null, select, union_all
 
 from portal.access.sessions import run_read
 from portal.customers.models import Customer
-from portal.disputes.models import OPEN_STATUSES, Dispute
-from portal.extensions import db
+from portal.disputes.models import OPEN_STATUSES, Dispute, DisputeLine, DisputeStatus
 from portal.i18n import zone_or_default
 from portal.invoices.balances import (
     InvoiceBalance,
     LineBalance,
     balance_columns,
     balance_from_amounts,
-    line_balances_of,
+    inline_values,
 )
+from portal.invoices.balances import _line_balances_from as line_balances_from
 from portal.invoices.models import QUANTITY_SCALE, CreditNote, Invoice, InvoiceLine
-from portal.invoices.queries import allocations_for_invoice, credits_for_invoice
 from portal.money import Money, UnitPrice
-from portal.payments.models import PaymentAllocation
+from portal.payments.models import Payment, PaymentAllocation
 
 _OPEN = sorted(str(status) for status in OPEN_STATUSES)
 
 
 @dataclass(frozen=True, slots=True)
 class PageLine:
-    """An invoice line as the page shows it (what `InvoiceLine` gives, read-only)."""
+    """An invoice line as the page shows it: its columns as stored (minor units of
+    `currency`, quantity in thousandths, unit price as units x 10**-scale), with what
+    `InvoiceLine` gives of them (`quantity`, `unit_price`, `tax`, `amount`)."""
 
     id: int
     line_number: int
     description: str
-    quantity: Decimal
-    unit_price: UnitPrice
-    tax: Money
+    quantity_milli: int
+    unit_price_units: int
+    unit_price_scale: int
+    tax_minor: int
     amount: Money
+
+    @property
+    def currency(self) -> str:
+        return self.amount.currency
+
+    @property
+    def quantity(self) -> Decimal:
+        return (Decimal(self.quantity_milli) / QUANTITY_SCALE).normalize()  # as InvoiceLine's
+
+    @property
+    def unit_price(self) -> UnitPrice:
+        return UnitPrice(self.unit_price_units, self.unit_price_scale, self.currency)
+
+    @property
+    def tax(self) -> Money:
+        return Money(self.tax_minor, self.currency)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,18 +87,61 @@ class PageInvoice:
     lines: list[PageLine]
 
 
+@dataclass(frozen=True, slots=True)
+class PageAllocation:
+    """What one payment paid on the invoice (`PaymentAllocation` and its `Payment`):
+    `amount` is the allocation's, in the payment's currency."""
+
+    payment_id: int
+    reference: str
+    checkout_id: int | None  # the portal checkout of a card payment; None when offline
+    paid_on: date
+    amount: Money
+
+    @property
+    def receipt_number(self) -> str:
+        return f"R-{self.payment_id:06d}"  # as Payment.receipt_number
+
+
+@dataclass(frozen=True, slots=True)
+class PageCredit:
+    """A credit note on the invoice; `invoice_line_id` is the line it credits, if any."""
+
+    reference: str
+    issued_on: date
+    amount: Money
+    invoice_line_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class PageDispute:
+    """An open dispute of the invoice: `amount` is what it contests (the sum of its
+    lines, as `Dispute.amount`), `line_ids` the invoice lines it holds (in its lines'
+    order)."""
+
+    id: int
+    status: str
+    amount: Money
+    line_ids: tuple[int, ...]
+
+    @property
+    def state(self) -> DisputeStatus:
+        return DisputeStatus(self.status)
+
+
 @dataclass(frozen=True)
 class InvoicePage:
     """One invoice as its page shows it. `lines` are in line-number order; `open_disputes`
     are the invoice's open disputes, newest first, and `dispute_by_line` the first of them
-    that holds each line (by invoice line id)."""
+    that holds each line (by invoice line id); `allocations` by payment date, `credits`
+    by issue date."""
 
     balance: InvoiceBalance
     lines: list[LineBalance]
-    open_disputes: list[Dispute]
-    dispute_by_line: dict[int, Dispute]
-    allocations: list[PaymentAllocation]
-    credits: list[CreditNote]
+    open_disputes: list[PageDispute]
+    dispute_by_line: dict[int, PageDispute]
+    allocations: list[PageAllocation]
+    credits: list[PageCredit]
 
     @property
     def invoice(self) -> PageInvoice:
@@ -150,24 +211,11 @@ def _invoice(rows: Sequence[Any]) -> PageInvoice:
     invoice_id, number, issued, due, currency, total = rows[0][:6]
     lines = [
         PageLine(
-            line_id,
-            line_number,
-            description,
-            (Decimal(quantity_milli) / QUANTITY_SCALE).normalize(),  # as InvoiceLine.quantity
-            UnitPrice(price_units, price_scale, currency),
-            Money(tax, currency),
-            Money(amount, currency),
+            line_id, line_number, description, milli, units, scale, tax, Money(amount, currency)
         )
-        for (
-            line_id,
-            line_number,
-            description,
-            quantity_milli,
-            price_units,
-            price_scale,
-            tax,
-            amount,
-        ) in (row[12:20] for row in rows)
+        for line_id, line_number, description, milli, units, scale, tax, amount in (
+            row[12:20] for row in rows
+        )
         if line_id is not None
     ]
     return PageInvoice(
@@ -188,47 +236,146 @@ def invoice_page_for(customer_id: int, number: str, now: datetime) -> InvoicePag
     invoice = _invoice(rows)
     # InvoiceBalance and the line rule read only what PageInvoice has of an Invoice.
     balance = balance_from_amounts(invoice, rows[0][7:12], today)  # type: ignore[arg-type]
-    open_disputes = _open_disputes(customer_id, invoice.id) if balance.held_minor else []
-    dispute_by_line: dict[int, Dispute] = {}
-    for dispute in open_disputes:
-        for line in dispute.lines:
-            dispute_by_line.setdefault(line.invoice_line_id, dispute)
     allocated = balance.paid.minor + balance.refunded_minor
+    if not (allocated or balance.credited.minor or balance.held_minor):
+        return InvoicePage(
+            balance=balance,
+            lines=line_balances_from(invoice, balance.payable, {}, {}),  # type: ignore[arg-type]
+            open_disputes=[],
+            dispute_by_line={},
+            allocations=[],
+            credits=[],
+        )
+    history = _history(customer_id, invoice)
+    dispute_by_line: dict[int, PageDispute] = {}
+    for dispute in history.open_disputes:
+        for line_id in dispute.line_ids:
+            dispute_by_line.setdefault(line_id, dispute)
     return InvoicePage(
         balance=balance,
-        lines=line_balances_of(invoice, balance),  # type: ignore[arg-type]
-        open_disputes=open_disputes,
+        lines=line_balances_from(
+            invoice,  # type: ignore[arg-type]
+            balance.payable,
+            history.credited_by_line,
+            history.held_by_line,
+        ),
+        open_disputes=history.open_disputes,
         dispute_by_line=dispute_by_line,
-        allocations=allocations_for_invoice(invoice) if allocated else [],  # type: ignore[arg-type]
-        credits=credits_for_invoice(invoice) if balance.credited.minor else [],  # type: ignore[arg-type]
+        allocations=history.allocations,
+        credits=history.credits,
     )
 
 
-def _open_disputes(customer_id: int, invoice_id: int) -> list[Dispute]:
-    return list(
-        db.session.scalars(
-            select(Dispute)
-            .where(
-                Dispute.customer_id == customer_id,
-                Dispute.invoice_id == invoice_id,
-                Dispute.status.in_(_OPEN),
-            )
-            .options(selectinload(Dispute.lines))
-            .order_by(Dispute.opened_at.desc(), Dispute.id.desc())
+# --- what was paid, credited and held: one more statement, when there is any --------------
+_ALLOCATION, _CREDIT, _DISPUTE_LINE = 1, 2, 3  # the kinds of `_history_statement`'s rows
+
+
+@cache
+def _history_statement() -> Any:
+    """The invoice's payment allocations (with their payments), credit notes, and the
+    lines of its open disputes, as rows of one shape, in the page's order: kind
+    (`_ALLOCATION`…), position within the kind, id (the payment's, the credit note's, the
+    dispute's), day (paid on, issued on), text (payment or credit reference, dispute
+    status), line or checkout id (a payment's checkout; the invoice line a credit note or
+    a dispute line names), amount_minor, currency, and the dispute's customer.
+
+    Allocations come by payment date (then payment id), credit notes by issue date (then
+    id), as `queries.allocations_for_invoice` and `credits_for_invoice` order them;
+    disputes newest first (then by id, highest first), each with its lines in id order."""
+    allocations, payments = PaymentAllocation.__table__, Payment.__table__
+    credits = CreditNote.__table__
+    disputes, dispute_lines = Dispute.__table__, DisputeLine.__table__
+    invoice_id = bindparam("invoice_id", type_=Integer)
+    nothing = literal_column("0", Integer)
+    return union_all(
+        select(
+            literal_column(str(_ALLOCATION)).label("kind"),
+            func.row_number().over(order_by=(payments.c.paid_on, payments.c.id)).label("position"),
+            payments.c.id.label("id"),
+            payments.c.paid_on.label("day"),
+            payments.c.reference.label("text"),
+            payments.c.checkout_id.label("other_id"),
+            allocations.c.amount_minor.label("amount_minor"),
+            payments.c.currency.label("currency"),
+            cast(null(), Integer).label("customer_id"),
+            nothing.label("sub"),
         )
+        .select_from(allocations.join(payments, payments.c.id == allocations.c.payment_id))
+        .where(allocations.c.invoice_id == invoice_id),
+        select(
+            literal_column(str(_CREDIT)),
+            func.row_number().over(order_by=(credits.c.issued_on, credits.c.id)),
+            credits.c.id,
+            credits.c.issued_on,
+            credits.c.reference,
+            credits.c.invoice_line_id,
+            credits.c.amount_minor,
+            credits.c.currency,
+            cast(null(), Integer),
+            nothing,
+        ).where(credits.c.invoice_id == invoice_id),
+        select(
+            literal_column(str(_DISPUTE_LINE)),
+            func.dense_rank().over(order_by=(disputes.c.opened_at.desc(), disputes.c.id.desc())),
+            disputes.c.id,
+            cast(null(), Date),
+            disputes.c.status,
+            dispute_lines.c.invoice_line_id,
+            dispute_lines.c.amount_minor,
+            dispute_lines.c.currency,
+            disputes.c.customer_id,
+            dispute_lines.c.id,
+        )
+        .select_from(dispute_lines.join(disputes, disputes.c.id == dispute_lines.c.dispute_id))
+        .where(
+            disputes.c.invoice_id == invoice_id,
+            disputes.c.status.in_(inline_values(_OPEN)),
+        ),
+    ).order_by(literal_column("kind"), literal_column("position"), literal_column("sub"))
+
+
+@dataclass(frozen=True, slots=True)
+class _History:
+    allocations: list[PageAllocation]
+    credits: list[PageCredit]
+    open_disputes: list[PageDispute]  # the customer's, newest first
+    credited_by_line: dict[int, int]  # minor units credited per invoice line id
+    held_by_line: dict[int, int]  # minor units open disputes hold per invoice line id
+
+
+def _history(customer_id: int, invoice: PageInvoice) -> _History:
+    """What `_history_statement` reads of `invoice`, with what is credited and held per
+    line (as `balances.credited_by_line` and `held_by_line` sum them)."""
+    allocations: list[PageAllocation] = []
+    credits: list[PageCredit] = []
+    credited_by_line: dict[int, int] = {}
+    held_by_line: dict[int, int] = {}
+    disputes: dict[int, tuple[str, list[Money], list[int]]] = {}  # in position order
+    currency = invoice.currency
+    for kind, _, item_id, day, text, other_id, amount, row_currency, owner, _ in run_read(
+        _history_statement(), {"invoice_id": invoice.id}
+    ):
+        if kind == _ALLOCATION:
+            allocations.append(
+                PageAllocation(item_id, text, other_id, day, Money(amount, row_currency))
+            )
+        elif kind == _CREDIT:
+            credits.append(PageCredit(text, day, Money(amount, row_currency), other_id))
+            if other_id is not None:
+                credited_by_line[other_id] = credited_by_line.get(other_id, 0) + amount
+        else:
+            held_by_line[other_id] = held_by_line.get(other_id, 0) + amount
+            if owner == customer_id:  # as the page listed them (`Dispute.customer_id`)
+                _, amounts, line_ids = disputes.setdefault(item_id, (text, [], []))
+                amounts.append(Money(amount, row_currency))
+                line_ids.append(other_id)
+    return _History(
+        allocations,
+        credits,
+        [
+            PageDispute(dispute_id, status, Money.sum(amounts, currency), tuple(line_ids))
+            for dispute_id, (status, amounts, line_ids) in disputes.items()
+        ],
+        credited_by_line,
+        held_by_line,
     )
-
-
-# A line's quantity and unit price as the page writes them: pure functions of their
-# arguments, formatted through Babel once per distinct value and language per process
-# (as `portal.money` does for amounts and `portal.i18n` for dates).
-@lru_cache(maxsize=4096)
-def format_quantity(quantity: Decimal, locale: str) -> str:
-    """A quantity in `locale` ("1,234.5"), as the `number` filter writes it."""
-    return str(format_decimal(quantity, locale=locale))
-
-
-@lru_cache(maxsize=4096)
-def format_unit_price(price: UnitPrice, locale: str) -> str:
-    """A unit price in `locale` with the decimals given (`UnitPrice.format`)."""
-    return price.format(locale)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from flask import Blueprint, abort, current_app, render_template
 
 from portal.access.sessions import current_customer, customer_required, customer_session
@@ -12,29 +10,18 @@ from portal.customers.queries import customer_today
 from portal.db import utcnow
 from portal.i18n import current_locale
 from portal.invoices import pdf as documents
-from portal.invoices.detail import format_quantity, format_unit_price, invoice_page_for
+from portal.invoices.detail import invoice_page_for
+from portal.invoices.pages import invoice_page
 from portal.invoices.queries import (
     allocations_for_invoice,
     credits_for_invoice,
     get_invoice_for,
     invoice_balance,
 )
-from portal.money import UnitPrice
+from portal.payments.gateway import is_enabled as payments_enabled
 from portal.responses import pdf_response
 
 bp = Blueprint("invoices", __name__)
-
-
-@bp.app_template_filter("quantity")
-def quantity_filter(value: Decimal) -> str:
-    """`|number` for a line's quantity, cached (`detail.format_quantity`)."""
-    return format_quantity(value, current_locale())
-
-
-@bp.app_template_filter("unit_price")
-def unit_price_filter(value: UnitPrice) -> str:
-    """`|money` for a line's unit price, cached (`detail.format_unit_price`)."""
-    return format_unit_price(value, current_locale())
 
 
 def _invoice_or_404(number: str):  # type: ignore[no-untyped-def]
@@ -52,7 +39,8 @@ def detail(number: str):  # type: ignore[no-untyped-def]
     page = invoice_page_for(customer_session().principal_id, number, utcnow())
     if page is None:
         abort(404)  # someone else's invoice is "not found", never "forbidden"
-    return render_template("invoices/detail.html", page=page, invoice=page.invoice)
+    context = invoice_page(page, payments_enabled=payments_enabled(current_app.config))
+    return render_template("invoices/detail.html", **context)
 
 
 @bp.get("/invoices/<path:number>/pdf")

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
+from functools import lru_cache
 
 from portal.errors import DomainError
 from portal.money import Money, minor_unit_exponent
@@ -54,6 +55,7 @@ class AmountProblem(StrEnum):
     ABOVE_PAYABLE = "above_payable"
 
 
+@lru_cache(maxsize=256)
 def minimum_payment(currency: str, default: str, overrides: str = "") -> Money:
     """The smallest partial payment, in major units: `default`, or `overrides` ("JPY=100,…")."""
     for entry in overrides.split(","):
@@ -148,6 +150,9 @@ def take_back(amount: Money, applied: Sequence[Applied]) -> list[tuple[int, Mone
 
 
 # --- what one card charge can take -------------------------------------------------------
+# The figures per currency (card_step, card_minimum, card_maximum; minimum_payment per
+# setting) are pure and asked for on every page that offers to pay: each is worked out
+# once per process (they parse decimals).
 # Stripe, "Minimum and maximum charge amounts" (docs.stripe.com/currencies#minimum-and-
 # maximum-charge-amounts): a charge's amount has at most eight digits in Stripe's units
 # (99,999,999: $999,999.99, ¥99,999,999, 99,999.990 KWD), and at least the listed
@@ -188,6 +193,7 @@ class CardProblem(StrEnum):
     ABOVE_CARD_MAXIMUM = "above_card_maximum"
 
 
+@lru_cache(maxsize=256)
 def card_step(currency: str) -> Money:
     """The smallest amount Stripe can express in this currency, in our minor units
     (0.01 USD, 1 JPY, 0.010 KWD: three-decimal currencies must end in 0)."""
@@ -198,6 +204,7 @@ def card_step(currency: str) -> Money:
     return Money(stripe_units * 10**-shift, currency)
 
 
+@lru_cache(maxsize=256)
 def card_minimum(currency: str) -> Money:
     """The smallest single card charge Stripe accepts in this currency."""
     listed = STRIPE_MINIMUMS.get(currency.upper())
@@ -207,6 +214,7 @@ def card_minimum(currency: str) -> Money:
     return max(Money.from_decimal(listed, currency), step)
 
 
+@lru_cache(maxsize=256)
 def card_maximum(currency: str) -> Money:
     """The largest single card charge (Stripe's eight digits), in our minor units."""
     shift = stripe_exponent(currency) - minor_unit_exponent(currency)

@@ -19,9 +19,13 @@ from portal.invoices.balances import (
     InvoiceBalance,
     balance_columns,
     balance_from_amounts,
+    balance_minor,
+    days_overdue_of,
     open_balance_of,
+    payable_minor,
+    status_of,
 )
-from portal.invoices.models import Invoice
+from portal.invoices.models import Invoice, InvoiceStatus
 from portal.invoices.queries import invoice_balances_by_customer
 from portal.money import Money
 from portal.payments.models import (
@@ -35,27 +39,12 @@ from portal.payments.models import (
 from portal.payments.policy import OpenItem
 
 
-@dataclass(frozen=True, slots=True)
-class InvoiceRef:
-    """What step 1 of paying reads of an invoice (and `InvoiceBalance` of it), as a plain
-    row: the page reads ten of them per request, and the ORM's bookkeeping of ten
-    `Invoice` objects cost more than the statement."""
-
-    id: int
-    number: str
-    due_date: date
-    currency: str
-    total: Money
-    voided_at: datetime | None
-
-
 @dataclass(frozen=True)
 class PayableItem:
     """An invoice with something to pay now. `payable` is `InvoiceBalance.payable`:
-    the balance less what disputes and plans hold, the one rule for what may be paid.
-    `invoice` is an `InvoiceRef` on the pay page (`payable_now`)."""
+    the balance less what disputes and plans hold, the one rule for what may be paid."""
 
-    invoice: Invoice | InvoiceRef
+    invoice: Invoice
     payable: Money
     balance: Money
     is_overdue: bool
@@ -73,24 +62,60 @@ def payable_items(customer: Customer, today: date) -> list[PayableItem]:
     return _payable(balance_from_amounts(invoice, amounts, today) for invoice, *amounts in rows)
 
 
-def payable_now(customer_id: int, now: datetime) -> list[PayableItem]:
-    """`payable_items` for the pay page, as of `now` read as the customer's date (as
-    `customers.queries.customer_today` does): the same items, each invoice an
-    `InvoiceRef`, and no Customer loaded (its time zone comes with the rows)."""
+@dataclass(frozen=True, slots=True)
+class PayableNow:
+    """An invoice with something to pay now, as step 1 of paying shows it: plain values
+    from one statement's row (the page reads ten of them per request, and making an
+    `Invoice` and an `InvoiceBalance` of each cost more than the statement).
+    `payable_minor` (minor units of `currency`, > 0) is `InvoiceBalance.payable` by the
+    same rule (`invoices.balances`); `days_overdue` is 0 when not yet due."""
+
+    id: int
+    number: str
+    due_date: date
+    currency: str
+    payable_minor: int
+    days_overdue: int
+
+    @property
+    def is_overdue(self) -> bool:
+        return self.days_overdue > 0
+
+    @property
+    def payable(self) -> Money:
+        return Money(self.payable_minor, self.currency)
+
+    @property
+    def open_item(self) -> OpenItem:
+        return OpenItem(self.id, self.due_date, self.number, self.payable)
+
+
+def payable_now(customer_id: int, now: datetime) -> list[PayableNow]:
+    """What `payable_items` lists, for the pay page, as of `now` read as the customer's
+    date (as `customers.queries.customer_today` does): oldest due first, no Customer
+    loaded (its time zone comes with the rows)."""
     # Plain rows, read as the session lookup is (`sessions.run_read`): on PostgreSQL one
     # round trip in autocommit when the request has not begun a transaction.
     rows = run_read(_customer_rows_statement(), {"customer_id": customer_id})
     if not rows:
         return []
     today = now.astimezone(zone_or_default(rows[0][-1])).date()
-    return _payable(
-        balance_from_amounts(
-            InvoiceRef(invoice_id, number, due, currency, Money(total, currency), voided_at),  # type: ignore[arg-type]
-            amounts[:-1],
-            today,
-        )
-        for invoice_id, number, due, currency, total, voided_at, *amounts in rows
-    )
+    items = []
+    for invoice_id, number, due, currency, total, voided_at, *amounts in rows:
+        allocated, refunded, credited, held, planned = (int(value) for value in amounts[:-1])
+        is_void = voided_at is not None
+        net_paid = allocated - refunded
+        balance = balance_minor(int(total), net_paid, credited)
+        if status_of(balance, net_paid, credited, is_void=is_void) not in _OPEN:
+            continue
+        payable = payable_minor(balance, held, planned, is_void=is_void)
+        if payable > 0:
+            days = days_overdue_of(due, today, is_open=True)
+            items.append(PayableNow(invoice_id, number, due, currency, payable, days))
+    return items
+
+
+_OPEN = (InvoiceStatus.OPEN, InvoiceStatus.PARTIALLY_PAID)  # `InvoiceBalance.is_open`
 
 
 @cache

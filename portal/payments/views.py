@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
@@ -34,6 +32,7 @@ from portal.payments.forms import CheckPaymentForm, ChoosePaymentForm, PayForm, 
 from portal.payments.gateway import is_enabled
 from portal.payments.inventory import card_page_script_tags
 from portal.payments.models import Checkout, CheckoutStatus
+from portal.payments.pages import choose_page, page_helpers
 from portal.payments.policy import (
     AmountProblem,
     CardAdvice,
@@ -44,7 +43,7 @@ from portal.payments.policy import (
     preview_payment,
 )
 from portal.payments.queries import (
-    PayableItem,
+    PayableNow,
     get_checkout_for,
     get_payment_for,
     payable_items,
@@ -94,64 +93,76 @@ def _back_to_step_one(checkout: Checkout):  # type: ignore[no-untyped-def]
     return redirect(url_for("payments.choose", invoice=numbers))
 
 
-def _payable_now() -> list[PayableItem]:
-    # The session's customer id: step 1 needs no Customer object when there is something
-    # to pay (the time zone comes with the invoices).
+def _payable_now() -> list[PayableNow]:
+    # The session's customer id: step 1 needs no Customer object (the time zone comes
+    # with the invoices).
     return payable_now(customer_session().principal_id, utcnow())
 
 
-def _card_advice_for(form: ChoosePaymentForm, items: list[PayableItem]) -> CardAdvice | None:
-    """Advice when one card charge cannot take the chosen invoices' whole payable amount."""
-    ticked = set(form.invoices.data or [])
-    chosen = [i.payable for i in items if i.invoice.number in ticked]
-    if not chosen:
+def _card_advice_for(ticked: list[PayableNow]) -> CardAdvice | None:
+    """Advice when one card charge cannot take the ticked invoices' whole payable amount."""
+    if not ticked:
         return None
-    return card_advice(Money.sum(chosen, chosen[0].currency))
+    return card_advice(Money.sum((i.payable for i in ticked), ticked[0].currency))
 
 
 def _render_choose(  # type: ignore[no-untyped-def]
-    form: ChoosePaymentForm, items: list[PayableItem], status: int = 200
+    items: list[PayableNow],
+    chosen: list[str],
+    amount: str | None = None,
+    form: ChoosePaymentForm | None = None,
+    status: int = 200,
 ):
-    currency = items[0].invoice.currency if items else current_customer().currency
-    advice = _card_advice_for(form, items)
-    minimum = payment_minimum(currency)
-    preview = _preview(form, items, minimum)
-    if form.update.data and preview is not None and not form.amount.errors:
-        form.amount.errors = _amount_errors(form, preview, minimum)
-    return render_template(
-        "payments/choose.html",
-        form=form,
-        items=items,
-        card_notice=card_advice_message(advice) if advice else None,
+    """Step 1 with the invoices numbered in `chosen` ticked and `amount` (the field's
+    text; None: the most one card can take when that is less than their total, else
+    empty); `form` is the form posted, with its errors."""
+    if not items:  # nothing to pay: nothing to choose
+        return render_template("payments/choose.html", items=items, **page_helpers()), status
+    numbers = set(chosen)
+    ticked = [i for i in items if i.number in numbers]
+    minimum = payment_minimum(items[0].currency)
+    preview = _preview(ticked, amount or "", minimum)
+    # The preview's total is what the ticked invoices' payable amounts add up to.
+    advice = card_advice(preview.total) if preview is not None else _card_advice_for(ticked)
+    if amount is None:
+        amount = ""
+        if advice is not None and advice.chargeable.is_positive:
+            amount = str(advice.chargeable.to_decimal())
+            preview = _preview(ticked, amount, minimum)
+    if form is not None and form.update.data and preview is not None and not form.amount.errors:
+        form.amount.errors = _amount_errors(amount, preview, minimum)
+    context = choose_page(
+        items,
+        chosen,
+        amount=amount,
+        amount_errors=list(form.amount.errors) if form is not None else [],
+        invoice_errors=list(form.invoices.errors) if form is not None else [],
         minimum=minimum,
-        # A partial payment exists only above the minimum: 0.005 KWD has none to offer.
-        partial_possible=preview is None or preview.total > minimum,
         preview=preview,
-        preview_texts=preview_messages(),
-    ), status
+        card_notice=card_advice_message(advice) if advice else None,
+    )
+    # The error summary lists the posted form's errors (none on a GET).
+    context["form"] = form
+    return render_template("payments/choose.html", **context), status
 
 
-def _preview(
-    form: ChoosePaymentForm, items: list[PayableItem], minimum: Money
-) -> PaymentPreview | None:
+def _preview(ticked: list[PayableNow], amount: str, minimum: Money) -> PaymentPreview | None:
     """The total of the ticked invoices and how the amount typed would be applied."""
-    numbers = set(form.invoices.data or [])
-    ticked = [i.open_item for i in items if i.invoice.number in numbers]
-    if not ticked or len({i.balance.currency for i in ticked}) > 1:
+    if not ticked or len({i.currency for i in ticked}) > 1:
         return None
-    amount = None
-    if (form.amount.data or "").strip():
+    wanted = None
+    if amount.strip():
         try:
-            amount = Money.from_decimal(form.amount.data.strip(), minimum.currency)
+            wanted = Money.from_decimal(amount.strip(), minimum.currency)
         except InvalidAmount:
-            amount = None  # shown as "pay the total"; the amount's error says why
-    return preview_payment(ticked, amount, minimum)
+            wanted = None  # shown as "pay the total"; the amount's error says why
+    return preview_payment([i.open_item for i in ticked], wanted, minimum)
 
 
-def _amount_errors(form: ChoosePaymentForm, preview: PaymentPreview, minimum: Money) -> list[str]:
+def _amount_errors(amount: str, preview: PaymentPreview, minimum: Money) -> list[str]:
     """What the service would say of this amount, said before anything is opened."""
     locale = current_locale()
-    text = (form.amount.data or "").strip()
+    text = amount.strip()
     if not text:
         return []
     problem = preview.problem
@@ -173,37 +184,16 @@ def _amount_errors(form: ChoosePaymentForm, preview: PaymentPreview, minimum: Mo
     return []
 
 
-def preview_messages() -> dict[str, str]:
-    """The step-1 sentences that static/js/portal.js fills in as the customer ticks and types
-    (placeholders as in gettext: %(number)s, %(amount)s, %(due)s)."""
-    return _preview_messages(current_locale())
-
-
-@lru_cache(maxsize=16)
-def _preview_messages(locale: str) -> dict[str, str]:
-    """`preview_messages` in `locale` (the request's): the same for everyone, so once per
-    process and language."""
-    return {
-        "full": _("%(number)s: %(amount)s, paid in full"),
-        "part": _("%(number)s: %(amount)s of %(due)s"),
-        "none": _("%(number)s: nothing this time (%(due)s stays due)"),
-        "nothing": _("Tick at least one invoice to see the total."),
-        "intro": _("How %(amount)s will be applied, oldest due first:"),
-    }
-
-
 @bp.get("/pay")
 @customer_required
 def choose():  # type: ignore[no-untyped-def]
+    """Step 1: every payable invoice ticked, or those asked for (`?invoice=`, or the
+    overdue ones: `?overdue=1`). Nothing is posted here, so no form is made."""
     items = _payable_now()
     wanted = request.args.getlist("invoice")
     if request.args.get("overdue"):
-        wanted = [i.invoice.number for i in items if i.is_overdue]
-    form = ChoosePaymentForm(formdata=None, invoices=wanted or [i.invoice.number for i in items])
-    advice = _card_advice_for(form, items)
-    if advice is not None and advice.chargeable.is_positive:
-        form.amount.data = str(advice.chargeable.to_decimal())  # the most one card can take
-    return _render_choose(form, items)
+        wanted = [i.number for i in items if i.is_overdue]
+    return _render_choose(items, wanted or [i.number for i in items])
 
 
 @bp.post("/pay")
@@ -213,7 +203,7 @@ def start():  # type: ignore[no-untyped-def]
     form = ChoosePaymentForm()
     if form.update.data:  # "Update total" (no JavaScript): show the total, open nothing
         form.validate_on_submit()
-        return _render_choose(form, _payable_now())
+        return _render_choose(_payable_now(), form.invoices.data or [], form.amount._value(), form)
     if form.validate_on_submit():
         try:
             checkout = start_checkout(
@@ -228,7 +218,8 @@ def start():  # type: ignore[no-untyped-def]
         else:
             db.session.commit()
             return redirect(url_for("payments.card", checkout_id=checkout.id))
-    return _render_choose(form, _payable_now(), 400)
+    items = _payable_now()
+    return _render_choose(items, form.invoices.data or [], form.amount._value(), form, 400)
 
 
 @bp.get("/pay/<int:checkout_id>")

@@ -101,6 +101,43 @@ def test_pay_all_overdue_preselects_only_the_overdue_invoices(client):
     assert not re.search(rf'value="{overdue.number}" checked', just_one)
 
 
+def test_an_invoice_number_is_escaped_once_on_the_pay_page(client):
+    # given an invoice number with every character HTML gives a meaning to
+    customer = make_customer(timezone="UTC")
+    today = utcnow().date()
+    make_invoice(
+        customer,
+        number="A&B<1>'x\"",
+        issue_date=today - timedelta(days=40),
+        due_date=today - timedelta(days=10),
+        lines=[("Consulting", "1", "100.00")],
+    )
+    make_invoice(customer, number="PLAIN-1", due_date=today + timedelta(days=5))
+    login_as(client, customer)
+    escaped = "A&amp;B&lt;1&gt;&#39;x&#34;"
+    # when the page shows it: ticked, as a label, in the split of the total
+    page = client.get("/pay").text
+    # then it is escaped once wherever it appears
+    assert f'data-label="{escaped}" value="{escaped}" checked>' in page
+    assert f'<label for="invoice-1">Invoice {escaped}</label>' in page
+    assert f"<li>{escaped}: $100.00, paid in full</li>" in page
+    # and so after "Update total" with a partial amount, and after a refused amount
+    token = csrf_token_from(page)
+    numbers = ["A&B<1>'x\"", "PLAIN-1"]
+    data = {"csrf_token": token, "invoices": numbers, "amount": "30", "update": "1"}
+    updated = client.post("/pay", data=data).text
+    assert f"<li>{escaped}: $30.00 of $100.00</li>" in updated
+    assert f'value="{escaped}" checked>' in updated
+    refused = client.post("/pay", data={"csrf_token": token, "invoices": numbers, "amount": "0.10"})
+    assert refused.status_code == 400
+    assert f'<label for="invoice-1">Invoice {escaped}</label>' in refused.text
+    for text in (page, updated, refused.text):
+        assert "A&B<1>" not in text
+        assert "&amp;amp;" not in text
+        assert "&amp;lt;" not in text
+        assert "&amp;#" not in text
+
+
 def test_the_pages_need_a_session(client):
     assert client.get("/pay").status_code == 401
     assert client.get("/pay/1").status_code == 401

@@ -1,0 +1,215 @@
+"""Step 1 of paying (`payments/choose.html`) as it is shown: each invoice's cells, the
+totals and the split of the amount as display strings, worked out in Python once per
+request instead of by filters and `{% trans %}` per cell in the template.
+
+As on the account page (`customers.pages`): amounts and dates go through the formatters
+of the `money` and `date` filters (cached per locale), messages through the request's
+catalog with the templates' semantics (the translation is markup, the values put into it
+are escaped), each value escaped once; the page's table writes the rows as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from flask import current_app
+from flask_babel import gettext as _
+from jinja2.utils import htmlsafe_json_dumps
+from markupsafe import Markup, escape
+
+from portal.customers.pages import _Format, _Messages, page_url
+from portal.i18n import current_locale, request_translations
+from portal.money import Money
+from portal.payments.forms import ChoosePaymentForm
+from portal.payments.policy import PaymentPreview
+from portal.payments.queries import PayableNow
+
+
+@dataclass(slots=True)
+class PayRow:
+    """An invoice the page offers, its cells already escaped (Markup): the table writes
+    them as they are, without an `escape()` or a filter per cell."""
+
+    index: int  # 1, 2…: the checkbox is `invoice-<index>`
+    number: Markup
+    payable_minor: int  # the checkbox's data-payable (static/js/portal.js adds them up)
+    due_iso: str  # its data-due-date, "2026-11-30"
+    label: Markup  # "Invoice X"
+    due: Markup  # the due date as the `date` filter writes it
+    overdue: Markup  # "3 days overdue", or "" when not overdue
+    amount: Markup  # what is payable, as the `money` filter writes it
+    checked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AmountField:
+    """The amount field's and the update button's texts as `ChoosePaymentForm` has them
+    (its id, name, label, description and maxlength): the same for every reader of a
+    language, so taken from a form once per process and language."""
+
+    id: str
+    name: str
+    label: str
+    description: str
+    maxlength: int
+    update_name: str
+    update_label: str
+
+
+def choose_page(
+    items: list[PayableNow],
+    chosen: list[str],
+    *,
+    amount: str,
+    amount_errors: list[str],
+    invoice_errors: list[str],
+    minimum: Money,
+    preview: PaymentPreview | None,
+    card_notice: str | None,
+) -> dict[str, Any]:
+    """The template context of `payments/choose.html` for the payable `items` (oldest
+    due first; none: "nothing to pay"), the invoice numbers `chosen` (ticked), the
+    amount field's text as typed or proposed, and the messages of the field errors."""
+    messages = _Messages(request_translations())
+    context = page_helpers(messages)
+    context["items"] = items
+    if not items:
+        return context
+    locale = current_locale()
+    fmt = _Format(locale)
+    shown: dict[tuple[int, str], Markup] = {}  # each amount formatted and escaped once
+
+    def money_minor(minor: int, currency: str) -> Markup:
+        key = (minor, currency)
+        text = shown.get(key)
+        if text is None:
+            text = shown[key] = escape(fmt.money(minor, currency))
+        return text
+
+    def money(value: Money) -> Markup:
+        return money_minor(value.minor, value.currency)
+
+    texts = _sentences(locale)
+    ticked = set(chosen)
+    rows = []
+    numbers: dict[str, Markup] = {}
+    for index, item in enumerate(items, start=1):
+        number = numbers[item.number] = escape(item.number)
+        days = item.days_overdue
+        rows.append(
+            PayRow(
+                index,
+                number,
+                item.payable_minor,
+                item.due_date.isoformat(),
+                _fill(texts["label"], number=number),
+                fmt.day_html(item.due_date),
+                messages.ngettext("%(num)d day overdue", "%(num)d days overdue", days)
+                if days > 0
+                else Markup(""),
+                money_minor(item.payable_minor, item.currency),
+                item.number in ticked,
+            )
+        )
+    context.update(
+        rows=rows,
+        amount=amount,
+        amount_errors=amount_errors,
+        invoice_errors=invoice_errors,
+        field=amount_field(locale),
+        card_notice=card_notice,
+        minimum=minimum,
+        minimum_text=money(minimum),
+        # A partial payment exists only above the minimum: 0.005 KWD has none to offer.
+        partial_possible=preview is None or preview.total > minimum,
+        preview_json=preview_json(locale),
+        total=money(preview.total) if preview is not None else None,
+        split=None,
+        split_intro=None,
+        nothing=preview_messages(locale)["nothing"] if preview is None else None,
+    )
+    if preview is not None and not preview.problem and not amount_errors:
+        split = []
+        for invoice, share in preview.applied:
+            number = numbers.get(invoice.number) or escape(invoice.number)
+            if share == invoice.balance:
+                split.append(_fill(texts["full"], number=number, amount=money(share)))
+            elif share.is_positive:
+                due = money(invoice.balance)
+                split.append(_fill(texts["part"], number=number, amount=money(share), due=due))
+            else:
+                split.append(_fill(texts["none"], number=number, due=money(invoice.balance)))
+        context["split"] = split
+        context["split_intro"] = _fill(texts["intro"], amount=money(preview.amount))
+    return context
+
+
+def page_helpers(messages: _Messages | None = None) -> dict[str, Any]:
+    """The page's `_`, `gettext`, `ngettext` (each message looked up once per language)
+    and `url_for` (each of its links built once per process)."""
+    if messages is None:
+        messages = _Messages(request_translations())
+    return {
+        "_": messages.gettext,
+        "gettext": messages.gettext,
+        "ngettext": messages.ngettext,
+        "url_for": page_url,
+    }
+
+
+@lru_cache(maxsize=16)
+def amount_field(locale: str) -> AmountField:
+    """`AmountField` in `locale` (the request's), from a form made once per language."""
+    form = ChoosePaymentForm(formdata=None, meta={"csrf": False})
+    amount, update = form.amount, form.update
+    return AmountField(
+        amount.id,
+        amount.name,
+        str(amount.label.text),
+        str(amount.description),
+        int(amount.flags.maxlength),
+        update.name,
+        str(update.label.text),
+    )
+
+
+@lru_cache(maxsize=16)
+def preview_messages(locale: str) -> dict[str, str]:
+    """The step-1 sentences that static/js/portal.js fills in as the customer ticks and
+    types (placeholders as in gettext: %(number)s, %(amount)s, %(due)s), in `locale`
+    (the request's): the same for everyone, so once per process and language."""
+    return {
+        "full": _("%(number)s: %(amount)s, paid in full"),
+        "part": _("%(number)s: %(amount)s of %(due)s"),
+        "none": _("%(number)s: nothing this time (%(due)s stays due)"),
+        "nothing": _("Tick at least one invoice to see the total."),
+        "intro": _("How %(amount)s will be applied, oldest due first:"),
+    }
+
+
+@lru_cache(maxsize=16)
+def _sentences(locale: str) -> dict[str, Markup]:
+    """The sentences the page fills in, in `locale` (the request's), as the catalog has
+    them (markup, placeholders left in): a row's label and `preview_messages`."""
+    texts = {"label": _("Invoice %(number)s"), **preview_messages(locale)}
+    return {key: Markup(text) for key, text in texts.items()}  # noqa: S704 (our catalogs)
+
+
+def _fill(sentence: Markup, **values: Markup) -> Markup:
+    """`sentence % values` for values escaped already: what `Markup.__mod__` makes of
+    them (it escapes each value, and escaping Markup leaves it as it is), without its
+    escaping helpers, which cost three times the formatting."""
+    return Markup(str.__mod__(sentence, values))  # noqa: S704 (a catalog's text; escaped values)
+
+
+@lru_cache(maxsize=16)
+def preview_json(locale: str) -> Markup:
+    """`preview_messages` as the `tojson` filter writes them (the form's data-messages)."""
+    policies = current_app.jinja_env.policies
+    return htmlsafe_json_dumps(
+        preview_messages(locale),
+        dumps=policies["json.dumps_function"],
+        **policies["json.dumps_kwargs"],
+    )
