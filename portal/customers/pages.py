@@ -9,21 +9,14 @@ into it are escaped. Links are built by `url_for` once per kind of link.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 from typing import Any, NamedTuple
-from urllib.parse import quote
-from weakref import WeakKeyDictionary
 
-from babel import Locale
-from babel import dates as babel_dates
-from babel.support import NullTranslations
-from flask import request, url_for
 from markupsafe import Markup, escape
 
+from portal.cells import NEEDS_NO_QUOTING, Format, Messages, html, link, page_url
 from portal.customers.models import CustomerSnapshot
 from portal.customers.queries import AccountInvoice, AccountSnapshot
 from portal.disputes.models import DisputeStatus
@@ -43,161 +36,6 @@ from portal.plans.models import PlanStatus
 from portal.plans.pages import plan_reference
 from portal.promises.services import promise_max_days
 
-# What werkzeug's path converters leave unquoted (routing.converters.BaseConverter).
-_PATH_SAFE = "!$&'()*+,/:;=@"
-_NEEDS_NO_QUOTING = re.compile(r"[A-Za-z0-9_.~-]*")  # what quote() leaves as it is
-
-
-class _Messages:
-    """`gettext`/`ngettext` as the templates have them (newstyle, autoescaped): the
-    translation is markup, its placeholders are filled with escaped values.
-
-    Given to the account page's templates as their `_`, `gettext` and `ngettext`: a
-    message without placeholders is translated once per catalog (it is the same for
-    everyone reading that language) instead of on each of its ~50 uses per page."""
-
-    def __init__(self, translations: NullTranslations) -> None:
-        self._translations = translations
-        self._plain = _PLAIN.setdefault(translations, {})
-        self._labels = _LABELS.setdefault(translations, {})
-        self._counted = _COUNTED.setdefault(translations, {})
-
-    def gettext(self, message: str, **variables: Any) -> Markup:
-        if not variables:
-            plain = self._plain.get(message)
-            if plain is None:
-                plain = self._plain[message] = self._markup(message) % {}
-            return plain
-        return self._markup(message) % variables
-
-    def label(self, status: InvoiceStatus | DisputeStatus | PlanStatus) -> str:
-        """A status's translated label (`status.label`), once per catalog."""
-        key = (type(status).__name__, status.value)
-        label = self._labels.get(key)
-        if label is None:
-            label = self._labels[key] = status.label
-        return label
-
-    def label_html(self, status: InvoiceStatus | DisputeStatus | PlanStatus) -> Markup:
-        """`label(status)` escaped, once per catalog (for cells written unescaped)."""
-        key = (type(status).__name__ + "/html", status.value)
-        label = self._labels.get(key)
-        if label is None:
-            label = self._labels[key] = escape(self.label(status))
-        return Markup(label)  # noqa: S704 (escaped above)
-
-    def invoice_labels_html(self) -> dict[InvoiceStatus, str]:
-        """Each invoice status's `label_html`, once per catalog."""
-        labels = _INVOICE_LABELS_HTML.get(self._translations)
-        if labels is None:
-            labels = _INVOICE_LABELS_HTML[self._translations] = {
-                status: str(self.label_html(status)) for status in InvoiceStatus
-            }
-        return labels
-
-    def _markup(self, message: str) -> Markup:
-        # The catalog's text is markup as a template's own text is (S704: not user input).
-        return Markup(self._translations.ugettext(message))  # noqa: S704
-
-    def ngettext(self, singular: str, plural: str, num: int, **variables: Any) -> Markup:
-        if not variables:  # "%(num)d days overdue": the same for every reader of a language
-            key = (singular, plural, num)
-            counted = self._counted.get(key)
-            if counted is None:
-                counted = self._counted[key] = self._counted_markup(singular, plural, num, {})
-            return counted
-        return self._counted_markup(singular, plural, num, variables)
-
-    def _counted_markup(
-        self, singular: str, plural: str, num: int, variables: dict[str, Any]
-    ) -> Markup:
-        variables.setdefault("num", num)
-        return Markup(self._translations.ungettext(singular, plural, num)) % variables  # noqa: S704
-
-
-# Per catalog (one per language and process), its messages without placeholders.
-_PLAIN: WeakKeyDictionary[NullTranslations, dict[str, Markup]] = WeakKeyDictionary()
-_LABELS: WeakKeyDictionary[NullTranslations, dict[tuple[str, str], str]] = WeakKeyDictionary()
-_INVOICE_LABELS_HTML: WeakKeyDictionary[NullTranslations, dict[InvoiceStatus, str]] = (
-    WeakKeyDictionary()
-)
-_COUNTED: WeakKeyDictionary[NullTranslations, dict[tuple[str, str, int], Markup]] = (
-    WeakKeyDictionary()
-)
-
-
-@lru_cache(maxsize=16_384)
-def _day(value: date, locale: str) -> str:
-    """A date as the `date` filter shows it ("medium": "Nov 29, 2026"), for a locale
-    already known: the filter looks the request's locale up again for each date."""
-    return str(babel_dates.format_date(value, "medium", locale=Locale.parse(locale)))
-
-
-@lru_cache(maxsize=16_384)
-def _day_html(value: date, locale: str) -> Markup:
-    """`_day`, escaped once (for cells the template writes as they are)."""
-    return escape(_day(value, locale))
-
-
-@lru_cache(maxsize=16_384)
-def _money_html(minor: int, currency: str, locale: str) -> str:
-    """`Money.format_minor`, escaped once (for cells the template writes as they are)."""
-    return str(escape(Money.format_minor(minor, currency, locale)))
-
-
-@dataclass(slots=True)
-class _Format:
-    """The `money` and `date` filters for the request's locale, looked up once."""
-
-    locale: str
-
-    def money(self, minor: int, currency: str) -> str:
-        return Money.format_minor(minor, currency, self.locale)
-
-    def money_html(self, minor: int, currency: str) -> str:
-        return _money_html(minor, currency, self.locale)
-
-    def day(self, value: date) -> str:
-        return _day(value, self.locale)
-
-    def day_html(self, value: date) -> Markup:
-        return _day_html(value, self.locale)
-
-
-@lru_cache(maxsize=256)
-def _known_url(script_root: str, endpoint: str, values: tuple[tuple[str, Any], ...]) -> str:
-    return url_for(endpoint, **dict(values))
-
-
-def page_url(endpoint: str, **values: Any) -> str:
-    """`url_for(endpoint, **values)`, a path, built once per process (and mount point):
-    the same for every customer, where building it costs more than a row of the page.
-    The account page's templates have it as their `url_for`. Flask's own options
-    (`_external`, `_scheme`…) are passed on to `url_for` each time."""
-    if any(name.startswith("_") for name in values):
-        return url_for(endpoint, **values)
-    return _known_url(request.script_root, endpoint, tuple(sorted(values.items())))
-
-
-def _link(endpoint: str, **sample: str | int) -> Callable[[str | int], str]:
-    """`url_for(endpoint, key=value)` for many values: the URL is built once with a
-    sample value and the others are put in its place, quoted as werkzeug quotes them."""
-    ((key, value),) = sample.items()
-    head, _, tail = page_url(endpoint, **{key: value}).rpartition(str(value))
-
-    def link(item: str | int) -> str:
-        text = str(item)
-        if not _NEEDS_NO_QUOTING.fullmatch(text):
-            text = quote(text, safe=_PATH_SAFE)
-        return f"{head}{text}{tail}"
-
-    return link
-
-
-def _html(text: str) -> str:
-    """`text` escaped for HTML, without making a Markup when there is nothing to escape."""
-    return text if _NEEDS_NO_QUOTING.fullmatch(text) else str(escape(text))
-
 
 class _InvoiceLinks:
     """An invoice's number and the URL of its page (`invoices.detail`), both escaped for
@@ -207,13 +45,13 @@ class _InvoiceLinks:
     __slots__ = ("_head", "_tail", "url")
 
     def __init__(self) -> None:
-        self.url = _link("invoices.detail", number="0")
+        self.url = link("invoices.detail", number="0")
         head, _, tail = page_url("invoices.detail", number="0").rpartition("0")
         self._head, self._tail = str(escape(head)), str(escape(tail))
 
     def cells(self, number: str) -> tuple[str, str]:
         """(number, URL), each escaped once."""
-        if _NEEDS_NO_QUOTING.fullmatch(number):  # no & < > ' " and nothing to quote
+        if NEEDS_NO_QUOTING.fullmatch(number):  # no & < > ' " and nothing to quote
             return number, f"{self._head}{number}{self._tail}"
         return str(escape(number)), str(escape(self.url(number)))
 
@@ -295,9 +133,9 @@ def account_page(
 ) -> dict[str, Any]:
     """The template context of `customers/account.html` (and its sections' partials)."""
     locale = current_locale()
-    messages = _Messages(request_translations())
+    messages = Messages(request_translations())
     currency = customer.currency
-    fmt = _Format(locale)
+    fmt = Format(locale)
     money_html, day_html = fmt.money_html, fmt.day_html
     invoice_label_html = messages.invoice_labels_html().__getitem__
     links = _InvoiceLinks()
@@ -407,14 +245,14 @@ def _card_payable_now(amount: Money) -> bool:
 
 def _history_context(
     snapshot: AccountSnapshot,
-    fmt: _Format,
-    messages: _Messages,
+    fmt: Format,
+    messages: Messages,
     links: _InvoiceLinks,
 ) -> dict[str, Any]:
     """Payments (with what each paid and what refunds gave back) and credit notes, each
     cell escaped once (the tables write them as they are)."""
     payments = []
-    receipt_url = _link("payments.receipt", payment_id=1) if snapshot.payments else None
+    receipt_url = link("payments.receipt", payment_id=1) if snapshot.payments else None
     invoice_cells, money_html, day_html = links.cells, fmt.money_html, fmt.day_html
     for p in snapshot.payments:
         if p.checkout_id is not None and receipt_url is not None:
@@ -443,7 +281,7 @@ def _history_context(
         )
     credits = [
         CreditRow(
-            _html(c.reference),
+            html(c.reference),
             day_html(c.issued_on),
             *invoice_cells(c.invoice_number),
             money_html(c.amount_minor, c.currency),
@@ -456,14 +294,14 @@ def _history_context(
 def _dispute_context(
     customer: CustomerSnapshot,
     snapshot: AccountSnapshot,
-    fmt: _Format,
-    messages: _Messages,
+    fmt: Format,
+    messages: Messages,
 ) -> dict[str, Any]:
     """Open disputes, each sent on the customer's local date (as their emails say)."""
     if not snapshot.disputes:
         return {"open_disputes": []}
     zone = zone_or_default(customer.timezone)
-    dispute_url = _link("disputes.detail", dispute_id=1)
+    dispute_url = link("disputes.detail", dispute_id=1)
     return {
         "open_disputes": [
             DisputeRow(
@@ -482,8 +320,8 @@ def _dispute_context(
 def _promise_context(
     snapshot: AccountSnapshot,
     open_: list[AccountInvoice],
-    fmt: _Format,
-    messages: _Messages,
+    fmt: Format,
+    messages: Messages,
     today: date,
 ) -> dict[str, Any]:
     """Open promises, and the open invoices no promise covers yet (the form's choices)."""
@@ -492,7 +330,7 @@ def _promise_context(
     unpromised = [b for b in open_ if b.id not in promised]
     choices = [
         PromiseChoice(
-            _html(b.number),
+            html(b.number),
             fmt.money_html(b.payable_minor, b.currency),
             len(unpromised) == 1,
         )
@@ -518,12 +356,12 @@ def _promise_context(
 def _plans_context(
     snapshot: AccountSnapshot,
     open_: list[AccountInvoice],
-    fmt: _Format,
-    messages: _Messages,
+    fmt: Format,
+    messages: Messages,
 ) -> dict[str, Any]:
     """The customer's plans, and whether a new one could take anything: an invoice with
     something payable that no pending, countered or active plan holds (`plans.plannable`)."""
-    plan_url = _link("plans.detail", plan_id=1) if snapshot.plans else None
+    plan_url = link("plans.detail", plan_id=1) if snapshot.plans else None
     plans = [
         PlanRow(
             plan_url(p.id),

@@ -5,7 +5,7 @@ by filters, macros and `url_for` per cell in the template.
 Amounts, quantities, unit prices and dates go through the same formatters as the
 `money`, `date` and `number` filters, cached per value and language and escaped once;
 messages with values through the request's catalog with the semantics of the templates'
-`ngettext` and `{% trans %}` (`customers.pages._Messages`: the translated text is markup,
+`ngettext` and `{% trans %}` (`customers.pages.Messages`: the translated text is markup,
 the values put into it are escaped); links once per process. The template writes the
 prepared values as they are (`{% autoescape false %}`); its captions are constant
 messages, translated when it is compiled for a language (`portal.site.localized`).
@@ -24,7 +24,7 @@ from babel.numbers import format_decimal
 from flask import request
 from markupsafe import Markup, escape
 
-from portal.customers.pages import _day_html, _link, _Messages, page_url
+from portal.cells import Messages, day_html, link, page_url
 from portal.i18n import current_locale, request_translations
 from portal.invoices.detail import (
     InvoicePage,
@@ -111,17 +111,17 @@ def _links(script_root: str) -> _Links:
     return _Links(
         account=escape(page_url("customers.account")),
         pay_head=page_url("payments.choose", invoice="0").rpartition("0")[0],
-        dispute_new=_link("disputes.new", number="0"),
-        pdf=_link("invoices.pdf", number="0"),
-        dispute=_link("disputes.detail", dispute_id=1),
-        receipt=_link("payments.receipt", payment_id=1),
+        dispute_new=link("disputes.new", number="0"),
+        pdf=link("invoices.pdf", number="0"),
+        dispute=link("disputes.detail", dispute_id=1),
+        receipt=link("payments.receipt", payment_id=1),
     )
 
 
 def invoice_page(page: InvoicePage, *, payments_enabled: bool) -> dict[str, Any]:
     """The template context of `invoices/detail.html`."""
     locale = current_locale()
-    messages = _Messages(request_translations())
+    messages = Messages(request_translations())
     links = _links(request.script_root)
     invoice, balance = page.invoice, page.balance
     currency = invoice.currency
@@ -147,8 +147,8 @@ def invoice_page(page: InvoicePage, *, payments_enabled: bool) -> dict[str, Any]
             else ""
         ),
         "balance_due": _money_html(balance.balance.minor, currency, locale),
-        "issued": _day_html(invoice.issue_date, locale),
-        "due": _day_html(invoice.due_date, locale),
+        "issued": day_html(invoice.issue_date, locale),
+        "due": day_html(invoice.due_date, locale),
         "is_overdue": days_overdue > 0,
         "held": _money_html(held, currency, locale) if held > 0 else "",
         "payable": _money_html(payable, currency, locale),
@@ -174,7 +174,7 @@ def invoice_page(page: InvoicePage, *, payments_enabled: bool) -> dict[str, Any]
     return context
 
 
-def _line_rows(page: InvoicePage, links: _Links, messages: _Messages, locale: str) -> list[LineRow]:
+def _line_rows(page: InvoicePage, links: _Links, messages: Messages, locale: str) -> list[LineRow]:
     rows = []
     by_line = page.dispute_by_line
     for balance in page.lines:
@@ -204,7 +204,7 @@ def _line_rows(page: InvoicePage, links: _Links, messages: _Messages, locale: st
 
 
 def _payment_rows(
-    allocations: list[PageAllocation], links: _Links, messages: _Messages, locale: str
+    allocations: list[PageAllocation], links: _Links, messages: Messages, locale: str
 ) -> list[PaymentRow]:
     """A payment as the customer knows it: a card payment by its receipt number, linked
     to its receipt; an offline payment by the reference the creditor's books give it.
@@ -222,19 +222,19 @@ def _payment_rows(
         rows.append(
             PaymentRow(
                 label,
-                _day_html(allocation.paid_on, locale),
+                day_html(allocation.paid_on, locale),
                 _money_html(amount.minor, amount.currency, locale),
             )
         )
     return rows
 
 
-def _credit_rows(credits: list[PageCredit], messages: _Messages, locale: str) -> list[CreditRow]:
+def _credit_rows(credits: list[PageCredit], messages: Messages, locale: str) -> list[CreditRow]:
     return [
         CreditRow(
             messages.gettext(
                 "Credit note %(reference)s on %(date)s",
-                date=_day_html(credit.issued_on, locale),
+                date=day_html(credit.issued_on, locale),
                 reference=credit.reference,
             ),
             _money_html(credit.amount.minor, credit.amount.currency, locale),
@@ -244,7 +244,7 @@ def _credit_rows(credits: list[PageCredit], messages: _Messages, locale: str) ->
 
 
 def _dispute_links(
-    disputes: list[PageDispute], links: _Links, messages: _Messages, locale: str
+    disputes: list[PageDispute], links: _Links, messages: Messages, locale: str
 ) -> list[tuple[Markup, Markup]]:
     """(URL, text) of each open dispute, newest first: "See your dispute (Open)", with
     its amount when there are several."""

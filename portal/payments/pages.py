@@ -19,7 +19,7 @@ from flask_babel import gettext as _
 from jinja2.utils import htmlsafe_json_dumps
 from markupsafe import Markup, escape
 
-from portal.customers.pages import _Format, _Messages, page_url
+from portal.cells import Format, Messages, page_url
 from portal.i18n import current_locale, request_translations
 from portal.money import Money
 from portal.payments.forms import ChoosePaymentForm
@@ -72,13 +72,13 @@ def choose_page(
     """The template context of `payments/choose.html` for the payable `items` (oldest
     due first; none: "nothing to pay"), the invoice numbers `chosen` (ticked), the
     amount field's text as typed or proposed, and the messages of the field errors."""
-    messages = _Messages(request_translations())
+    messages = Messages(request_translations())
     context = page_helpers(messages)
     context["items"] = items
     if not items:
         return context
     locale = current_locale()
-    fmt = _Format(locale)
+    fmt = Format(locale)
     shown: dict[tuple[int, str], Markup] = {}  # each amount formatted and escaped once
 
     def money_minor(minor: int, currency: str) -> Markup:
@@ -146,11 +146,11 @@ def choose_page(
     return context
 
 
-def page_helpers(messages: _Messages | None = None) -> dict[str, Any]:
+def page_helpers(messages: Messages | None = None) -> dict[str, Any]:
     """The page's `_`, `gettext`, `ngettext` (each message looked up once per language)
     and `url_for` (each of its links built once per process)."""
     if messages is None:
-        messages = _Messages(request_translations())
+        messages = Messages(request_translations())
     return {
         "_": messages.gettext,
         "gettext": messages.gettext,
