@@ -424,7 +424,7 @@ def line_balances(invoice: Invoice, balance: InvoiceBalance | None = None) -> li
     """
     if balance is None:
         balance = invoice_balance(invoice, date.min)
-    return _line_balances_from(
+    return line_balances_from(
         invoice, balance.payable, credited_by_line(invoice.id), held_by_line(invoice.id)
     )
 
@@ -435,17 +435,7 @@ def balance_from_amounts(invoice: Invoice, amounts: Sequence[Any], today: date) 
     return _balance(invoice, amounts, today)
 
 
-def line_balances_of(invoice: Invoice, balance: InvoiceBalance) -> list[LineBalance]:
-    """`line_balances` of an invoice whose `balance` is known, without the per-line queries
-    when the invoice's own sums show they would find nothing: credit notes and dispute
-    lines are positive amounts, so an invoice with nothing credited has no line credited,
-    and one with nothing held has no line held. Zero to two queries (usually zero)."""
-    credited = credited_by_line(invoice.id) if balance.credited.minor else {}
-    held = held_by_line(invoice.id) if balance.held_minor else {}
-    return _line_balances_from(invoice, balance.payable, credited, held)
-
-
-def _line_balances_from(
+def line_balances_from(
     invoice: Invoice, payable: Money, credited: Mapping[int, int], held: Mapping[int, int]
 ) -> list[LineBalance]:
     """The rule of `line_balances`, from what is credited and held per line id (minor units)."""

@@ -31,8 +31,8 @@ from portal.invoices.balances import (
     balance_columns,
     balance_from_amounts,
     inline_values,
+    line_balances_from,
 )
-from portal.invoices.balances import _line_balances_from as line_balances_from
 from portal.invoices.models import QUANTITY_SCALE, CreditNote, Invoice, InvoiceLine
 from portal.money import Money, UnitPrice
 from portal.payments.models import Payment, PaymentAllocation
