@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import secrets
@@ -13,7 +14,7 @@ from urllib.parse import urlsplit
 from flask import Flask, Response, current_app, redirect, request
 from flask.globals import _cv_request
 from flask.sessions import SecureCookieSessionInterface
-from itsdangerous import Serializer, TimestampSigner, URLSafeTimedSerializer
+from itsdangerous import Serializer, Signer, TimestampSigner, URLSafeTimedSerializer
 from itsdangerous.encoding import base64_encode, want_bytes
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -206,6 +207,9 @@ def compile_policy(policy: Policy | str, nonce_in: Iterable[str]) -> tuple[str, 
     return tuple(pieces)
 
 
+_UNCACHED = ("text/html", "application/pdf")
+
+
 @dataclass(frozen=True)
 class _Headers:
     """A view's headers: the fixed ones, and its CSP's pieces around the nonce."""
@@ -245,6 +249,11 @@ class SecurityHeaders:
             fixed.append(("X-Frame-Options", frame_options))
         fixed.append(("X-Content-Type-Options", "nosniff"))
         csp = compile_policy(policy, nonce_in) if policy else None
+        # Checked here, once, as Werkzeug checks each value it is given (`apply` appends
+        # these without Werkzeug).
+        for value in (*(value for _name, value in fixed), *(csp or ())):
+            if "\n" in value or "\r" in value:
+                raise ValueError("Header values must not contain newline characters.")
         return _Headers(tuple(fixed), csp)
 
     def for_view(self, view: Callable[..., Any] | None) -> _Headers:
@@ -273,28 +282,41 @@ class SecurityHeaders:
         endpoint = req.url_rule.endpoint if req.url_rule is not None else None
         view = ctx.app.view_functions.get(endpoint) if endpoint else None
         chosen = self.for_view(view)
-        headers = response.headers
-        for name, value in chosen.fixed:
-            headers[name] = value
+        ours = list(chosen.fixed)
         if chosen.csp is not None:
             csp = chosen.csp
-            headers["Content-Security-Policy"] = csp[0] if len(csp) == 1 else csp_nonce().join(csp)
+            ours.append(
+                ("Content-Security-Policy", csp[0] if len(csp) == 1 else csp_nonce().join(csp))
+            )
         if self.hsts is not None and (
             req.is_secure or req.headers.get("X-Forwarded-Proto", "http") == "https"
         ):
-            headers["Strict-Transport-Security"] = self.hsts
-        headers["Referrer-Policy"] = self.referrer_policy
+            ours.append(("Strict-Transport-Security", self.hsts))
+        ours.append(("Referrer-Policy", self.referrer_policy))
+        headers = response.headers
+        present = {name.lower() for name, _value in headers._list}
         # Account pages hold personal financial data: never keep them in a shared cache.
-        if response.mimetype in ("text/html", "application/pdf"):
-            headers.setdefault("Cache-Control", "no-store")
+        if "cache-control" not in present and response.mimetype in _UNCACHED:
+            ours.append(("Cache-Control", "no-store"))
+        for name, value in ours:
+            if name.lower() in present:  # the view set it: ours replaces it
+                headers[name] = value
+            else:
+                # Werkzeug's Headers keeps its (name, value) pairs in `_list` (Werkzeug
+                # 3.1, pinned); appending there skips re-checking our own values for a
+                # newline on every response (a regular expression over the whole CSP).
+                headers._list.append((name, value))
         return response
 
 
 class KeyCachingSigner(TimestampSigner):
     """itsdangerous' timestamp signer, with each derived key computed once per process
-    (it derives the key anew, one more HMAC, for every token it signs or checks). The
-    signatures are the same."""
+    (it derives the key anew, one more HMAC, for every token it signs or checks), and
+    SHA-1 as `hashlib.sha1`: itsdangerous' default is `_lazy_sha1`, a Python function,
+    which makes `hmac` take its pure-Python path; OpenSSL's constructor gets the C HMAC.
+    The signatures are the same."""
 
+    default_digest_method = staticmethod(hashlib.sha1)
     _derived: ClassVar[dict[tuple[Any, ...], bytes]] = {}
 
     def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
@@ -314,10 +336,22 @@ SMALL_PAYLOAD = 100  # bytes of JSON below which zlib never pays (header + check
 
 class PortalSerializer(URLSafeTimedSerializer):
     """itsdangerous' URL-safe timed serializer (same tokens, readable by it), signing with
-    `KeyCachingSigner` and not trying zlib on a payload too small to shrink: the session
-    cookie and the CSRF token are a few dozen bytes."""
+    `KeyCachingSigner`, each signer built once per salt (itsdangerous builds one for
+    every token it signs or checks; a signer keeps no state between tokens), and not
+    trying zlib on a payload too small to shrink: the session cookie and the CSRF token
+    are a few dozen bytes."""
 
     default_signer = KeyCachingSigner
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._signers: dict[str | bytes | None, Signer] = {}
+
+    def make_signer(self, salt: str | bytes | None = None) -> Signer:
+        signer = self._signers.get(salt)
+        if signer is None:
+            signer = self._signers[salt] = super().make_signer(salt)
+        return signer
 
     def dump_payload(self, obj: Any) -> bytes:
         json = Serializer.dump_payload(self, obj)
@@ -328,7 +362,10 @@ class PortalSerializer(URLSafeTimedSerializer):
 
 class PortalSessionInterface(SecureCookieSessionInterface):
     """Flask's signed cookie session (same cookie, same signature), with its signer built
-    once per key set instead of on every request that reads or writes the cookie."""
+    once per key set instead of on every request that reads or writes the cookie, and
+    SHA-1 as `hashlib.sha1` (C HMAC, see `KeyCachingSigner`)."""
+
+    digest_method = staticmethod(hashlib.sha1)
 
     def __init__(self) -> None:
         self._serializers: dict[tuple[Any, ...], URLSafeTimedSerializer] = {}
@@ -351,6 +388,17 @@ class PortalSessionInterface(SecureCookieSessionInterface):
             )
             self._serializers = {key: serializer}  # one key set at a time
         return serializer
+
+    def save_session(self, app: Flask, session: Any, response: Response) -> None:
+        """Flask's; when there is no cookie to write (most requests) only its `Vary`,
+        without first working out the cookie's seven settings from the config."""
+        if not session.modified and not (
+            session and session.permanent and app.config["SESSION_REFRESH_EACH_REQUEST"]
+        ):
+            if session.accessed:
+                response.vary.add("Cookie")
+            return
+        super().save_session(app, session, response)
 
 
 def init_security(app: Flask) -> None:
