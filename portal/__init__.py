@@ -6,7 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
-from flask.globals import _cv_app
+from flask.globals import _cv_app, _cv_request
+from flask.templating import _default_template_ctx_processor
 
 from portal.config import (
     PACKAGE_DIR,
@@ -21,13 +22,15 @@ from portal.site.localized import PortalEnvironment
 
 class PortalFlask(Flask):
     """Flask, with the sync-or-async answer for each hook and view found once (Flask asks
-    `inspect.iscoroutinefunction` of each of the dozen hooks on every request), and a
-    Jinja environment per language (`jinja_env`, `portal.site.localized`)."""
+    `inspect.iscoroutinefunction` of each of the dozen hooks on every request), the
+    template context processors listed once per blueprint chain, and a Jinja environment
+    per language (`jinja_env`, `portal.site.localized`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._sync_functions: dict[Callable[..., Any], Callable[..., Any]] = {}
         self._localized_envs: dict[str, PortalEnvironment] = {}
+        self._context_processors: dict[tuple[str | None, ...], tuple[Callable[..., Any], ...]] = {}
 
     def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
         try:
@@ -39,6 +42,32 @@ class PortalFlask(Flask):
         if len(self._sync_functions) < 4096:
             self._sync_functions[func] = sync
         return sync
+
+    def update_template_context(self, context: dict[str, Any]) -> None:
+        """Flask's: the context processors of the app, then of the request's blueprints
+        (innermost last), the values passed to `render_template` winning. Their list is
+        worked out once per chain of blueprints when the app serves (none can be added
+        then), and Flask's default processor (`g`, `request`, `session`) runs once: Flask copies
+        it into every blueprint's list, so it ran twice per page."""
+        request_ctx = _cv_request.get(None)
+        names = (None, *reversed(request_ctx.request.blueprints)) if request_ctx else (None,)
+        processors = self._context_processors.get(names)
+        if processors is None:
+            processors = self._processors_of(names)
+            if self._got_first_request:  # from then on no processor can be added
+                self._context_processors[names] = processors
+        passed = context.copy()
+        for processor in processors:
+            context.update(processor())
+        context.update(passed)
+
+    def _processors_of(self, names: tuple[str | None, ...]) -> tuple[Callable[..., Any], ...]:
+        found: list[Callable[..., Any]] = []
+        for name in names:
+            for func in self.template_context_processors.get(name, ()):
+                if func is not _default_template_ctx_processor or func not in found:
+                    found.append(func)
+        return tuple(self.ensure_sync(func) for func in found)
 
     jinja_environment = PortalEnvironment
 

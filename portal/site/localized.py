@@ -27,11 +27,14 @@ workers, as it does for new code. `TEMPLATES_TRANSLATED_AT_COMPILE = False` turn
 
 from __future__ import annotations
 
+from collections import ChainMap
+from collections.abc import Mapping
 from typing import Any, cast
 
 from babel.support import NullTranslations
 from flask.templating import Environment as FlaskEnvironment
-from jinja2 import nodes
+from jinja2 import Template, nodes
+from jinja2.runtime import Context, new_context
 from jinja2.visitor import NodeTransformer
 
 # The templates' names for the catalog (portal.i18n.init_i18n puts them in the globals).
@@ -40,10 +43,30 @@ _PGETTEXT_NAME = "pgettext"
 TEMPLATE_CACHE_SIZE = 400  # compiled templates kept per language (Jinja's default)
 
 
+class PortalTemplate(Template):
+    """Jinja's template, its render context made from the environment's globals directly
+    when the template has none of its own (none of ours has). Jinja keeps a template's
+    globals as `ChainMap(own, environment's)` and copies that into every new context
+    key by key, each key missing from the empty first map raising a KeyError: a score of
+    exceptions per page. The context is the same."""
+
+    def new_context(
+        self,
+        vars: dict[str, Any] | None = None,
+        shared: bool = False,
+        locals: Mapping[str, Any] | None = None,
+    ) -> Context:
+        globals_ = self.globals
+        if isinstance(globals_, ChainMap) and len(globals_.maps) == 2 and not globals_.maps[0]:
+            globals_ = globals_.maps[1]
+        return new_context(self.environment, self.name, self.blocks, vars, shared, globals_, locals)
+
+
 class PortalEnvironment(FlaskEnvironment):
     """Flask's Jinja environment; in a language's overlay (`translated_for`), constant
     messages are translated while templates are compiled."""
 
+    template_class = PortalTemplate
     folded_translations: NullTranslations | None = None
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
