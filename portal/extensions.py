@@ -32,6 +32,10 @@ class PortalCSRFProtect(CSRFProtect):
     """
 
     def protect(self, apply_exemptions: bool = False) -> None:
+        # Flask-WTF looks up the view's exemption before the method; a GET is never
+        # checked either way, and is most requests.
+        if _cv_request.get().request.method not in _cv_app.get().app.config["WTF_CSRF_METHODS"]:
+            return
         try:
             super().protect(apply_exemptions)
         except ValueError:
@@ -63,7 +67,7 @@ def csrf_token() -> str:
     The raw token lives in the session; forms' own fields find the same value in `g`."""
     app_ctx = _cv_app.get()
     request_globals = app_ctx.g
-    token: str | None = getattr(request_globals, "csrf_token", None)
+    token: str | None = request_globals.__dict__.get("csrf_token")  # no exception on a miss
     if token is not None:
         return token
     config = app_ctx.app.config

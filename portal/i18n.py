@@ -40,11 +40,18 @@ def supported_locale(value: str | None) -> str | None:
     return language if language in SUPPORTED_LOCALES else None
 
 
-def select_locale() -> str:
+def select_locale() -> Locale:
     """The switcher's choice, else the customer's stored locale, else Accept-Language.
 
     Outside a request (the worker, the CLI) English, unless the caller forces a locale.
+    Flask-Babel's locale selector: it gives back a `Locale`, made once per language
+    (Flask-Babel passes a string through `Locale.parse`, a few microseconds of CLDR
+    lookups per request, and a Locale as it is).
     """
+    return _locale(_selected_language())
+
+
+def _selected_language() -> str:
     if not has_request_context():
         return "en"
     chosen = session.get("locale")
@@ -69,15 +76,15 @@ def current_locale() -> str:
     app_ctx = _cv_app.get(None)
     locale = None
     if app_ctx is not None:
-        request_globals = app_ctx.g
-        babel_state = getattr(request_globals, "_flask_babel", None)
+        known_attributes = app_ctx.g.__dict__  # `g`'s own: no exceptions on a miss
+        babel_state = known_attributes.get("_flask_babel")
         locale = getattr(babel_state, "babel_locale", None)
         if locale is not None:
-            known = getattr(request_globals, "_portal_locale_name", None)
+            known = known_attributes.get("_portal_locale_name")
             if known is not None and known[0] is locale:
                 return known[1]  # type: ignore[no-any-return]
             name = _locale_name(locale)
-            request_globals._portal_locale_name = (locale, name)
+            known_attributes["_portal_locale_name"] = (locale, name)
             return name
     locale = get_locale()  # not chosen yet (also after force_locale restored that)
     return _locale_name(locale) if locale is not None else "en"

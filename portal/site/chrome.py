@@ -48,7 +48,7 @@ class ChromeExtension(Extension):
         app = app_ctx.app
         # What the chrome depends on, worked out once per request and language.
         locale = current_locale()
-        known = getattr(app_ctx.g, "_portal_chrome_key", None)
+        known = app_ctx.g.__dict__.get("_portal_chrome_key")  # no exception on a miss
         if known is None or known[0] != locale:
             config = app.config
             known = (
