@@ -157,15 +157,16 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 def init_write_intent(app: Flask) -> None:
     """Requests that may write (POST and the like) begin their transactions IMMEDIATE."""
-    from flask import g, request
+    from flask.globals import _cv_app, _cv_request
 
+    # The request and `g` from their context variables: these run on every request.
     @app.before_request
     def _declare_write_intent() -> None:
-        if request.method not in SAFE_METHODS:
-            g._immediate_token = begin_immediate()
+        if _cv_request.get().request.method not in SAFE_METHODS:
+            _cv_app.get().g._immediate_token = begin_immediate()
 
     @app.teardown_request
     def _drop_write_intent(_error: BaseException | None) -> None:
-        token = g.pop("_immediate_token", None)
+        token = _cv_app.get().g.pop("_immediate_token", None)
         if token is not None:
             end_immediate(token)

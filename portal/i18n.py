@@ -10,8 +10,8 @@ import flask_babel
 from babel import Locale
 from babel import dates as babel_dates
 from babel.support import NullTranslations
-from flask import Flask, current_app, g, has_request_context, request, session
-from flask.globals import _cv_app
+from flask import Flask, current_app, g, has_request_context, request
+from flask.globals import _cv_app, _cv_request
 from flask_babel import (
     Babel,
     format_date,
@@ -52,9 +52,10 @@ def select_locale() -> Locale:
 
 
 def _selected_language() -> str:
-    if not has_request_context():
+    request_ctx = _cv_request.get(None)  # `session` and `request` without their proxies
+    if request_ctx is None:
         return "en"
-    chosen = session.get("locale")
+    chosen = request_ctx.session.get("locale")
     if chosen in SUPPORTED_LOCALES:
         return str(chosen)
     from portal.access.sessions import signed_in_customer_locale
@@ -62,7 +63,7 @@ def _selected_language() -> str:
     stored = supported_locale(signed_in_customer_locale())
     if stored:
         return stored
-    return request.accept_languages.best_match(SUPPORTED_LOCALES) or "en"
+    return request_ctx.request.accept_languages.best_match(SUPPORTED_LOCALES) or "en"
 
 
 def current_locale() -> str:

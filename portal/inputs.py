@@ -22,7 +22,8 @@ from collections.abc import Callable
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from flask import Flask, abort, current_app, request
+from flask import Flask, abort
+from flask.globals import _cv_request
 from werkzeug.datastructures import MultiDict
 from werkzeug.routing import IntegerConverter, Map
 
@@ -86,9 +87,10 @@ def _holds_nul(pairs: MultiDict[str, str]) -> bool:
 
 def refuse_nul_characters() -> None:
     """400 for a request whose path, query or form holds a NUL, before any view reads it."""
-    if "\x00" in request.path or (request.query_string and _holds_nul(request.args)):
+    req = _cv_request.get().request  # as `request`, without the proxy on every read
+    if "\x00" in req.path or (req.query_string and _holds_nul(req.args)):
         abort(400)
-    if request.method in ("POST", "PUT", "PATCH") and _holds_nul(request.form):
+    if req.method in ("POST", "PUT", "PATCH") and _holds_nul(req.form):
         abort(400)
 
 
@@ -106,9 +108,10 @@ def accepts_uploads(view: View) -> View:
 def allow_uploads_where_accepted() -> None:
     """Before anything reads the body (the NUL gate, CSRF, the view): raise this
     request's size limit when its view accepts uploads (Flask 3.1 per-request limit)."""
-    view = current_app.view_functions.get(request.endpoint or "")
+    ctx = _cv_request.get()  # `request` and `current_app`, without their proxies
+    view = ctx.app.view_functions.get(ctx.request.endpoint or "")
     if view is not None and getattr(view, "accepts_uploads", False):
-        request.max_content_length = current_app.config["UPLOAD_MAX_CONTENT_LENGTH"]
+        ctx.request.max_content_length = ctx.app.config["UPLOAD_MAX_CONTENT_LENGTH"]
 
 
 def check_inputs() -> None:

@@ -542,7 +542,7 @@ def _run_on_driver(
 
 def _load_customer_session(token: str) -> LoadedSession:
     """`load_session` for the customer's cookie `token`, on the request's connection."""
-    config = current_app.config
+    config = _cv_app.get().app.config
     now = utcnow()
     found = _run_lookup(_CUSTOMER_LOOKUP, {"token_hash": hash_token(token)})
     if found is None or found.ended_at is not None:
