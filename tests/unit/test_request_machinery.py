@@ -91,3 +91,85 @@ def test_our_signed_tokens_are_itsdangerous_tokens(payload):
     assert ours.loads(theirs.dumps(payload)) == payload
     with pytest.raises(BadSignature):
         URLSafeTimedSerializer("other", salt="wtf-csrf-token").loads(ours.dumps(payload))
+
+
+def test_our_session_cookie_is_flasks_session_cookie():
+    # given the same app signing its session with Flask's interface and with ours
+    from flask import Flask
+    from flask.sessions import SecureCookieSessionInterface
+
+    from portal.security import PortalSessionInterface
+
+    app = Flask(__name__)
+    app.secret_key = "secret"
+    ours = PortalSessionInterface().get_signing_serializer(app)
+    theirs = SecureCookieSessionInterface().get_signing_serializer(app)
+    data = {"csrf_token": "a" * 40, "locale": "de"}
+    # then each reads the other's cookie, and both sign the same bytes (C HMAC or not)
+    assert theirs.loads(ours.dumps(data)) == data
+    assert ours.loads(theirs.dumps(data)) == data
+    signer_ours, signer_theirs = ours.make_signer(), theirs.make_signer()
+    assert signer_ours.get_signature(b"payload") == signer_theirs.get_signature(b"payload")
+
+
+def test_a_header_a_view_set_is_replaced_and_its_cache_control_kept():
+    from flask import Flask, Response
+
+    from portal.security import SecurityHeaders
+
+    app = Flask(__name__)
+    headers = SecurityHeaders(
+        csp={"default-src": "'self'"},
+        nonce_in=[],
+        frame_options="DENY",
+        referrer_policy="no-referrer",
+        hsts_max_age=None,
+    )
+    app.after_request(headers.apply)
+
+    @app.get("/own")
+    def own() -> Response:
+        return Response("x", headers={"X-Frame-Options": "SAMEORIGIN", "Cache-Control": "private"})
+
+    response = app.test_client().get("/own")
+    assert response.headers.getlist("X-Frame-Options") == ["DENY"]
+    assert response.headers.getlist("Cache-Control") == ["private"]
+    assert response.headers["Content-Security-Policy"] == "default-src 'self'"
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_a_header_value_with_a_newline_is_refused():
+    from portal.security import SecurityHeaders
+
+    with pytest.raises(ValueError, match="newline"):
+        SecurityHeaders(
+            csp={"default-src": "'self'\r\nSet-Cookie: x=1"},
+            nonce_in=[],
+            frame_options="DENY",
+            referrer_policy="no-referrer",
+            hsts_max_age=None,
+        )
+
+
+def test_context_processors_run_once_each_app_ones_first(app):
+    # given the app's processors and a blueprint's (Flask copies its default one into it)
+    from flask import render_template_string
+
+    with app.test_request_context("/accessibility"):
+        from flask import request
+
+        assert request.blueprints == ["site"]
+        processors = app._processors_of((None, "site"))
+        assert processors.count(processors[0]) == 1  # Flask's default: once
+        assert processors[0].__name__ == "_default_template_ctx_processor"
+        # then a template sees what they give, and what the view passes wins
+        html = render_template_string("{{ signed_in }} {{ request.path }} {{ x }}", x="mine")
+        assert html == "False /accessibility mine"
+
+
+def test_a_template_context_has_every_global_and_its_own_over_them(app):
+    with app.test_request_context("/"):
+        template = app.jinja_env.from_string("{{ csrf_token is defined }} {{ range }}")
+        assert template.render(range="mine") == "True mine"
+        own = app.jinja_env.from_string("{{ extra }}", globals={"extra": "its own"})
+        assert own.render() == "its own"
