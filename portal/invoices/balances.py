@@ -35,6 +35,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.orm import selectinload
+from sqlalchemy.sql import Subquery
 from sqlalchemy.sql.elements import SQLCoreOperations
 
 from portal.customers.models import Customer
@@ -276,6 +277,35 @@ def balance_columns() -> tuple[ColumnElement[int], ...]:
         credited_subquery(),
         held_subquery(),
         planned_subquery(),
+    )
+
+
+def invoices_with_balance(
+    columns: Sequence[ColumnElement[Any]], *where: ColumnExpressionArgument[bool]
+) -> Subquery:
+    """A subquery ("o") of the invoices `where` says, each with `columns` (of the
+    invoices table), its `balance_columns()` labelled a, r, c, h, p (minor units) and its
+    customer's `timezone`: what the invoice and pay pages read of an invoice.
+
+    PostgreSQL runs it as written (OFFSET 0 keeps it from being merged into the statement
+    that reads it), so the balance subqueries run once per invoice, however often the
+    statement reads their columns (a filter on `open_balance_of` them, a join to lines)."""
+    invoices, customers = Invoice.__table__, Customer.__table__
+    allocated, refunded, credited, held, planned = balance_columns()
+    return (
+        select(
+            *columns,
+            allocated.label("a"),
+            refunded.label("r"),
+            credited.label("c"),
+            held.label("h"),
+            planned.label("p"),
+            customers.c.timezone,
+        )
+        .select_from(invoices.join(customers, customers.c.id == invoices.c.customer_id))
+        .where(*where)
+        .offset(literal_column("0"))
+        .subquery("o")
     )
 
 
