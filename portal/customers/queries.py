@@ -84,6 +84,9 @@ _SLOTS: dict[str, TypeEngine[Any]] = {
 #   credits    day1 (issued on), id                           newest first
 #   disputes   moment (opened at), id                         newest first
 #   plans      moment (created at), id, n5 (an invoice)       newest first
+# Within a kind a key slot is NULL on every row, or only on the one row of a payment with
+# no allocation, a promise with no invoice, a plan holding none: where SQLite and
+# PostgreSQL put NULLs changes no order.
 _ORDER = ("kind", "day2", "key", "n6", "day1 DESC", "moment DESC", "id DESC", "n5")
 
 _NULL = literal_column("NULL")  # rendered bare: null() would get a label in every part
