@@ -44,9 +44,10 @@ class Messages:
 
     def __init__(self, translations: NullTranslations) -> None:
         self._translations = translations
-        self._plain = _PLAIN.setdefault(translations, {})
-        self._labels = _LABELS.setdefault(translations, {})
-        self._counted = _COUNTED.setdefault(translations, {})
+        # Looked up before `setdefault`, which makes a weak reference on every call.
+        self._plain = _PLAIN.get(translations) or _PLAIN.setdefault(translations, {})
+        self._labels = _LABELS.get(translations) or _LABELS.setdefault(translations, {})
+        self._counted = _COUNTED.get(translations) or _COUNTED.setdefault(translations, {})
 
     def gettext(self, message: str, **variables: Any) -> Markup:
         if not variables:

@@ -35,6 +35,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.orm import selectinload
+from sqlalchemy.sql import Subquery
 from sqlalchemy.sql.elements import SQLCoreOperations
 
 from portal.customers.models import Customer
@@ -42,7 +43,7 @@ from portal.db import MinorUnits
 from portal.disputes.models import OPEN_STATUSES, Dispute, DisputeLine
 from portal.extensions import db
 from portal.invoices.models import CreditNote, Invoice, InvoiceLine, InvoiceStatus
-from portal.money import Money
+from portal.money import CurrencyMismatch, Money
 from portal.payments.models import PaymentAllocation, RefundAllocation
 from portal.payments.policy import is_small_balance
 from portal.plans.models import PaymentPlan, PlanInvoice, PlanStatus
@@ -279,6 +280,35 @@ def balance_columns() -> tuple[ColumnElement[int], ...]:
     )
 
 
+def invoices_with_balance(
+    columns: Sequence[ColumnElement[Any]], *where: ColumnExpressionArgument[bool]
+) -> Subquery:
+    """A subquery ("o") of the invoices `where` says, each with `columns` (of the
+    invoices table), its `balance_columns()` labelled a, r, c, h, p (minor units) and its
+    customer's `timezone`: what the invoice and pay pages read of an invoice.
+
+    PostgreSQL runs it as written (OFFSET 0 keeps it from being merged into the statement
+    that reads it), so the balance subqueries run once per invoice, however often the
+    statement reads their columns (a filter on `open_balance_of` them, a join to lines)."""
+    invoices, customers = Invoice.__table__, Customer.__table__
+    allocated, refunded, credited, held, planned = balance_columns()
+    return (
+        select(
+            *columns,
+            allocated.label("a"),
+            refunded.label("r"),
+            credited.label("c"),
+            held.label("h"),
+            planned.label("p"),
+            customers.c.timezone,
+        )
+        .select_from(invoices.join(customers, customers.c.id == invoices.c.customer_id))
+        .where(*where)
+        .offset(literal_column("0"))
+        .subquery("o")
+    )
+
+
 def _balance(invoice: Invoice, amounts: Sequence[Any], today: date) -> InvoiceBalance:
     """The InvoiceBalance of `invoice` from the values of `balance_columns()`."""
     allocated, refunded, credited, held, planned = (int(value) for value in amounts)
@@ -442,10 +472,26 @@ def line_balances_from(
     currency = invoice.currency
     zero = Money.zero(currency)
     result = []
-    for line in sorted(invoice.lines, key=lambda item: item.line_number):
-        line_credited = Money(credited.get(line.id, 0), currency)
-        line_held = Money(held.get(line.id, 0), currency)
-        remaining = line.amount - line_credited - line_held
-        disputable = min(remaining, payable) if remaining.is_positive else zero
-        result.append(LineBalance(line, line_credited, line_held, disputable))
+    # In minor units: the invoice page works this out for every line on each request.
+    for line in sorted(invoice.lines, key=_line_number):
+        amount = line.amount
+        if amount.currency != currency:  # as Money's arithmetic says it
+            raise CurrencyMismatch(f"{amount.currency} and {currency} do not mix")
+        line_credited = credited.get(line.id, 0)
+        line_held = held.get(line.id, 0)
+        remaining = amount.minor - line_credited - line_held
+        disputable = zero
+        if remaining > 0:
+            if payable.currency != currency:
+                raise CurrencyMismatch(f"{payable.currency} and {currency} do not mix")
+            disputable = Money(min(remaining, payable.minor), currency)
+        result.append(
+            LineBalance(
+                line, Money(line_credited, currency), Money(line_held, currency), disputable
+            )
+        )
     return result
+
+
+def _line_number(line: InvoiceLine) -> int:
+    return line.line_number

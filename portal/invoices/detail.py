@@ -22,15 +22,14 @@ from typing import Any
 from sqlalchemy import Date, Integer, bindparam, cast, func, literal_column, null, select, union_all
 
 from portal.access.sessions import run_read
-from portal.customers.models import Customer
 from portal.disputes.models import OPEN_STATUSES, Dispute, DisputeLine, DisputeStatus
 from portal.i18n import zone_or_default
 from portal.invoices.balances import (
     InvoiceBalance,
     LineBalance,
-    balance_columns,
     balance_from_amounts,
     inline_values,
+    invoices_with_balance,
     line_balances_from,
 )
 from portal.invoices.models import QUANTITY_SCALE, CreditNote, Invoice, InvoiceLine
@@ -160,12 +159,11 @@ def _invoice_statement() -> Any:
     line, the customer's time zone.
 
     The balance subqueries run once per invoice, not once per line: the invoice is read
-    with them in a subquery that PostgreSQL runs as written (OFFSET 0 keeps it from
-    merging it into this statement) before its lines are joined."""
-    invoices, lines, customers = Invoice.__table__, InvoiceLine.__table__, Customer.__table__
-    allocated, refunded, credited, held, planned = balance_columns()
-    invoice = (
-        select(
+    with them in `balances.invoices_with_balance` (a subquery PostgreSQL runs as written)
+    before its lines are joined."""
+    invoices, lines = Invoice.__table__, InvoiceLine.__table__
+    invoice = invoices_with_balance(
+        (
             invoices.c.id,
             invoices.c.number,
             invoices.c.issue_date,
@@ -173,20 +171,9 @@ def _invoice_statement() -> Any:
             invoices.c.currency,
             invoices.c.total_minor,
             invoices.c.voided_at,
-            allocated.label("a"),
-            refunded.label("r"),
-            credited.label("c"),
-            held.label("h"),
-            planned.label("p"),
-            customers.c.timezone,  # the customer's "today" (customer_today), no Customer loaded
-        )
-        .select_from(invoices.join(customers, customers.c.id == invoices.c.customer_id))
-        .where(
-            invoices.c.customer_id == bindparam("customer_id"),
-            invoices.c.number == bindparam("number"),
-        )
-        .offset(literal_column("0"))
-        .subquery("o")
+        ),
+        invoices.c.customer_id == bindparam("customer_id"),
+        invoices.c.number == bindparam("number"),
     )
     return (
         select(
@@ -201,23 +188,32 @@ def _invoice_statement() -> Any:
             lines.c.amount_minor,
             invoice.c.timezone,
         )
+        # In no order: `_invoice` puts the few lines in line-number order, which costs
+        # less than a Sort node in every execution of the statement.
         .select_from(invoice.outerjoin(lines, lines.c.invoice_id == invoice.c.id))
-        .order_by(lines.c.line_number)
     )
 
 
+def _line_number(line: PageLine) -> int:
+    return line.line_number
+
+
 def _invoice(rows: Sequence[Any]) -> PageInvoice:
-    """The invoice of the statement's rows (one per line; one with no line if it has none)."""
+    """The invoice of the statement's rows (one per line, in no order; one with no line
+    if it has none), its lines in line-number order."""
     invoice_id, number, issued, due, currency, total = rows[0][:6]
-    lines = [
-        PageLine(
-            line_id, line_number, description, milli, units, scale, tax, Money(amount, currency)
-        )
-        for line_id, line_number, description, milli, units, scale, tax, amount in (
-            row[12:20] for row in rows
-        )
-        if line_id is not None
-    ]
+    lines = sorted(
+        (
+            PageLine(
+                line_id, line_number, description, milli, units, scale, tax, Money(amount, currency)
+            )
+            for line_id, line_number, description, milli, units, scale, tax, amount in (
+                row[12:20] for row in rows
+            )
+            if line_id is not None
+        ),
+        key=_line_number,
+    )
     return PageInvoice(
         invoice_id, number, issued, due, currency, Money(total, currency), rows[0][6], lines
     )

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 from functools import lru_cache
+from typing import NamedTuple
 
 from portal.errors import DomainError
-from portal.money import Money, minor_unit_exponent
+from portal.money import CurrencyMismatch, Money, minor_unit_exponent
 from portal.payments.gateway import THREE_DECIMAL, stripe_exponent
 
 
@@ -17,8 +18,10 @@ class Overpayment(DomainError):
     """The payment is larger than what the targeted invoices still owe."""
 
 
-@dataclass(frozen=True)
-class OpenItem:
+class OpenItem(NamedTuple):
+    """An invoice open to a payment (`balance`: what may be applied to it). A tuple: the
+    pay page makes one per invoice on each request, a third of a frozen dataclass's time."""
+
     invoice_id: int
     due_date: date
     number: str
@@ -33,19 +36,29 @@ def allocate(amount: Money, items: Sequence[OpenItem]) -> list[tuple[int, Money]
     """
     if not amount.is_positive:
         raise DomainError("a payment must be positive")
-    remaining = amount
+    # In minor units of `currency`: the pay page previews this for every invoice on
+    # each request, and a Money per step cost more than the rest of the preview.
+    currency = amount.currency
+    remaining = amount.minor
     allocations: list[tuple[int, Money]] = []
-    for item in sorted(items, key=lambda i: (i.due_date, i.number)):
-        if not remaining.is_positive:
+    for item in sorted(items, key=_oldest_due_first):
+        if remaining <= 0:
             break
-        if not item.balance.is_positive:
+        balance = item.balance
+        if balance.minor <= 0:
             continue
-        applied = min(remaining, item.balance)
-        allocations.append((item.invoice_id, applied))
-        remaining = remaining - applied
-    if remaining.is_positive:
-        raise Overpayment(f"{remaining} more than the open balance")
+        if balance.currency != currency:  # as Money's comparison says it
+            raise CurrencyMismatch(f"{balance.currency} and {currency} do not mix")
+        applied = min(remaining, balance.minor)
+        allocations.append((item.invoice_id, Money(applied, currency)))
+        remaining -= applied
+    if remaining > 0:
+        raise Overpayment(f"{Money(remaining, currency)} more than the open balance")
     return allocations
+
+
+def _oldest_due_first(item: OpenItem) -> tuple[date, str]:
+    return (item.due_date, item.number)
 
 
 # --- what a customer may pay ------------------------------------------------------------
@@ -330,6 +343,8 @@ def preview_payment(
     wanted = total if amount is None else amount
     problem = check_amount(wanted, total, minimum)
     shares = dict(allocate(wanted, items)) if problem is None else {}
-    ordered = sorted(items, key=lambda i: (i.due_date, i.number))
-    applied = tuple((item, shares.get(item.invoice_id, Money.zero(currency))) for item in ordered)
+    zero = Money.zero(currency)
+    applied = tuple(
+        (item, shares.get(item.invoice_id, zero)) for item in sorted(items, key=_oldest_due_first)
+    )
     return PaymentPreview(total, wanted, applied, problem)
