@@ -160,8 +160,11 @@ def account_page(
             money_html(b.balance_minor, b.currency),
         )
 
-    open_ = [b for b in snapshot.invoices if b.is_open]
-    closed = [b for b in reversed(snapshot.invoices) if not b.is_open]
+    open_: list[AccountInvoice] = []
+    closed: list[AccountInvoice] = []  # newest due first
+    for b in snapshot.invoices:
+        (open_ if b.is_open else closed).append(b)
+    closed.reverse()
     context: dict[str, Any] = {
         "_": messages.gettext,
         "gettext": messages.gettext,
