@@ -77,9 +77,9 @@ class InvoiceRow(NamedTuple):
     balance: str
 
 
-@dataclass(slots=True)
-class PaymentRow:
-    """A payment's cells, each already escaped HTML (the table writes them as they are)."""
+class PaymentRow(NamedTuple):
+    """A payment's cells, each already escaped HTML (the table writes them as they are;
+    a tuple its loop unpacks)."""
 
     label: Markup  # "Receipt R-000012 (PDF)" (linked to `receipt_url`) or "Payment X"
     receipt_url: str | None
@@ -89,9 +89,9 @@ class PaymentRow:
     refunded: Markup  # "$5.00 refunded", or "" when nothing was
 
 
-@dataclass(slots=True)
-class CreditRow:
-    """A credit note's cells, each already escaped HTML (written as they are)."""
+class CreditRow(NamedTuple):
+    """A credit note's cells, each already escaped HTML (written as they are; a tuple its
+    loop unpacks)."""
 
     reference: str
     issued: str
@@ -196,37 +196,45 @@ def account_page(
 def _summary_context(open_: list[AccountInvoice], currency: str) -> dict[str, Any]:
     """The summary's figures and which "pay" buttons to offer (a card payment only when
     one can succeed; else the advice why not and what to do instead)."""
-    if any(b.currency != currency for b in open_):  # as Money.sum would refuse them
-        raise CurrencyMismatch(f"an invoice is not in the account's currency {currency}")
-
-    def total(minors: list[int]) -> Money:
-        return Money(sum(minors), currency)
-
-    overdue = [b for b in open_ if b.is_overdue]
-    upcoming = [b.due_date for b in open_ if not b.is_overdue]
-    all_payable = total([b.payable_minor for b in open_ if b.payable_minor > 0])
-    overdue_payable = total([b.payable_minor for b in overdue if b.payable_minor > 0])
-    payable_now = {amount: _card_payable_now(amount) for amount in (overdue_payable, all_payable)}
+    total_due = overdue_due = held = payable = overdue_payable = overdue_count = 0  # minor units
+    upcoming: list[date] = []
+    for b in open_:
+        if b.currency != currency:  # as Money.sum would refuse it
+            raise CurrencyMismatch(f"an invoice is not in the account's currency {currency}")
+        payable_now = max(b.payable_minor, 0)
+        total_due += b.balance_minor
+        held += b.held_minor
+        payable += payable_now
+        if b.is_overdue:
+            overdue_count += 1
+            overdue_due += b.balance_minor
+            overdue_payable += payable_now
+        else:
+            upcoming.append(b.due_date)
+    all_payable = Money(payable, currency)
+    overdue_payable_money = Money(overdue_payable, currency)
+    offer_overdue = overdue_payable > 0 and _card_payable_now(overdue_payable_money)
+    offer_choose = payable > 0 and _card_payable_now(all_payable)
     card_notice = None
-    for amount in (overdue_payable, all_payable):
-        if amount.is_positive and not payable_now[amount]:
+    for amount, offered in ((overdue_payable_money, offer_overdue), (all_payable, offer_choose)):
+        if amount.is_positive and not offered:
             advice = card_advice(amount)
             if advice is not None:
                 card_notice = card_advice_message(advice)
                 break
     summary = AccountSummary(
-        total_due=total([b.balance_minor for b in open_]),
-        overdue=total([b.balance_minor for b in overdue]),
+        total_due=Money(total_due, currency),
+        overdue=Money(overdue_due, currency),
         next_due_date=min(upcoming) if upcoming else None,
         open_count=len(open_),
-        overdue_count=len(overdue),
+        overdue_count=overdue_count,
         payable=all_payable,
-        held=total([b.held_minor for b in open_]),
+        held=Money(held, currency),
     )
     return {
         "summary": summary,
-        "offer_overdue": overdue_payable.is_positive and payable_now[overdue_payable],
-        "offer_choose": all_payable.is_positive and payable_now[all_payable],
+        "offer_overdue": offer_overdue,
+        "offer_choose": offer_choose,
         "card_notice": card_notice,
     }
 
