@@ -14,6 +14,7 @@ from datetime import date
 from functools import lru_cache
 from typing import Any, NamedTuple
 
+from flask.globals import _cv_request
 from markupsafe import Markup, escape
 
 from portal.cells import NEEDS_NO_QUOTING, Format, Messages, html, link, page_url
@@ -54,6 +55,12 @@ class _InvoiceLinks:
         if NEEDS_NO_QUOTING.fullmatch(number):  # no & < > ' " and nothing to quote
             return number, f"{self._head}{number}{self._tail}"
         return str(escape(number)), str(escape(self.url(number)))
+
+
+@lru_cache(maxsize=16)
+def _invoice_links(script_root: str) -> _InvoiceLinks:
+    """`_InvoiceLinks` built once per mount point (`request.script_root`) and process."""
+    return _InvoiceLinks()
 
 
 # An invoice status's badge modifier ("partially_paid"), escaped once.
@@ -138,7 +145,7 @@ def account_page(
     fmt = Format(locale)
     money_html, day_html = fmt.money_html, fmt.day_html
     invoice_label_html = messages.invoice_labels_html().__getitem__
-    links = _InvoiceLinks()
+    links = _invoice_links(_cv_request.get().request.root_path)  # = request.script_root
     invoice_cells = links.cells
 
     def invoice_row(b: AccountInvoice) -> InvoiceRow:
