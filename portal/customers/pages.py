@@ -366,8 +366,9 @@ def _promise_context(
         ],
         "promise_choices": choices,
         "promise_max_days": max_days,
-        "promise_today": today,
-        "promise_latest": today.fromordinal(today.toordinal() + max_days),
+        # The date field's bounds (ISO dates, as the input takes them).
+        "promise_today": today.isoformat(),
+        "promise_latest": today.fromordinal(today.toordinal() + max_days).isoformat(),
     }
 
 
