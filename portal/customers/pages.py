@@ -63,6 +63,33 @@ def _invoice_links(script_root: str) -> _InvoiceLinks:
     return _InvoiceLinks()
 
 
+class PageLinks(NamedTuple):
+    """The page's own links (`url_for` of each), the same for every customer: built once
+    per mount point and process, where the templates' `url_for` calls cost more than the
+    rest of the summary."""
+
+    pay_overdue: str
+    pay: str
+    statement: str
+    remove_card: str
+    resume_email: str
+    promise: str
+    new_plan: str
+
+
+@lru_cache(maxsize=16)
+def _page_links(script_root: str) -> PageLinks:
+    return PageLinks(
+        pay_overdue=page_url("payments.choose", overdue=1),
+        pay=page_url("payments.choose"),
+        statement=page_url("customers.statement"),
+        remove_card=page_url("customers.remove_card"),
+        resume_email=page_url("customers.resume_email"),
+        promise=page_url("promises.promise_to_pay"),
+        new_plan=page_url("plans.new"),
+    )
+
+
 # An invoice status's badge modifier ("partially_paid"), escaped once.
 _STATUS_HTML = {status: str(escape(status.value)) for status in InvoiceStatus}
 
@@ -145,7 +172,8 @@ def account_page(
     fmt = Format(locale)
     money_html, day_html = fmt.money_html, fmt.day_html
     invoice_label_html = messages.invoice_labels_html().__getitem__
-    links = _invoice_links(_cv_request.get().request.root_path)  # = request.script_root
+    script_root = _cv_request.get().request.root_path  # = request.script_root
+    links = _invoice_links(script_root)
     invoice_cells = links.cells
 
     def invoice_row(b: AccountInvoice) -> InvoiceRow:
@@ -177,6 +205,7 @@ def account_page(
         "gettext": messages.gettext,
         "ngettext": messages.ngettext,
         "url_for": page_url,
+        "links": _page_links(script_root),
         "customer": customer,
         "open_invoices": [invoice_row(b) for b in open_],
         "closed_invoices": [invoice_row(b) for b in closed],
