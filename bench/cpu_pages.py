@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"))
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--batches", type=int, default=5)
-    parser.add_argument("--pages", default="bare,static,account,invoice,pay,statement")
+    parser.add_argument("--pages", default="bare,static,account,invoice,part-paid,pay,statement")
     parser.add_argument("--profile", help="a page to profile (cProfile)")
     parser.add_argument("--pyinstrument", action="store_true")
     parser.add_argument("--top", type=int, default=45)
@@ -174,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         "static": "/accessibility",
         "account": "/account",
         "invoice": f"/invoices/{info.sample_invoice}",
+        "part-paid": f"/invoices/{info.sample_paid_invoice}",
         "pay": "/pay",
         "statement": "/account/statement.pdf",
     }

@@ -70,7 +70,9 @@ class DatasetInfo:
 
     `sample_account`: account number of a customer in the middle of the range, with
     `invoices // customers` invoices (some paid, some open); `sample_invoice`: one of its
-    open invoices. `seconds`: time spent generating (0.0 when reused).
+    open invoices, with nothing paid or credited (as 65 % of invoices are);
+    `sample_paid_invoice`: one it has half paid (its page also lists the payment).
+    `seconds`: time spent generating (0.0 when reused).
     """
 
     database_url: str
@@ -81,6 +83,7 @@ class DatasetInfo:
     credit_notes: int
     sample_account: str
     sample_invoice: str
+    sample_paid_invoice: str
     reused: bool
     seconds: float
 
@@ -250,14 +253,19 @@ def _counts(connection: Connection) -> dict[str, int]:
     }
 
 
-def _sample(connection: Connection, customers: int, invoices: int) -> tuple[str, str]:
+def _sample(connection: Connection, customers: int, invoices: int) -> tuple[str, str, str]:
     per = max(invoices // customers, 1)
     customer = customers // 2 + 1  # a USD (English) customer when customers is even
     while customer % 4:
         customer += 1
     first = (customer - 1) * per + 1
     open_invoice = next(g for g in range(first, first + per) if g % 10 not in (0, 1, 2))
-    return f"{ACCOUNT_PREFIX}{customer:07d}", f"BENCH-INV-{open_invoice:08d}"
+    half_paid = next((g for g in range(first, first + per) if g % 10 == 2), open_invoice)
+    return (
+        f"{ACCOUNT_PREFIX}{customer:07d}",
+        f"BENCH-INV-{open_invoice:08d}",
+        f"BENCH-INV-{half_paid:08d}",
+    )
 
 
 def ensure_dataset(
@@ -320,7 +328,7 @@ def ensure_dataset(
             if verify:
                 check(connection)
             counts = _counts(connection)
-            account, invoice = _sample(connection, customers, invoices)
+            account, invoice, paid_invoice = _sample(connection, customers, invoices)
     finally:
         engine.dispose()
     return DatasetInfo(
@@ -332,6 +340,7 @@ def ensure_dataset(
         credit_notes=counts["credit_notes"],
         sample_account=account,
         sample_invoice=invoice,
+        sample_paid_invoice=paid_invoice,
         reused=reused,
         seconds=round(seconds, 1),
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from enum import IntEnum
 from functools import cache
@@ -17,7 +17,6 @@ from sqlalchemy import (
     Select,
     String,
     bindparam,
-    func,
     literal_column,
     select,
     type_coerce,
@@ -47,19 +46,16 @@ def get_customer_by_account(account_number: str) -> Customer | None:
 # --- the account page ---------------------------------------------------------------------
 # Everything the account page lists comes from ONE statement, built once per process: a
 # UNION ALL of one SELECT per kind of row, each in the same shape (the slots below, NULL
-# where a kind has nothing to say) and numbered in its own order (`seq`). One round trip
-# instead of a dozen, and no ORM objects: the page reads a few dozen plain values.
+# where a kind has nothing to say). One round trip instead of a dozen, and no ORM objects:
+# the page reads a few dozen plain values.
 class _Kind(IntEnum):
     INVOICE = 1
     PAYMENT = 2  # one row per allocation (or one with no allocation)
     CREDIT = 3
     DISPUTE = 4
-    PROMISE = 5
-    PROMISED_INVOICE = 6
-    PLAN = 7
-    PLAN_HELD_INVOICE = 8
-    CARD = 9
-    OPT_OUT = 10
+    PROMISE = 5  # one row per promised invoice (or one with none)
+    PLAN = 6  # one row per invoice it holds from other plans (or one with none)
+    SETTINGS = 7  # always one row: the saved card and the email opt-out, if any
 
 
 _SLOTS: dict[str, TypeEngine[Any]] = {
@@ -67,6 +63,7 @@ _SLOTS: dict[str, TypeEngine[Any]] = {
     "text1": String(),
     "text2": String(),
     "text3": String(),
+    "key": String(),
     "day1": Date(),
     "day2": Date(),
     "moment": UTCDateTime(),
@@ -78,31 +75,36 @@ _SLOTS: dict[str, TypeEngine[Any]] = {
     "n6": MinorUnits,
 }
 
+# One ORDER BY puts every kind in its own order (no window function numbering each part:
+# PostgreSQL would sort each part and start two more plan nodes for it on every run).
+# Each kind puts its sort keys in these slots and leaves NULL in those before its own:
+#   invoices   day2 (due date), key (number)                  oldest due first
+#   promises   day2 (promised on), n6 (id), n5 (an invoice)   soonest first
+#   payments   day1 (paid on), id, n5 (an allocation's id)    newest first
+#   credits    day1 (issued on), id                           newest first
+#   disputes   moment (opened at), id                         newest first
+#   plans      moment (created at), id, n5 (an invoice)       newest first
+# Within a kind a key slot is NULL on every row, or only on the one row of a payment with
+# no allocation, a promise with no invoice, a plan holding none: where SQLite and
+# PostgreSQL put NULLs changes no order.
+_ORDER = ("kind", "day2", "key", "n6", "day1 DESC", "moment DESC", "id DESC", "n5")
 
 _NULL = literal_column("NULL")  # rendered bare: null() would get a label in every part
 
 
-def _part(
-    kind: _Kind, order_by: Sequence[ColumnElement[Any]], **values: ColumnElement[Any]
-) -> Select[Any]:
-    """One kind of row in the shared shape: (kind, seq, *_SLOTS). The first part of the
-    UNION names and types the columns; the others leave them bare (a label or CAST per
-    slot and part would double the statement's length, past what the driver caches)."""
-    first = kind == _Kind.INVOICE
-    columns: list[ColumnElement[Any]] = [
-        literal_column(str(int(kind)), Integer()),
-        func.row_number().over(order_by=list(order_by)).label("q")
-        if order_by
-        else literal_column("0"),
-    ]
+def _part(kind: _Kind, **values: ColumnElement[Any]) -> Select[Any]:
+    """One kind of row in the shared shape: (kind, *_SLOTS). The first part of the UNION
+    names and types the columns; the others leave them bare (a label or CAST per slot and
+    part would double the statement's length, past what the driver caches)."""
+    columns: list[ColumnElement[Any]] = [literal_column(str(int(kind)), Integer())]
     for name in _SLOTS:
         value = values.pop(name, None)
         columns.append(_NULL if value is None else value)
     if values:
         raise TypeError(f"no such slot: {sorted(values)}")
-    if first:
-        names = ["kind", "seq", *_SLOTS]
-        types = [Integer(), Integer(), *_SLOTS.values()]
+    if kind == _Kind.INVOICE:
+        names = ["kind", *_SLOTS]
+        types = [Integer(), *_SLOTS.values()]
         columns = [
             type_coerce(column, type_).label(name)
             for column, name, type_ in zip(columns, names, types, strict=True)
@@ -122,15 +124,14 @@ def _account_statement() -> CompoundSelect:
     from portal.plans.models import PaymentPlan, PlanInvoice
     from portal.promises.models import Promise, PromiseInvoice, PromiseStatus
 
-    # Untyped: with a type the driver's dialect writes a cast after each of its ten uses.
+    # Untyped: with a type the driver's dialect writes a cast after each of its uses.
     customer = type_coerce(bindparam("customer_id"), NullType())
     allocated, refunded, credited, held, planned = balance_columns()
     invoices = _part(
         _Kind.INVOICE,
-        (Invoice.due_date, Invoice.number),
         id=Invoice.id,
-        text1=Invoice.number,
         text2=Invoice.currency,
+        key=Invoice.number,
         day1=Invoice.issue_date,
         day2=Invoice.due_date,
         moment=Invoice.voided_at,
@@ -166,7 +167,6 @@ def _account_statement() -> CompoundSelect:
     payments = (
         _part(
             _Kind.PAYMENT,
-            (Payment.paid_on.desc(), Payment.id.desc(), PaymentAllocation.id),
             id=Payment.id,
             text1=Payment.reference,
             text2=Payment.currency,
@@ -176,6 +176,7 @@ def _account_statement() -> CompoundSelect:
             n2=Payment.checkout_id,
             n3=payment_refunded.label("n3"),
             n4=PaymentAllocation.amount_minor.label("n4"),
+            n5=PaymentAllocation.id.label("n5"),
         )
         .select_from(Payment)
         .outerjoin(PaymentAllocation, PaymentAllocation.payment_id == Payment.id)
@@ -185,7 +186,6 @@ def _account_statement() -> CompoundSelect:
     credits = (
         _part(
             _Kind.CREDIT,
-            (CreditNote.issued_on.desc(), CreditNote.id.desc()),
             id=CreditNote.id,
             text1=CreditNote.reference,
             text2=CreditNote.currency,
@@ -205,7 +205,6 @@ def _account_statement() -> CompoundSelect:
     disputes = (
         _part(
             _Kind.DISPUTE,
-            (Dispute.opened_at.desc(), Dispute.id.desc()),
             id=Dispute.id,
             text1=Dispute.status,
             text2=Invoice.currency,
@@ -219,53 +218,55 @@ def _account_statement() -> CompoundSelect:
             Dispute.status.in_(inline_values(sorted(str(s) for s in OPEN_DISPUTES))),
         )
     )
-    open_promise = (Promise.customer_id == customer, Promise.status == str(PromiseStatus.OPEN))
-    promises = _part(
-        _Kind.PROMISE,
-        (Promise.promised_on, Promise.id),
-        id=Promise.id,
-        text2=Promise.currency,
-        day1=Promise.promised_on,
-        n1=Promise.amount_minor,
-    ).where(*open_promise)
-    promised = (
+    promises = (
         _part(
-            _Kind.PROMISED_INVOICE,
-            (),
-            id=PromiseInvoice.promise_id,
-            n1=PromiseInvoice.invoice_id,
+            _Kind.PROMISE,
+            id=Promise.id,
+            text2=Promise.currency,
+            day2=Promise.promised_on,
+            n1=Promise.amount_minor,
+            n5=PromiseInvoice.invoice_id,
+            n6=Promise.id,
         )
-        .join(Promise, Promise.id == PromiseInvoice.promise_id)
-        .where(*open_promise)
+        .outerjoin(PromiseInvoice, PromiseInvoice.promise_id == Promise.id)
+        .where(
+            Promise.customer_id == customer,
+            Promise.status == inline_values([str(PromiseStatus.OPEN)])[0],
+        )
     )
-    plans = _part(
-        _Kind.PLAN,
-        (PaymentPlan.created_at.desc(), PaymentPlan.id.desc()),
-        id=PaymentPlan.id,
-        text1=PaymentPlan.status,
-        text2=PaymentPlan.currency,
-        n1=PaymentPlan.total_minor,
-    ).where(PaymentPlan.customer_id == customer)
-    plan_held = (
-        _part(_Kind.PLAN_HELD_INVOICE, (), n1=PlanInvoice.invoice_id)
-        .join(PaymentPlan, PaymentPlan.id == PlanInvoice.plan_id)
-        .where(PaymentPlan.customer_id == customer, PlanInvoice.open_invoice_id.is_not(None))
+    plans = (
+        _part(
+            _Kind.PLAN,
+            id=PaymentPlan.id,
+            text1=PaymentPlan.status,
+            text2=PaymentPlan.currency,
+            moment=PaymentPlan.created_at,
+            n1=PaymentPlan.total_minor,
+            n5=PlanInvoice.invoice_id,
+        )
+        .outerjoin(
+            PlanInvoice,
+            (PlanInvoice.plan_id == PaymentPlan.id) & PlanInvoice.open_invoice_id.is_not(None),
+        )
+        .where(PaymentPlan.customer_id == customer)
     )
-    card = _part(
-        _Kind.CARD,
-        (),
-        id=SavedCard.id,
-        text1=SavedCard.brand,
-        text3=SavedCard.last4,
-        n1=SavedCard.exp_month,
-        n2=SavedCard.exp_year,
-    ).where(SavedCard.customer_id == customer)
-    opt_out = _part(_Kind.OPT_OUT, (), moment=EmailOptOut.opted_out_at).where(
-        EmailOptOut.customer_id == customer
+    one_row = select(literal_column("1")).subquery("o")
+    settings = (
+        _part(
+            _Kind.SETTINGS,
+            text1=SavedCard.brand,
+            text3=SavedCard.last4,
+            moment=EmailOptOut.opted_out_at,
+            n1=SavedCard.exp_month,
+            n2=SavedCard.exp_year,
+        )
+        .select_from(one_row)
+        .outerjoin(SavedCard, SavedCard.customer_id == customer)
+        .outerjoin(EmailOptOut, EmailOptOut.customer_id == customer)
     )
-    return union_all(
-        invoices, payments, credits, disputes, promises, promised, plans, plan_held, card, opt_out
-    ).order_by("kind", "seq")
+    return union_all(invoices, payments, credits, disputes, promises, plans, settings).order_by(
+        *map(literal_column, _ORDER)
+    )
 
 
 @dataclass(slots=True)
@@ -387,40 +388,51 @@ def account_snapshot(customer: Customer | CustomerSnapshot, today: date) -> Acco
     session lookup runs (`sessions.run_read`): a request that has not begun an ORM
     session opens none for it."""
     rows = run_read(_account_statement(), {"customer_id": customer.id})
-    snapshot = AccountSnapshot([], [], [], [], [], [], set(), None, None)
+    invoices: list[AccountInvoice] = []
+    payments: list[AccountPayment] = []
+    credits: list[AccountCredit] = []
+    disputes: list[AccountDispute] = []
+    promises: list[AccountPromise] = []
+    plans: list[AccountPlan] = []
+    plan_held: set[int] = set()
+    card: AccountCard | None = None
+    opted_out_at: datetime | None = None
     payment: AccountPayment | None = None
-    promises: dict[int, AccountPromise] = {}
-    for kind, _seq, id_, text1, text2, text3, day1, day2, moment, *amounts in rows:
-        n1, n2, n3, n4 = amounts[:4]
+    promise: AccountPromise | None = None
+    for kind, id_, text1, text2, text3, key, day1, day2, moment, *amounts in rows:
+        n1, n2, n3, n4, n5 = amounts[:5]
         if kind == _Kind.INVOICE:
-            snapshot.invoices.append(
-                _account_invoice(id_, text1, text2, day1, day2, moment, amounts, today)
-            )
+            invoices.append(_account_invoice(id_, key, text2, day1, day2, moment, amounts, today))
         elif kind == _Kind.PAYMENT:
             if payment is None or payment.id != id_:
                 payment = AccountPayment(id_, text1, text2, day1, n1, n2, n3)
-                snapshot.payments.append(payment)
+                payments.append(payment)
             if n4 is not None:
                 payment.allocations.append((text3, n4))
         elif kind == _Kind.CREDIT:
-            snapshot.credits.append(AccountCredit(text1, text2, day1, text3, n1))
+            credits.append(AccountCredit(text1, text2, day1, text3, n1))
         elif kind == _Kind.DISPUTE:
             opened_at = moment.astimezone(UTC)  # the driver's gives the connection's zone
-            snapshot.disputes.append(AccountDispute(id_, text1, text2, text3, opened_at, n1))
+            disputes.append(AccountDispute(id_, text1, text2, text3, opened_at, n1))
         elif kind == _Kind.PROMISE:
-            promises[id_] = AccountPromise(id_, text2, day1, n1)
-            snapshot.promises.append(promises[id_])
-        elif kind == _Kind.PROMISED_INVOICE:
-            promises[id_].invoice_ids.append(n1)
+            if promise is None or promise.id != id_:
+                promise = AccountPromise(id_, text2, day2, n1)
+                promises.append(promise)
+            if n5 is not None:
+                promise.invoice_ids.append(n5)
         elif kind == _Kind.PLAN:
-            snapshot.plans.append(AccountPlan(id_, text1, text2, n1))
-        elif kind == _Kind.PLAN_HELD_INVOICE:
-            snapshot.plan_held_invoice_ids.add(n1)
-        elif kind == _Kind.CARD:
-            snapshot = replace(snapshot, card=AccountCard(text1, text3, n1, n2))
-        elif kind == _Kind.OPT_OUT:
-            snapshot = replace(snapshot, opted_out_at=moment.astimezone(UTC))
-    return snapshot
+            if not plans or plans[-1].id != id_:
+                plans.append(AccountPlan(id_, text1, text2, n1))
+            if n5 is not None:
+                plan_held.add(n5)
+        elif kind == _Kind.SETTINGS:
+            if text1 is not None:  # a card's brand is never NULL
+                card = AccountCard(text1, text3, n1, n2)
+            if moment is not None:
+                opted_out_at = moment.astimezone(UTC)
+    return AccountSnapshot(
+        invoices, payments, credits, disputes, promises, plans, plan_held, card, opted_out_at
+    )
 
 
 def _account_invoice(
