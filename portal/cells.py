@@ -21,7 +21,8 @@ from weakref import WeakKeyDictionary
 from babel import Locale
 from babel import dates as babel_dates
 from babel.support import NullTranslations
-from flask import request, url_for
+from flask import url_for
+from flask.globals import _cv_request
 from markupsafe import Markup, escape
 
 from portal.disputes.models import DisputeStatus
@@ -46,6 +47,7 @@ class Messages:
         self._translations = translations
         # Looked up before `setdefault`, which makes a weak reference on every call.
         self._plain = _PLAIN.get(translations) or _PLAIN.setdefault(translations, {})
+        self._templates = _TEMPLATES.get(translations) or _TEMPLATES.setdefault(translations, {})
         self._labels = _LABELS.get(translations) or _LABELS.setdefault(translations, {})
         self._counted = _COUNTED.get(translations) or _COUNTED.setdefault(translations, {})
 
@@ -83,8 +85,12 @@ class Messages:
         return labels
 
     def _markup(self, message: str) -> Markup:
-        # The catalog's text is markup as a template's own text is (S704: not user input).
-        return Markup(self._translations.ugettext(message))  # noqa: S704
+        """The catalog's text, once per catalog: markup, as a template's own text is."""
+        markup = self._templates.get(message)
+        if markup is None:
+            text = self._translations.ugettext(message)
+            markup = self._templates[message] = Markup(text)  # noqa: S704 (not user input)
+        return markup
 
     def ngettext(self, singular: str, plural: str, num: int, **variables: Any) -> Markup:
         if not variables:  # "%(num)d days overdue": the same for every reader of a language
@@ -102,8 +108,10 @@ class Messages:
         return Markup(self._translations.ungettext(singular, plural, num)) % variables  # noqa: S704
 
 
-# Per catalog (one per language and process), its messages without placeholders.
+# Per catalog (one per language and process), its messages without placeholders, and
+# the text of those with placeholders.
 _PLAIN: WeakKeyDictionary[NullTranslations, dict[str, Markup]] = WeakKeyDictionary()
+_TEMPLATES: WeakKeyDictionary[NullTranslations, dict[str, Markup]] = WeakKeyDictionary()
 _LABELS: WeakKeyDictionary[NullTranslations, dict[tuple[str, str], str]] = WeakKeyDictionary()
 _INVOICE_LABELS_HTML: WeakKeyDictionary[NullTranslations, dict[InvoiceStatus, str]] = (
     WeakKeyDictionary()
@@ -163,7 +171,9 @@ def page_url(endpoint: str, **values: Any) -> str:
     (`_external`, `_scheme`…) are passed on to `url_for` each time."""
     if any(name.startswith("_") for name in values):
         return url_for(endpoint, **values)
-    return _known_url(request.script_root, endpoint, tuple(sorted(values.items())))
+    # The request's own object, not the `request` proxy: a page asks for a dozen URLs.
+    script_root = _cv_request.get().request.root_path  # = request.script_root
+    return _known_url(script_root, endpoint, tuple(sorted(values.items())))
 
 
 def link(endpoint: str, **sample: str | int) -> Callable[[str | int], str]:

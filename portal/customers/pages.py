@@ -14,6 +14,7 @@ from datetime import date
 from functools import lru_cache
 from typing import Any, NamedTuple
 
+from flask.globals import _cv_request
 from markupsafe import Markup, escape
 
 from portal.cells import NEEDS_NO_QUOTING, Format, Messages, html, link, page_url
@@ -56,6 +57,39 @@ class _InvoiceLinks:
         return str(escape(number)), str(escape(self.url(number)))
 
 
+@lru_cache(maxsize=16)
+def _invoice_links(script_root: str) -> _InvoiceLinks:
+    """`_InvoiceLinks` built once per mount point (`request.script_root`) and process."""
+    return _InvoiceLinks()
+
+
+class PageLinks(NamedTuple):
+    """The page's own links (`url_for` of each), the same for every customer: built once
+    per mount point and process (a `url_for` call from the template costs about 2 µs,
+    and the page has up to seven of them)."""
+
+    pay_overdue: str
+    pay: str
+    statement: str
+    remove_card: str
+    resume_email: str
+    promise: str
+    new_plan: str
+
+
+@lru_cache(maxsize=16)
+def _page_links(script_root: str) -> PageLinks:
+    return PageLinks(
+        pay_overdue=page_url("payments.choose", overdue=1),
+        pay=page_url("payments.choose"),
+        statement=page_url("customers.statement"),
+        remove_card=page_url("customers.remove_card"),
+        resume_email=page_url("customers.resume_email"),
+        promise=page_url("promises.promise_to_pay"),
+        new_plan=page_url("plans.new"),
+    )
+
+
 # An invoice status's badge modifier ("partially_paid"), escaped once.
 _STATUS_HTML = {status: str(escape(status.value)) for status in InvoiceStatus}
 
@@ -77,9 +111,9 @@ class InvoiceRow(NamedTuple):
     balance: str
 
 
-@dataclass(slots=True)
-class PaymentRow:
-    """A payment's cells, each already escaped HTML (the table writes them as they are)."""
+class PaymentRow(NamedTuple):
+    """A payment's cells, each already escaped HTML (the table writes them as they are;
+    a tuple its loop unpacks)."""
 
     label: Markup  # "Receipt R-000012 (PDF)" (linked to `receipt_url`) or "Payment X"
     receipt_url: str | None
@@ -89,9 +123,9 @@ class PaymentRow:
     refunded: Markup  # "$5.00 refunded", or "" when nothing was
 
 
-@dataclass(slots=True)
-class CreditRow:
-    """A credit note's cells, each already escaped HTML (written as they are)."""
+class CreditRow(NamedTuple):
+    """A credit note's cells, each already escaped HTML (written as they are; a tuple its
+    loop unpacks)."""
 
     reference: str
     issued: str
@@ -138,7 +172,8 @@ def account_page(
     fmt = Format(locale)
     money_html, day_html = fmt.money_html, fmt.day_html
     invoice_label_html = messages.invoice_labels_html().__getitem__
-    links = _InvoiceLinks()
+    script_root = _cv_request.get().request.root_path  # = request.script_root
+    links = _invoice_links(script_root)
     invoice_cells = links.cells
 
     def invoice_row(b: AccountInvoice) -> InvoiceRow:
@@ -160,13 +195,17 @@ def account_page(
             money_html(b.balance_minor, b.currency),
         )
 
-    open_ = [b for b in snapshot.invoices if b.is_open]
-    closed = [b for b in reversed(snapshot.invoices) if not b.is_open]
+    open_: list[AccountInvoice] = []
+    closed: list[AccountInvoice] = []  # newest due first
+    for b in snapshot.invoices:
+        (open_ if b.is_open else closed).append(b)
+    closed.reverse()
     context: dict[str, Any] = {
         "_": messages.gettext,
         "gettext": messages.gettext,
         "ngettext": messages.ngettext,
         "url_for": page_url,
+        "links": _page_links(script_root),
         "customer": customer,
         "open_invoices": [invoice_row(b) for b in open_],
         "closed_invoices": [invoice_row(b) for b in closed],
@@ -193,37 +232,45 @@ def account_page(
 def _summary_context(open_: list[AccountInvoice], currency: str) -> dict[str, Any]:
     """The summary's figures and which "pay" buttons to offer (a card payment only when
     one can succeed; else the advice why not and what to do instead)."""
-    if any(b.currency != currency for b in open_):  # as Money.sum would refuse them
-        raise CurrencyMismatch(f"an invoice is not in the account's currency {currency}")
-
-    def total(minors: list[int]) -> Money:
-        return Money(sum(minors), currency)
-
-    overdue = [b for b in open_ if b.is_overdue]
-    upcoming = [b.due_date for b in open_ if not b.is_overdue]
-    all_payable = total([b.payable_minor for b in open_ if b.payable_minor > 0])
-    overdue_payable = total([b.payable_minor for b in overdue if b.payable_minor > 0])
-    payable_now = {amount: _card_payable_now(amount) for amount in (overdue_payable, all_payable)}
+    total_due = overdue_due = held = payable = overdue_payable = overdue_count = 0  # minor units
+    upcoming: list[date] = []
+    for b in open_:
+        if b.currency != currency:  # as Money.sum would refuse it
+            raise CurrencyMismatch(f"an invoice is not in the account's currency {currency}")
+        payable_part = max(b.payable_minor, 0)
+        total_due += b.balance_minor
+        held += b.held_minor
+        payable += payable_part
+        if b.is_overdue:
+            overdue_count += 1
+            overdue_due += b.balance_minor
+            overdue_payable += payable_part
+        else:
+            upcoming.append(b.due_date)
+    all_payable = Money(payable, currency)
+    overdue_payable_money = Money(overdue_payable, currency)
+    offer_overdue = overdue_payable > 0 and _card_payable_now(overdue_payable_money)
+    offer_choose = payable > 0 and _card_payable_now(all_payable)
     card_notice = None
-    for amount in (overdue_payable, all_payable):
-        if amount.is_positive and not payable_now[amount]:
+    for amount, offered in ((overdue_payable_money, offer_overdue), (all_payable, offer_choose)):
+        if amount.is_positive and not offered:
             advice = card_advice(amount)
             if advice is not None:
                 card_notice = card_advice_message(advice)
                 break
     summary = AccountSummary(
-        total_due=total([b.balance_minor for b in open_]),
-        overdue=total([b.balance_minor for b in overdue]),
+        total_due=Money(total_due, currency),
+        overdue=Money(overdue_due, currency),
         next_due_date=min(upcoming) if upcoming else None,
         open_count=len(open_),
-        overdue_count=len(overdue),
+        overdue_count=overdue_count,
         payable=all_payable,
-        held=total([b.held_minor for b in open_]),
+        held=Money(held, currency),
     )
     return {
         "summary": summary,
-        "offer_overdue": overdue_payable.is_positive and payable_now[overdue_payable],
-        "offer_choose": all_payable.is_positive and payable_now[all_payable],
+        "offer_overdue": offer_overdue,
+        "offer_choose": offer_choose,
         "card_notice": card_notice,
     }
 
@@ -348,8 +395,9 @@ def _promise_context(
         ],
         "promise_choices": choices,
         "promise_max_days": max_days,
-        "promise_today": today,
-        "promise_latest": today.fromordinal(today.toordinal() + max_days),
+        # The date field's bounds (ISO dates, as the input takes them).
+        "promise_today": today.isoformat(),
+        "promise_latest": today.fromordinal(today.toordinal() + max_days).isoformat(),
     }
 
 
