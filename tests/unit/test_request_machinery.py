@@ -112,6 +112,45 @@ def test_our_session_cookie_is_flasks_session_cookie():
     assert signer_ours.get_signature(b"payload") == signer_theirs.get_signature(b"payload")
 
 
+@pytest.mark.parametrize(
+    ("data", "modified", "accessed", "permanent"),
+    [
+        ({}, False, False, False),
+        ({}, False, True, False),  # read, though empty: Vary: Cookie
+        ({}, True, True, False),  # emptied: the cookie is deleted
+        ({"locale": "de"}, False, False, False),
+        ({"locale": "de"}, False, True, False),
+        ({"locale": "de"}, False, True, True),  # permanent: refreshed on each request
+        ({"locale": "de"}, True, True, False),
+    ],
+)
+def test_our_session_saving_sets_the_headers_flask_sets(data, modified, accessed, permanent):
+    # given a session in each state, saved by Flask's interface and by ours
+    from flask import Flask, Response
+    from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
+
+    from portal.security import PortalSessionInterface
+
+    app = Flask(__name__)
+    app.secret_key = "secret"
+    responses = []
+    for interface in (SecureCookieSessionInterface(), PortalSessionInterface()):
+        session = SecureCookieSession(data)
+        if permanent:  # (setting it at all stores a key: the session is no longer empty)
+            session.permanent = True
+        session.modified, session.accessed = modified, accessed
+        response = Response()
+        with app.test_request_context():
+            interface.save_session(app, session, response)
+        responses.append(response)
+    # then both responses carry the same Vary and Set-Cookie (up to the signature's time)
+    theirs, ours = responses
+    assert ours.headers.get("Vary") == theirs.headers.get("Vary")
+    assert [c.split("=", 1)[0] for c in ours.headers.getlist("Set-Cookie")] == [
+        c.split("=", 1)[0] for c in theirs.headers.getlist("Set-Cookie")
+    ]
+
+
 def test_a_header_a_view_set_is_replaced_and_its_cache_control_kept():
     from flask import Flask, Response
 
