@@ -43,7 +43,7 @@ from portal.db import MinorUnits
 from portal.disputes.models import OPEN_STATUSES, Dispute, DisputeLine
 from portal.extensions import db
 from portal.invoices.models import CreditNote, Invoice, InvoiceLine, InvoiceStatus
-from portal.money import CurrencyMismatch, Money
+from portal.money import Money
 from portal.payments.models import PaymentAllocation, RefundAllocation
 from portal.payments.policy import is_small_balance
 from portal.plans.models import PaymentPlan, PlanInvoice, PlanStatus
@@ -472,24 +472,12 @@ def line_balances_from(
     currency = invoice.currency
     zero = Money.zero(currency)
     result = []
-    # In minor units: the invoice page works this out for every line on each request.
     for line in sorted(invoice.lines, key=_line_number):
-        amount = line.amount
-        if amount.currency != currency:  # as Money's arithmetic says it
-            raise CurrencyMismatch(f"{amount.currency} and {currency} do not mix")
-        line_credited = credited.get(line.id, 0)
-        line_held = held.get(line.id, 0)
-        remaining = amount.minor - line_credited - line_held
-        disputable = zero
-        if remaining > 0:
-            if payable.currency != currency:
-                raise CurrencyMismatch(f"{payable.currency} and {currency} do not mix")
-            disputable = Money(min(remaining, payable.minor), currency)
-        result.append(
-            LineBalance(
-                line, Money(line_credited, currency), Money(line_held, currency), disputable
-            )
-        )
+        line_credited = Money(credited.get(line.id, 0), currency)
+        line_held = Money(held.get(line.id, 0), currency)
+        remaining = line.amount - line_credited - line_held
+        disputable = min(remaining, payable) if remaining.is_positive else zero
+        result.append(LineBalance(line, line_credited, line_held, disputable))
     return result
 
 

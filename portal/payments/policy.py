@@ -10,7 +10,7 @@ from functools import lru_cache
 from typing import NamedTuple
 
 from portal.errors import DomainError
-from portal.money import CurrencyMismatch, Money, minor_unit_exponent
+from portal.money import Money, minor_unit_exponent
 from portal.payments.gateway import THREE_DECIMAL, stripe_exponent
 
 
@@ -36,24 +36,18 @@ def allocate(amount: Money, items: Sequence[OpenItem]) -> list[tuple[int, Money]
     """
     if not amount.is_positive:
         raise DomainError("a payment must be positive")
-    # In minor units of `currency`: the pay page previews this for every invoice on
-    # each request, and a Money per step cost more than the rest of the preview.
-    currency = amount.currency
-    remaining = amount.minor
+    remaining = amount
     allocations: list[tuple[int, Money]] = []
     for item in sorted(items, key=_oldest_due_first):
-        if remaining <= 0:
+        if not remaining.is_positive:
             break
-        balance = item.balance
-        if balance.minor <= 0:
+        if not item.balance.is_positive:
             continue
-        if balance.currency != currency:  # as Money's comparison says it
-            raise CurrencyMismatch(f"{balance.currency} and {currency} do not mix")
-        applied = min(remaining, balance.minor)
-        allocations.append((item.invoice_id, Money(applied, currency)))
-        remaining -= applied
-    if remaining > 0:
-        raise Overpayment(f"{Money(remaining, currency)} more than the open balance")
+        applied = min(remaining, item.balance)
+        allocations.append((item.invoice_id, applied))
+        remaining = remaining - applied
+    if remaining.is_positive:
+        raise Overpayment(f"{remaining} more than the open balance")
     return allocations
 
 
