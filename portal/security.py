@@ -207,7 +207,8 @@ def compile_policy(policy: Policy | str, nonce_in: Iterable[str]) -> tuple[str, 
     return tuple(pieces)
 
 
-_UNCACHED = ("text/html", "application/pdf")
+# Personal or financial data: pages, statements and receipts, staff CSV exports.
+_UNCACHED = ("text/html", "application/pdf", "text/csv")
 
 
 @dataclass(frozen=True)

@@ -230,6 +230,14 @@ def test_dispute_csvs(staff_client: FlaskClient, disputes) -> None:  # type: ign
     }
 
 
+@pytest.mark.parametrize("route", [r for r in ROUTES if ".csv" in r])
+def test_csv_exports_are_never_cached(staff_client: FlaskClient, disputes, route) -> None:  # type: ignore[no-untyped-def]
+    # a staff export holds customers' names and amounts, as the pages do
+    response = staff_client.get(route)
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "no-store"
+
+
 def test_credit_notes_csv_for_the_erp(staff_client: FlaskClient, disputes) -> None:  # type: ignore[no-untyped-def]
     response = staff_client.get("/staff/reports/credit-notes.csv?from=2026-10-01&to=2026-10-31")
     assert response.status_code == 200
