@@ -232,45 +232,37 @@ def account_page(
 def _summary_context(open_: list[AccountInvoice], currency: str) -> dict[str, Any]:
     """The summary's figures and which "pay" buttons to offer (a card payment only when
     one can succeed; else the advice why not and what to do instead)."""
-    total_due = overdue_due = held = payable = overdue_payable = overdue_count = 0  # minor units
-    upcoming: list[date] = []
-    for b in open_:
-        if b.currency != currency:  # as Money.sum would refuse it
-            raise CurrencyMismatch(f"an invoice is not in the account's currency {currency}")
-        payable_part = max(b.payable_minor, 0)
-        total_due += b.balance_minor
-        held += b.held_minor
-        payable += payable_part
-        if b.is_overdue:
-            overdue_count += 1
-            overdue_due += b.balance_minor
-            overdue_payable += payable_part
-        else:
-            upcoming.append(b.due_date)
-    all_payable = Money(payable, currency)
-    overdue_payable_money = Money(overdue_payable, currency)
-    offer_overdue = overdue_payable > 0 and _card_payable_now(overdue_payable_money)
-    offer_choose = payable > 0 and _card_payable_now(all_payable)
+    if any(b.currency != currency for b in open_):  # as Money.sum would refuse them
+        raise CurrencyMismatch(f"an invoice is not in the account's currency {currency}")
+
+    def total(minors: list[int]) -> Money:
+        return Money(sum(minors), currency)
+
+    overdue = [b for b in open_ if b.is_overdue]
+    upcoming = [b.due_date for b in open_ if not b.is_overdue]
+    all_payable = total([b.payable_minor for b in open_ if b.payable_minor > 0])
+    overdue_payable = total([b.payable_minor for b in overdue if b.payable_minor > 0])
+    payable_now = {amount: _card_payable_now(amount) for amount in (overdue_payable, all_payable)}
     card_notice = None
-    for amount, offered in ((overdue_payable_money, offer_overdue), (all_payable, offer_choose)):
-        if amount.is_positive and not offered:
+    for amount in (overdue_payable, all_payable):
+        if amount.is_positive and not payable_now[amount]:
             advice = card_advice(amount)
             if advice is not None:
                 card_notice = card_advice_message(advice)
                 break
     summary = AccountSummary(
-        total_due=Money(total_due, currency),
-        overdue=Money(overdue_due, currency),
+        total_due=total([b.balance_minor for b in open_]),
+        overdue=total([b.balance_minor for b in overdue]),
         next_due_date=min(upcoming) if upcoming else None,
         open_count=len(open_),
-        overdue_count=overdue_count,
+        overdue_count=len(overdue),
         payable=all_payable,
-        held=Money(held, currency),
+        held=total([b.held_minor for b in open_]),
     )
     return {
         "summary": summary,
-        "offer_overdue": offer_overdue,
-        "offer_choose": offer_choose,
+        "offer_overdue": overdue_payable.is_positive and payable_now[overdue_payable],
+        "offer_choose": all_payable.is_positive and payable_now[all_payable],
         "card_notice": card_notice,
     }
 
