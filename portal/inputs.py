@@ -380,6 +380,8 @@ def parse_amount_input(
             _("Please enter the amount with at most %(digits)d decimals.", digits=exponent),
         )
     if negative and value:
+        if allow_zero:
+            raise _refuse(AmountProblem.NEGATIVE, _("The amount cannot be below zero."))
         raise _refuse(AmountProblem.NEGATIVE, _("Please enter an amount greater than zero."))
     if not value and not allow_zero:
         raise _refuse(AmountProblem.ZERO, _("Please enter an amount greater than zero."))
