@@ -20,6 +20,7 @@ Each kind of input has one gate here:
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from collections.abc import Callable
@@ -386,6 +387,15 @@ def parse_amount_input(
     if not value and not allow_zero:
         raise _refuse(AmountProblem.ZERO, _("Please enter an amount greater than zero."))
     return Money.from_decimal(value, currency)
+
+
+@cache
+def amount_reading(currency: str, locale: str) -> tuple[str, str]:
+    """What the pay page's script needs to read an amount as `parse_amount_input` does:
+    (the locale's decimal mark, the JSON list of `currency`'s signs a pasted total may
+    carry), for the form's data-decimal and data-signs attributes."""
+    decimal, _other, _group = _marks(locale)
+    return decimal, json.dumps(list(_currency_signs(normalize_currency(currency))))
 
 
 def amount_input_text(amount: Money, locale: str) -> str:
