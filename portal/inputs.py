@@ -330,7 +330,7 @@ def parse_amount_input(
     - Refused: nothing typed (REQUIRED), letters, exponents ("1e3"), NaN, Infinity,
       digits other than 0-9, a "+" (NOT_A_NUMBER), a minus sign (NEGATIVE), zero unless
       `allow_zero` (ZERO), more decimals than the currency has (TOO_MANY_DECIMALS: "1.005"
-      USD, "12,5" JPY), more than 64 characters or beyond 10**15 (TOO_LARGE).
+      USD, "12,5" JPY), more than 64 characters (NOT_A_NUMBER), beyond 10**15 (TOO_LARGE).
 
     en USD "1,000.50" -> 100050; de EUR "1.000,50" -> 100050; fr EUR "1 000,50" -> 100050;
     de EUR "1,000" -> 100; en USD "1.000" -> 100; en JPY "1,000" -> 1000;
@@ -400,8 +400,9 @@ def amount_reading(currency: str, locale: str) -> tuple[str, str]:
 
 def amount_input_text(amount: Money, locale: str) -> str:
     """`amount` as a form field proposes it: the locale's decimal mark, no grouping, all
-    the currency's decimals ("1062.75" en, "1062,75" de, "1000" JPY): the form reads it
-    back as the same amount (`parse_amount_input`) in every locale."""
+    the currency's decimals ("1062.75" en, "1062,75" de, "1000" JPY, "100,000" KWD de):
+    `parse_amount_input` reads it back in that locale as the same amount, never as
+    ambiguous (the locale's own decimal mark alone is always decimal)."""
     text = str(amount.to_decimal())
     decimal, _other, _group = _marks(locale)
     return text.replace(".", decimal)
