@@ -70,6 +70,14 @@ def promise_to_pay() -> ResponseReturnValue:
     return redirect(url_for("customers.account", _anchor="promise-title"))
 
 
+@bp.get("/account/promise")
+@customer_required
+def promise_form() -> ResponseReturnValue:
+    """The form's address as a refused promise leaves it in the address bar: opened
+    again (a restored tab, the history), it is the account page's promise section."""
+    return redirect(url_for("customers.account", _anchor="promise-title"))
+
+
 def _refused(form: PromiseToPayForm) -> ResponseReturnValue:
     """The account page again, not a redirect to it: the promise form says what is wrong
     beside each field, under a summary that takes the focus, and keeps the ticks and the

@@ -215,6 +215,10 @@ def test_the_form_posts_to_its_error_summary_and_success_returns_to_the_section(
     )
     assert response.status_code == 302
     assert response.headers["Location"].endswith("/account#promise-title")
+    # the refused form's address, opened again, is the account page's promise section
+    again = client.get("/account/promise#error-summary")
+    assert again.status_code == 302
+    assert again.headers["Location"].endswith("/account#promise-title")
 
 
 def test_the_button_says_what_it_does_in_every_language(client: FlaskClient) -> None:
