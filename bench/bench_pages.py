@@ -10,10 +10,14 @@ real link (the landing page, then Continue with its CSRF token), checks each pag
 200 with what it should show, then drives each with wrk on loopback (16 connections):
 the bare route, the account page, an invoice page (open, nothing paid: most invoices),
 the page of an invoice half paid (`part-paid`: its payment is listed too), the pay page
-(step 1), the statement PDF, and the bare route again. Prints throughput, p50/p95/p99
-and the ratio to the bare route (the mean of the two bare runs of that round), for each
-round, with the load average of the machine, and writes everything to
-bench/results/pages-<time>.json.
+(step 1), the statement PDF, and the bare route again; also the accessibility statement,
+signed in (`frame`, no target: a page with no content of its own from the database, so
+what every signed-in page pays for the session check, CSRF, CSP and the layout). Prints
+throughput, p50/p95/p99 and the ratio to the bare route (the mean of the two bare runs of
+that round), for each round, with the load average of the machine, and the CPU each
+request cost the gunicorn workers, PostgreSQL and wrk (ms, from /proc: when the machine is
+CPU-bound, the ratio of two pages' throughputs is the inverse ratio of these sums), and
+writes everything to bench/results/pages-<time>.json.
 Exits 1 when a target is missed in the last round (the table says which).
 """
 
@@ -25,6 +29,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import secrets
 import signal
 import socket
@@ -149,6 +154,25 @@ def gunicorn(app: str, env: dict[str, str], cwd: Path) -> Iterator[tuple[str, li
         process.wait(timeout=30)
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU the processes `pids` have used so far (those still running)."""
+    ticks = 0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_pids() -> list[int]:
+    """The local PostgreSQL server's processes (its backends do the pages' queries)."""
+    found = subprocess.run(["pgrep", "-x", "postgres"], capture_output=True, text=True, check=False)
+    return [int(pid) for pid in found.stdout.split()]
+
+
 def worker_rss_mb(pids: list[int]) -> list[float]:
     sizes = []
     for pid in pids:
@@ -201,6 +225,7 @@ def sign_in(database_url: str, base: str, info: DatasetInfo) -> str:
 def check_pages(base: str, cookie: str, pages: dict[str, str], info: DatasetInfo) -> None:
     """Each page answers 200 with what it should show, before anything is timed."""
     expected = {
+        "frame": "<main",
         "account": info.sample_invoice,
         "invoice": info.sample_invoice,
         "part-paid": info.sample_paid_invoice,
@@ -219,7 +244,11 @@ def check_pages(base: str, cookie: str, pages: dict[str, str], info: DatasetInfo
             raise SystemExit(f"{name} ({path}) answered {response.status_code} without its content")
 
 
-def wrk(url: str, seconds: int, cookie: str | None, script: Path) -> dict[str, Any]:
+def wrk(
+    url: str, seconds: int, cookie: str | None, script: Path, workers: list[int] | None = None
+) -> dict[str, Any]:
+    """One wrk run against `url`; with `workers` (the gunicorn worker pids serving it),
+    also the CPU per request of those workers, of PostgreSQL and of wrk itself."""
     headers = [f"{k}: {v}" for k, v in PROXY_HEADERS.items()]
     if cookie:
         headers.append(f"Cookie: {cookie}")
@@ -236,11 +265,19 @@ def wrk(url: str, seconds: int, cookie: str | None, script: Path) -> dict[str, A
     for header in headers:
         command += ["-H", header]
     load = load_average()
+    database = postgres_pids()
+    before = (cpu_seconds(workers or []), cpu_seconds(database), children_cpu_seconds())
     output = subprocess.run(
         [*command, url], capture_output=True, text=True, check=True, timeout=seconds + 60
     ).stdout
+    after = (cpu_seconds(workers or []), cpu_seconds(database), children_cpu_seconds())
     report = json.loads(output.strip().splitlines()[-1])
     duration = report["duration_us"] / 1e6
+    per_request = [
+        round((end - start) * 1000 / max(report["requests"], 1), 3)
+        for start, end in zip(before, after, strict=True)
+    ]
+    cpu = dict(zip(("worker", "postgres", "wrk"), per_request, strict=True))
     return {
         "rps": round(report["requests"] / duration, 1),
         "p50_ms": report["p50_us"] / 1000,
@@ -250,7 +287,14 @@ def wrk(url: str, seconds: int, cookie: str | None, script: Path) -> dict[str, A
         "errors": report["socket_errors"] + report["non2xx3xx"],
         "load_before": round(load, 2),
         "load_after": round(load_average(), 2),
+        "cpu_ms": {**cpu, "all": round(sum(per_request), 3)} if workers else None,
     }
+
+
+def children_cpu_seconds() -> float:
+    """CPU used so far by this process's children that ended (each wrk run)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def verdict(name: str, row: dict[str, Any]) -> str:
@@ -289,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         + (" (reused)" if info.reused else f" (generated in {info.seconds} s)")
     )
     pages = {
+        "frame": "/accessibility",
         "account": "/account",
         "invoice": f"/invoices/{info.sample_invoice}",
         "part-paid": f"/invoices/{info.sample_paid_invoice}",
@@ -302,18 +347,18 @@ def main(argv: list[str] | None = None) -> int:
     rounds: list[list[dict[str, Any]]] = []
     with (
         gunicorn("wsgi:app", env, ROOT) as (portal_url, portal_pids),
-        gunicorn("bare_app:app", env, HERE) as (bare_url, _),
+        gunicorn("bare_app:app", env, HERE) as (bare_url, bare_pids),
     ):
         cookie = sign_in(args.database_url, portal_url, info)
         check_pages(portal_url, cookie, pages, info)
         for number in range(1, args.rounds + 1):
-            runs = [("bare", bare_url + "/", None)]
-            runs += [(name, portal_url + path, cookie) for name, path in pages.items()]
-            runs += [("bare again", bare_url + "/", None)]
+            runs = [("bare", bare_url + "/", None, bare_pids)]
+            runs += [(name, portal_url + path, cookie, portal_pids) for name, path in pages.items()]
+            runs += [("bare again", bare_url + "/", None, bare_pids)]
             rows = []
-            for name, url, with_cookie in runs:
+            for name, url, with_cookie, pids in runs:
                 wrk(url, 2, with_cookie, script)  # warm up: connections, caches
-                rows.append({"page": name, **wrk(url, args.seconds, with_cookie, script)})
+                rows.append({"page": name, **wrk(url, args.seconds, with_cookie, script, pids)})
             bare = (rows[0]["rps"] + rows[-1]["rps"]) / 2
             for row in rows:
                 row["ratio"] = round(row["rps"] / bare, 3)
@@ -322,13 +367,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nround {number}: {WORKERS} gunicorn workers, {CONNECTIONS} connections")
             print(
                 f"{'page':<11}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"
-                f"{'ratio':>8}{'load':>7}  verdict"
+                f"{'ratio':>8}{'load':>7}  {'CPU ms: worker':>14}{'pg':>6}{'wrk':>6}{'all':>6}"
+                "  verdict"
             )
             for row in rows:
+                cpu = row["cpu_ms"]
                 print(
                     f"{row['page']:<11}{row['rps']:>9.0f}{row['p50_ms']:>9.1f}"
                     f"{row['p95_ms']:>9.1f}{row['p99_ms']:>9.1f}{row['ratio']:>8.1%}"
-                    f"{row['load_before']:>7.2f}  {row['verdict']}"
+                    f"{row['load_before']:>7.2f}  {cpu['worker']:>14.2f}{cpu['postgres']:>6.2f}"
+                    f"{cpu['wrk']:>6.2f}{cpu['all']:>6.2f}  {row['verdict']}"
                 )
         rss = worker_rss_mb(portal_pids)
     print(
