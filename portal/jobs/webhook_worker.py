@@ -3,7 +3,8 @@
 `portal.payments.inbox` stores and applies events in the caller's transaction; this
 module is that caller for the worker (`flask jobs run --loop`) and for the
 `apply_webhooks` job: it commits after each batch, and detaches the cards of the
-charges a batch settled once that batch is committed (calls to Stripe, no lock held).
+charges a batch settled, and cancels the SetupIntents of customers who reached the cap
+on failed card attempts, once that batch is committed (calls to Stripe, no lock held).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sqlalchemy import URL
 
 from portal.db import utcnow
 from portal.extensions import db
+from portal.payments.card_testing import cancel_setup_intents
 from portal.payments.checkouts import detach_cards
 from portal.payments.deferred import NOTIFY_CHANNEL, any_deferred_event_awake, wake_deferred_events
 from portal.payments.gateway import gateway_from_config, is_enabled
@@ -51,6 +53,8 @@ def apply_all_pending(*, now: datetime, max_batches: int = 50) -> int:
         _wake_deferred()
         if batch.detach and is_enabled(current_app.config):
             detach_cards(gateway_from_config(current_app.config), batch.detach)
+        if batch.cancel and is_enabled(current_app.config):
+            cancel_setup_intents(gateway_from_config(current_app.config), batch.cancel)
     return total
 
 

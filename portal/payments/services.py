@@ -390,6 +390,7 @@ def _setup_intent_for(customer: Customer, purpose: str, *, now: datetime) -> Set
             setup = gateway.create_setup_intent(
                 customer_id=str(account.stripe_customer_id),
                 key=f"{purpose}-setup-{uuid.uuid4().hex}",
+                portal_id=customer.id,
             )
             account.open_setup_intent_id = setup.id
     except GatewayError as error:
