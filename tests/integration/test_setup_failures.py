@@ -86,6 +86,29 @@ def _on_card_page(client: FlaskClient, customer: Customer, invoice: Invoice) -> 
     return location, _setup_secret(client, location).split("_secret_")[0]
 
 
+def _plan_with_autopay(client: FlaskClient, customer: Customer, invoice: Invoice) -> PaymentPlan:
+    """The customer agrees a plan with autopay: the next step is the plan's card step."""
+    login_as(client, customer)
+    page = client.get("/plans/new").text
+    accepted = client.post(
+        "/plans/new",
+        data={
+            "csrf_token": csrf_token_from(page),
+            "invoices": invoice.number,
+            "down_payment": "30.00",
+            "frequency": "monthly",
+            "installments": "3",
+            "first_payment_date": (utcnow().date() + timedelta(days=20)).isoformat(),
+            "accept": "1",
+            "autopay": "y",
+        },
+    )
+    plan = db.session.scalar(select(PaymentPlan).where(PaymentPlan.customer_id == customer.id))
+    assert plan is not None
+    assert accepted.headers["Location"] == f"/plans/{plan.id}/card"
+    return plan
+
+
 def _setup_failed(
     event_id: str,
     setup_intent_id: str,
@@ -232,24 +255,7 @@ def test_the_cap_also_closes_the_plan_card_step(app, client, localstripe, monkey
     monkeypatch.setitem(app.config, "CARD_FAILURES_PER_DAY", 1)
     # given a customer saving a card for a plan's autopay
     customer, invoice = _customer(locale="es")
-    login_as(client, customer)
-    page = client.get("/plans/new").text
-    accepted = client.post(
-        "/plans/new",
-        data={
-            "csrf_token": csrf_token_from(page),
-            "invoices": invoice.number,
-            "down_payment": "30.00",
-            "frequency": "monthly",
-            "installments": "3",
-            "first_payment_date": (utcnow().date() + timedelta(days=20)).isoformat(),
-            "accept": "1",
-            "autopay": "y",
-        },
-    )
-    plan = db.session.scalar(select(PaymentPlan).where(PaymentPlan.customer_id == customer.id))
-    assert plan is not None
-    assert accepted.headers["Location"] == f"/plans/{plan.id}/card"
+    plan = _plan_with_autopay(client, customer, invoice)
     setup_id = _setup_secret(client, f"/plans/{plan.id}/card").split("_secret_")[0]
     # when a card is declined on the SetupIntent of that page
     body = _setup_failed("evt_plan_card", setup_id, _account(customer).stripe_customer_id)
@@ -342,3 +348,35 @@ def test_events_about_setup_intents_not_ours_are_acknowledged_without_effect(
     assert outcome_of("evt_stray") == "ignored"
     assert db.session.scalar(select(func.count()).select_from(CardFailure)) == 0
     assert _status_at_stripe(localstripe, setup_id) == "requires_payment_method"
+
+
+# --- the plan's card step guards its SetupIntent as the pay flow's card page does ----------
+def test_the_plan_card_step_shares_the_card_pages_budget(
+    app, client, localstripe, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setitem(app.config, "CARD_RATE_LIMIT", "3 per minute")
+    customer, invoice = _customer()
+    plan = _plan_with_autopay(client, customer, invoice)
+    statuses = [client.get(f"/plans/{plan.id}/card").status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    # and the pay flow's card pages draw on the same budget
+    assert client.get("/pay").status_code == 200
+    page = client.post(
+        "/pay",
+        data={"csrf_token": csrf_token_from(client.get("/pay").text), "invoices": [invoice.number]},
+    )
+    assert page.status_code == 429
+
+
+def test_a_forged_setup_intent_on_the_plan_card_step_counts_as_a_failure(
+    client, localstripe
+) -> None:  # type: ignore[no-untyped-def]
+    customer, invoice = _customer()
+    plan = _plan_with_autopay(client, customer, invoice)
+    page = client.get(f"/plans/{plan.id}/card").text
+    response = client.post(
+        f"/plans/{plan.id}/card",
+        data={"csrf_token": csrf_token_from(page), "setup_intent": "seti_not_theirs"},
+    )
+    assert response.headers["Location"] == f"/plans/{plan.id}/card"
+    assert _failures(customer) == ["card_not_usable"]
