@@ -146,7 +146,8 @@ class DisputeRow:
 
 class PromiseChoice(NamedTuple):
     """An invoice the promise form offers, its cells already escaped (written as they
-    are; a tuple the form's loop unpacks); `checked` when it is the only one."""
+    are; a tuple the form's loop unpacks); `checked` only when the form is shown again
+    after a refusal with it ticked (`promises.views`)."""
 
     number: str
     payable: str
@@ -371,7 +372,7 @@ def _promise_context(
         PromiseChoice(
             html(b.number),
             fmt.money_html(b.payable_minor, b.currency),
-            len(unpromised) == 1,
+            False,
         )
         for b in unpromised
     ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
@@ -35,12 +37,18 @@ bp = Blueprint("customers", __name__)
 def account() -> ResponseReturnValue:
     """Balances, invoices, payments, disputes, promises, plans and settings: one query
     (and no ORM session: the customer's columns came with the session check)."""
+    return render_template("customers/account.html", **account_context())
+
+
+def account_context() -> dict[str, Any]:
+    """The account page's template context, for `account` and for a section's form that
+    was refused and is shown again in the page (`promises.promise_to_pay`)."""
     customer = customer_snapshot()
     today = customer_today(customer, utcnow())
     context = account_page(customer, account_snapshot(customer, today), today)
     if context["opted_out_at"] is not None:
         context["resume_form"] = ResumeEmailForm()
-    return render_template("customers/account.html", **context)
+    return context
 
 
 @bp.get("/account/card/remove")

@@ -45,7 +45,12 @@ class NoteRefused(DomainError):
 
 
 class PromiseRefused(DomainError):
-    """The terms break a rule of `policy.promise_problem` (message says which)."""
+    """The terms break a rule of `policy.promise_problem`: `message` says which to the
+    customer, `problem` to the view that puts it beside a field (None: an overlap)."""
+
+    def __init__(self, message: str | None = None, problem: PromiseProblem | None = None) -> None:
+        super().__init__(message)
+        self.problem = problem
 
 
 class PromiseOverlaps(PromiseRefused):
@@ -123,7 +128,9 @@ def make_promise(
     if len(chosen) != len(wanted):
         chosen = []  # an unknown, foreign or settled invoice: refuse the whole promise
     if amount.currency != customer.currency:
-        raise PromiseRefused(str(PROBLEM_MESSAGES[PromiseProblem.AMOUNT_TOO_LARGE]))
+        raise PromiseRefused(
+            str(PROBLEM_MESSAGES[PromiseProblem.AMOUNT_TOO_LARGE]), PromiseProblem.AMOUNT_TOO_LARGE
+        )
     max_days = promise_max_days(source)
     problem = promise_problem(
         PromiseTerms(
@@ -135,7 +142,7 @@ def make_promise(
         )
     )
     if problem is not None:
-        raise PromiseRefused(str(PROBLEM_MESSAGES[problem]) % {"days": max_days})
+        raise PromiseRefused(str(PROBLEM_MESSAGES[problem]) % {"days": max_days}, problem)
     invoice_ids = [b.invoice.id for b in chosen]
     if db.session.scalar(
         paused_invoice_ids().where(PromiseInvoice.invoice_id.in_(invoice_ids)).limit(1)
