@@ -100,7 +100,7 @@ def apply_intent(checkout: Checkout, intent: IntentResult, *, actor: Actor, ledg
     now = ledger.now
     if intent.is_succeeded:
         return ledger.record(checkout, intent, actor=actor)
-    is_current = checkout.payment_intent_id in (None, intent.id)
+    is_current = checkout.payment_intent_id in (None, intent.id) and _of_attempt(checkout, intent)
     if _ends_doubtful_attempt(checkout, intent):
         # The attempt whose answer we never got failed: the next charge is a new attempt.
         checkout.attempt_key = None
@@ -130,6 +130,13 @@ def apply_intent(checkout: Checkout, intent: IntentResult, *, actor: Actor, ledg
         )
         return True
     return False
+
+
+def _of_attempt(checkout: Checkout, intent: IntentResult) -> bool:
+    """Whether a PaymentIntent is the one of the checkout's attempt in flight, by the
+    attempt our metadata names (an event about an earlier attempt's PaymentIntent can
+    arrive late, while the next attempt is in flight)."""
+    return intent.metadata.get(METADATA_ATTEMPT) in (None, str(checkout.attempt))
 
 
 def _ends_doubtful_attempt(checkout: Checkout, intent: IntentResult) -> bool:

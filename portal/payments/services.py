@@ -582,6 +582,9 @@ def begin_charge(
     if not (checkout.last_error_code in UNSETTLED_ATTEMPT and checkout.attempt_key):
         checkout.attempt += 1
         checkout.attempt_key = f"checkout-{checkout.id}-attempt-{checkout.attempt}"
+        # The last attempt's PaymentIntent (one that failed 3-D Secure, say) is not this
+        # attempt's: this one's is recorded when Stripe answers (`apply_intent`).
+        checkout.payment_intent_id = None
     checkout.payment_method_id = card.payment_method_id
     checkout.card_brand, checkout.card_last4 = card.brand, card.last4
     checkout.card_exp_month, checkout.card_exp_year = card.exp_month, card.exp_year
