@@ -18,7 +18,10 @@ mitigations; the ones that belong in the portal are here:
   event (https://docs.stripe.com/api/events/types#event_types-setup_intent.setup_failed,
   applied by `payments.inbox`). The failure that reaches the cap also cancels the
   customer's SetupIntents at Stripe (`cancel_setup_intents`), so the secret the browser
-  holds stops working, and no new one is handed out while the cap holds.
+  holds stops working, and no new one is handed out while the cap holds;
+- for the same reason a failed PaymentIntent, whose client secret the 3-D Secure step
+  gave the browser, is cancelled once its failure is known (`checkouts.
+  is_open_to_another_card`): the next attempt is a new PaymentIntent anyway.
 
 Only accounts opened from an emailed link reach these pages at all (Stripe's "require
 authentication"); Radar's rules, CAPTCHA and Stripe's own velocity limits are Stripe's side.

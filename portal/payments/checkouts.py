@@ -175,6 +175,29 @@ def cards_to_detach(checkout: Checkout, saved: str | None, *, succeeded: bool) -
     return [used]
 
 
+def is_open_to_another_card(intent: IntentResult) -> bool:
+    """A PaymentIntent back in `requires_payment_method` after a failure (a decline, a
+    failed bank check). Stripe lets its client secret confirm it again with another card
+    (https://docs.stripe.com/payments/paymentintents/lifecycle), and the 3-D Secure step
+    gave the browser that secret: card after card could be tried from there, unseen by
+    our server and uncounted (card testing, `payments.card_testing`). The portal never
+    reuses one (a checkout's next attempt is a new PaymentIntent), so it is cancelled
+    (`cancel_payments`)."""
+    return intent.status == "requires_payment_method"
+
+
+def cancel_payments(gateway: StripeGateway, payment_intent_ids: Sequence[str]) -> None:
+    """Cancel failed PaymentIntents (`is_open_to_another_card`), with no lock held. Best
+    effort: Stripe refuses to cancel one that succeeded or was cancelled meanwhile
+    (https://docs.stripe.com/api/payment_intents/cancel), and a failure on one that
+    could not be cancelled comes back as another event, which tries again."""
+    for payment_intent_id in payment_intent_ids:
+        try:
+            gateway.cancel_payment(payment_intent_id)
+        except GatewayError:
+            log.warning("could not cancel PaymentIntent %s", payment_intent_id)
+
+
 def detach_cards(gateway: StripeGateway, payment_method_ids: Sequence[str]) -> None:
     for payment_method_id in payment_method_ids:
         try:

@@ -22,7 +22,9 @@ our server never sees otherwise) counts a failed card attempt against the custom
 Stripe Customer the SetupIntent belongs to, under that customer's payment-account lock
 (`_apply_setup_failure`); the failure that reaches the cap clears the customer's open
 SetupIntent, and the caller cancels it at Stripe once the batch is committed
-(`card_testing.cancel_setup_intents`).
+(`card_testing.cancel_setup_intents`). Likewise a failed PaymentIntent of ours, which
+the browser could confirm again with another card, is cancelled after the commit
+(`checkouts.is_open_to_another_card`).
 
 A batch that raises is retried one event at a time, each in a savepoint, so one bad
 event cannot hold the others back; an event that raises MAX_ATTEMPTS times is marked
@@ -54,6 +56,7 @@ from portal.payments.checkouts import (
     METADATA_CUSTOMER,
     apply_intent,
     cards_to_detach,
+    is_open_to_another_card,
 )
 from portal.payments.deferred import NOTIFY_CHANNEL, waiting_for_payment
 from portal.payments.gateway import (
@@ -192,19 +195,24 @@ class _Result:
     error: str | None = None
     detach: tuple[str, ...] = ()  # cards to detach once the batch is committed
     waits_for: str | None = None  # DEFERRED: what the event waits for
-    cancel: tuple[str, ...] = ()  # SetupIntents to cancel once the batch is committed
+    # to cancel once the batch is committed: SetupIntents of a customer at the cap, and
+    # failed PaymentIntents (`checkouts.is_open_to_another_card`)
+    cancel_setups: tuple[str, ...] = ()
+    cancel_payments: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Batch:
     """What `apply_pending_events` did: events claimed, the cards of the charges it
-    settled that were not to be kept, and the SetupIntents of customers who reached the
-    cap on failed card attempts, which the caller detaches and cancels once the batch is
+    settled that were not to be kept, the SetupIntents of customers who reached the cap
+    on failed card attempts, and the failed PaymentIntents that a browser could confirm
+    again with another card, which the caller detaches and cancels once the batch is
     committed (calls to Stripe, made with no lock held)."""
 
     claimed: int
     detach: list[str]
-    cancel: list[str] = field(default_factory=list)
+    cancel_setups: list[str] = field(default_factory=list)
+    cancel_payments: list[str] = field(default_factory=list)
 
 
 def apply_pending_events(*, now: datetime, limit: int = BATCH_SIZE) -> Batch:
@@ -229,7 +237,8 @@ def apply_pending_events(*, now: datetime, limit: int = BATCH_SIZE) -> Batch:
     return Batch(
         len(pending),
         [card for result in results.values() for card in result.detach],
-        [setup for result in results.values() for setup in result.cancel],
+        [setup for result in results.values() for setup in result.cancel_setups],
+        [intent for result in results.values() for intent in result.cancel_payments],
     )
 
 
@@ -398,7 +407,7 @@ def _apply_setup_failure(
         customer_id=account.customer_id,
         data={"event": event.event_id, "setup_intents": cancel, "code": code},
     )
-    return _Result(WebhookOutcome.APPLIED, cancel=tuple(cancel))
+    return _Result(WebhookOutcome.APPLIED, cancel_setups=tuple(cancel))
 
 
 def _refunded_payments(events: Iterable[_Pending]) -> dict[str, Payment]:
@@ -489,14 +498,19 @@ def _apply_one(
     # Read before applying, which may replace it with the card just used.
     saved = ledger.saved_payment_method(checkout.customer_id) if checkout.save_card else None
     changed = apply_intent(checkout, intent, actor=Actor.stripe(), ledger=ledger)
+    # Ours and failed: cancelled, even when nothing changed here (a failure after the
+    # first one is a card tried from the browser on the same client secret).
+    cancel = (intent.id,) if is_open_to_another_card(intent) else ()
     if not changed:
-        return _Result(WebhookOutcome.IGNORED, checkout.id)
+        return _Result(WebhookOutcome.IGNORED, checkout.id, cancel_payments=cancel)
     # The webhook settled the charge (the customer left during 3-D Secure, say): its
     # card goes as it would on the customer's own pages (`checkouts.cards_to_detach`).
     settled = was_in_flight and not checkout.state.is_in_flight
     succeeded = checkout.state == CheckoutStatus.SUCCEEDED
     detach = cards_to_detach(checkout, saved, succeeded=succeeded) if settled else []
-    return _Result(WebhookOutcome.APPLIED, checkout.id, detach=tuple(detach))
+    return _Result(
+        WebhookOutcome.APPLIED, checkout.id, detach=tuple(detach), cancel_payments=cancel
+    )
 
 
 def _claimed_customers(events: Iterable[_Pending]) -> set[int]:

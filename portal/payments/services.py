@@ -56,10 +56,12 @@ from portal.payments.checkouts import (
     STALE_AFTER,
     UNSETTLED_ATTEMPT,
     apply_intent,
+    cancel_payments,
     cards_to_detach,
     current_gateway,
     customer_actor,
     detach_cards,
+    is_open_to_another_card,
     move_checkout,
     release_cards,
 )
@@ -737,6 +739,8 @@ def sync_checkout(customer: Customer, checkout: Checkout, *, now: datetime) -> C
         return checkout  # the webhook, or the next visit, will tell
     if not intent.needs_action and intent.status != "processing":
         release_cards(checkout.id, gateway, succeeded=intent.is_succeeded)
+    if is_open_to_another_card(intent):  # the browser holds its client secret
+        cancel_payments(gateway, [intent.id])
     lock_account(customer.id)
     checkout = _lock_checkout(checkout.id)
     ledger = Ledger(now=now)

@@ -307,6 +307,9 @@ def test_three_d_secure_pays_only_when_the_bank_approves(localstripe, approved):
         assert checkout.last_error_code == "payment_intent_authentication_failure"
         assert _payments(customer) == []
         assert _balance(invoice).status == InvoiceStatus.OPEN
+        # and its PaymentIntent, whose client secret the browser holds, takes no other card
+        intent = localstripe.get(f"/v1/payment_intents/{checkout.payment_intent_id}")
+        assert intent["status"] == "canceled"
 
 
 def test_after_a_failed_three_d_secure_the_next_charge_can_ask_for_it_again(localstripe):
