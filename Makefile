@@ -109,7 +109,7 @@ test-postgres: install ## Run the suite on the local PostgreSQL
 lint: install ## ruff (check and format) and mypy strict on the money rules
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy portal/money.py portal/payments/policy.py portal/notifications/policy.py \
+	$(BIN)/mypy portal/money.py portal/inputs.py portal/payments/policy.py portal/notifications/policy.py \
 		portal/payments/inbox.py portal/payments/ledger.py portal/payments/locks.py portal/payments/deferred.py \
 		portal/payments/checkouts.py portal/payments/errors.py portal/jobs/webhook_worker.py \
 		portal/imports portal/demo portal/promises/policy.py portal/promises/services.py \

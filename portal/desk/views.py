@@ -23,7 +23,7 @@ from portal.desk.timeline import timeline_for
 from portal.errors import DomainError
 from portal.extensions import db
 from portal.i18n import current_locale
-from portal.money import Money, MoneyError
+from portal.inputs import AmountInputError, AmountProblem, parse_amount_input
 from portal.notifications.models import OutboxStatus
 from portal.plans.queries import plans_for
 from portal.promises.models import NoteKind
@@ -124,6 +124,14 @@ def add_customer_note(account_number: str) -> ResponseReturnValue:
     return _back(customer)
 
 
+def _amount_refusal(refused: AmountInputError) -> str:
+    """Why an amount typed on the desk was refused: the parser's words, except for zero
+    and below, said as the refund and promise services say it."""
+    if refused.problem in (AmountProblem.NEGATIVE, AmountProblem.ZERO):
+        return _("The amount must be more than zero.")
+    return refused.message
+
+
 @bp.post("/customers/<account_number>/promises")
 @specialist
 def add_promise(account_number: str) -> ResponseReturnValue:
@@ -134,9 +142,9 @@ def add_promise(account_number: str) -> ResponseReturnValue:
         _flash_form_errors(form)
         return _back(customer, "promise")
     try:
-        amount = Money.from_decimal((form.amount.data or "").strip(), customer.currency)
-    except MoneyError:
-        flash(_("Please enter the amount as a number, for example 120.50."), "error")
+        amount = parse_amount_input(form.amount.data, customer.currency, current_locale())
+    except AmountInputError as refused:
+        flash(_amount_refusal(refused), "error")
         return _back(customer, "promise")
     try:
         make_promise(
@@ -211,9 +219,9 @@ def refund(account_number: str, payment_id: int) -> ResponseReturnValue:
     amount = None
     if (form.amount.data or "").strip():
         try:
-            amount = Money.from_decimal(form.amount.data.strip(), customer.currency)
-        except MoneyError:
-            flash(_("Please enter the amount as a number, for example 120.50."), "error")
+            amount = parse_amount_input(form.amount.data, customer.currency, current_locale())
+        except AmountInputError as refused:
+            flash(_amount_refusal(refused), "error")
             return _back(customer, f"payment-{payment_id}")
     try:
         done = refund_from_desk(

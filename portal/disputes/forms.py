@@ -8,10 +8,8 @@ line's whole disputable amount), then `reason`, `message` and `evidence` (files)
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
-from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
@@ -26,51 +24,28 @@ from wtforms import (
 from wtforms.validators import InputRequired, Length, Optional
 
 from portal.disputes.models import MESSAGE_MAX_LENGTH, REASON_LABELS, DisputeReason
-from portal.money import Money, MoneyError, minor_unit_exponent, parse_decimal
+from portal.inputs import AmountInputError, parse_amount_input
+from portal.money import Money
 
 REASON_CHOICES = [SelectChoice(reason.value, REASON_LABELS[reason]) for reason in DisputeReason]
 AMOUNT_MAX_LENGTH = 32
-# "12,50" as Spanish, French and German customers write it: one comma, no point, and no
-# more digits after it than the currency has (so "1,234" stays a thousands separator,
-# which is then refused as not a plain number).
-_DECIMAL_COMMA = re.compile(r"^\s*(\d+),(\d+)\s*$")
 
 
 class AmountRefused(ValueError):
     """The amount typed for a line is not an amount of the invoice's currency."""
 
 
-def with_decimal_point(text: str, currency: str) -> str:
-    """ "12,50" (a decimal comma, as es/fr/de write it) as "12.50"; anything else as given.
-    Only one comma followed by 1 to the currency's number of decimals: "1,234" in USD is
-    left alone (a thousands separator, refused later as not a plain number)."""
-    comma = _DECIMAL_COMMA.match(text)
-    if comma and 0 < len(comma.group(2)) <= minor_unit_exponent(currency):
-        return f"{comma.group(1)}.{comma.group(2)}"
-    return text
-
-
-def parse_line_amount(text: str, currency: str) -> Money | None:
-    """An amount typed for a line, in major units ("12.50", or "12,50"), as Money; None
-    when empty (the whole disputable amount). Raises AmountRefused (message translated)
-    for anything else: not a number, more decimals than the currency has, zero or less."""
-    cleaned = (text or "").strip()
-    if not cleaned:
+def parse_line_amount(text: str | None, currency: str, locale: str) -> Money | None:
+    """An amount typed for a line, in major units of `currency` as `locale` writes them
+    ("12.50", "12,50", "1.000,50": `inputs.parse_amount_input`), as Money; None when
+    empty (the whole disputable amount). Raises AmountRefused (message translated) for
+    anything else: not a number, more decimals than the currency has, zero or less."""
+    if not (text or "").strip():
         return None
-    exponent = minor_unit_exponent(currency)
-    cleaned = with_decimal_point(cleaned, currency)
     try:
-        value = parse_decimal(cleaned)
-    except MoneyError:
-        raise AmountRefused(_("Please enter the amount as a number, for example 120.50.")) from None
-    if value <= 0:
-        raise AmountRefused(_("Please enter an amount greater than zero."))
-    amount = Money.from_decimal(value, currency)
-    if amount.to_decimal() != value:
-        raise AmountRefused(
-            _("Please enter the amount with at most %(digits)d decimals.", digits=exponent)
-        )
-    return amount
+        return parse_amount_input(text, currency, locale)
+    except AmountInputError as refused:
+        raise AmountRefused(refused.message) from None
 
 
 class OpenDisputeForm(FlaskForm):

@@ -33,7 +33,6 @@ from portal.db import utcnow
 from portal.disputes import services
 from portal.disputes.ages import DEFAULT_TARGET_BUSINESS_DAYS
 from portal.disputes.evidence import evidence_response, serves_evidence
-from portal.disputes.forms import with_decimal_point
 from portal.disputes.models import REASON_LABELS, Dispute, DisputeFile
 from portal.disputes.queries import get_dispute
 from portal.disputes.services import DisputeTransitionRefused
@@ -57,7 +56,8 @@ from portal.disputes.staff_queries import (
 from portal.errors import DomainError
 from portal.extensions import db
 from portal.i18n import creditor_zone, current_locale
-from portal.money import Money, MoneyError
+from portal.inputs import AmountInputError, parse_amount_input
+from portal.money import Money
 from portal.staff.auth import current_staff, staff_required
 from portal.staff.models import StaffMember, StaffRole
 
@@ -260,13 +260,11 @@ def accept_in_part(dispute_id: int) -> ResponseReturnValue:
     if form.validate_on_submit():
         for number, text in form.credit_texts().items():
             try:
-                credits[number] = Money.from_decimal(
-                    with_decimal_point(text, dispute.currency), dispute.currency
+                credits[number] = parse_amount_input(
+                    text, dispute.currency, current_locale(), allow_zero=True
                 )
-            except MoneyError:
-                form.credit_field(number).errors = [
-                    _("Please enter the amount as a number, for example 120.50.")
-                ]
+            except AmountInputError as refused:
+                form.credit_field(number).errors = [refused.message]
         if any(form.credit_field(n).errors for n in form.line_numbers):
             return _render_detail(dispute, 400, partial_form=form)
 

@@ -21,6 +21,7 @@ from markupsafe import Markup
 
 from portal.cells import Format, Messages, html, page_url
 from portal.i18n import current_locale, request_translations
+from portal.inputs import amount_reading
 from portal.money import Money
 from portal.payments.forms import ChoosePaymentForm
 from portal.payments.policy import PaymentPreview
@@ -116,6 +117,8 @@ def choose_page(
         card_notice=card_notice,
         minimum=minimum,
         minimum_text=Markup(money(minimum)),  # noqa: S704 (escaped by money_html)
+        # The script reads the amount typed as the server does (`inputs.amount_reading`).
+        amount_reading=amount_reading(minimum.currency, locale),
         # A partial payment exists only above the minimum: 0.005 KWD has none to offer.
         partial_possible=preview is None or preview.total > minimum,
         preview_json=preview_json(locale),

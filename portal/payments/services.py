@@ -29,7 +29,6 @@ commits: the view, CLI command or job that calls them does.
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,7 +45,9 @@ from portal.customers.models import Customer
 from portal.customers.queries import customer_today
 from portal.extensions import db
 from portal.i18n import current_locale
-from portal.money import AmountTooLarge, InvalidAmount, Money, minor_unit_exponent
+from portal.inputs import AmountInputError, parse_amount_input
+from portal.inputs import AmountProblem as InputProblem
+from portal.money import AmountTooLarge, Money
 from portal.payments.card_advice import card_advice_message
 from portal.payments.card_testing import check_card_attempts_left, record_card_failure
 from portal.payments.checkouts import (
@@ -206,7 +207,7 @@ def select_invoices(customer: Customer, numbers: Sequence[str], *, now: datetime
 
 
 def _amount_error(problem: AmountProblem, selection: Selection) -> InvalidPaymentAmount:
-    locale = current_locale() if has_request_context() else "en"
+    locale = _request_locale()
     match problem:
         case AmountProblem.ABOVE_PAYABLE:
             return InvalidPaymentAmount(
@@ -223,44 +224,55 @@ def _amount_error(problem: AmountProblem, selection: Selection) -> InvalidPaymen
             return InvalidPaymentAmount(_("Please enter an amount greater than zero."))
 
 
-_DECIMAL_COMMA = re.compile(r"^(\d+),(\d+)$")
+def _request_locale() -> str:
+    return current_locale() if has_request_context() else "en"
 
 
-def _decimal_point(text: str, currency: str) -> str:
-    """ "12,34" as "12.34" (how es, fr and de write decimals; the disputes form reads it
-    alike), when the digits after the comma are no more than the currency's decimals:
-    "1,000" USD stays as typed (a thousands separator, refused as no amount)."""
-    comma = _DECIMAL_COMMA.match(text)
-    if comma and len(comma.group(2)) <= minor_unit_exponent(currency):
-        return f"{comma.group(1)}.{comma.group(2)}"
-    return text
-
-
-def _checked_amount(selection: Selection, amount_text: str | None) -> Money:
+def _checked_amount(selection: Selection, amount_text: str | None, locale: str) -> Money:
     """The amount to charge: all that is payable in `selection`, or `amount_text` (major
-    units) if given; InvalidPaymentAmount if it is not a number Stripe can take, above
-    what is payable (even as a partial payment), or below the minimum."""
+    units, as `locale` writes them: `inputs.parse_amount_input`) if given;
+    InvalidPaymentAmount if it is not a number Stripe can take, above what is payable
+    (even as a partial payment), or below the minimum."""
     amount = selection.total
     if amount_text and amount_text.strip():
         try:
-            amount = Money.from_decimal(
-                _decimal_point(amount_text.strip(), selection.total.currency),
-                selection.total.currency,
+            amount = parse_amount_input(
+                amount_text, selection.total.currency, locale, allow_zero=True
             )
         except AmountTooLarge:  # a number, larger than anything payable
             raise _amount_error(AmountProblem.ABOVE_PAYABLE, selection) from None
-        except InvalidAmount:
-            raise InvalidPaymentAmount() from None
+        except AmountInputError as refused:
+            if refused.problem in _OWN_WORDS:
+                raise InvalidPaymentAmount(refused.message) from None
+            raise InvalidPaymentAmount() from None  # "Please enter a valid amount."
     problem = check_amount(amount, selection.total, selection.minimum)
     if problem is not None:
         raise _amount_error(problem, selection)
     return amount
 
 
+# Refusals of a typed amount said in the parser's words; the others keep the pay page's
+# "Please enter a valid amount." (zero and below: "greater than zero", by check_amount).
+_OWN_WORDS = frozenset(
+    {
+        InputProblem.AMBIGUOUS,
+        InputProblem.OTHER_CURRENCY,
+        InputProblem.TOO_MANY_DECIMALS,
+        InputProblem.NEGATIVE,
+    }
+)
+
+
 def start_checkout(
-    customer: Customer, numbers: Sequence[str], amount_text: str | None, *, now: datetime
+    customer: Customer,
+    numbers: Sequence[str],
+    amount_text: str | None,
+    *,
+    now: datetime,
+    locale: str | None = None,
 ) -> Checkout:
-    """Open a checkout for the chosen invoices: in full, or `amount_text` (major units).
+    """Open a checkout for the chosen invoices: in full, or `amount_text` (major units,
+    as `locale` writes them; default: the request's language, else English).
 
     The amount is checked against what is payable (`InvoiceBalance.payable`: never what
     an open dispute holds) twice: first to refuse at once, then again under the
@@ -269,7 +281,8 @@ def start_checkout(
     check_card_attempts_left(customer.id, now=now)
     gateway = current_gateway()
     selection = select_invoices(customer, numbers, now=now)
-    amount = _checked_amount(selection, amount_text)
+    locale = locale or _request_locale()
+    amount = _checked_amount(selection, amount_text, locale)
     # One card charge has Stripe's limits (minimum, maximum, three-decimal step): say
     # why and what to do rather than let Stripe refuse it (payments.policy.card_problem).
     advice = card_advice(amount)
@@ -282,7 +295,7 @@ def start_checkout(
     _ensure_stripe_customer(customer, gateway)  # calls Stripe: before the lock
     lock_account(customer.id)
     selection = select_invoices(customer, numbers, now=now)
-    if _checked_amount(selection, amount_text) != amount:
+    if _checked_amount(selection, amount_text, locale) != amount:
         raise AmountNoLongerPayable()
     checkout = Checkout(
         customer_id=customer.id,

@@ -12,7 +12,7 @@ from portal.db import utcnow
 from portal.errors import DomainError
 from portal.extensions import db, talisman
 from portal.i18n import current_locale
-from portal.inputs import row_id
+from portal.inputs import AmountInputError, amount_input_text, parse_amount_input, row_id
 from portal.invoices.queries import invoice_balances_for
 from portal.money import AmountTooLarge, InvalidAmount, Money
 from portal.payments import receipt as receipts
@@ -127,7 +127,7 @@ def _render_choose(  # type: ignore[no-untyped-def]
     if amount is None:
         amount = ""
         if advice is not None and advice.chargeable.is_positive:
-            amount = str(advice.chargeable.to_decimal())
+            amount = amount_input_text(advice.chargeable, current_locale())
             preview = _preview(ticked, amount, minimum)
     if form is not None and form.update.data and preview is not None and not form.amount.errors:
         form.amount.errors = _amount_errors(amount, preview, minimum)
@@ -153,7 +153,7 @@ def _preview(ticked: list[PayableNow], amount: str, minimum: Money) -> PaymentPr
     wanted = None
     if amount.strip():
         try:
-            wanted = Money.from_decimal(amount.strip(), minimum.currency)
+            wanted = parse_amount_input(amount, minimum.currency, current_locale(), allow_zero=True)
         except InvalidAmount:
             wanted = None  # shown as "pay the total"; the amount's error says why
     return preview_payment([i.open_item for i in ticked], wanted, minimum)
@@ -167,11 +167,11 @@ def _amount_errors(amount: str, preview: PaymentPreview, minimum: Money) -> list
         return []
     problem = preview.problem
     try:
-        Money.from_decimal(text, minimum.currency)
+        parse_amount_input(text, minimum.currency, locale, allow_zero=True)
     except AmountTooLarge:  # more digits than any amount has
         problem = AmountProblem.ABOVE_PAYABLE
-    except InvalidAmount:
-        return [_("Please enter the amount as a number, for example 120.50.")]
+    except AmountInputError as refused:
+        return [refused.message]
     match problem:
         case AmountProblem.ABOVE_PAYABLE:
             return [_("You can pay at most %(amount)s.", amount=preview.total.format(locale))]
@@ -207,7 +207,11 @@ def start():  # type: ignore[no-untyped-def]
     if form.validate_on_submit():
         try:
             checkout = start_checkout(
-                current_customer(), form.invoices.data or [], form.amount.data, now=utcnow()
+                current_customer(),
+                form.invoices.data or [],
+                form.amount.data,
+                now=utcnow(),
+                locale=current_locale(),
             )
         except InvalidPaymentAmount as error:
             db.session.rollback()

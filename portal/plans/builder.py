@@ -9,7 +9,6 @@ plan are not), whatever the browser shows. `read_proposal` turns the form's text
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -17,15 +16,12 @@ from datetime import date
 from flask_babel import gettext as _
 from flask_babel import ngettext
 
-from portal.i18n import date_filter, money_filter
-from portal.money import AmountTooLarge, InvalidAmount, Money, minor_unit_exponent
+from portal.i18n import current_locale, date_filter, money_filter
+from portal.inputs import AmountInputError, AmountProblem, parse_amount_input
+from portal.money import AmountTooLarge, InvalidAmount, Money
 from portal.payments.queries import PayableItem
 from portal.plans.policy import Breach, PlanPolicy, Proposal, check, schedule_for, suggest
 from portal.plans.schedule import Frequency, Installment
-
-# "225,00": a decimal comma, as French, German and Spanish readers type an amount (the
-# dispute form reads it too); "1,000,00" is not one.
-_DECIMAL_COMMA = re.compile(r"^(\d+),(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -119,21 +115,19 @@ def read_proposal(
 
 
 def _read_down_payment(read: ReadProposal, text: str | None, total: Money) -> Money | None:
-    cleaned = (text or "").strip()
-    if not cleaned:
+    """The down payment typed, as the reader's language writes amounts
+    (`inputs.parse_amount_input`); empty is none."""
+    if not (text or "").strip():
         return Money.zero(total.currency)
-    comma = _DECIMAL_COMMA.match(cleaned)
-    if comma and 0 < len(comma.group(2)) <= minor_unit_exponent(total.currency):
-        cleaned = f"{comma.group(1)}.{comma.group(2)}"
     try:
-        down = Money.from_decimal(cleaned, total.currency)
+        down = parse_amount_input(text, total.currency, current_locale(), allow_zero=True)
     except AmountTooLarge:
         down = total  # a number, larger than anything owed: refused below
-    except InvalidAmount:
-        read.refuse("down_payment", _("Please enter the amount as a number, for example 120.50."))
-        return None
-    if down.is_negative:
-        read.refuse("down_payment", _("The down payment cannot be below zero."))
+    except AmountInputError as refused:
+        if refused.problem is AmountProblem.NEGATIVE:
+            read.refuse("down_payment", _("The down payment cannot be below zero."))
+        else:
+            read.refuse("down_payment", refused.message)
         return None
     if down >= total:
         read.refuse(

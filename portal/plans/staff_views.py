@@ -16,7 +16,8 @@ from portal.customers.queries import customer_today
 from portal.db import utcnow
 from portal.errors import DomainError
 from portal.extensions import db
-from portal.i18n import creditor_zone
+from portal.i18n import creditor_zone, current_locale
+from portal.inputs import AmountInputError, amount_input_text, parse_amount_input
 from portal.invoices.queries import recent_payments_for
 from portal.money import Money, MoneyError
 from portal.plans.models import PaymentPlan
@@ -96,7 +97,7 @@ def queue() -> ResponseReturnValue:
 def _counter_form(plan: PaymentPlan) -> CounterOfferForm:
     form = CounterOfferForm()
     if request.method == "GET":
-        form.down_payment.data = str(plan.down_payment.to_decimal())
+        form.down_payment.data = amount_input_text(plan.down_payment, current_locale())
         form.frequency.data = plan.frequency
         form.installments.data = plan.installment_count
         form.first_payment_date.data = plan.first_payment_date
@@ -178,9 +179,11 @@ def counter(plan_id: int) -> ResponseReturnValue:
     if not form.validate_on_submit():
         return _render_plan(plan, counter=form, status=422)
     try:
-        down = Money.from_decimal((form.down_payment.data or "").strip(), plan.currency)
-    except MoneyError:
-        form.down_payment.errors = [_("Please enter the amount as a number, for example 120.50.")]
+        down = parse_amount_input(
+            form.down_payment.data, plan.currency, current_locale(), allow_zero=True
+        )
+    except AmountInputError as refused:
+        form.down_payment.errors = [refused.message]
         return _render_plan(plan, counter=form, status=422)
     frequency = Frequency(form.frequency.data)
     count = int(form.installments.data or 0)
@@ -251,7 +254,7 @@ def follow_up(plan_id: int) -> ResponseReturnValue:
 
 # --- policies (admins) ----------------------------------------------------------------------
 def _major(minor: int) -> str:
-    return str(Money(minor, "USD").to_decimal())
+    return amount_input_text(Money(minor, "USD"), current_locale())
 
 
 def _segment_or_404(segment: str) -> str:
@@ -319,10 +322,12 @@ def _policy_from(form: PolicyForm, segment: str) -> PlanPolicy | None:
     not a number or the limits do not make a policy."""
     amounts: dict[str, int] = {}
     for field in (form.min_installment, form.max_total):
-        try:
-            amounts[field.name] = Money.from_decimal((field.data or "").strip(), "USD").minor
-        except MoneyError:
-            field.errors = [_("Please enter the amount as a number, for example 120.50.")]
+        try:  # major units of a two-decimal currency (the form says so)
+            amounts[field.name] = parse_amount_input(
+                field.data, "USD", current_locale(), allow_zero=True
+            ).minor  # zero: policy_problems says what a minimum of zero means
+        except AmountInputError as refused:
+            field.errors = [refused.message]
     if len(amounts) < 2:
         return None
     minimum, maximum = amounts["min_installment"], amounts["max_total"]

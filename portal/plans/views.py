@@ -18,6 +18,7 @@ from portal.db import utcnow
 from portal.errors import DomainError
 from portal.extensions import db, talisman
 from portal.i18n import current_locale
+from portal.inputs import amount_input_text
 from portal.money import Money
 from portal.payments.card_testing import limit_card_actions, record_card_failure
 from portal.payments.errors import (
@@ -119,7 +120,9 @@ def _new_form(items: list[PayableItem], policy: PlanPolicy, today: date) -> Prop
     )
     total = _total(items)
     if total is not None:
-        form.down_payment.data = str(policy.min_down_payment_for(total).to_decimal())
+        form.down_payment.data = amount_input_text(
+            policy.min_down_payment_for(total), current_locale()
+        )
     latest = today + timedelta(days=max(1, policy.max_first_payment_days))
     form.first_payment_date.data = min(add_months(today, 1), latest)
     form.autopay.data = policy.autopay_required
@@ -417,7 +420,7 @@ def agreement(plan_id: int) -> ResponseReturnValue:
 def plan_fields(proposal: Proposal) -> dict[str, str]:
     """A proposal as the builder's field values (the one-click forms of offers)."""
     return {
-        "down_payment": str(proposal.down_payment.to_decimal()),
+        "down_payment": amount_input_text(proposal.down_payment, current_locale()),
         "frequency": str(proposal.frequency),
         "installments": str(proposal.installments),
         "first_payment_date": proposal.first_payment_date.isoformat(),

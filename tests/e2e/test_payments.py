@@ -9,12 +9,14 @@ of the axe-core scan (`#card-element`), and everything else on every page is sca
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from urllib.parse import parse_qsl
 
 import pytest
@@ -22,6 +24,7 @@ from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, Request, expect
 from pypdf import PdfReader
 
+from portal.db import utcnow
 from portal.extensions import db
 from portal.payments.inventory import CARD_PAGE_SCRIPTS
 from tests.e2e.conftest import BLOCKING_IMPACTS, Ledger, LiveServer, _describe
@@ -347,3 +350,65 @@ def shop_payments(shop: LiveServer, ledger: Ledger) -> int:
             .join(Customer)
             .where(Customer.account_number == ledger.account_number)
         )
+
+
+# --- amounts as each language writes them -------------------------------------------------------
+_grouped = itertools.count(1)
+
+
+@pytest.mark.parametrize(
+    ("locale", "typed"),
+    [("de", "1.062,75"), ("fr", "1\u202f062,75"), ("fr", "1 062,75"), ("es", "1.062,75 US$")],
+)
+def test_a_grouped_amount_is_previewed_and_charged_as_typed(
+    page: Page, shop: LiveServer, locale: str, typed: str
+):
+    """A customer copies the total as the page writes it (grouped): the live preview and
+    the card step read it as the server does, 1,062.75, and that is what is charged; the
+    script's total is grouped as the server's (Spanish too: "1.062,75 US$")."""
+    from portal.money import Money
+    from tests.factories import make_customer, make_invoice
+
+    n = next(_grouped)
+    today = utcnow().date()
+    with shop.app.app_context():
+        customer = make_customer(
+            account_number=f"GRP-{locale}-{n:03d}",
+            email=f"grp-{locale}-{n}@example.com",
+            locale=locale,
+            timezone="UTC",
+        )
+        make_invoice(
+            customer,
+            number=f"GRP-{locale}-{n:03d}",
+            issue_date=today - timedelta(days=40),
+            due_date=today - timedelta(days=10),
+            lines=[("Consulting", "1", "2125.50")],
+        )
+        db.session.commit()
+        db.session.remove()
+    page.goto(shop.link(f"GRP-{locale}-{n:03d}"))
+    page.locator('main form [type="submit"]').click()
+    page.goto(f"{shop.url}/pay")
+    expect(page.locator("html")).to_have_attribute("lang", locale)
+    # the script rewrote the total: grouped exactly as Babel writes it
+    expect(page.locator("#pay-total")).to_have_text(Money(212550, "USD").format(locale))
+    amount = page.locator('input[name="amount"]')
+    amount.fill(typed)
+    part = Money(106275, "USD").format(locale)
+    expect(page.locator("#pay-split")).to_contain_text(part)
+    expect(page.locator("#pay-split li")).to_have_count(1)
+    assert_accessible(page)
+    # something the server would read otherwise, or refuse, gets no preview at all
+    amount.fill("1.062.75")
+    expect(page.locator("#pay-split")).to_be_empty()
+    amount.fill(typed)
+    expect(page.locator("#pay-split")).to_contain_text(part)
+    page.locator('#pay-choose button[type="submit"]').click()
+    expect(page.locator("#charge-amount")).to_have_text(part)
+    expect(page.locator("#card-element input")).to_have_count(5)  # Stripe.js is mounted
+    fill_card(page, CARD_OK)
+    page.locator("#pay-button").click()
+    expect(page.locator(".summary__item--main dd").first).to_have_text(part, timeout=15_000)
+    ledger = Ledger(f"GRP-{locale}-{n:03d}", "", "", "", "", "", "", "")  # type: ignore[call-arg]
+    wait_for_webhook(shop, ledger, "payment_intent.succeeded")

@@ -80,12 +80,30 @@ def test_a_partial_refund_goes_to_stripe_is_emailed_and_in_the_timeline(
     assert db.session.scalars(select(Refund)).all() == [refund]
 
 
+def test_a_refund_amount_is_read_in_the_specialists_language(
+    staff_client: FlaskClient, paid, localstripe
+) -> None:
+    customer, _invoice, payment = paid
+    with staff_client.session_transaction() as session:
+        session["locale"] = "fr"
+    page = _refund_form(staff_client, customer)
+    response = _post_refund(
+        staff_client, customer, payment, page, amount="45,50 $US", reason="abîmé", refunds_seen="0"
+    )
+    assert response.status_code == 302
+    [at_stripe] = localstripe.get(f"/v1/refunds?payment_intent={payment.reference}")["data"]
+    assert at_stripe["amount"] == 4550
+
+
 @pytest.mark.parametrize(
     ("amount", "reason", "message"),
     [
         ("120.01", "too much", "more than what is left to refund on this payment"),
         ("-5", "negative", "The amount must be more than zero."),
         ("abc", "words", "as a number"),
+        ("1,00,0", "misplaced grouping", "as a number"),
+        ("45.505", "too precise", "with at most 2 decimals"),
+        ("€45", "another currency", "This amount is in USD"),
         ("10", "", "Give the reason for the refund."),
     ],
 )

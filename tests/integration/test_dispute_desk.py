@@ -547,7 +547,10 @@ def test_accept_in_part_takes_a_decimal_comma(staff_client: FlaskClient, invoice
         ({"credit-1": "0", "reason": "r"}, 302, "more than zero"),
         ({"credit-1": "-5.00", "reason": "r"}, None, None),
         ({"credit-1": "abc", "reason": "r"}, 400, "Please enter the amount as a number"),
-        ({"credit-1": "4,000", "reason": "r"}, 400, "Please enter the amount as a number"),
+        # in English "4,000" is four thousand dollars: more than the line's $80.00
+        ({"credit-1": "4,000", "reason": "r"}, 302, "must be between zero and $80.00"),
+        ({"credit-1": "40,0,0", "reason": "r"}, 400, "Please enter the amount as a number"),
+        ({"credit-1": "40.005", "reason": "r"}, 400, "with at most 2 decimals"),
         ({"credit-1": "1e9999999", "reason": "r"}, None, None),
         ({"credit-1": "10.00", "reason": "  "}, 400, "Tell the customer why the rest"),
         ({"credit-1": "10.00", "reason": "x" * 2001}, 400, "At most 2000 characters."),

@@ -167,12 +167,19 @@ def test_partial_payment_goes_to_the_oldest_chosen_invoice_first(localstripe):
     assert _balance(oldest).status == InvoiceStatus.OPEN
 
 
-def test_an_amount_is_rounded_half_up_once_to_minor_units(localstripe):
+def test_an_amount_with_more_decimals_than_the_currency_has_is_refused_not_rounded():
+    """A typed amount is charged as typed or not at all: "33.335" USD was rounded to
+    $33.34; now the customer is asked to write it in cents (as the dispute form asks)."""
     customer = make_customer()
     make_invoice(customer, number="INV-ROUND", lines=[("A", "1", "100.00")])
-    checkout = pay(localstripe, customer, ["INV-ROUND"], amount="33.335")
-    assert checkout.amount == Money(3334, "USD")
-    assert localstripe.charged()[0]["amount"] == 3334
+    with pytest.raises(InvalidPaymentAmount) as refused:
+        start_checkout(customer, ["INV-ROUND"], "33.335", now=utcnow())
+    assert refused.value.message == "Please enter the amount with at most 2 decimals."
+    assert _checkouts() == 0
+    # trailing zeros change nothing: "33.330" is $33.33
+    assert start_checkout(customer, ["INV-ROUND"], "33.330", now=utcnow()).amount == Money(
+        3333, "USD"
+    )
 
 
 def test_a_zero_decimal_currency_is_charged_in_whole_yen(localstripe, app, monkeypatch):

@@ -509,7 +509,8 @@ def test_a_partial_amount_can_be_typed_with_a_decimal_comma(client, localstripe)
     login_as(client, customer)
     _location, page = _card_page(client, _start(client, [overdue.number], "12,34"))
     assert "Pay $12.34" in page.text
-    # a comma that groups thousands is still no amount (never read as 1.000)
+    # in English a comma before three digits groups thousands: "1,000" is a thousand
+    # dollars (more than is owed), never one dollar
     response = _start(client, [overdue.number], "1,000")
     assert response.status_code == 400
-    assert "Please enter a valid amount." in response.text
+    assert "You can pay at most $150.00." in response.text

@@ -179,9 +179,26 @@ def test_counter_offer_is_sent(staff_client: FlaskClient) -> None:
 
 
 @pytest.mark.parametrize(
+    ("locale", "typed"), [("en", "$200.00"), ("de", "200,00"), ("fr", "200,00 $US")]
+)
+def test_a_counter_offer_down_payment_is_read_in_the_specialists_language(
+    staff_client: FlaskClient, locale: str, typed: str
+) -> None:
+    with staff_client.session_transaction() as session:
+        session["locale"] = locale
+    plan = request_plan()
+    assert _counter(staff_client, plan, send="1", down_payment=typed).status_code == 302
+    db.session.refresh(plan)
+    assert (plan.state, plan.down_payment_minor) == (PlanStatus.COUNTERED, 20_000)
+
+
+@pytest.mark.parametrize(
     ("data", "message"),
     [
         ({"down_payment": "abc"}, "Please enter the amount as a number"),
+        ({"down_payment": "1,000"}, "below the total"),  # a thousand dollars
+        ({"down_payment": "-5"}, "The amount cannot be below zero."),
+        ({"down_payment": "20.005"}, "with at most 2 decimals"),
         ({"down_payment": "1000.00"}, "below the total"),
         ({"installments": "0"}, "Enter a whole number from 1 to 120."),
         ({"installments": "many"}, "Please enter a whole number."),

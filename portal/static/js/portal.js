@@ -23,6 +23,98 @@
     });
   }
 
+  function count(text, char) {
+    return text.split(char).length - 1;
+  }
+
+  var SPACES = " \u00a0\u202f";
+  var GROUPED = /^[1-9][0-9]{0,2}(?:[., \u00a0\u202f][0-9]{3})+$/;
+
+  // The amount typed, in minor units, read by the rule of the server's reader
+  // (portal/inputs.py, parse_amount_input: change both together): undefined when empty,
+  // null when the server would refuse it or the script is not sure how it reads it (no
+  // preview then: "Continue" brings the server's reason). `decimal` is the language's
+  // decimal mark, `signs` the currency's signs that a pasted total may carry.
+  function readAmount(typed, decimal, exponent, signs) {
+    var text = typed.trim();
+    if (text === "") {
+      return undefined;
+    }
+    if (text.length > 64) {
+      return null;
+    }
+    var negative = /^[-\u2212]/.test(text);
+    if (negative) {
+      text = text.slice(1).trim();
+    }
+    var folded = text.toLowerCase();
+    for (var i = 0; i < signs.length; i += 1) {
+      var sign = signs[i].toLowerCase();
+      if (folded.slice(0, sign.length) === sign) {
+        text = text.slice(sign.length).trim();
+        break;
+      }
+      if (folded.length >= sign.length && folded.slice(-sign.length) === sign) {
+        text = text.slice(0, text.length - sign.length).trim();
+        break;
+      }
+    }
+    if (negative || /^[-\u2212]/.test(text) || !/^[0-9., \u00a0\u202f]+$/.test(text)) {
+      return null; // below zero, another currency, letters: the server says why
+    }
+    var other = decimal === "," ? "." : ",";
+    var hasSpace = /[ \u00a0\u202f]/.test(text);
+    var decimals = count(text, decimal);
+    var others = count(text, other);
+    var mark = "";
+    if (decimals && others) {
+      mark = text.lastIndexOf(decimal) > text.lastIndexOf(other) ? decimal : other;
+      if (count(text, mark) !== 1 || hasSpace) {
+        return null;
+      }
+    } else if (decimals) {
+      if (decimals > 1) {
+        return null;
+      }
+      mark = decimal;
+    } else if (others === 1) {
+      var after = text.slice(text.indexOf(other) + 1);
+      var grouping = !hasSpace && after.length === 3 && GROUPED.test(text);
+      if (grouping && exponent >= 3) {
+        return null; // "1.000" KWD: one dinar or a thousand; the server asks
+      }
+      if (!grouping) {
+        mark = other;
+      }
+    }
+    var integer = text;
+    var fraction = "";
+    if (mark) {
+      integer = text.slice(0, text.indexOf(mark));
+      fraction = text.slice(text.indexOf(mark) + 1);
+    }
+    if (!/[0-9]/.test(integer + fraction) || (fraction && !/^[0-9]+$/.test(fraction))) {
+      return null;
+    }
+    if (integer && !/^[0-9]+$/.test(integer)) {
+      var kinds = integer.replace(/[0-9]/g, "");
+      var mixed = kinds.split("").some(function (char) {
+        return char !== kinds.charAt(0) && (SPACES.indexOf(char) < 0 || SPACES.indexOf(kinds.charAt(0)) < 0);
+      });
+      if (!GROUPED.test(integer) || mixed) {
+        return null; // not groups of three, or two kinds of grouping mark
+      }
+    }
+    if (/[1-9]/.test(fraction.slice(exponent))) {
+      return null; // more decimals than the currency has
+    }
+    var whole = integer.replace(/[^0-9]/g, "").replace(/^0+/, "");
+    if (whole.length > 15) {
+      return null; // beyond what any amount here is (and a safe integer)
+    }
+    return parseInt(whole + (fraction + "0".repeat(exponent)).slice(0, exponent), 10) || 0;
+  }
+
   function setUpPreview(form) {
     var messages;
     try {
@@ -31,11 +123,21 @@
       return;
     }
     var exponent = parseInt(form.dataset.exponent, 10) || 0;
+    var decimal = form.dataset.decimal === "," ? "," : ".";
+    var signs;
+    try {
+      signs = JSON.parse(form.dataset.signs || "[]");
+    } catch (error) {
+      signs = [];
+    }
+    // Grouped as the server writes it (Babel): "1.062,75 US$" in Spanish too, where
+    // CLDR's minimum grouping digits would otherwise write "1062,75 US$".
     var formatter = new Intl.NumberFormat(form.dataset.locale || "en", {
       style: "currency",
       currency: form.dataset.currency,
       minimumFractionDigits: exponent,
       maximumFractionDigits: exponent,
+      useGrouping: "always",
     });
     var boxes = Array.prototype.slice.call(form.querySelectorAll("input[name=invoices]"));
     var amountInput = form.querySelector("input[name=amount]");
@@ -46,34 +148,19 @@
       update.remove(); // the preview is live: Enter in the amount field now continues
     }
 
+    // Minor units as an exact decimal string ("106275" -> "1062.75"): no float on the way.
     function money(minor) {
-      return formatter.format(minor / Math.pow(10, exponent));
+      var digits = String(minor);
+      if (exponent > 0) {
+        digits = "0".repeat(Math.max(0, exponent + 1 - digits.length)) + digits;
+        digits = digits.slice(0, -exponent) + "." + digits.slice(-exponent);
+      }
+      return formatter.format(digits);
     }
 
-    // Major units typed as the server reads them ("120", "120.5", or "120,50" with no
-    // more digits after the comma than the currency has), in minor units; null when it
-    // is not such a number (the server then says what is wrong).
     function typedMinor() {
-      var text = amountInput ? amountInput.value.trim() : "";
-      if (text === "") {
-        return undefined;
-      }
-      var comma = /^(\d+),(\d+)$/.exec(text);
-      if (comma && comma[2].length <= exponent) {
-        text = comma[1] + "." + comma[2];
-      }
-      var match = /^(\d+)(?:\.(\d*))?$/.exec(text);
-      if (!match) {
-        return null;
-      }
-      var fraction = (match[2] || "") + "0".repeat(exponent + 1);
-      var minor = parseInt(match[1] + fraction.slice(0, exponent), 10);
-      if (parseInt(fraction.charAt(exponent), 10) >= 5) {
-        minor += 1; // half-up, as Money.from_decimal rounds
-      }
-      return minor;
+      return readAmount(amountInput ? amountInput.value : "", decimal, exponent, signs);
     }
-
     function line(text) {
       var item = document.createElement("li");
       item.textContent = text;

@@ -1,0 +1,89 @@
+"""The pay page's script reads a typed amount by the server's rule: for every input,
+either the same minor units as `parse_amount_input`, or no preview (null) — never another
+amount. Runs the function from portal/static/js/portal.js in Node when it is installed."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from portal.inputs import AmountInputError, amount_reading, parse_amount_input
+
+SCRIPT = Path(__file__).parents[2] / "portal" / "static" / "js" / "portal.js"
+NODE = shutil.which("node") or shutil.which("nodejs")
+
+HAND_PICKED = [
+    "1,000.50", "1.000,50", "1 000,50", "1\u00a0000,50", "1\u202f000,50", "1000.50", "1000,50",
+    "1,000", "1.000", "1.234,567", "1,234.567", "12,34", "12.34", ".50", "12.", "0,500",
+    "1,00,0", "1,000,00", "1.00.000", "10 00", "1,000,000", "1.000.000", "1.000 000",
+    "1 000.50", "1 000.000,50", "$1,062.75", "US$1,062.75", "1.062,75 €", "1.062,75 US$",
+    "1\u202f062,75\u00a0$US", "€12", "12 EUR", "abc", "NaN", "Infinity", "1e3", "1_000",
+    "１２", "+5", "-5", "\u22125", "-$5", "$-5", "0", "-0", "0,00", "1.005", "33.330",
+    "12,5", " 12 ", "", "   ", ".", ",", "$", "9" * 20, "1" + "0" * 15, "999999,99",
+    "1.0005", "0.001.000", "12\t50", "¥1,000", "KWD 1.234,567", "1 000", "100.000",
+]  # fmt: skip
+
+
+def _generated() -> list[str]:
+    pieces = ["1", "12", "123", "1234", "0", ".", ",", " ", "\u202f", "000", "50", "5"]
+    return ["".join(p) for n in (2, 3) for p in itertools.product(pieces, repeat=n)]
+
+
+def _server(text: str, currency: str, locale: str) -> int | None:
+    try:
+        return parse_amount_input(text, currency, locale, allow_zero=True).minor
+    except AmountInputError:
+        return None
+
+
+@pytest.mark.skipif(NODE is None, reason="Node is not installed")
+def test_the_script_reads_amounts_as_the_server_does_or_not_at_all() -> None:
+    source = SCRIPT.read_text()
+    start = source.index("  function count(text, char)")
+    end = source.index("  function setUpPreview(form)")
+    inputs = HAND_PICKED + _generated()
+    cases = []
+    for currency, exponent in (("USD", 2), ("EUR", 2), ("JPY", 0), ("KWD", 3)):
+        for locale in ("en", "es", "fr", "de"):
+            decimal, signs = amount_reading(currency, locale)
+            cases.append([currency, locale, decimal, exponent, json.loads(signs)])
+    program = (
+        source[start:end]
+        + "\nvar input = JSON.parse(require('fs').readFileSync(0, 'utf8'));\n"
+        + "var out = [];\n"
+        + "input.cases.forEach(function (c) { input.texts.forEach(function (t) {\n"
+        + "  var v = readAmount(t, c[2], c[3], c[4]); out.push(v === undefined ? -1 : v);\n"
+        + "}); });\n"
+        + "process.stdout.write(JSON.stringify(out));\n"
+    )
+    done = subprocess.run(
+        [NODE, "-e", program],
+        input=json.dumps({"cases": cases, "texts": inputs}),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    results = iter(json.loads(done.stdout))
+    disagreements, previews = [], 0
+    for currency, locale, *_rest in cases:
+        for text in inputs:
+            script = next(results)
+            if script == -1:
+                assert not text.strip(), text  # empty: "pay the total"
+                continue
+            if script is None:
+                continue  # no preview: always safe
+            previews += 1
+            server = _server(text, currency, locale)
+            if script != server:
+                disagreements.append((currency, locale, text, script, server))
+    assert disagreements == []
+    assert previews > 500  # the script previews what the server reads, not nothing
+    assert re.search(r'useGrouping: "always"', source)
