@@ -43,7 +43,9 @@ def save_card(server: StripeServer, customer: Customer, number: str = CARD_OK) -
     gateway = current_gateway()
     account = _ensure_stripe_customer(customer, gateway)
     stripe_customer = str(account.stripe_customer_id)
-    setup = gateway.create_setup_intent(customer_id=stripe_customer, key=uuid.uuid4().hex)
+    setup = gateway.create_setup_intent(
+        customer_id=stripe_customer, key=uuid.uuid4().hex, portal_id=customer.id
+    )
     setup_id = server.set_up_card(setup.client_secret, number)
     method = gateway.retrieve_setup_intent(setup_id).payment_method_id
     assert method is not None

@@ -3,7 +3,9 @@
 `portal.payments.inbox` stores and applies events in the caller's transaction; this
 module is that caller for the worker (`flask jobs run --loop`) and for the
 `apply_webhooks` job: it commits after each batch, and detaches the cards of the
-charges a batch settled once that batch is committed (calls to Stripe, no lock held).
+charges a batch settled, and cancels the SetupIntents of customers who reached the cap
+on failed card attempts and the failed PaymentIntents a browser could confirm again with
+another card, once that batch is committed (calls to Stripe, no lock held).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from sqlalchemy import URL
 
 from portal.db import utcnow
 from portal.extensions import db
-from portal.payments.checkouts import detach_cards
+from portal.payments.card_testing import cancel_setup_intents
+from portal.payments.checkouts import cancel_payments, detach_cards
 from portal.payments.deferred import NOTIFY_CHANNEL, any_deferred_event_awake, wake_deferred_events
 from portal.payments.gateway import gateway_from_config, is_enabled
 from portal.payments.inbox import apply_pending_events, has_pending_events
@@ -51,6 +54,10 @@ def apply_all_pending(*, now: datetime, max_batches: int = 50) -> int:
         _wake_deferred()
         if batch.detach and is_enabled(current_app.config):
             detach_cards(gateway_from_config(current_app.config), batch.detach)
+        if (batch.cancel_setups or batch.cancel_payments) and is_enabled(current_app.config):
+            gateway = gateway_from_config(current_app.config)
+            cancel_setup_intents(gateway, batch.cancel_setups)
+            cancel_payments(gateway, batch.cancel_payments)
     return total
 
 

@@ -10,7 +10,18 @@ mitigations; the ones that belong in the portal are here:
 - the card page reuses the customer's open SetupIntent instead of creating one per page
   load (`services`/`prepare_card_form`), so reloading is not a way to mint Stripe objects;
 - failed card attempts per customer are capped over 24 hours (CARD_FAILURES_PER_DAY):
-  after that, the customer is told so, in their language, and no card is tried.
+  after that, the customer is told so, in their language, and no card is tried;
+- a card declined while Stripe.js sets it up counts too. That confirmation is made
+  between the browser and Stripe, and on a decline Stripe puts the SetupIntent back to
+  `requires_payment_method`, so the same client secret can try card after card without
+  our server seeing any: each failure reaches us only as a `setup_intent.setup_failed`
+  event (https://docs.stripe.com/api/events/types#event_types-setup_intent.setup_failed,
+  applied by `payments.inbox`). The failure that reaches the cap also cancels the
+  customer's SetupIntents at Stripe (`cancel_setup_intents`), so the secret the browser
+  holds stops working, and no new one is handed out while the cap holds;
+- for the same reason a failed PaymentIntent, whose client secret the 3-D Secure step
+  gave the browser, is cancelled once its failure is known (`checkouts.
+  is_open_to_another_card`): the next attempt is a new PaymentIntent anyway.
 
 Only accounts opened from an emailed link reach these pages at all (Stripe's "require
 authentication"); Radar's rules, CAPTCHA and Stripe's own velocity limits are Stripe's side.
@@ -18,7 +29,8 @@ authentication"); Radar's rules, CAPTCHA and Stripe's own velocity limits are St
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
@@ -29,7 +41,10 @@ from sqlalchemy import func, select
 from portal.access.sessions import customer_session, signed_in_customer
 from portal.extensions import db, limiter
 from portal.payments.errors import CardAttemptsExhausted
+from portal.payments.gateway import GatewayError, StripeGateway
 from portal.payments.models import CardFailure
+
+log = logging.getLogger(__name__)
 
 WINDOW = timedelta(hours=24)
 # An outage or a charge whose answer was lost is not the customer's failure.
@@ -122,8 +137,27 @@ def failures_in_window(customer_id: int, now: datetime) -> int:
     )
 
 
+def attempts_exhausted(customer_id: int, *, now: datetime) -> bool:
+    """Whether CARD_FAILURES_PER_DAY card attempts of the customer failed in 24 hours."""
+    cap = int(current_app.config["CARD_FAILURES_PER_DAY"])
+    return failures_in_window(customer_id, now) >= cap
+
+
 def check_card_attempts_left(customer_id: int, *, now: datetime) -> None:
     """Raise CardAttemptsExhausted once CARD_FAILURES_PER_DAY attempts failed in 24 hours."""
-    cap = int(current_app.config["CARD_FAILURES_PER_DAY"])
-    if failures_in_window(customer_id, now) >= cap:
+    if attempts_exhausted(customer_id, now=now):
         raise CardAttemptsExhausted()
+
+
+def cancel_setup_intents(gateway: StripeGateway, setup_intent_ids: Iterable[str]) -> None:
+    """Cancel SetupIntents at Stripe once their customer reached the cap, so that Stripe.js
+    can confirm no more cards with their client secrets. Called with no lock held, after
+    the commit that recorded the failure. Best effort: one Stripe refuses (succeeded or
+    canceled meanwhile: https://docs.stripe.com/api/setup_intents/cancel) takes no card
+    anyway, and a failure on one that could not be cancelled (Stripe unreachable) is
+    counted over the cap and tries again."""
+    for setup_intent_id in setup_intent_ids:
+        try:
+            gateway.cancel_setup_intent(setup_intent_id)
+        except GatewayError:
+            log.warning("could not cancel SetupIntent %s", setup_intent_id)

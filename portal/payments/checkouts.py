@@ -100,7 +100,7 @@ def apply_intent(checkout: Checkout, intent: IntentResult, *, actor: Actor, ledg
     now = ledger.now
     if intent.is_succeeded:
         return ledger.record(checkout, intent, actor=actor)
-    is_current = checkout.payment_intent_id in (None, intent.id)
+    is_current = checkout.payment_intent_id in (None, intent.id) and _of_attempt(checkout, intent)
     if _ends_doubtful_attempt(checkout, intent):
         # The attempt whose answer we never got failed: the next charge is a new attempt.
         checkout.attempt_key = None
@@ -130,6 +130,13 @@ def apply_intent(checkout: Checkout, intent: IntentResult, *, actor: Actor, ledg
         )
         return True
     return False
+
+
+def _of_attempt(checkout: Checkout, intent: IntentResult) -> bool:
+    """Whether a PaymentIntent is the one of the checkout's attempt in flight, by the
+    attempt our metadata names (an event about an earlier attempt's PaymentIntent can
+    arrive late, while the next attempt is in flight)."""
+    return intent.metadata.get(METADATA_ATTEMPT) in (None, str(checkout.attempt))
 
 
 def _ends_doubtful_attempt(checkout: Checkout, intent: IntentResult) -> bool:
@@ -166,6 +173,29 @@ def cards_to_detach(checkout: Checkout, saved: str | None, *, succeeded: bool) -
     if saved == used:
         return []  # the saved card was used: it stays saved
     return [used]
+
+
+def is_open_to_another_card(intent: IntentResult) -> bool:
+    """A PaymentIntent back in `requires_payment_method` after a failure (a decline, a
+    failed bank check). Stripe lets its client secret confirm it again with another card
+    (https://docs.stripe.com/payments/paymentintents/lifecycle), and the 3-D Secure step
+    gave the browser that secret: card after card could be tried from there, unseen by
+    our server and uncounted (card testing, `payments.card_testing`). The portal never
+    reuses one (a checkout's next attempt is a new PaymentIntent), so it is cancelled
+    (`cancel_payments`)."""
+    return intent.status == "requires_payment_method"
+
+
+def cancel_payments(gateway: StripeGateway, payment_intent_ids: Sequence[str]) -> None:
+    """Cancel failed PaymentIntents (`is_open_to_another_card`), with no lock held. Best
+    effort: Stripe refuses to cancel one that succeeded or was cancelled meanwhile
+    (https://docs.stripe.com/api/payment_intents/cancel), and a failure on one that
+    could not be cancelled comes back as another event, which tries again."""
+    for payment_intent_id in payment_intent_ids:
+        try:
+            gateway.cancel_payment(payment_intent_id)
+        except GatewayError:
+            log.warning("could not cancel PaymentIntent %s", payment_intent_id)
 
 
 def detach_cards(gateway: StripeGateway, payment_method_ids: Sequence[str]) -> None:

@@ -64,6 +64,9 @@ def main(argv: list[str] | None = None) -> None:
             "payment_intent.requires_action",
             "payment_intent.processing",
             "charge.refunded",
+            # localstripe never sends it (a decline at setup cancels its SetupIntent
+            # instead); Stripe does, and the portal counts it (payments.card_testing).
+            "setup_intent.setup_failed",
         ]
         register_webhook("portal", args.webhook_url, args.webhook_secret, events)
 

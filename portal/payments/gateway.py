@@ -36,6 +36,7 @@ logging.getLogger("stripe").setLevel(max(logging.getLogger("stripe").level, logg
 STRIPE_API = "https://api.stripe.com"
 STRIPE_JS = "https://js.stripe.com/v3/"
 WEBHOOK_TOLERANCE_SECONDS = 300  # Stripe's default: a signed event older than 5 minutes is refused
+SETUP_FAILED = "setup_intent.setup_failed"
 
 # https://docs.stripe.com/currencies#zero-decimal and #three-decimal. Every other
 # currency is sent with two decimals, including ISK, HUF and TWD ("special cases"),
@@ -160,6 +161,18 @@ class SetupResult:
 
 
 @dataclass(frozen=True)
+class SetupFailure:
+    """A `setup_intent.setup_failed` event: a card Stripe.js tried on one of our
+    SetupIntents was declined (https://docs.stripe.com/api/events/types
+    #event_types-setup_intent.setup_failed). Of Stripe's error only its code is kept."""
+
+    id: str
+    customer_id: str
+    metadata: Mapping[str, str]
+    error_code: str | None = None
+
+
+@dataclass(frozen=True)
 class IntentResult:
     """A PaymentIntent as far as we care: never any card data."""
 
@@ -218,6 +231,27 @@ class GatewayEvent:
             return None
         return _intent(self.data)
 
+    def setup_failure(self) -> SetupFailure | None:
+        """The SetupIntent of a `setup_intent.setup_failed` event; None for any other event,
+        or for a SetupIntent with no id or no Stripe customer (never one of ours: the
+        portal creates each for a customer)."""
+        if self.type != SETUP_FAILED or self.data.get("object") != "setup_intent":
+            return None
+        setup_id, customer_id = self.data.get("id"), _id_of(self.data.get("customer"))
+        if not isinstance(setup_id, str) or not setup_id or not customer_id:
+            return None
+        error = _get(self.data, "last_setup_error")
+        metadata = _get(self.data, "metadata")
+        return SetupFailure(
+            id=setup_id,
+            customer_id=customer_id,
+            metadata={
+                str(k): str(v)
+                for k, v in (dict(metadata) if isinstance(metadata, Mapping) else {}).items()
+            },
+            error_code=_get(error, "decline_code") or _get(error, "code"),
+        )
+
     def charge_refunds(self) -> ChargeRefunds | None:
         if self.data.get("object") != "charge":
             return None
@@ -240,11 +274,22 @@ class GatewayEvent:
     def kept(self) -> dict[str, Any]:
         """What the portal stores of the event's object to apply it later.
 
-        Only the fields `intent` and `charge_refunds` read, and of the last error only its
-        codes: Stripe's error carries the card's PaymentMethod (expiry date included), and
-        a charge its card details, never stored here.
+        Only the fields `intent`, `setup_failure` and `charge_refunds` read, and of the
+        last error only its codes: Stripe's error carries the card's PaymentMethod (expiry
+        date included), and a charge its card details, never stored here.
         """
         data = self.data
+        if data.get("object") == "setup_intent":
+            error = _get(data, "last_setup_error")
+            return {
+                "object": "setup_intent",
+                **{key: data.get(key) for key in ("id", "status")},
+                "customer": _id_of(data.get("customer")),
+                "metadata": dict(_get(data, "metadata") or {}),
+                "last_setup_error": (
+                    {key: _get(error, key) for key in ("code", "decline_code")} if error else None
+                ),
+            }
         if data.get("object") == "charge":
             return {
                 "object": "charge",
@@ -361,13 +406,26 @@ class StripeGateway:
         )
         return str(customer.id)
 
-    def create_setup_intent(self, *, customer_id: str, key: str) -> SetupResult:
+    def create_setup_intent(self, *, customer_id: str, key: str, portal_id: int) -> SetupResult:
+        """A SetupIntent for a card of Stripe customer `customer_id`, naming our customer
+        in its metadata as the portal's PaymentIntents do (its `setup_intent.setup_failed`
+        events are counted against that customer: `payments.card_testing`)."""
         setup = self._call(
             self.client.v1.setup_intents.create,
-            {"customer": customer_id, "payment_method_types": ["card"]},
+            {
+                "customer": customer_id,
+                "payment_method_types": ["card"],
+                "metadata": {"portal_customer": str(portal_id)},
+            },
             idempotency_key=key,
         )
         return _setup(setup)
+
+    def cancel_setup_intent(self, setup_intent_id: str) -> SetupResult:
+        """Cancel a SetupIntent: its client secret can confirm no card any more. Stripe
+        cancels one in requires_payment_method, requires_confirmation or requires_action
+        and refuses the others (https://docs.stripe.com/api/setup_intents/cancel)."""
+        return _setup(self._call(self.client.v1.setup_intents.cancel, setup_intent_id))
 
     def retrieve_setup_intent(self, setup_intent_id: str) -> SetupResult:
         return _setup(self._call(self.client.v1.setup_intents.retrieve, setup_intent_id))

@@ -17,6 +17,15 @@ ascending order, then the checkouts' in ascending order: the order of a single p
 means is unchanged from a single payment: `checkouts.apply_intent`, which never moves a
 checkout backwards, and `ledger.Ledger`, which records a PaymentIntent once.
 
+A `setup_intent.setup_failed` event (a card declined while Stripe.js set it up, which
+our server never sees otherwise) counts a failed card attempt against the customer whose
+Stripe Customer the SetupIntent belongs to, under that customer's payment-account lock
+(`_apply_setup_failure`); the failure that reaches the cap clears the customer's open
+SetupIntent, and the caller cancels it at Stripe once the batch is committed
+(`card_testing.cancel_setup_intents`). Likewise a failed PaymentIntent of ours, which
+the browser could confirm again with another card, is cancelled after the commit
+(`checkouts.is_open_to_another_card`).
+
 A batch that raises is retried one event at a time, each in a savepoint, so one bad
 event cannot hold the others back; an event that raises MAX_ATTEMPTS times is marked
 FAILED and logged for staff.
@@ -29,7 +38,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -41,17 +50,21 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from portal.audit.actors import Actor
 from portal.audit.services import record_event
 from portal.extensions import db
+from portal.payments.card_testing import attempts_exhausted, record_card_failure
 from portal.payments.checkouts import (
     METADATA_CHECKOUT,
     METADATA_CUSTOMER,
     apply_intent,
     cards_to_detach,
+    is_open_to_another_card,
 )
 from portal.payments.deferred import NOTIFY_CHANNEL, waiting_for_payment
 from portal.payments.gateway import (
+    SETUP_FAILED,
     ChargeRefunds,
     GatewayEvent,
     IntentResult,
+    SetupFailure,
 )
 from portal.payments.ledger import Ledger, record_stripe_refunds
 from portal.payments.locks import has_row_locks, lock_accounts, lock_checkouts, take_writer_lock
@@ -76,6 +89,7 @@ RELEVANT_EVENTS = frozenset(
         "payment_intent.requires_action",
         "payment_intent.processing",
         "charge.refunded",  # a refund made at Stripe (its dashboard), or by us
+        SETUP_FAILED,  # a card declined while Stripe.js set it up (card testing)
     }
 )
 BATCH_SIZE = 200
@@ -90,8 +104,8 @@ class Receipt(StrEnum):
 
 def receive_event(event: GatewayEvent, *, now: datetime) -> Receipt:
     """Store a verified event once, in the caller's transaction (commit, then answer 200)."""
-    intent, refunds = event.intent(), event.charge_refunds()
-    relevant = event.type in RELEVANT_EVENTS and (intent or refunds) is not None
+    intent, refunds, setup = event.intent(), event.charge_refunds(), event.setup_failure()
+    relevant = event.type in RELEVANT_EVENTS and (intent or refunds or setup) is not None
     dialect = db.session.get_bind().dialect.name
     statement = _STORE_AND_NOTIFY if dialect == "postgresql" and relevant else _STORE[dialect]
     # On the session's connection: no ORM object is involved in this hot path.
@@ -171,6 +185,7 @@ class _Pending:
     attempts: int
     intent: IntentResult | None
     refunds: ChargeRefunds | None = None
+    setup: SetupFailure | None = None
 
 
 @dataclass(frozen=True)
@@ -180,16 +195,24 @@ class _Result:
     error: str | None = None
     detach: tuple[str, ...] = ()  # cards to detach once the batch is committed
     waits_for: str | None = None  # DEFERRED: what the event waits for
+    # to cancel once the batch is committed: SetupIntents of a customer at the cap, and
+    # failed PaymentIntents (`checkouts.is_open_to_another_card`)
+    cancel_setups: tuple[str, ...] = ()
+    cancel_payments: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Batch:
-    """What `apply_pending_events` did: events claimed, and the cards of the charges it
-    settled that were not to be kept, which the caller detaches once the batch is
+    """What `apply_pending_events` did: events claimed, the cards of the charges it
+    settled that were not to be kept, the SetupIntents of customers who reached the cap
+    on failed card attempts, and the failed PaymentIntents that a browser could confirm
+    again with another card, which the caller detaches and cancels once the batch is
     committed (calls to Stripe, made with no lock held)."""
 
     claimed: int
     detach: list[str]
+    cancel_setups: list[str] = field(default_factory=list)
+    cancel_payments: list[str] = field(default_factory=list)
 
 
 def apply_pending_events(*, now: datetime, limit: int = BATCH_SIZE) -> Batch:
@@ -211,14 +234,27 @@ def apply_pending_events(*, now: datetime, limit: int = BATCH_SIZE) -> Batch:
         _FINISH,
         [_finish_parameters(event, results[event.row], now=now) for event in pending],
     )
-    return Batch(len(pending), [card for result in results.values() for card in result.detach])
+    return Batch(
+        len(pending),
+        [card for result in results.values() for card in result.detach],
+        [setup for result in results.values() for setup in result.cancel_setups],
+        [intent for result in results.values() for intent in result.cancel_payments],
+    )
 
 
 def _pending(row: int, event_id: str, type_: str, payload: Any, attempts: int) -> _Pending:
     data = (payload or {}).get("data") or {}
     created = int((payload or {}).get("created") or 0)
     event = GatewayEvent(event_id, type_, created, data)
-    return _Pending(row, event_id, type_, attempts, event.intent(), event.charge_refunds())
+    return _Pending(
+        row,
+        event_id,
+        type_,
+        attempts,
+        event.intent(),
+        event.charge_refunds(),
+        event.setup_failure(),
+    )
 
 
 def _finish_parameters(event: _Pending, result: _Result, *, now: datetime) -> dict[str, Any]:
@@ -267,7 +303,12 @@ def _apply_batch(events: Sequence[_Pending], *, now: datetime) -> dict[int, _Res
     """Lock what the events touch, in the one lock order, then apply them in turn."""
     wanted = {event.row: _checkout_id_for(event.intent) for event in events}
     refunded = _refunded_payments(events)
-    locked = _claimed_customers(events) | {p.customer_id for p in refunded.values()}
+    setup_owners = _setup_owners(events)
+    locked = (
+        _claimed_customers(events)
+        | {p.customer_id for p in refunded.values()}
+        | set(setup_owners.values())
+    )
     accounts = lock_accounts(locked)
     checkouts = lock_checkouts({c for c in wanted.values() if c is not None})
     ledger = Ledger(now=now)
@@ -285,6 +326,10 @@ def _apply_batch(events: Sequence[_Pending], *, now: datetime) -> dict[int, _Res
         if event.intent is not None:
             checkout = checkouts.get(wanted[event.row])  # type: ignore[arg-type]
             results[event.row] = _apply_one(event, checkout, accounts, ledger, now=now)
+        elif event.setup is not None:
+            owner = setup_owners.get(event.setup.customer_id)
+            account = accounts.get(owner) if owner is not None else None
+            results[event.row] = _apply_setup_failure(event, event.setup, account, now=now)
     ledger.write()
     # Refunds last, and read again: one may be of a payment this batch has just recorded
     # (its customer's lock is held: the payment's own event named them).
@@ -300,9 +345,69 @@ def _apply_batch(events: Sequence[_Pending], *, now: datetime) -> dict[int, _Res
                 results[event.row] = _Result(WebhookOutcome.DEFERRED, waits_for=waits_for)
                 continue
             results[event.row] = _apply_refunds(event.refunds, payment, now=now)
-        elif event.intent is None:
+        elif event.intent is None and event.setup is None:
             results[event.row] = _Result(WebhookOutcome.IGNORED)
     return results
+
+
+def _setup_owners(events: Iterable[_Pending]) -> dict[str, int]:
+    """Our customers whose Stripe Customers own the batch's failed SetupIntents, by
+    Stripe customer id (a SetupIntent of a Stripe Customer that is not ours is absent)."""
+    stripe_ids = sorted({e.setup.customer_id for e in events if e.setup is not None})
+    if not stripe_ids:
+        return {}
+    rows = db.session.execute(
+        select(PaymentAccount.stripe_customer_id, PaymentAccount.customer_id).where(
+            PaymentAccount.stripe_customer_id.in_(stripe_ids)
+        )
+    )
+    return {str(stripe_id): customer_id for stripe_id, customer_id in rows}
+
+
+def _apply_setup_failure(
+    event: _Pending, setup: SetupFailure, account: PaymentAccount | None, *, now: datetime
+) -> _Result:
+    """A card declined while Stripe.js set it up on one of our SetupIntents: a failed card
+    attempt of the customer whose Stripe Customer the SetupIntent belongs to (Stripe's
+    `setup_intent.setup_failed`; the account is locked). On real Stripe the SetupIntent is
+    back in `requires_payment_method` and its client secret can try another card at once
+    (https://docs.stripe.com/payments/setupintents/lifecycle), so the failure that reaches
+    the cap clears the customer's open SetupIntent and asks the caller to cancel it, and
+    this one, at Stripe. Applied once: the event is stored once by its id."""
+    if account is None:
+        return _Result(WebhookOutcome.IGNORED)  # not a Stripe Customer of ours
+    named = setup.metadata.get(METADATA_CUSTOMER)
+    if named is not None and named != str(account.customer_id):
+        log.error(
+            "event %s: SetupIntent %s names customer %s, its Stripe Customer is %s's",
+            event.event_id,
+            setup.id,
+            named,
+            account.customer_id,
+        )
+        record_event(
+            "card.setup_mismatch",
+            actor=Actor.stripe(),
+            now=now,
+            customer_id=account.customer_id,
+            data={"event": event.event_id, "setup_intent": setup.id, "named": named},
+        )
+        return _Result(WebhookOutcome.REJECTED)
+    code = setup.error_code or "card_declined"
+    record_card_failure(account.customer_id, code, now=now)
+    db.session.flush()
+    if not attempts_exhausted(account.customer_id, now=now):
+        return _Result(WebhookOutcome.APPLIED)
+    cancel = sorted({setup.id, account.open_setup_intent_id or setup.id})
+    account.open_setup_intent_id = None
+    record_event(
+        "card.setup_canceled",
+        actor=Actor.stripe(),
+        now=now,
+        customer_id=account.customer_id,
+        data={"event": event.event_id, "setup_intents": cancel, "code": code},
+    )
+    return _Result(WebhookOutcome.APPLIED, cancel_setups=tuple(cancel))
 
 
 def _refunded_payments(events: Iterable[_Pending]) -> dict[str, Payment]:
@@ -393,14 +498,19 @@ def _apply_one(
     # Read before applying, which may replace it with the card just used.
     saved = ledger.saved_payment_method(checkout.customer_id) if checkout.save_card else None
     changed = apply_intent(checkout, intent, actor=Actor.stripe(), ledger=ledger)
+    # Ours and failed: cancelled, even when nothing changed here (a failure after the
+    # first one is a card tried from the browser on the same client secret).
+    cancel = (intent.id,) if is_open_to_another_card(intent) else ()
     if not changed:
-        return _Result(WebhookOutcome.IGNORED, checkout.id)
+        return _Result(WebhookOutcome.IGNORED, checkout.id, cancel_payments=cancel)
     # The webhook settled the charge (the customer left during 3-D Secure, say): its
     # card goes as it would on the customer's own pages (`checkouts.cards_to_detach`).
     settled = was_in_flight and not checkout.state.is_in_flight
     succeeded = checkout.state == CheckoutStatus.SUCCEEDED
     detach = cards_to_detach(checkout, saved, succeeded=succeeded) if settled else []
-    return _Result(WebhookOutcome.APPLIED, checkout.id, detach=tuple(detach))
+    return _Result(
+        WebhookOutcome.APPLIED, checkout.id, detach=tuple(detach), cancel_payments=cancel
+    )
 
 
 def _claimed_customers(events: Iterable[_Pending]) -> set[int]:

@@ -57,10 +57,12 @@ from portal.payments.checkouts import (
     STALE_AFTER,
     UNSETTLED_ATTEMPT,
     apply_intent,
+    cancel_payments,
     cards_to_detach,
     current_gateway,
     customer_actor,
     detach_cards,
+    is_open_to_another_card,
     move_checkout,
     release_cards,
 )
@@ -403,6 +405,7 @@ def _setup_intent_for(customer: Customer, purpose: str, *, now: datetime) -> Set
             setup = gateway.create_setup_intent(
                 customer_id=str(account.stripe_customer_id),
                 key=f"{purpose}-setup-{uuid.uuid4().hex}",
+                portal_id=customer.id,
             )
             account.open_setup_intent_id = setup.id
     except GatewayError as error:
@@ -594,6 +597,9 @@ def begin_charge(
     if not (checkout.last_error_code in UNSETTLED_ATTEMPT and checkout.attempt_key):
         checkout.attempt += 1
         checkout.attempt_key = f"checkout-{checkout.id}-attempt-{checkout.attempt}"
+        # The last attempt's PaymentIntent (one that failed 3-D Secure, say) is not this
+        # attempt's: this one's is recorded when Stripe answers (`apply_intent`).
+        checkout.payment_intent_id = None
     checkout.payment_method_id = card.payment_method_id
     checkout.card_brand, checkout.card_last4 = card.brand, card.last4
     checkout.card_exp_month, checkout.card_exp_year = card.exp_month, card.exp_year
@@ -746,6 +752,8 @@ def sync_checkout(customer: Customer, checkout: Checkout, *, now: datetime) -> C
         return checkout  # the webhook, or the next visit, will tell
     if not intent.needs_action and intent.status != "processing":
         release_cards(checkout.id, gateway, succeeded=intent.is_succeeded)
+    if is_open_to_another_card(intent):  # the browser holds its client secret
+        cancel_payments(gateway, [intent.id])
     lock_account(customer.id)
     checkout = _lock_checkout(checkout.id)
     ledger = Ledger(now=now)

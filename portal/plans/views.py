@@ -20,7 +20,13 @@ from portal.extensions import db, talisman
 from portal.i18n import current_locale
 from portal.inputs import amount_input_text
 from portal.money import Money
-from portal.payments.errors import CardAttemptsExhausted, PaymentsUnavailable, card_form_messages
+from portal.payments.card_testing import limit_card_actions, record_card_failure
+from portal.payments.errors import (
+    CardAttemptsExhausted,
+    CardNotUsable,
+    PaymentsUnavailable,
+    card_form_messages,
+)
 from portal.payments.gateway import is_enabled as payments_enabled
 from portal.payments.inventory import card_page_script_tags
 from portal.payments.queries import PayableItem, get_checkout_for, payable_items, saved_card_for
@@ -341,10 +347,13 @@ def back_to_plan(checkout_id: int) -> ResponseReturnValue:
 
 @bp.get("/plans/<int:plan_id>/card")
 @customer_required
+@limit_card_actions
 @talisman(content_security_policy=CARD_PAGE_CSP, content_security_policy_nonce_in=["script-src"])
 def card(plan_id: int) -> ResponseReturnValue:
     """Save (or change) the card the installments are charged to: Stripe.js's card field
-    confirms a SetupIntent; nothing is charged."""
+    confirms a SetupIntent; nothing is charged. Card testing as on the pay flow's card
+    page (`payments.card_testing`): the same rate limit, and no SetupIntent once the
+    customer's failed card attempts reach the day's cap."""
     customer = current_customer()
     plan = _plan_or_404(plan_id)
     if not payments_enabled(current_app.config) or plan.status != PlanStatus.ACTIVE:
@@ -369,6 +378,7 @@ def card(plan_id: int) -> ResponseReturnValue:
 
 @bp.post("/plans/<int:plan_id>/card")
 @customer_required
+@limit_card_actions
 def save_card(plan_id: int) -> ResponseReturnValue:
     customer = current_customer()
     plan = _plan_or_404(plan_id)
@@ -384,6 +394,9 @@ def save_card(plan_id: int) -> ResponseReturnValue:
         use_card_for_plan(plan, saved, actor=Actor.customer(customer), now=now)
     except DomainError as error:
         db.session.rollback()
+        if isinstance(error, CardNotUsable):  # counts towards the day's cap, as on /pay
+            record_card_failure(customer.id, error.code, now=now)
+            db.session.commit()
         flash(str(error.message), "error")
         return redirect(url_for("plans.card", plan_id=plan.id))
     db.session.commit()

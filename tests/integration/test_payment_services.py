@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from datetime import date, timedelta
 
 import pytest
@@ -28,7 +29,15 @@ from portal.payments.errors import (
     PaymentInProgress,
     PaymentsUnavailable,
 )
-from portal.payments.models import Checkout, CheckoutStatus, Payment, PaymentAccount, SavedCard
+from portal.payments.gateway import GatewayEvent
+from portal.payments.models import (
+    CardFailure,
+    Checkout,
+    CheckoutStatus,
+    Payment,
+    PaymentAccount,
+    SavedCard,
+)
 from portal.payments.services import (
     finish_charge,
     remove_saved_card,
@@ -42,6 +51,7 @@ from tests.stripe_journeys import (
     CARD_DECLINED_AT_SETUP,
     charge,
     claim,
+    deliver,
     pay,
     set_up_card,
 )
@@ -304,6 +314,55 @@ def test_three_d_secure_pays_only_when_the_bank_approves(localstripe, approved):
         assert checkout.last_error_code == "payment_intent_authentication_failure"
         assert _payments(customer) == []
         assert _balance(invoice).status == InvoiceStatus.OPEN
+        # and its PaymentIntent, whose client secret the browser holds, takes no other card
+        intent = localstripe.get(f"/v1/payment_intents/{checkout.payment_intent_id}")
+        assert intent["status"] == "canceled"
+
+
+def test_after_a_failed_three_d_secure_the_next_charge_can_ask_for_it_again(localstripe):
+    # given a charge whose bank check failed
+    customer = make_customer()
+    invoice = make_invoice(customer, number="INV-3DS-AGAIN", lines=[("A", "1", "70.00")])
+    checkout = pay(localstripe, customer, ["INV-3DS-AGAIN"], card=CARD_3DS)
+    failed = checkout.payment_intent_id
+    localstripe.authenticate(failed, success=False)
+    checkout = sync_checkout(customer, checkout, now=utcnow())
+    assert checkout.state == CheckoutStatus.OPEN
+    # when the customer tries again with a card that asks for 3-D Secure too
+    setup = set_up_card(localstripe, customer, checkout, CARD_3DS)
+    checkout = charge(customer, checkout, setup_intent_id=setup)
+    # then the bank's check is asked for the new PaymentIntent (not left "processing"
+    # under the failed one's id), and approving it pays
+    assert checkout.state == CheckoutStatus.REQUIRES_ACTION
+    assert checkout.payment_intent_id not in (None, failed)
+    localstripe.authenticate(checkout.payment_intent_id, success=True)
+    checkout = sync_checkout(customer, checkout, now=utcnow())
+    assert checkout.state == CheckoutStatus.SUCCEEDED
+    assert _balance(invoice).status == InvoiceStatus.PAID
+
+
+def test_a_late_failure_of_the_last_attempt_leaves_the_next_one_in_flight(localstripe):
+    # given a failed bank check, then a second charge claimed, Stripe not answered yet
+    customer = make_customer()
+    make_invoice(customer, number="INV-3DS-LATE", lines=[("A", "1", "70.00")])
+    checkout = pay(localstripe, customer, ["INV-3DS-LATE"], card=CARD_3DS)
+    first = checkout.payment_intent_id
+    localstripe.authenticate(first, success=False)
+    checkout = sync_checkout(customer, checkout, now=utcnow())
+    setup = set_up_card(localstripe, customer, checkout, CARD_3DS)
+    claimed = claim(customer, checkout, setup)
+    failures = db.session.scalar(select(func.count()).select_from(CardFailure))
+    # when Stripe's event about the first PaymentIntent's failure arrives only now
+    late = localstripe.get(f"/v1/payment_intents/{first}")
+    event = GatewayEvent("evt_late_3ds", "payment_intent.payment_failed", int(time.time()), late)
+    assert deliver(event) == "ignored"
+    # then the second charge stays in flight, nothing more is counted, and it goes on
+    db.session.refresh(checkout)
+    assert checkout.state == CheckoutStatus.PROCESSING
+    assert db.session.scalar(select(func.count()).select_from(CardFailure)) == failures
+    checkout = finish_charge(claimed, now=utcnow())
+    assert checkout.state == CheckoutStatus.REQUIRES_ACTION
+    assert checkout.payment_intent_id != first
 
 
 # --- Stripe down -----------------------------------------------------------------------------

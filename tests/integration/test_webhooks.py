@@ -18,7 +18,14 @@ from portal.jobs.webhook_worker import apply_all_pending
 from portal.notifications.models import OutboxMessage
 from portal.payments.gateway import GatewayEvent, StripeGateway
 from portal.payments.inbox import apply_pending_events
-from portal.payments.models import Checkout, CheckoutStatus, Payment, SavedCard, WebhookEvent
+from portal.payments.models import (
+    CardFailure,
+    Checkout,
+    CheckoutStatus,
+    Payment,
+    SavedCard,
+    WebhookEvent,
+)
 from tests.factories import make_customer, make_invoice
 from tests.stripe_journeys import (
     CARD_3DS,
@@ -146,6 +153,33 @@ def test_a_failure_while_waiting_for_the_bank_reopens_the_checkout(client, local
     assert checkout.state == CheckoutStatus.OPEN
     assert checkout.last_error_code == "payment_intent_authentication_failure"
     assert _count(Payment) == 0
+
+
+def test_a_failed_payment_intent_is_cancelled_so_the_browser_can_try_no_other_card(
+    client, localstripe
+):
+    # given a customer who failed the bank's check and never came back to the portal
+    customer = make_customer()
+    make_invoice(customer, number="INV-WH-CANCEL")
+    with client_context():
+        checkout = pay(localstripe, customer, ["INV-WH-CANCEL"], card=CARD_3DS)
+    localstripe.authenticate(checkout.payment_intent_id, success=False)
+    failed = _intent(localstripe, checkout)
+    assert failed["status"] == "requires_payment_method"  # its secret could try a new card
+    # when Stripe's event arrives and the worker applies it
+    _post(client, event_body("evt_fail_cancel", "payment_intent.payment_failed", failed))
+    apply_all_pending(now=utcnow())
+    # then the failure is counted once and the PaymentIntent is cancelled at Stripe
+    assert outcome_of("evt_fail_cancel") == "applied"
+    assert checkout.state == CheckoutStatus.OPEN
+    assert _intent(localstripe, checkout)["status"] == "canceled"
+    assert _count(CardFailure) == 1
+    # and a further failure event on that PaymentIntent (a card tried from the browser
+    # before the cancel took) changes nothing more
+    _post(client, event_body("evt_fail_again", "payment_intent.payment_failed", failed))
+    apply_all_pending(now=utcnow())
+    assert outcome_of("evt_fail_again") == "ignored"
+    assert _count(CardFailure) == 1
 
 
 def test_the_webhook_may_arrive_before_stripes_answer(db_session, localstripe, monkeypatch):
