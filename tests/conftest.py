@@ -209,6 +209,27 @@ class FreshGlobalsClient(FlaskClient):
         return super().open(*args, **kwargs)
 
 
+@pytest.fixture(autouse=True)
+def _limiter_state_restored() -> Iterator[None]:
+    """Put the rate limiter back as it was before the test.
+
+    Flask-Limiter keeps its storage, its `enabled` flag and (first set, then kept) its
+    strategy and key prefix on the one `limiter` object, written by each `init_app`: an
+    app a test builds beside the session's (test_proxies, test_rate_limit_storage's Redis
+    apps, test_sqlite_concurrency's RATELIMIT_ENABLED=False, the PostgreSQL race apps)
+    would otherwise decide the limits, and the counts, of every test that runs after it.
+    """
+    saved = dict(vars(limiter))
+    options = dict(limiter._storage_options)  # updated in place by init_app
+    try:
+        yield
+    finally:
+        vars(limiter).clear()
+        vars(limiter).update(saved)
+        limiter._storage_options.clear()
+        limiter._storage_options.update(options)
+
+
 @pytest.fixture
 def client(app: Flask, db_session: sa.orm.scoped_session) -> FlaskClient:
     limiter.reset()

@@ -31,7 +31,7 @@ from portal.db import MinorUnits, UTCDateTime
 from portal.extensions import db
 from portal.i18n import zone_or_default
 from portal.invoices.balances import balance_minor, days_overdue_of, payable_minor, status_of
-from portal.invoices.models import InvoiceStatus
+from portal.invoices.models import OPEN_INVOICE_STATUSES, InvoiceStatus
 
 
 def customer_today(customer: Customer | CustomerSnapshot, now: datetime) -> date:
@@ -288,7 +288,7 @@ class AccountInvoice:
 
     @property
     def is_open(self) -> bool:
-        return self.status in (InvoiceStatus.OPEN, InvoiceStatus.PARTIALLY_PAID)
+        return self.status in OPEN_INVOICE_STATUSES
 
     @property
     def is_overdue(self) -> bool:
@@ -450,7 +450,7 @@ def _account_invoice(
     net_paid = allocated - refunded
     balance = balance_minor(total, net_paid, credited)
     status = status_of(balance, net_paid, credited, is_void=is_void)
-    is_open = status in (InvoiceStatus.OPEN, InvoiceStatus.PARTIALLY_PAID)
+    is_open = status in OPEN_INVOICE_STATUSES
     return AccountInvoice(
         id_,
         number,

@@ -20,6 +20,7 @@ from portal.customers.models import Customer, CustomerKind
 from portal.extensions import db
 from portal.imports.common import ImportReport, chunks, finish
 from portal.imports.parsing import (
+    parse_account_number,
     parse_choice,
     parse_currency,
     parse_email,
@@ -52,7 +53,7 @@ def validate(records: Sequence[Record]) -> CustomerChanges:
     parsed: dict[str, tuple[int, dict[str, str]]] = {}
     for record in records:
         reader = RowReader(record, errors)
-        account = reader.key("account_number", max_length=64)
+        account = reader.key("account_number", max_length=64, parser=parse_account_number)
         fields = _customer_fields(reader)
         if account in seen:
             reader.error(f"account {account!r} already appears on line {seen[account]}")

@@ -29,6 +29,7 @@ from portal.imports.parsing import (
     parse_amount,
     parse_currency,
     parse_date,
+    parse_invoice_number,
     parse_line_number,
     parse_quantity_milli,
 )
@@ -242,7 +243,7 @@ def _read_invoice_row(
     reader: RowReader, customers: dict[str, CustomerKey], drafts: dict[str, _InvoiceDraft]
 ) -> None:
     account = reader.key("account_number", max_length=64)
-    number = reader.key("invoice_number", max_length=64)
+    number = reader.key("invoice_number", max_length=64, parser=parse_invoice_number)
     issue_date = reader.parse("issue_date", parse_date)
     due_date = reader.parse("due_date", parse_date)
     currency = reader.parse("currency", parse_currency)

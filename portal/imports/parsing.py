@@ -361,6 +361,51 @@ def parse_timezone(text: str) -> str:
     return text
 
 
+# --- identifiers that become part of a URL -------------------------------------------------
+# An invoice number is the path of the customer's invoice page (`/invoices/<path:number>`,
+# also `/pdf` and `/dispute` after it), an account number a segment of the staff desk's
+# (`/desk/customers/<account_number>`). A number that a browser rewrites ("..", "a/./b")
+# or a router reads differently ("x/pdf", a "/" in an account) gives a link that shows
+# another page or none. So both are ASCII letters and digits with the separators ERPs
+# use (`-`, `_`, `.`, `#`), each starting with a letter or digit; an invoice number may
+# also hold "/" between such parts (Odoo's INV/2024/00001, FA/2024/001 in France, Spain
+# or Poland), never at either end or twice in a row.
+_IDENTIFIER_PART = r"[A-Za-z0-9][A-Za-z0-9._#-]*"
+_ACCOUNT_NUMBER_RE = re.compile(_IDENTIFIER_PART)
+_INVOICE_NUMBER_RE = re.compile(rf"{_IDENTIFIER_PART}(?:/{_IDENTIFIER_PART})*")
+# What the portal's addresses put after an invoice number (`/invoices/<number>/pdf`): a
+# number ending in "/pdf" would open another invoice's PDF (tests check the routes).
+INVOICE_PATH_SUFFIXES = frozenset({"pdf", "dispute"})
+_IDENTIFIER_CHARACTERS = "letters A-Z, digits and - _ . #"
+
+
+def parse_account_number(text: str) -> str:
+    """An account number, usable as one segment of a URL: ASCII letters, digits, `-`,
+    `_`, `.` and `#`, starting with a letter or digit (so never "." or ".."). BadValue
+    otherwise."""
+    if not _ACCOUNT_NUMBER_RE.fullmatch(text):
+        raise BadValue(
+            f"is not an account number: use only {_IDENTIFIER_CHARACTERS}, "
+            "starting with a letter or digit"
+        )
+    return text
+
+
+def parse_invoice_number(text: str) -> str:
+    """An invoice number, usable as the path of its page: parts as `parse_account_number`
+    says, joined by single "/" (FA/2024/001), the last not a word the invoice's other
+    addresses use after it (`INVOICE_PATH_SUFFIXES`). BadValue otherwise."""
+    if not _INVOICE_NUMBER_RE.fullmatch(text):
+        raise BadValue(
+            f"is not an invoice number: use only {_IDENTIFIER_CHARACTERS} and /, each part "
+            "between / starting with a letter or digit"
+        )
+    last = text.rpartition("/")[2]
+    if "/" in text and last.lower() in INVOICE_PATH_SUFFIXES:
+        raise BadValue(f"cannot end in /{last}: the invoice's address would open another page")
+    return text
+
+
 def parse_choice(choices: Sequence[str]) -> Callable[[str], str]:
     def parser(text: str) -> str:
         value = text.lower()

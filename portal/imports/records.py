@@ -119,15 +119,39 @@ class RowReader:
             self.error(f"{column} is longer than {max_length} characters")
         return value
 
-    def key(self, column: str, *, max_length: int) -> str:
-        """A required external reference (account, invoice or payment number)."""
+    def key(
+        self,
+        column: str,
+        *,
+        max_length: int,
+        parser: Callable[[str], str] | None = None,
+    ) -> str:
+        """A required external reference (account, invoice or payment number), matched
+        as it is on re-import: no space at either end and no tab or line break, which a
+        reader cannot see (the CSV front end strips the ends; other front ends may not).
+        `parser` checks the shape of a reference that becomes part of a URL
+        (`parsing.parse_invoice_number`). "" (and an error) when it is bad."""
         value = self.text(column, required=True, max_length=max_length)
-        if value and looks_scientific(value):
+        if not value:
+            return value
+        if looks_scientific(value):
             self.error(
                 f"{column} {quote(value)} looks like a number a spreadsheet shortened to "
                 "scientific notation; format the column as text and export the file again"
             )
             return ""
+        if value != value.strip() or any(char in _ALLOWED_CONTROLS for char in value):
+            self.error(
+                f"{column} {quote(value)} has a space at either end, a tab or a line break; "
+                "remove it and try again"
+            )
+            return ""
+        if parser is not None:
+            try:
+                return parser(value)
+            except BadValue as problem:
+                self.error(f"{column} {quote(value)} {problem}")
+                return ""
         return value
 
     def parse(self, column: str, parser: Callable[[str], T], *, required: bool = True) -> T | None:

@@ -42,7 +42,13 @@ from portal.customers.models import Customer
 from portal.db import MinorUnits
 from portal.disputes.models import OPEN_STATUSES, Dispute, DisputeLine
 from portal.extensions import db
-from portal.invoices.models import CreditNote, Invoice, InvoiceLine, InvoiceStatus
+from portal.invoices.models import (
+    OPEN_INVOICE_STATUSES,
+    CreditNote,
+    Invoice,
+    InvoiceLine,
+    InvoiceStatus,
+)
 from portal.money import Money
 from portal.payments.models import PaymentAllocation, RefundAllocation
 from portal.payments.policy import is_small_balance
@@ -169,13 +175,22 @@ def payable_minor(balance: int, held: int, planned: int, *, is_void: bool) -> in
 
 
 def status_of(balance: int, net_paid: int, credited: int, *, is_void: bool) -> InvoiceStatus:
-    """Void, paid (nothing left), partially paid (something paid or credited) or open."""
+    """The invoice's status from its balance, what was paid (net of refunds) and what
+    credit notes took off (minor units): void; nothing left and something paid → paid;
+    nothing left and nothing paid → credited (a credit note settled it; an invoice of
+    total 0 counts as paid); something left: partially paid if something was paid,
+    partially credited if only credit notes reduced it, else open. A payment names the
+    status whenever there was one: a customer who paid nothing never reads "paid"."""
     if is_void:
         return InvoiceStatus.VOID
     if balance <= 0:
+        if net_paid <= 0 and credited > 0:
+            return InvoiceStatus.CREDITED
         return InvoiceStatus.PAID
-    if net_paid > 0 or credited > 0:
+    if net_paid > 0:
         return InvoiceStatus.PARTIALLY_PAID
+    if credited > 0:
+        return InvoiceStatus.PARTIALLY_CREDITED
     return InvoiceStatus.OPEN
 
 
@@ -256,7 +271,7 @@ class InvoiceBalance:
 
     @property
     def is_open(self) -> bool:
-        return self.status in (InvoiceStatus.OPEN, InvoiceStatus.PARTIALLY_PAID)
+        return self.status in OPEN_INVOICE_STATUSES
 
     @cached_property
     def days_overdue(self) -> int:

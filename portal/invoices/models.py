@@ -25,20 +25,42 @@ QUANTITY_SCALE = 1000  # quantities are stored in thousandths: 2.5 units -> 2500
 
 
 class InvoiceStatus(StrEnum):
+    """What happened to an invoice, derived from its amounts (`balances.status_of`).
+
+    "Paid" and "partially paid" mean that the customer paid (net of refunds); an invoice
+    that only credit notes reduced is "credited" or "partially credited", so that nobody
+    reads a payment into a credit. Open, partially paid and partially credited invoices
+    are open (`OPEN_INVOICE_STATUSES`); the reports do not read these statuses (an
+    invoice with balance 0 is closed for aging whatever settled it).
+    """
+
     OPEN = "open"
     PARTIALLY_PAID = "partially_paid"
+    PARTIALLY_CREDITED = "partially_credited"
     PAID = "paid"
+    CREDITED = "credited"
     VOID = "void"
 
     @property
     def label(self) -> str:
         return str(STATUS_LABELS[self])
 
+    @property
+    def is_open(self) -> bool:
+        """Something is left to pay (not paid, credited in full or void)."""
+        return self in OPEN_INVOICE_STATUSES
+
+
+OPEN_INVOICE_STATUSES = frozenset(
+    {InvoiceStatus.OPEN, InvoiceStatus.PARTIALLY_PAID, InvoiceStatus.PARTIALLY_CREDITED}
+)
 
 STATUS_LABELS = {
     InvoiceStatus.OPEN: _l("Open"),
     InvoiceStatus.PARTIALLY_PAID: _l("Partially paid"),
+    InvoiceStatus.PARTIALLY_CREDITED: _l("Partially credited"),
     InvoiceStatus.PAID: _l("Paid"),
+    InvoiceStatus.CREDITED: _l("Credited"),
     InvoiceStatus.VOID: _l("Void"),
 }
 

@@ -26,7 +26,7 @@ from portal.invoices.balances import (
     payable_minor,
     status_of,
 )
-from portal.invoices.models import Invoice, InvoiceStatus
+from portal.invoices.models import OPEN_INVOICE_STATUSES, Invoice
 from portal.invoices.queries import invoice_balances_by_customer
 from portal.money import Money
 from portal.payments.models import (
@@ -107,16 +107,13 @@ def payable_now(customer_id: int, now: datetime) -> list[PayableNow]:
         is_void = voided_at is not None
         net_paid = allocated - refunded
         balance = balance_minor(int(total), net_paid, credited)
-        if status_of(balance, net_paid, credited, is_void=is_void) not in _OPEN:
+        if status_of(balance, net_paid, credited, is_void=is_void) not in OPEN_INVOICE_STATUSES:
             continue
         payable = payable_minor(balance, held, planned, is_void=is_void)
         if payable > 0:
             days = days_overdue_of(due, today, is_open=True)
             items.append(PayableNow(invoice_id, number, due, currency, payable, days))
     return items
-
-
-_OPEN = (InvoiceStatus.OPEN, InvoiceStatus.PARTIALLY_PAID)  # `InvoiceBalance.is_open`
 
 
 @cache

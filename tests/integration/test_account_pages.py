@@ -169,3 +169,53 @@ def test_an_invoice_number_with_markup_characters_is_shown_escaped(client):
     assert f'value="{number}"' in page
     assert "Payment PAY&lt;&amp;&gt;&#39;&#34;1</th>" in page
     assert ">CN&lt;&amp;&gt;&#39;&#34;2</th>" in page
+
+
+def test_invoices_reduced_only_by_credit_notes_never_read_as_paid(client, today):
+    # given one invoice credited in part and one credited in full, and no payment
+    customer = make_customer(timezone="UTC")
+    part = make_invoice(
+        customer,
+        number="INV-PART-CREDIT",
+        issue_date=today - timedelta(days=40),
+        due_date=today - timedelta(days=10),
+        lines=[("Service", "1", "100.00")],
+    )
+    full = make_invoice(
+        customer,
+        number="INV-FULL-CREDIT",
+        issue_date=today - timedelta(days=40),
+        due_date=today - timedelta(days=10),
+        lines=[("Service", "1", "100.00")],
+    )
+    make_credit(part, "40.00")
+    make_credit(full, "100.00")
+    login_as(client, customer)
+    # when / then: the account page labels each by what happened
+    account = client.get("/account").text
+    assert '<span class="badge badge--partially_credited">Partially credited</span>' in account
+    assert '<span class="badge badge--credited">Credited</span>' in account
+    assert "Partially paid" not in account
+    assert "badge--paid" not in account
+    # the invoice pages too
+    page = client.get("/invoices/INV-PART-CREDIT").text
+    assert '<span class="badge badge--partially_credited">Partially credited</span>' in page
+    page = client.get("/invoices/INV-FULL-CREDIT").text
+    assert '<span class="badge badge--credited">Credited</span>' in page
+    assert ">Paid<" not in page
+    # and its PDF says the same
+    pdf = client.get("/invoices/INV-FULL-CREDIT/pdf")
+    text = " ".join(
+        "".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf.data)).pages).split()
+    )
+    assert "Status Credited" in text
+    assert "Paid $0.00 Credited -$100.00 Balance due $0.00" in text
+
+
+def test_credit_note_statuses_are_translated(client, today):
+    customer = make_customer(timezone="UTC", locale="es")
+    invoice = make_invoice(customer, number="INV-ES-CREDIT", lines=[("Servicio", "1", "100.00")])
+    make_credit(invoice, "40.00")
+    login_as(client, customer)
+    page = client.get("/invoices/INV-ES-CREDIT").text
+    assert '<span class="badge badge--partially_credited">Acreditado parcialmente</span>' in page

@@ -16,7 +16,14 @@ from portal.db import utcnow
 from portal.extensions import db
 from portal.payments.inventory import CARD_PAGE_SCRIPTS, STATIC_DIR, _sri
 from portal.payments.models import Checkout, CheckoutStatus, Payment, SavedCard
-from tests.factories import csrf_token_from, login_as, make_customer, make_invoice, make_payment
+from tests.factories import (
+    csrf_token_from,
+    login_as,
+    make_credit,
+    make_customer,
+    make_invoice,
+    make_payment,
+)
 from tests.stripe_journeys import CARD_3DS, CARD_DECLINED_AT_PAYMENT, CARD_OK
 
 pytest_plugins = ["tests.stripe_server"]
@@ -514,3 +521,16 @@ def test_a_partial_amount_can_be_typed_with_a_decimal_comma(client, localstripe)
     response = _start(client, [overdue.number], "1,000")
     assert response.status_code == 400
     assert "You can pay at most $150.00." in response.text
+
+
+def test_an_invoice_credited_in_part_is_still_payable(client):
+    customer = make_customer(timezone="UTC")
+    part = make_invoice(customer, number="INV-PART-CREDIT", lines=[("Service", "1", "100.00")])
+    full = make_invoice(customer, number="INV-FULL-CREDIT", lines=[("Service", "1", "100.00")])
+    make_credit(part, "40.00")
+    make_credit(full, "100.00")
+    login_as(client, customer)
+    pay = client.get("/pay").text
+    assert "INV-PART-CREDIT" in pay
+    assert "$60.00" in pay
+    assert "INV-FULL-CREDIT" not in pay

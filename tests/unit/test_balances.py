@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import date
 
+import pytest
+
+from portal.invoices.balances import status_of
 from portal.invoices.models import InvoiceStatus
 from portal.invoices.queries import invoice_balance, invoice_balances_for, summarize
 from portal.money import Money
@@ -93,3 +96,68 @@ def test_zero_decimal_currency_balances(db_session):
     balance = invoice_balance(invoice, TODAY)
     assert invoice.total == Money(1001, "JPY")
     assert balance.balance == Money(999, "JPY")
+
+
+@pytest.mark.parametrize(
+    ("balance", "net_paid", "credited", "expected"),
+    [
+        (10000, 0, 0, InvoiceStatus.OPEN),  # also: paid, then refunded in full
+        (5000, 5000, 0, InvoiceStatus.PARTIALLY_PAID),
+        (5000, 3000, 2000, InvoiceStatus.PARTIALLY_PAID),  # paid something: "paid" names it
+        (5000, 0, 5000, InvoiceStatus.PARTIALLY_CREDITED),  # the reported case
+        (0, 0, 10000, InvoiceStatus.CREDITED),  # the reported case
+        (0, 3000, 7000, InvoiceStatus.PAID),
+        (0, 10000, 0, InvoiceStatus.PAID),
+        (0, 0, 0, InvoiceStatus.PAID),  # an invoice of total 0
+        (-500, 0, 10500, InvoiceStatus.CREDITED),  # over-credited
+    ],
+)
+def test_status_says_paid_only_when_the_customer_paid(balance, net_paid, credited, expected):
+    assert status_of(balance, net_paid, credited, is_void=False) == expected
+
+
+def test_void_wins_over_every_amount():
+    assert status_of(0, 0, 10000, is_void=True) == InvoiceStatus.VOID
+
+
+def test_an_invoice_only_credited_in_part_is_partially_credited_and_still_open(db_session):
+    # given a credit note and no payment
+    invoice = make_invoice(
+        make_customer(),
+        lines=[("Service", "1", "100.00")],
+        issue_date=date(2026, 10, 1),
+        due_date=date(2026, 11, 1),
+    )
+    make_credit(invoice, "40.00")
+    # when
+    balance = invoice_balance(invoice, TODAY)
+    # then
+    assert balance.status == InvoiceStatus.PARTIALLY_CREDITED
+    assert balance.status.label == "Partially credited"
+    assert balance.balance == Money(6000, "USD")
+    assert balance.is_open
+    assert balance.days_overdue == 22
+
+
+def test_an_invoice_settled_by_a_credit_note_alone_is_credited_and_closed(db_session):
+    invoice = make_invoice(
+        make_customer(), issue_date=date(2026, 10, 1), due_date=date(2026, 11, 1)
+    )
+    make_credit(invoice, "100.00")
+    balance = invoice_balance(invoice, TODAY)
+    assert balance.status == InvoiceStatus.CREDITED
+    assert balance.status.label == "Credited"
+    assert not balance.is_open
+    assert balance.days_overdue == 0
+
+
+def test_every_invoice_status_has_a_label_in_every_language(app):
+    from flask_babel import force_locale
+
+    for locale in ("en", "es", "fr", "de"):
+        with app.test_request_context(), force_locale(locale):
+            labels = [status.label for status in InvoiceStatus]
+            assert len(set(labels)) == len(InvoiceStatus), (locale, labels)
+            if locale != "en":
+                english = ["Open", "Partially paid", "Partially credited", "Paid", "Credited"]
+                assert not set(labels) & set(english), (locale, labels)

@@ -11,7 +11,7 @@ from portal.audit.models import AuditEvent
 from portal.customers.models import Customer
 from portal.db import utcnow
 from portal.extensions import db
-from portal.imports.services import ImportFailed, import_file
+from portal.imports.services import ImportFailed, Record, import_file, import_records
 from tests.factories import make_customer, make_invoice
 
 HEADER = "account_number,name,email,phone,locale,currency,kind,segment,timezone\n"
@@ -171,3 +171,34 @@ def test_dry_run_reports_but_writes_nothing(db_session):
 def test_unknown_kind_of_import_is_a_programming_error(db_session):
     with pytest.raises(ValueError, match="unknown import kind"):
         import_file("refunds", io.StringIO(""), now=utcnow(), actor="test")
+
+
+# --- account numbers: a segment of the staff desk's addresses -------------------------------
+BAD_ACCOUNT = (
+    "is not an account number: use only letters A-Z, digits and - _ . #, starting with a "
+    "letter or digit"
+)
+
+
+def test_account_numbers_a_browser_or_the_router_would_misread_are_refused(db_session):
+    rows = ["3993-QUNVJ", "..", ".", "a/b", "A 1", "-", "Ñ1"]
+    text = HEADER + "".join(f"{account},Acme,ap@acme.example,,,,,,\n" for account in rows)
+    assert errors_of(text) == [
+        (line, f"account_number {account!r} {BAD_ACCOUNT}")
+        for line, account in [(3, ".."), (4, "."), (5, "a/b"), (6, "A 1"), (7, "-"), (8, "Ñ1")]
+    ]
+    assert count(Customer) == 0
+
+
+def test_a_key_with_a_space_at_either_end_from_another_front_end_is_refused(db_session):
+    # the CSV reader strips cells; records pushed another way arrive as they are
+    records = [Record(1, {"account_number": " C-1", "name": "Acme", "email": "ap@acme.example"})]
+    with pytest.raises(ImportFailed) as failure:
+        import_records("customers", records, now=utcnow(), actor="api")
+    assert [(e.line, e.message) for e in failure.value.errors] == [
+        (
+            1,
+            "account_number ' C-1' has a space at either end, a tab or a line break; "
+            "remove it and try again",
+        )
+    ]

@@ -332,3 +332,97 @@ def test_each_invoice_created_or_changed_gets_an_audit_row_with_what_changed(acm
         db.session.scalar(select(func.count()).where(AuditEvent.action.in_(["invoice.changed"])))
         == 1
     )
+
+
+# --- invoice numbers that become the address of the invoice's page --------------------------
+BAD_NUMBER = (
+    "is not an invoice number: use only letters A-Z, digits and - _ . # and /, each part "
+    "between / starting with a letter or digit"
+)
+
+
+def test_numbers_a_browser_or_the_router_would_misread_are_refused_per_row(acme):
+    # given the numbers of the review, one per row, beside a good one
+    rows = [
+        "INV-1",  # 2: fine
+        "..",  # 3: the browser goes up a level
+        ".",  # 4
+        "a/../b",  # 5
+        "x//y",  # 6: an empty part
+        "/x",  # 7
+        "x/",  # 8
+        "INV\x1f1",  # 9: a control character
+        "INV 1",  # 10: a space
+        "Ñ-1",  # 11: outside ASCII
+        "A?1",  # 12
+        "A%201",  # 13
+        "x/pdf",  # 14: would open the PDF of invoice x
+        "x/dispute",  # 15
+    ]
+    text = HEADER + "".join(
+        f"A-1,{number},2026-01-05,2026-02-04,USD,1,Line,1,10,\n" for number in rows
+    )
+    # when / then: each bad number is its own line's error, and nothing is written
+    expected = [
+        (line, f"invoice_number {number!r} {BAD_NUMBER}")
+        for line, number in [
+            (3, ".."),
+            (4, "."),
+            (5, "a/../b"),
+            (6, "x//y"),
+            (7, "/x"),
+            (8, "x/"),
+            (10, "INV 1"),
+            (11, "Ñ-1"),
+            (12, "A?1"),
+            (13, "A%201"),
+        ]
+    ]
+    expected.append(
+        (
+            9,
+            "invoice_number contains the invisible character U+001F, which cannot be stored; "
+            "remove it and try again",
+        )
+    )
+    expected += [
+        (
+            14,
+            "invoice_number 'x/pdf' cannot end in /pdf: the invoice's address would open "
+            "another page",
+        ),
+        (
+            15,
+            "invoice_number 'x/dispute' cannot end in /dispute: the invoice's address would "
+            "open another page",
+        ),
+    ]
+    assert errors_of(text) == sorted(expected)
+    assert count(Invoice) == 0
+
+
+@pytest.mark.parametrize(
+    "number",
+    ["280670965", "INV-000123", "FA/2024/001", "INV/2024/00001", "SI_2024.17", "A#17", "x/y"],
+)
+def test_real_world_numbers_import(acme, number):
+    run(HEADER + f"A-1,{number},2026-01-05,2026-02-04,USD,1,Line,1,10,\n")
+    assert invoice(number) is not None
+
+
+def test_a_tab_or_line_break_in_a_quoted_number_is_refused(acme):
+    text = HEADER + 'A-1,"INV\t1",2026-01-05,2026-02-04,USD,1,Line,1,10,\n'
+    text += 'A-1,"INV\n2",2026-01-05,2026-02-04,USD,1,Line,1,10,\n'
+    assert errors_of(text) == [
+        (
+            2,
+            "invoice_number 'INV\\t1' has a space at either end, a tab or a line break; "
+            "remove it and try again",
+        ),
+        (
+            3,
+            "invoice_number 'INV\\n2' has a space at either end, a tab or a line break; "
+            "remove it and try again",
+        ),
+    ]
+    assert count(Invoice) == 0
