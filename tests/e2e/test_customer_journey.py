@@ -68,7 +68,7 @@ def test_account_shows_what_is_due_and_the_open_invoices(
     upcoming_row = open_invoices.get_by_role("row").filter(has_text=ledger.upcoming_invoice)
     expect(upcoming_row).to_contain_text("$99.50")
     expect(open_invoices).not_to_contain_text(ledger.paid_invoice)
-    expect(page.get_by_role("table", name="Paid invoices")).to_contain_text(ledger.paid_invoice)
+    expect(page.get_by_role("table", name="Closed invoices")).to_contain_text(ledger.paid_invoice)
     assert_accessible(page)
 
 

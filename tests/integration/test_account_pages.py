@@ -51,7 +51,7 @@ def test_account_page_shows_summary_open_and_paid_invoices(client, today):
     assert "10 days overdue" in text
     assert "Partially paid" in text
     assert "INV-UPCOMING" in text
-    paid_section = text[text.index("Paid invoices") :]
+    paid_section = text[text.index("Closed invoices") :]
     assert "INV-PAID" in paid_section
 
 

@@ -175,7 +175,7 @@ def test_account_shows_what_a_refund_gave_back_and_the_balance_it_reopened(
     # then the payment says what was given back, and the invoice owes it again
     history = text[text.index("Payments and credits") :]
     assert "$50.00 $12.50 refunded" in history
-    open_section = text[text.index("Open invoices") : text.index("Paid invoices")]
+    open_section = text[text.index("Open invoices") : text.index("Closed invoices")]
     assert upcoming.number in open_section
     assert "Partially paid" in open_section
 
