@@ -44,7 +44,6 @@ from flask_babel import gettext as _
 from werkzeug.datastructures import MultiDict
 from werkzeug.routing import IntegerConverter, Map
 
-from portal.config import SUPPORTED_LOCALES
 from portal.money import (
     MAX_AMOUNT_TEXT,
     MAX_MAJOR,
@@ -201,10 +200,22 @@ def _marks(locale: str) -> tuple[str, str, str]:
 
 
 @cache
-def _currency_signs(currency: str) -> tuple[str, ...]:
-    """What a pasted total may carry for `currency`: its ISO code and its symbol in each of
-    our languages ("$", "US$", "$US"; "€"), longest first."""
-    signs = {currency} | {str(get_currency_symbol(currency, code)) for code in SUPPORTED_LOCALES}
+def _currency_signs(currency: str, locale: str) -> tuple[str, ...]:
+    """What a pasted total may carry for `currency` on a page in `locale`, longest first:
+    its ISO code; its symbol as that language and English write it ("$", "A$", "€"); and
+    that symbol's sign with the first one or two letters of the code before or after it
+    (never the bare sign where it is not the symbol: "$" alone is not a CAD amount),
+    as CLDR writes a country's dollar or pound in other languages ("US$" es, "$US" fr,
+    "AU$" de, "£GB" fr). Derived, not read from every language: CLDR's data for a language
+    is ~1 MB per worker, held only for the languages its pages are read in."""
+    signs = {currency}
+    for code in {locale, "en"}:
+        symbol = str(get_currency_symbol(currency, code))
+        signs.add(symbol)
+        sign = "".join(char for char in symbol if not char.isalpha())  # "Kč", "CHF": none
+        if sign:
+            # not the bare sign unless it is the symbol: "$" alone is another currency's
+            signs |= {currency[:1] + sign, currency[:2] + sign, sign + currency[:2]}
     return tuple(sorted(signs, key=len, reverse=True))
 
 
@@ -220,12 +231,12 @@ def _not_a_number() -> AmountInputError:
     )
 
 
-def _without_currency(text: str, currency: str) -> str:
-    """`text` without one sign of `currency` at its start or end ("$1,062.75",
-    "1.062,75 €", "1 062,75 $US"), else as given; AmountInputError when what is left
-    still names a currency (another one: "€12" or "12 EUR" for USD)."""
+def _without_currency(text: str, currency: str, locale: str) -> str:
+    """`text` without one sign of `currency` (`_currency_signs`) at its start or end
+    ("$1,062.75", "1.062,75 €", "1 062,75 $US"), else as given; AmountInputError when what
+    is left still names a currency (another one: "€12" or "12 EUR" for USD)."""
     folded = text.casefold()
-    for sign in _currency_signs(currency):
+    for sign in _currency_signs(currency, locale):
         if folded.startswith(sign.casefold()):
             text = text[len(sign) :].strip()
             break
@@ -324,9 +335,10 @@ def parse_amount_input(
       guessed. Anywhere else O alone once is a decimal mark, the plain way ("1234.56" in
       de, "12,50" in en).
     - Grouping must be in threes ("1,00,0" and "10 00" are refused) with one kind of mark.
-    - Surrounding spaces and one sign of `currency` at the start or end ("$1,062.75",
-      "1.062,75 €", "1 062,75 $US", "USD 12") are dropped; another currency's sign or
-      code is refused (OTHER_CURRENCY), never converted.
+    - Surrounding spaces and one sign of `currency` at the start or end, its ISO code or
+      its symbol as `locale` or English writes it ("$1,062.75", "1.062,75 €",
+      "1 062,75 $US" in fr, "USD 12") are dropped; another currency's sign or code is
+      refused (OTHER_CURRENCY), never converted.
     - Refused: nothing typed (REQUIRED), letters, exponents ("1e3"), NaN, Infinity,
       digits other than 0-9, a "+" (NOT_A_NUMBER), a minus sign (NEGATIVE), zero unless
       `allow_zero` (ZERO), more decimals than the currency has (TOO_MANY_DECIMALS: "1.005"
@@ -346,7 +358,7 @@ def parse_amount_input(
     if len(cleaned) > MAX_AMOUNT_TEXT:
         raise _refuse(AmountProblem.NOT_A_NUMBER, _("Please enter a valid amount."))
     negative = cleaned[0] in _MINUS_SIGNS
-    body = _without_currency(cleaned[1:].strip() if negative else cleaned, currency)
+    body = _without_currency(cleaned[1:].strip() if negative else cleaned, currency, locale)
     if not negative and body[:1] in _MINUS_SIGNS:  # "$-5", "US$ −5"
         negative, body = True, body[1:].strip()
     if not body or not _TYPED_NUMBER.fullmatch(body):
@@ -395,7 +407,7 @@ def amount_reading(currency: str, locale: str) -> tuple[str, str]:
     (the locale's decimal mark, the JSON list of `currency`'s signs a pasted total may
     carry), for the form's data-decimal and data-signs attributes."""
     decimal, _other, _group = _marks(locale)
-    return decimal, json.dumps(list(_currency_signs(normalize_currency(currency))))
+    return decimal, json.dumps(list(_currency_signs(normalize_currency(currency), locale)))
 
 
 def amount_input_text(amount: Money, locale: str) -> str:
