@@ -44,6 +44,8 @@ from flask_babel import gettext as _
 from werkzeug.datastructures import MultiDict
 from werkzeug.routing import IntegerConverter, Map
 
+from portal.config import SUPPORTED_LOCALES
+from portal.i18n import current_locale
 from portal.money import (
     MAX_AMOUNT_TEXT,
     MAX_MAJOR,
@@ -187,6 +189,11 @@ class AmountInputTooLarge(AmountInputError, AmountTooLarge):
 # writes a narrow no-break space, U+202F; older data and keyboards give U+00A0 or U+0020).
 GROUPING_SPACES = " \u00a0\u202f"
 _MINUS_SIGNS = "-\u2212"  # hyphen-minus, and the minus sign a pasted total may carry
+# At the ends of a pasted amount, dropped with the spaces (as the browser's trim() does
+# the first): a byte-order mark, zero-width spaces and joiners, direction marks.
+_EDGES = re.compile(
+    r"^[\s\ufeff\u200b\u200c\u200d\u200e\u200f\u2060]+|[\s\ufeff\u200b\u200c\u200d\u200e\u200f\u2060]+$"
+)
 _TYPED_NUMBER = re.compile(r"[0-9.,\u0020\u00a0\u202f]+")
 _GROUPED = re.compile(r"[1-9][0-9]{0,2}(?:([.,]|[\u0020\u00a0\u202f])[0-9]{3})+")
 
@@ -289,6 +296,16 @@ def _split_marks(body: str, currency: str, locale: str) -> tuple[str, str]:
     elif decimals:  # the locale's own decimal mark never groups
         if decimals > 1:
             raise _not_a_number()
+        lead, _sep, after = body.partition(decimal)
+        exponent = minor_unit_exponent(currency)
+        if (
+            not has_space
+            and len(after) == 3
+            and _GROUPED.fullmatch(body)
+            and exponent < 3
+            and not after[exponent:].strip("0")  # "1.005" USD: not a dollar amount at all
+        ):  # "1.000" en USD: one dollar, or a thousand as other languages write it
+            raise _ambiguous(body, lead, after, currency, locale)
         mark = decimal
     elif others == 1:
         lead, _sep, after = body.partition(other)
@@ -324,8 +341,11 @@ def parse_amount_input(
     mark is O (en ",", es/fr/de "."):
     - Spaces (U+0020, no-break U+00A0, narrow no-break U+202F) only ever group thousands,
       in every locale; O groups thousands too (French typists write "1.000" as well).
-    - D alone is always the decimal mark, at most once: "1.000" en USD and "1,000" de EUR
-      are one unit (digits past the currency's decimals may only be zeros).
+    - D alone is always the decimal mark, at most once (digits past the currency's
+      decimals may only be zeros: "1.50" en USD, "1,5" de EUR); but D followed by exactly
+      three digits after one to three leading digits ("1.000" en USD, "1,500" de EUR) is
+      refused as AMBIGUOUS for a currency with fewer than three decimals: the other
+      languages write a thousand that way, and a guess would be 1000 times off.
     - With both marks, the last is the decimal mark and the other groups: "1,000.50" and
       "1.000,50" are 1000.50 in every locale.
     - O alone, once, followed by exactly three digits after one to three leading digits
@@ -345,14 +365,15 @@ def parse_amount_input(
       USD, "12,5" JPY), more than 64 characters (NOT_A_NUMBER), beyond 10**15 (TOO_LARGE).
 
     en USD "1,000.50" -> 100050; de EUR "1.000,50" -> 100050; fr EUR "1 000,50" -> 100050;
-    de EUR "1,000" -> 100; en USD "1.000" -> 100; en JPY "1,000" -> 1000;
-    de KWD "1.234,567" -> 1234567; de KWD "1.000" -> AMBIGUOUS.
+    de EUR "1,000" and en USD "1.000" -> AMBIGUOUS; en USD "1.50" -> 150; en JPY "1,000"
+    -> 1000; de KWD "1.234,567" -> 1234567; de KWD "1.000" -> AMBIGUOUS; en KWD "1.000"
+    -> 1000 (three decimals: the decimal mark).
 
     portal/static/js/portal.js (`readAmount`) reads the pay page's amount by the same rule
     for its live preview; change both together.
     """
     currency = normalize_currency(currency)
-    cleaned = (text or "").strip()
+    cleaned = _EDGES.sub("", text or "")
     if not cleaned:
         raise _refuse(AmountProblem.REQUIRED, _("Please enter an amount."))
     if len(cleaned) > MAX_AMOUNT_TEXT:
@@ -399,6 +420,25 @@ def parse_amount_input(
     if not value and not allow_zero:
         raise _refuse(AmountProblem.ZERO, _("Please enter an amount greater than zero."))
     return Money.from_decimal(value, currency)
+
+
+# The hidden field every form with an amount carries: the language the form was shown in.
+SHOWN_IN_FIELD = "shown_in"
+
+
+def form_language() -> str:
+    """The language the posted form was shown in (its hidden `shown_in` field, one of
+    ours), else the request's: an amount is read as the page it was typed on writes
+    numbers. The request's language may have changed in between, in another tab or on
+    another device (the choice is stored on the customer): "1.000", previewed as $1.00 on
+    an English page, was read as 1,000.00 after a switch to German. A forged value only
+    changes how its sender's own amount is read, and the next step shows that amount."""
+    request_ctx = _cv_request.get(None)
+    if request_ctx is not None:
+        shown_in = request_ctx.request.form.get(SHOWN_IN_FIELD)
+        if shown_in in SUPPORTED_LOCALES:
+            return str(shown_in)
+    return current_locale()
 
 
 @cache

@@ -23,7 +23,7 @@ from portal.desk.timeline import timeline_for
 from portal.errors import DomainError
 from portal.extensions import db
 from portal.i18n import current_locale
-from portal.inputs import AmountInputError, AmountProblem, parse_amount_input
+from portal.inputs import AmountInputError, AmountProblem, form_language, parse_amount_input
 from portal.notifications.models import OutboxStatus
 from portal.plans.queries import plans_for
 from portal.promises.models import NoteKind
@@ -142,7 +142,7 @@ def add_promise(account_number: str) -> ResponseReturnValue:
         _flash_form_errors(form)
         return _back(customer, "promise")
     try:
-        amount = parse_amount_input(form.amount.data, customer.currency, current_locale())
+        amount = parse_amount_input(form.amount.data, customer.currency, form_language())
     except AmountInputError as refused:
         flash(_amount_refusal(refused), "error")
         return _back(customer, "promise")
@@ -219,7 +219,7 @@ def refund(account_number: str, payment_id: int) -> ResponseReturnValue:
     amount = None
     if (form.amount.data or "").strip():
         try:
-            amount = parse_amount_input(form.amount.data, customer.currency, current_locale())
+            amount = parse_amount_input(form.amount.data, customer.currency, form_language())
         except AmountInputError as refused:
             flash(_amount_refusal(refused), "error")
             return _back(customer, f"payment-{payment_id}")

@@ -56,7 +56,7 @@ from portal.disputes.staff_queries import (
 from portal.errors import DomainError
 from portal.extensions import db
 from portal.i18n import creditor_zone, current_locale
-from portal.inputs import AmountInputError, parse_amount_input
+from portal.inputs import AmountInputError, form_language, parse_amount_input
 from portal.money import Money
 from portal.staff.auth import current_staff, staff_required
 from portal.staff.models import StaffMember, StaffRole
@@ -261,7 +261,7 @@ def accept_in_part(dispute_id: int) -> ResponseReturnValue:
         for number, text in form.credit_texts().items():
             try:
                 credits[number] = parse_amount_input(
-                    text, dispute.currency, current_locale(), allow_zero=True
+                    text, dispute.currency, form_language(), allow_zero=True
                 )
             except AmountInputError as refused:
                 form.credit_field(number).errors = [refused.message]

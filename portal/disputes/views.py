@@ -54,8 +54,8 @@ from portal.disputes.queries import get_dispute_for
 from portal.disputes.storage_types import StoredEvidence
 from portal.errors import DomainError
 from portal.extensions import db, limiter
-from portal.i18n import current_locale, datetime_in_zone, money_filter, zone_or_default
-from portal.inputs import accepts_uploads
+from portal.i18n import datetime_in_zone, money_filter, zone_or_default
+from portal.inputs import accepts_uploads, form_language
 from portal.invoices.balances import InvoiceBalance, LineBalance, invoice_balance, line_balances
 from portal.invoices.models import Invoice
 from portal.invoices.queries import get_invoice_for
@@ -165,7 +165,7 @@ def _chosen_amounts(
                 ok = False
             continue
         try:
-            amount = parse_line_amount(text, currency, current_locale())
+            amount = parse_line_amount(text, currency, form_language())
         except AmountRefused as error:
             amount_field.errors = [str(error)]
             ok = False

@@ -398,8 +398,15 @@ def _apply_setup_failure(
     db.session.flush()
     if not attempts_exhausted(account.customer_id, now=now):
         return _Result(WebhookOutcome.APPLIED)
-    cancel = sorted({setup.id, account.open_setup_intent_id or setup.id})
+    # Cancelled at Stripe: the customer's open SetupIntent, and this one only if it is
+    # ours (our metadata names this customer, or it is the open one). One without our
+    # metadata on the same Stripe Customer (made in Stripe's dashboard, or before the
+    # portal wrote metadata) still counts as a failed attempt, but is not ours to cancel.
+    ours = named is not None or setup.id == account.open_setup_intent_id
+    cancel = sorted({account.open_setup_intent_id or "", setup.id if ours else ""} - {""})
     account.open_setup_intent_id = None
+    if not cancel:
+        return _Result(WebhookOutcome.APPLIED)
     record_event(
         "card.setup_canceled",
         actor=Actor.stripe(),

@@ -12,7 +12,13 @@ from portal.db import utcnow
 from portal.errors import DomainError
 from portal.extensions import db, talisman
 from portal.i18n import current_locale
-from portal.inputs import AmountInputError, amount_input_text, parse_amount_input, row_id
+from portal.inputs import (
+    AmountInputError,
+    amount_input_text,
+    form_language,
+    parse_amount_input,
+    row_id,
+)
 from portal.invoices.queries import invoice_balances_for
 from portal.money import AmountTooLarge, InvalidAmount, Money
 from portal.payments import receipt as receipts
@@ -153,7 +159,7 @@ def _preview(ticked: list[PayableNow], amount: str, minimum: Money) -> PaymentPr
     wanted = None
     if amount.strip():
         try:
-            wanted = parse_amount_input(amount, minimum.currency, current_locale(), allow_zero=True)
+            wanted = parse_amount_input(amount, minimum.currency, form_language(), allow_zero=True)
         except InvalidAmount:
             wanted = None  # shown as "pay the total"; the amount's error says why
     return preview_payment([i.open_item for i in ticked], wanted, minimum)
@@ -161,7 +167,7 @@ def _preview(ticked: list[PayableNow], amount: str, minimum: Money) -> PaymentPr
 
 def _amount_errors(amount: str, preview: PaymentPreview, minimum: Money) -> list[str]:
     """What the service would say of this amount, said before anything is opened."""
-    locale = current_locale()
+    locale = form_language()
     text = amount.strip()
     if not text:
         return []
@@ -211,7 +217,7 @@ def start():  # type: ignore[no-untyped-def]
                 form.invoices.data or [],
                 form.amount.data,
                 now=utcnow(),
-                locale=current_locale(),
+                locale=form_language(),
             )
         except InvalidPaymentAmount as error:
             db.session.rollback()

@@ -16,8 +16,8 @@ from datetime import date
 from flask_babel import gettext as _
 from flask_babel import ngettext
 
-from portal.i18n import current_locale, date_filter, money_filter
-from portal.inputs import AmountInputError, AmountProblem, parse_amount_input
+from portal.i18n import date_filter, money_filter
+from portal.inputs import AmountInputError, AmountProblem, form_language, parse_amount_input
 from portal.money import AmountTooLarge, InvalidAmount, Money
 from portal.payments.queries import PayableItem
 from portal.plans.policy import Breach, PlanPolicy, Proposal, check, schedule_for, suggest
@@ -120,7 +120,7 @@ def _read_down_payment(read: ReadProposal, text: str | None, total: Money) -> Mo
     if not (text or "").strip():
         return Money.zero(total.currency)
     try:
-        down = parse_amount_input(text, total.currency, current_locale(), allow_zero=True)
+        down = parse_amount_input(text, total.currency, form_language(), allow_zero=True)
     except AmountTooLarge:
         down = total  # a number, larger than anything owed: refused below
     except AmountInputError as refused:

@@ -17,7 +17,7 @@ from portal.db import utcnow
 from portal.errors import DomainError
 from portal.extensions import db
 from portal.i18n import creditor_zone, current_locale
-from portal.inputs import AmountInputError, amount_input_text, parse_amount_input
+from portal.inputs import AmountInputError, amount_input_text, form_language, parse_amount_input
 from portal.invoices.queries import recent_payments_for
 from portal.money import Money, MoneyError
 from portal.plans.models import PaymentPlan
@@ -180,7 +180,7 @@ def counter(plan_id: int) -> ResponseReturnValue:
         return _render_plan(plan, counter=form, status=422)
     try:
         down = parse_amount_input(
-            form.down_payment.data, plan.currency, current_locale(), allow_zero=True
+            form.down_payment.data, plan.currency, form_language(), allow_zero=True
         )
     except AmountInputError as refused:
         form.down_payment.errors = [refused.message]
@@ -324,7 +324,7 @@ def _policy_from(form: PolicyForm, segment: str) -> PlanPolicy | None:
     for field in (form.min_installment, form.max_total):
         try:  # major units of a two-decimal currency (the form says so)
             amounts[field.name] = parse_amount_input(
-                field.data, "USD", current_locale(), allow_zero=True
+                field.data, "USD", form_language(), allow_zero=True
             ).minor  # zero: policy_problems says what a minimum of zero means
         except AmountInputError as refused:
             field.errors = [refused.message]

@@ -128,8 +128,6 @@ def test_the_pay_page_says_why_an_amount_is_ambiguous_or_too_precise(
 @pytest.mark.parametrize(
     ("locale", "text", "minor"),
     [
-        ("de", "1,000", 100),  # a decimal comma: one euro (below the minimum: refused)
-        ("en", "1.000", 100),
         ("de", "1.000", 100000),
         ("en", "1,000", 100000),
         ("fr", "1.000", 100000),
@@ -143,6 +141,58 @@ def test_a_thousand_or_one_is_decided_by_the_language(
     login_as(client, customer)
     assert _pay(client, customer, text).status_code == 302
     assert db.session.scalars(select(Checkout.amount_minor)).one() == minor
+
+
+@pytest.mark.parametrize(("locale", "text"), [("de", "1,000"), ("en", "1.000")])
+def test_one_or_a_thousand_is_asked_not_guessed(
+    client: FlaskClient, stripe_app, locale: str, text: str
+) -> None:
+    customer = _customer(locale)
+    login_as(client, customer)
+    refused = _pay(client, customer, text)
+    assert refused.status_code == 400
+    assert "1.000,00" in refused.text or "1,000.00" in refused.text  # both readings shown
+    assert db.session.scalars(select(Checkout)).all() == []
+
+
+@pytest.mark.parametrize(
+    ("shown_in", "switched_to", "text", "minor"),
+    [
+        ("en", "de", "1,000.50", 100050),
+        ("de", "en", "1.000,50", 100050),
+        ("en", "de", "12.50", 1250),
+    ],
+)
+def test_an_amount_is_read_in_the_language_its_form_was_shown_in(
+    client: FlaskClient, stripe_app, shown_in: str, switched_to: str, text: str, minor: int
+) -> None:
+    """The page was shown in one language; the language changed (another tab, another
+    device) before the form was sent: the amount is read as the page it was typed on
+    writes numbers (a reviewer's "1.000" previewed as $1.00 in English was charged as a
+    thousand after a switch to German)."""
+    customer = _customer(shown_in)
+    login_as(client, customer)
+    page = client.get("/pay")
+    assert f'name="shown_in" value="{shown_in}"' in page.text
+    data = {"csrf_token": csrf_token_from(page.text), "invoices": [f"INV-{customer.id}"]}
+    switched = client.post(
+        "/language", data={"csrf_token": data["csrf_token"], "locale": switched_to}
+    )
+    assert switched.status_code == 302
+    sent = client.post("/pay", data=data | {"amount": text, "shown_in": shown_in})
+    assert sent.status_code == 302, sent.text
+    assert db.session.scalars(select(Checkout.amount_minor)).one() == minor
+
+
+def test_a_form_without_its_language_is_read_in_the_requests(
+    client: FlaskClient, stripe_app
+) -> None:
+    customer = _customer("de")
+    login_as(client, customer)
+    for shown_in in (None, "xx", "../en"):
+        extra = {} if shown_in is None else {"shown_in": shown_in}
+        assert _pay(client, customer, "1.000,50", **extra).status_code == 302
+    assert set(db.session.scalars(select(Checkout.amount_minor))) == {100050}
 
 
 def test_a_pasted_total_with_its_currency_sign_is_the_amount_and_another_currency_is_refused(

@@ -280,9 +280,33 @@ def test_a_failure_once_over_the_cap_cancels_again(app, client, localstripe, mon
     )
     monkeypatch.setitem(app.config, "STRIPE_API_BASE", localstripe.url)
     assert _status_at_stripe(localstripe, setup_id) == "requires_payment_method"
-    assert _deliver(client, _setup_failed("evt_next", setup_id, stripe_customer)) == "applied"
+    # (no longer the open one: Stripe's event carries the metadata that makes it ours)
+    ours = {"portal_customer": str(customer.id)}
+    next_failure = _setup_failed("evt_next", setup_id, stripe_customer, metadata=ours)
+    assert _deliver(client, next_failure) == "applied"
     assert _status_at_stripe(localstripe, setup_id) == "canceled"
     assert len(_failures(customer)) == 2
+
+
+def test_a_setup_intent_not_ours_counts_but_is_not_cancelled(
+    app, client, localstripe, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """A SetupIntent on the customer's Stripe Customer without our metadata (made in
+    Stripe's dashboard, by another integration, or before the portal wrote metadata): a
+    declined card on it is still a failed attempt, but at the cap only the customer's own
+    open SetupIntent is cancelled, not this one (a reviewer saw it cancelled)."""
+    monkeypatch.setitem(app.config, "CARD_FAILURES_PER_DAY", 1)
+    customer, invoice = _customer()
+    _location, open_id = _on_card_page(client, customer, invoice)
+    stripe_customer = _account(customer).stripe_customer_id
+    other = localstripe.post(
+        "/v1/setup_intents", {"customer": stripe_customer, "metadata[source]": "other"}
+    )["id"]
+    assert _deliver(client, _setup_failed("evt_other", other, stripe_customer)) == "applied"
+    assert _failures(customer) == ["insufficient_funds"]
+    assert _status_at_stripe(localstripe, other) == "requires_payment_method"
+    assert _status_at_stripe(localstripe, open_id) == "canceled"
+    assert _account(customer).open_setup_intent_id is None
 
 
 # --- not counted -----------------------------------------------------------------------------

@@ -39,11 +39,13 @@ NNBSP, NBSP = "\u202f", "\u00a0"
         ("12.", "USD", "en", 1200),
         ("0,500", "USD", "en", 50),  # "0" leads no group of three: a decimal comma
         # the locale's own decimal mark alone is a decimal mark
-        ("1,000", "EUR", "de", 100),
-        ("1,000", "EUR", "es", 100),
-        ("1,000", "EUR", "fr", 100),
-        ("1.000", "USD", "en", 100),
-        ("1,000", "JPY", "de", 1),  # three zeros of decimals: one yen
+        ("1,5", "EUR", "de", 150),
+        ("1,50", "EUR", "es", 150),
+        ("1.50", "USD", "en", 150),
+        ("1.000", "KWD", "en", 1000),  # three decimals are KWD's own
+        ("\ufeff12", "USD", "en", 1200),  # a pasted byte-order mark, as trim() drops it
+        ("12\u200b", "USD", "en", 1200),  # a zero-width space at the end
+        ("\u200f 12,50 \u200e", "EUR", "de", 1250),  # direction marks around spaces
         # the other mark before three digits groups thousands when the currency has
         # fewer than three decimals
         ("1,000", "USD", "en", 100000),
@@ -62,7 +64,7 @@ NNBSP, NBSP = "\u202f", "\u00a0"
         ("1.000,50", "USD", "en", 100050),
         ("1,000,000.25", "USD", "en", 100000025),
         # trailing zeros past the currency's decimals change nothing
-        ("33.330", "USD", "en", 3333),
+        ("33.33", "USD", "en", 3333),
         ("12,0", "JPY", "de", 12),
         # a pasted total: surrounding spaces and this currency's own sign or code
         ("  1,062.75 ", "USD", "en", 106275),
@@ -96,6 +98,15 @@ def test_an_amount_is_read_as_the_locale_writes_it(text, currency, locale, minor
         ("1.000", "KWD", "de", AmountProblem.AMBIGUOUS),
         ("1,000", "KWD", "en", AmountProblem.AMBIGUOUS),
         ("1.500", "KWD", "fr", AmountProblem.AMBIGUOUS),
+        # the locale's own decimal mark before three digits, for a currency with fewer
+        # decimals: one unit, or a thousand as the other languages write it
+        ("1.000", "USD", "en", AmountProblem.AMBIGUOUS),
+        ("1.500", "USD", "en", AmountProblem.AMBIGUOUS),
+        ("33.330", "USD", "en", AmountProblem.AMBIGUOUS),
+        ("1,000", "EUR", "de", AmountProblem.AMBIGUOUS),
+        ("1,000", "EUR", "es", AmountProblem.AMBIGUOUS),
+        ("1,000", "EUR", "fr", AmountProblem.AMBIGUOUS),
+        ("1,000", "JPY", "de", AmountProblem.AMBIGUOUS),
         ("1.005", "USD", "en", AmountProblem.TOO_MANY_DECIMALS),
         ("1,005", "EUR", "de", AmountProblem.TOO_MANY_DECIMALS),
         ("1,234", "EUR", "de", AmountProblem.TOO_MANY_DECIMALS),  # 1,234 €: never 1.234 €
@@ -181,6 +192,9 @@ def test_the_messages_say_what_to_do():
 
     assert message("1,000", "KWD", "en") == (
         "“1,000” could mean KWD1.000 or KWD1,000.000. Please write the amount with its decimals."
+    )
+    assert message("1.000", "USD", "en") == (
+        "“1.000” could mean $1.00 or $1,000.00. Please write the amount with its decimals."
     )
     assert message("1.005", "USD", "en") == "Please enter the amount with at most 2 decimals."
     assert message("1,5", "JPY", "en") == "Please enter the amount without decimals."

@@ -36,7 +36,9 @@
   // preview then: "Continue" brings the server's reason). `decimal` is the language's
   // decimal mark, `signs` the currency's signs that a pasted total may carry.
   function readAmount(typed, decimal, exponent, signs) {
-    var text = typed.trim();
+    // trim() drops spaces and the byte-order mark; the rest of what the server drops
+    // at the ends too: zero-width spaces and joiners, direction marks (inputs._EDGES)
+    var text = typed.replace(/^[\s\ufeff\u200b\u200c\u200d\u200e\u200f\u2060]+|[\s\ufeff\u200b\u200c\u200d\u200e\u200f\u2060]+$/g, "");
     if (text === "") {
       return undefined;
     }
@@ -75,6 +77,10 @@
     } else if (decimals) {
       if (decimals > 1) {
         return null;
+      }
+      var tail = text.slice(text.indexOf(decimal) + 1);
+      if (!hasSpace && tail.length === 3 && GROUPED.test(text) && exponent < 3 && !/[1-9]/.test(tail.slice(exponent))) {
+        return null; // "1.000" USD in English: a dollar or a thousand; the server asks
       }
       mark = decimal;
     } else if (others === 1) {
