@@ -38,7 +38,7 @@ CVC = "987"
 EXP_MONTH, EXP_YEAR = "11", "41"
 THIRD_PARTY_FIELDS = {"exclude": [["#card-element"]]}
 OUR_FIELDS = {"csrf_token", "invoices", "invoice", "amount", "setup_intent", "card_choice"}
-OUR_FIELDS |= {"save_card", "overdue", "locale", "next", "submit"}
+OUR_FIELDS |= {"save_card", "overdue", "locale", "shown_in", "next", "submit"}
 _axe = Axe()
 
 
