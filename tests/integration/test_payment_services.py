@@ -176,8 +176,13 @@ def test_an_amount_with_more_decimals_than_the_currency_has_is_refused_not_round
         start_checkout(customer, ["INV-ROUND"], "33.335", now=utcnow())
     assert refused.value.message == "Please enter the amount with at most 2 decimals."
     assert _checkouts() == 0
-    # trailing zeros change nothing: "33.330" is $33.33
-    assert start_checkout(customer, ["INV-ROUND"], "33.330", now=utcnow()).amount == Money(
+    # "33.330" could be $33,330.00 as other languages write it: asked, not guessed
+    with pytest.raises(InvalidPaymentAmount) as asked:
+        start_checkout(customer, ["INV-ROUND"], "33.330", now=utcnow())
+    assert "could mean $33.33 or $33,330.00" in asked.value.message
+    assert _checkouts() == 0
+    # other trailing zeros change nothing: "33.3300" is $33.33
+    assert start_checkout(customer, ["INV-ROUND"], "33.3300", now=utcnow()).amount == Money(
         3333, "USD"
     )
 
