@@ -7,6 +7,7 @@ import io
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+import time_machine
 from sqlalchemy import select
 
 from portal.access.services import issue_link
@@ -319,8 +320,10 @@ def test_a_delivered_dispute_email_opens_the_dispute(app, client, db_session, sm
     text = received.get_body(("plain",)).get_content()
     url = re.search(r"https?://\S+/l/\S+", text).group(0)
     path = "/l/" + url.rsplit("/l/", 1)[1]
-    landing = client.get(path)
-    entered = client.post(path, data={"csrf_token": csrf_token_from(landing.text)})
+    # (opened the day it was sent: the link lives ACCESS_LINK_TTL_DAYS from then, not from today)
+    with time_machine.travel(at(DUE) + timedelta(hours=1), tick=False):
+        landing = client.get(path)
+        entered = client.post(path, data={"csrf_token": csrf_token_from(landing.text)})
     assert entered.headers["Location"] == f"/disputes/{dispute.id}"
 
 
