@@ -13,7 +13,7 @@ PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/test
 COVERAGE_FLOOR := 93
 STRIPE_PORT ?= 8420
 
-.PHONY: help install run test test-sqlite test-postgres test-e2e lint format translations \
+.PHONY: help install run test test-sqlite test-postgres test-later test-e2e lint format translations \
         translations-update translations-check bench browser fonts wrk clean
 
 help: ## List the commands
@@ -102,6 +102,9 @@ test: install browser ## Run the whole suite on SQLite, then on PostgreSQL when 
 		echo "== again on PostgreSQL ($$TEST_DATABASE_URL)"; \
 		$(BIN)/pytest -m "not e2e"; \
 	fi
+
+test-later: install ## The suite (without the browser) with the clock 400 days ahead: finds tests that pass only before some date
+	TEST_DATABASE_URL= $(BIN)/pytest -q -m "not e2e" --days-ahead 400
 
 test-postgres: install ## Run the suite on the local PostgreSQL
 	TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/pytest -m "not e2e"

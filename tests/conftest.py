@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+import time_machine
 from flask import Flask, g
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
@@ -64,6 +66,34 @@ def build_test_app(url: str, **overrides: object) -> Flask:
     with app.app_context():
         upgrade()
     return app
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--days-ahead",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run with this process's clock N days ahead (`make test-later`): a test that "
+        "passes today and fails then depends on today's date, as a mailed link issued on "
+        "a fixed day and opened with the real clock did (it failed CI 30 days later).",
+    )
+
+
+_later: time_machine.travel | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _later
+    days = config.getoption("--days-ahead")
+    if days:
+        _later = time_machine.travel(datetime.now(UTC) + timedelta(days=days), tick=True)
+        _later.start()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _later is not None:
+        _later.stop()
 
 
 @pytest.fixture(scope="session")
