@@ -775,7 +775,8 @@ def _settle_stale(checkout: Checkout, gateway: StripeGateway, *, now: datetime) 
         return
     try:
         intent = gateway.retrieve_payment(checkout.payment_intent_id)
-        if intent.needs_action:
+        if intent.needs_action or is_open_to_another_card(intent):
+            # Given up here, so closed at Stripe too: an old tab must not pay it later.
             intent = gateway.cancel_payment(intent.id)
     except GatewayError:
         return

@@ -459,6 +459,26 @@ def test_a_checkout_abandoned_in_three_d_secure_is_settled_before_the_next_charg
     assert fresh.state == CheckoutStatus.SUCCEEDED
 
 
+def test_a_stale_checkout_whose_three_d_secure_failed_is_cancelled_at_stripe_too(localstripe):
+    # given a 3-D Secure charge whose challenge failed twenty minutes ago, its webhook lost:
+    # Stripe holds the intent in requires_payment_method, which another card could still pay
+    customer = make_customer()
+    make_invoice(customer, number="INV-OLD", lines=[("A", "1", "20.00")])
+    make_invoice(customer, number="INV-NEW", lines=[("B", "1", "30.00")])
+    abandoned = pay(localstripe, customer, ["INV-OLD"], card=CARD_3DS)
+    localstripe.authenticate(abandoned.payment_intent_id, success=False)
+    intent_path = f"/v1/payment_intents/{abandoned.payment_intent_id}"
+    assert localstripe.get(intent_path)["status"] == "requires_payment_method"
+    abandoned.updated_at = utcnow() - timedelta(minutes=20)
+    db.session.flush()
+    # when the customer pays again
+    fresh = pay(localstripe, customer, ["INV-NEW"])
+    # then the old intent can no longer be paid from the old tab, and the new one paid
+    assert abandoned.state == CheckoutStatus.CANCELED
+    assert localstripe.get(intent_path)["status"] == "canceled"
+    assert fresh.state == CheckoutStatus.SUCCEEDED
+
+
 # --- cards kept and not kept -------------------------------------------------------------------
 def test_a_card_is_kept_only_when_asked_and_can_be_reused_and_removed(localstripe):
     customer = make_customer()
