@@ -183,6 +183,21 @@ def preview_messages(locale: str) -> dict[str, str]:
         "none": _("%(number)s: nothing this time (%(due)s stays due)"),
         "nothing": _("Tick at least one invoice to see the total."),
         "intro": _("How %(amount)s will be applied, oldest due first:"),
+        # why an amount typed cannot be paid: the server's sentences (views._amount_errors)
+        "ambiguous": _(
+            "“%(text)s” could mean %(small)s or %(large)s. Please write the amount with "
+            "its decimals."
+        ),
+        "negative": _("The amount cannot be below zero."),
+        "decimals": _("Please enter the amount with at most %(digits)d decimals."),
+        "whole": _("Please enter the amount without decimals."),
+        "currency": _(
+            "This amount is in %(currency)s: please enter it without another currency."
+        ),
+        "invalid": _("Please enter a valid amount."),
+        "positive": _("Please enter an amount greater than zero."),
+        "most": _("You can pay at most %(amount)s."),
+        "smallest": _("The smallest amount you can pay is %(amount)s."),
     }
 
 

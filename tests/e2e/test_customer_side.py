@@ -144,6 +144,14 @@ def test_step_one_total_follows_ticks_and_the_amount_live(
     expect(split).to_contain_text("How $250.00 will be applied, oldest due first:")
     expect(split).to_contain_text(f"{ledger.overdue_invoice}: $215.10, paid in full")
     expect(split).to_contain_text(f"{ledger.upcoming_invoice}: $34.90 of $99.50")
+    # an amount that cannot be paid says why at once, in the words "Continue" would use
+    page.get_by_label("Amount to pay (optional)").fill("1.000")
+    expect(split).to_have_text(
+        "“1.000” could mean $1.00 or $1,000.00. Please write the amount with its decimals."
+    )
+    page.get_by_label("Amount to pay (optional)").fill("500")
+    expect(split).to_have_text(f"You can pay at most {ledger.total_due}.")
+    assert_accessible(page)
     page.get_by_label("Amount to pay (optional)").fill("20")
     expect(split).to_contain_text(f"{ledger.overdue_invoice}: $20.00 of $215.10")
     expect(split).to_contain_text(

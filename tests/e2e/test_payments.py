@@ -399,9 +399,10 @@ def test_a_grouped_amount_is_previewed_and_charged_as_typed(
     expect(page.locator("#pay-split")).to_contain_text(part)
     expect(page.locator("#pay-split li")).to_have_count(1)
     assert_accessible(page)
-    # something the server would read otherwise, or refuse, gets no preview at all
+    # something the server would read otherwise, or refuse, gets no preview but its reason
     amount.fill("1.062.75")
-    expect(page.locator("#pay-split")).to_be_empty()
+    expect(page.locator("#pay-split li")).to_have_count(0)
+    expect(page.locator("#pay-split .pay-preview__problem")).to_have_count(1)
     amount.fill(typed)
     expect(page.locator("#pay-split")).to_contain_text(part)
     page.locator('#pay-choose button[type="submit"]').click()

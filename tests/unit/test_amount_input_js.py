@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from portal.inputs import AmountInputError, amount_reading, parse_amount_input
+from portal.inputs import AmountInputError, AmountProblem, amount_reading, parse_amount_input
+from portal.money import Money
 
 SCRIPT = Path(__file__).parents[2] / "portal" / "static" / "js" / "portal.js"
 NODE = shutil.which("node") or shutil.which("nodejs")
@@ -42,39 +43,51 @@ def _server(text: str, currency: str, locale: str) -> int | None:
         return None
 
 
-@pytest.mark.skipif(NODE is None, reason="Node is not installed")
-def test_the_script_reads_amounts_as_the_server_does_or_not_at_all() -> None:
-    source = SCRIPT.read_text()
-    start = source.index("  function count(text, char)")
-    end = source.index("  function setUpPreview(form)")
-    inputs = HAND_PICKED + _generated()
+def _cases() -> list[list[object]]:
     cases = []
     for currency, exponent in (("USD", 2), ("EUR", 2), ("JPY", 0), ("KWD", 3)):
         for locale in ("en", "es", "fr", "de"):
             decimal, signs = amount_reading(currency, locale)
             cases.append([currency, locale, decimal, exponent, json.loads(signs)])
+    return cases
+
+
+def _script(cases: list[list[object]], texts: list[str]) -> list[tuple[int | None, dict]]:
+    """readAmount's answer and `why` for every text in every case, case after case (an
+    empty text's undefined as -1), run in Node."""
+    source = SCRIPT.read_text()
+    start = source.index("  function count(text, char)")
+    end = source.index("  function setUpPreview(form)")
     program = (
         source[start:end]
         + "\nvar input = JSON.parse(require('fs').readFileSync(0, 'utf8'));\n"
         + "var out = [];\n"
         + "input.cases.forEach(function (c) { input.texts.forEach(function (t) {\n"
-        + "  var v = readAmount(t, c[2], c[3], c[4]); out.push(v === undefined ? -1 : v);\n"
+        + "  var why = {}; var v = readAmount(t, c[2], c[3], c[4], why);\n"
+        + "  out.push([v === undefined ? -1 : v, why]);\n"
         + "}); });\n"
         + "process.stdout.write(JSON.stringify(out));\n"
     )
     done = subprocess.run(
         [NODE, "-e", program],
-        input=json.dumps({"cases": cases, "texts": inputs}),
+        input=json.dumps({"cases": cases, "texts": texts}),
         capture_output=True,
         text=True,
         check=True,
         timeout=60,
     )
-    results = iter(json.loads(done.stdout))
+    return [(value, why) for value, why in json.loads(done.stdout)]
+
+
+@pytest.mark.skipif(NODE is None, reason="Node is not installed")
+def test_the_script_reads_amounts_as_the_server_does_or_not_at_all() -> None:
+    inputs = HAND_PICKED + _generated()
+    cases = _cases()
+    results = iter(_script(cases, inputs))
     disagreements, previews = [], 0
     for currency, locale, *_rest in cases:
         for text in inputs:
-            script = next(results)
+            script, _why = next(results)
             if script == -1:
                 assert not text.strip(), text  # empty: "pay the total"
                 continue
@@ -86,4 +99,49 @@ def test_the_script_reads_amounts_as_the_server_does_or_not_at_all() -> None:
                 disagreements.append((currency, locale, text, script, server))
     assert disagreements == []
     assert previews > 500  # the script previews what the server reads, not nothing
-    assert re.search(r'useGrouping: "always"', source)
+    assert re.search(r'useGrouping: "always"', SCRIPT.read_text())
+
+
+# What the page says live of an amount it cannot preview, against the server's reason.
+SAME_REASON = {
+    "ambiguous": {AmountProblem.AMBIGUOUS},
+    "negative": {AmountProblem.NEGATIVE},
+    "decimals": {AmountProblem.TOO_MANY_DECIMALS},
+    "currency": {AmountProblem.OTHER_CURRENCY},
+    # "Please enter a valid amount." (for "12 EUR" the server names the currency)
+    "invalid": {AmountProblem.NOT_A_NUMBER, AmountProblem.OTHER_CURRENCY},
+}
+
+
+@pytest.mark.skipif(NODE is None, reason="Node is not installed")
+def test_what_the_script_cannot_preview_it_explains_with_the_servers_reason() -> None:
+    inputs = HAND_PICKED + _generated()
+    cases = _cases()
+    results = iter(_script(cases, inputs))
+    wrong, ambiguous = [], 0
+    for currency, locale, *_rest in cases:
+        for text in inputs:
+            script, why = next(results)
+            if script is not None:
+                continue
+            try:
+                amount = parse_amount_input(text, str(currency), str(locale), allow_zero=True)
+            except AmountInputError as refused:
+                problem, message = refused.problem, refused.message
+            else:  # read by the server, but beyond any amount owed: "at most …"
+                problem, message = (AmountProblem.TOO_LARGE, str(amount))
+            if why["problem"] == "large":
+                if problem is not AmountProblem.TOO_LARGE:
+                    wrong.append((currency, locale, text, why, problem))
+                continue
+            if problem not in SAME_REASON[why["problem"]]:
+                wrong.append((currency, locale, text, why, problem))
+            elif why["problem"] == "ambiguous":
+                # the same two readings as the server's sentence, and what was typed
+                ambiguous += 1
+                small = Money(why["small"], str(currency)).format(str(locale))
+                large = Money(why["large"], str(currency)).format(str(locale))
+                if f"“{why['text']}” could mean {small} or {large}." not in message:
+                    wrong.append((currency, locale, text, why, message))
+    assert wrong == []
+    assert ambiguous > 100

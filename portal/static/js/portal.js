@@ -18,7 +18,7 @@
   }
 
   function fill(template, values) {
-    return template.replace(/%\((\w+)\)s/g, function (whole, name) {
+    return template.replace(/%\((\w+)\)[sd]/g, function (whole, name) {
       return Object.prototype.hasOwnProperty.call(values, name) ? values[name] : whole;
     });
   }
@@ -33,9 +33,14 @@
   // The amount typed, in minor units, read by the rule of the server's reader
   // (portal/inputs.py, parse_amount_input: change both together): undefined when empty,
   // null when the server would refuse it or the script is not sure how it reads it (no
-  // preview then: "Continue" brings the server's reason). `decimal` is the language's
-  // decimal mark, `signs` the currency's signs that a pasted total may carry.
-  function readAmount(typed, decimal, exponent, signs) {
+  // preview then, but a reason). `decimal` is the language's decimal mark, `signs` the
+  // currency's signs that a pasted total may carry. On null, `why.problem` (when `why` is
+  // given) says which of the server's reasons applies: "ambiguous" (with `text`, `small`
+  // and `large`, the two readings in minor units), "negative", "decimals", "currency",
+  // "large" or "invalid".
+  function readAmount(typed, decimal, exponent, signs, why) {
+    why = why || {};
+    why.problem = "invalid";
     // trim() drops spaces and the byte-order mark; the rest of what the server drops
     // at the ends too: zero-width spaces and joiners, direction marks (inputs._EDGES)
     var text = typed.replace(/^[\s\ufeff\u200b\u200c\u200d\u200e\u200f\u2060]+|[\s\ufeff\u200b\u200c\u200d\u200e\u200f\u2060]+$/g, "");
@@ -61,8 +66,18 @@
         break;
       }
     }
-    if (negative || /^[-\u2212]/.test(text) || !/^[0-9., \u00a0\u202f]+$/.test(text)) {
-      return null; // below zero, another currency, letters: the server says why
+    if (!/^[-\u2212]?[0-9., \u00a0\u202f]+$/.test(text)) {
+      if (/\p{Sc}/u.test(text)) {
+        why.problem = "currency"; // "€12" for an amount in dollars
+      }
+      return null; // letters
+    }
+    if (negative || /^[-\u2212]/.test(text)) {
+      if (/[1-9]/.test(text)) {
+        why.problem = "negative";
+        return null;
+      }
+      text = text.replace(/^[-\u2212]/, "").trim(); // "-0" is zero, as the server reads it
     }
     var other = decimal === "," ? "." : ",";
     var hasSpace = /[ \u00a0\u202f]/.test(text);
@@ -80,14 +95,14 @@
       }
       var tail = text.slice(text.indexOf(decimal) + 1);
       if (!hasSpace && tail.length === 3 && GROUPED.test(text) && exponent < 3 && !/[1-9]/.test(tail.slice(exponent))) {
-        return null; // "1.000" USD in English: a dollar or a thousand; the server asks
+        return ambiguous(text, decimal, exponent, why); // "1.000" USD in English: a dollar or a thousand
       }
       mark = decimal;
     } else if (others === 1) {
       var after = text.slice(text.indexOf(other) + 1);
       var grouping = !hasSpace && after.length === 3 && GROUPED.test(text);
       if (grouping && exponent >= 3) {
-        return null; // "1.000" KWD: one dinar or a thousand; the server asks
+        return ambiguous(text, other, exponent, why); // "1.000" KWD: one dinar or a thousand
       }
       if (!grouping) {
         mark = other;
@@ -112,13 +127,27 @@
       }
     }
     if (/[1-9]/.test(fraction.slice(exponent))) {
-      return null; // more decimals than the currency has
+      why.problem = "decimals"; // more decimals than the currency has
+      return null;
     }
     var whole = integer.replace(/[^0-9]/g, "").replace(/^0+/, "");
     if (whole.length > 15) {
-      return null; // beyond what any amount here is (and a safe integer)
+      why.problem = "large"; // beyond what any amount here is (and a safe integer)
+      return null;
     }
     return parseInt(whole + (fraction + "0".repeat(exponent)).slice(0, exponent), 10) || 0;
+  }
+
+  // "1.000" (digits, one mark, three digits) read both ways, as inputs._ambiguous does.
+  function ambiguous(text, mark, exponent, why) {
+    var lead = text.slice(0, text.indexOf(mark));
+    var after = text.slice(text.indexOf(mark) + 1);
+    var unit = Math.pow(10, exponent);
+    why.problem = "ambiguous";
+    why.text = text;
+    why.small = parseInt(lead, 10) * unit + (parseInt((after + "0".repeat(exponent)).slice(0, exponent), 10) || 0);
+    why.large = parseInt(lead + after, 10) * unit;
+    return null;
   }
 
   function setUpPreview(form) {
@@ -164,9 +193,43 @@
       return formatter.format(digits);
     }
 
-    function typedMinor() {
-      return readAmount(amountInput ? amountInput.value : "", decimal, exponent, signs);
+    function typedMinor(why) {
+      return readAmount(amountInput ? amountInput.value : "", decimal, exponent, signs, why);
     }
+    // The server's own sentences (payments.views._amount_errors, inputs.parse_amount_input).
+    function refusal(why, sum) {
+      if (why.problem === "ambiguous") {
+        return fill(messages.ambiguous || "", { text: why.text, small: money(why.small), large: money(why.large) });
+      }
+      if (why.problem === "negative") {
+        return messages.negative || "";
+      }
+      if (why.problem === "currency") {
+        return fill(messages.currency || "", { currency: form.dataset.currency });
+      }
+      if (why.problem === "large") {
+        return fill(messages.most || "", { amount: money(sum) });
+      }
+      if (why.problem === "decimals") {
+        return exponent ? fill(messages.decimals || "", { digits: exponent }) : messages.whole || "";
+      }
+      return messages.invalid || "";
+    }
+
+    function limits(typed, sum) {
+      var minimum = parseInt(form.dataset.minimum, 10) || 0;
+      if (typed <= 0) {
+        return messages.positive || "";
+      }
+      if (typed > sum) {
+        return fill(messages.most || "", { amount: money(sum) });
+      }
+      if (typed < minimum && typed !== sum) {
+        return fill(messages.smallest || "", { amount: money(minimum) });
+      }
+      return "";
+    }
+
     function line(text) {
       var item = document.createElement("li");
       item.textContent = text;
@@ -201,11 +264,16 @@
         return acc + item.payable;
       }, 0);
       total.textContent = money(sum);
-      var typed = typedMinor();
-      var minimum = parseInt(form.dataset.minimum, 10) || 0;
-      var refused = typed !== undefined && (typed <= 0 || typed > sum || (typed < minimum && typed !== sum));
-      if (typed === null || refused) {
-        return; // not an amount that can be paid: "Continue" brings the server's reason
+      var why = {};
+      var typed = typedMinor(why);
+      var problem = typed === null ? refusal(why, sum) : typed === undefined ? "" : limits(typed, sum);
+      if (problem) {
+        // Not an amount that can be paid: the server's reason, as "Continue" would say it.
+        var said = document.createElement("p");
+        said.className = "pay-preview__intro pay-preview__problem";
+        said.textContent = problem;
+        split.appendChild(said);
+        return;
       }
       var remaining = typed === undefined ? sum : typed;
       var intro = document.createElement("p");
