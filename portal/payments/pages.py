@@ -191,9 +191,7 @@ def preview_messages(locale: str) -> dict[str, str]:
         "negative": _("The amount cannot be below zero."),
         "decimals": _("Please enter the amount with at most %(digits)d decimals."),
         "whole": _("Please enter the amount without decimals."),
-        "currency": _(
-            "This amount is in %(currency)s: please enter it without another currency."
-        ),
+        "currency": _("This amount is in %(currency)s: please enter it without another currency."),
         "invalid": _("Please enter a valid amount."),
         "positive": _("Please enter an amount greater than zero."),
         "most": _("You can pay at most %(amount)s."),
