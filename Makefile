@@ -103,8 +103,8 @@ test: install browser ## Run the whole suite on SQLite, then on PostgreSQL when 
 		$(BIN)/pytest -m "not e2e"; \
 	fi
 
-test-later: install ## The suite (without the browser) with the clock 400 days ahead: finds tests that pass only before some date
-	TEST_DATABASE_URL= $(BIN)/pytest -q -m "not e2e" --days-ahead 400
+test-later: install ## The suite (without the browser) with the clock 400 days and 12 hours ahead: finds tests that pass only before some date, or at some hours
+	TEST_DATABASE_URL= $(BIN)/pytest -q -m "not e2e" --days-ahead 400.5
 
 test-postgres: install ## Run the suite on the local PostgreSQL
 	TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/pytest -m "not e2e"

@@ -71,10 +71,11 @@ def build_test_app(url: str, **overrides: object) -> Flask:
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--days-ahead",
-        type=int,
+        type=float,
         default=0,
         metavar="N",
-        help="run with this process's clock N days ahead (`make test-later`): a test that "
+        help="run with this process's clock N days ahead (`make test-later`; 0.5 is twelve "
+        "hours, for a test that holds only at some hours of the day): a test that "
         "passes today and fails then depends on today's date, as a mailed link issued on "
         "a fixed day and opened with the real clock did (it failed CI 30 days later).",
     )
