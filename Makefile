@@ -57,7 +57,7 @@ run: install ## Migrate the SQLite database, load the demo, print an English and
 	$(BIN)/portal jobs run --once > instance/jobs.log 2>&1
 	$(BIN)/portal demo --no-load
 	@echo "Mailbox: http://$(HOST):$(PORT)/dev/mailbox/"
-	@echo "Card payments: localstripe on $$STRIPE_API_BASE (log: instance/localstripe.log); test card 4242 4242 4242 4242"
+	@echo "Card payments: localstripe on $$STRIPE_API_BASE (log: instance/localstripe.log); test card 4242424242424242 (typed without spaces: localstripe takes 16 digits), any future MM/YY, any CVC"
 	$(BIN)/python -m portal.payments.devserver --port $(STRIPE_PORT) \
 		--webhook-url "$$PORTAL_BASE_URL/stripe/webhook" --webhook-secret "$$STRIPE_WEBHOOK_SECRET" \
 		> instance/localstripe.log 2>&1 & stripe=$$!; \

@@ -193,6 +193,7 @@ def preview_messages(locale: str) -> dict[str, str]:
         "whole": _("Please enter the amount without decimals."),
         "currency": _("This amount is in %(currency)s: please enter it without another currency."),
         "invalid": _("Please enter a valid amount."),
+        "number": _("Please enter the amount as a number, for example 120.50."),
         "positive": _("Please enter an amount greater than zero."),
         "most": _("You can pay at most %(amount)s."),
         "smallest": _("The smallest amount you can pay is %(amount)s."),

@@ -209,9 +209,21 @@ def test_a_refused_amount_moves_focus_to_the_error_summary(
     expect(summary).to_be_focused()
     expect(summary).to_contain_text("The smallest amount you can pay is $1.00.")
     assert_accessible(page)
+    # the reason is said once, under the field, until the amount is changed
+    expect(page.locator("#pay-split .pay-preview__problem")).to_have_count(0)
     # its link leads to the field
     summary.get_by_role("link").click()
-    expect(page.get_by_label("Amount to pay (optional)")).to_be_focused()
+    amount = page.get_by_label("Amount to pay (optional)")
+    expect(amount).to_be_focused()
+    # where the live preview then says the server's reason for what is typed next
+    amount.fill("12 EUR")
+    expect(page.locator("#pay-split")).to_have_text(
+        "This amount is in USD: please enter it without another currency."
+    )
+    amount.fill("1e3")
+    expect(page.locator("#pay-split")).to_have_text(
+        "Please enter the amount as a number, for example 120.50."
+    )
 
 
 # --- language ---------------------------------------------------------------------------

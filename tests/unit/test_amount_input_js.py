@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from babel.numbers import list_currencies
 
 from portal.inputs import AmountInputError, AmountProblem, amount_reading, parse_amount_input
 from portal.money import Money
@@ -102,40 +103,50 @@ def test_the_script_reads_amounts_as_the_server_does_or_not_at_all() -> None:
     assert re.search(r'useGrouping: "always"', SCRIPT.read_text())
 
 
-# What the page says live of an amount it cannot preview, against the server's reason.
+# What the page says live of an amount it cannot preview, against the server's reason
+# (its problem, and for NOT_A_NUMBER which of its two sentences).
+AS_A_NUMBER = "Please enter the amount as a number, for example 120.50."
 SAME_REASON = {
-    "ambiguous": {AmountProblem.AMBIGUOUS},
-    "negative": {AmountProblem.NEGATIVE},
-    "decimals": {AmountProblem.TOO_MANY_DECIMALS},
-    "currency": {AmountProblem.OTHER_CURRENCY},
-    # "Please enter a valid amount." (for "12 EUR" the server names the currency)
-    "invalid": {AmountProblem.NOT_A_NUMBER, AmountProblem.OTHER_CURRENCY},
+    "ambiguous": AmountProblem.AMBIGUOUS,
+    "negative": AmountProblem.NEGATIVE,
+    "decimals": AmountProblem.TOO_MANY_DECIMALS,
+    "currency": AmountProblem.OTHER_CURRENCY,
+    "large": AmountProblem.TOO_LARGE,  # the pay page: "You can pay at most …"
+    "number": AmountProblem.NOT_A_NUMBER,  # AS_A_NUMBER
+    "invalid": AmountProblem.NOT_A_NUMBER,  # "Please enter a valid amount."
 }
+REASON_INPUTS = [
+    "12 EUR", "EUR 12", "12eur", "12EUR", "12 GBP", "CHF 12", "12 DEM", "12 ABC", "12 DM",
+    "1e3", "1,00,000", "１２", "١٢", "1.234.567", "-1.005", "-abc", "-€5", "€-5", "$-5",
+    "-" + "9" * 20, "-1" + "0" * 15, "1" + "0" * 15, "1" + "0" * 15 + ".5", "-$1,000.505",
+    "x" * 65, "9" * 17, "-", "$", "US$", "12 usd", "USD12", "<img src=x>1.000",
+]  # fmt: skip
 
 
 @pytest.mark.skipif(NODE is None, reason="Node is not installed")
 def test_what_the_script_cannot_preview_it_explains_with_the_servers_reason() -> None:
-    inputs = HAND_PICKED + _generated()
+    inputs = HAND_PICKED + REASON_INPUTS + _generated()
     cases = _cases()
     results = iter(_script(cases, inputs))
-    wrong, ambiguous = [], 0
+    wrong, ambiguous, reasons = [], 0, set()
     for currency, locale, *_rest in cases:
         for text in inputs:
             script, why = next(results)
             if script is not None:
                 continue
             try:
-                amount = parse_amount_input(text, str(currency), str(locale), allow_zero=True)
+                parse_amount_input(text, str(currency), str(locale), allow_zero=True)
             except AmountInputError as refused:
                 problem, message = refused.problem, refused.message
-            else:  # read by the server, but beyond any amount owed: "at most …"
-                problem, message = (AmountProblem.TOO_LARGE, str(amount))
-            if why["problem"] == "large":
-                if problem is not AmountProblem.TOO_LARGE:
-                    wrong.append((currency, locale, text, why, problem))
-                continue
-            if problem not in SAME_REASON[why["problem"]]:
+            else:  # read by the server, but beyond any amount owed: "at most …" on /pay
+                problem, message = AmountProblem.TOO_LARGE, ""
+            reasons.add(why["problem"])
+            if problem is not SAME_REASON[why["problem"]]:
                 wrong.append((currency, locale, text, why, problem))
+            elif problem is AmountProblem.NOT_A_NUMBER and (message == AS_A_NUMBER) != (
+                why["problem"] == "number"
+            ):
+                wrong.append((currency, locale, text, why, message))
             elif why["problem"] == "ambiguous":
                 # the same two readings as the server's sentence, and what was typed
                 ambiguous += 1
@@ -145,3 +156,13 @@ def test_what_the_script_cannot_preview_it_explains_with_the_servers_reason() ->
                     wrong.append((currency, locale, text, why, message))
     assert wrong == []
     assert ambiguous > 100
+    assert reasons == set(SAME_REASON)
+
+
+@pytest.mark.skipif(NODE is None, reason="Node is not installed")
+def test_the_script_knows_the_currency_codes_the_server_knows() -> None:
+    source = SCRIPT.read_text()
+    listed = re.search(r"var CURRENCY_CODES = \(\n(.*?)\n  \)\.split", source, re.S)
+    assert listed is not None
+    codes = "".join(re.findall(r'"([^"]*)"', listed.group(1))).split(" ")
+    assert codes == sorted(list_currencies()), "write CURRENCY_CODES from list_currencies()"

@@ -30,24 +30,59 @@
   var SPACES = " \u00a0\u202f";
   var GROUPED = /^[1-9][0-9]{0,2}(?:[., \u00a0\u202f][0-9]{3})+$/;
 
-  // The amount typed, in minor units, read by the rule of the server's reader
-  // (portal/inputs.py, parse_amount_input: change both together): undefined when empty,
-  // null when the server would refuse it or the script is not sure how it reads it (no
-  // preview then, but a reason). `decimal` is the language's decimal mark, `signs` the
-  // currency's signs that a pasted total may carry. On null, `why.problem` (when `why` is
-  // given) says which of the server's reasons applies: "ambiguous" (with `text`, `small`
-  // and `large`, the two readings in minor units), "negative", "decimals", "currency",
-  // "large" or "invalid".
+  var EDGES = /^[\s\ufeff\u200b\u200c\u200d\u200e\u200f\u2060]+|[\s\ufeff\u200b\u200c\u200d\u200e\u200f\u2060]+$/g;
+  // Every ISO 4217 code Babel knows (babel.numbers.list_currencies(), as inputs._KNOWN_CODES;
+  // a test compares the two): "12 EUR" on a dollar amount names another currency.
+  var CURRENCY_CODES = (
+    "ADP AED AFA AFN ALK ALL AMD ANG AOA AOK AON AOR ARA ARL ARM ARP ARS ATS AUD AWG AZM " +
+    "AZN BAD BAM BAN BBD BDT BEC BEF BEL BGL BGM BGN BGO BHD BIF BMD BND BOB BOL BOP BOV " +
+    "BRB BRC BRE BRL BRN BRR BRZ BSD BTN BUK BWP BYB BYN BYR BZD CAD CDF CHE CHF CHW CLE " +
+    "CLF CLP CNH CNY COP COU CRC CSD CSK CUC CUP CVE CYP CZK DDM DEM DJF DKK DOP DZD ECS " +
+    "ECV EEK EGP ERN ESA ESB ESP ETB EUR FIM FJD FKP FRF GBP GEK GEL GHC GHS GIP GMD GNF " +
+    "GNS GQE GRD GTQ GWE GWP GYD HKD HNL HRD HRK HTG HUF IDR IEP ILP ILR ILS INR IQD IRR " +
+    "ISJ ISK ITL JMD JOD JPY KES KGS KHR KMF KPW KRH KRO KRW KWD KYD KZT LAK LBP LKR LRD " +
+    "LSL LTL LTT LUC LUF LUL LVL LVR LYD MAD MAF MCF MDC MDL MGA MGF MKD MKN MLF MMK MNT " +
+    "MOP MRO MRU MTL MTP MUR MVP MVR MWK MXN MXP MXV MYR MZE MZM MZN NAD NGN NIC NIO NLG " +
+    "NOK NPR NZD OMR PAB PEI PEN PES PGK PHP PKR PLN PLZ PTE PYG QAR RHD ROL RON RSD RUB " +
+    "RUR RWF SAR SBD SCR SDD SDG SDP SEK SGD SHP SIT SKK SLE SLL SOS SRD SRG SSP STD STN " +
+    "SUR SVC SYP SZL THB TJR TJS TMM TMT TND TOP TPE TRL TRY TTD TWD TZS UAH UAK UGS UGX " +
+    "USD USN USS UYI UYP UYU UYW UZS VEB VED VEF VES VND VNN VUV WST XAD XAF XAG XAU XBA " +
+    "XBB XBC XBD XCD XCG XDR XEU XFO XFU XOF XPD XPF XPT XRE XSU XTS XUA XXX YDD YER YUD " +
+    "YUM YUN YUR ZAL ZAR ZMK ZMW ZRN ZRZ ZWD ZWG ZWL ZWR"
+  ).split(" ");
+  var LETTER_TRIPLES = /(^|[^A-Za-z])([A-Za-z]{3})(?=[^A-Za-z]|$)/g;
+  var TEN_TO_THE_15 = "1000000000000000";
+
+  function namesCurrency(text) {
+    if (/\p{Sc}/u.test(text)) {
+      return true;
+    }
+    var found = false;
+    text.replace(LETTER_TRIPLES, function (whole, before, code) {
+      found = found || CURRENCY_CODES.indexOf(code.toUpperCase()) >= 0;
+      return whole;
+    });
+    return found;
+  }
+
+  // The amount typed, in minor units, read by the rule of the server's reader, step by
+  // step in its order (portal/inputs.py, parse_amount_input: change both together):
+  // undefined when empty, null when the server would refuse it or the script is not sure
+  // how it reads it (no preview then, but a reason). `decimal` is the language's decimal
+  // mark, `signs` the currency's signs that a pasted total may carry. On null,
+  // `why.problem` (when `why` is given) names the server's reason: "ambiguous" (with
+  // `text`, `small` and `large`, the two readings in minor units), "currency", "number"
+  // (letters, marks out of place), "invalid" (too long; a huge negative), "large",
+  // "decimals" or "negative".
   function readAmount(typed, decimal, exponent, signs, why) {
     why = why || {};
-    why.problem = "invalid";
-    // trim() drops spaces and the byte-order mark; the rest of what the server drops
-    // at the ends too: zero-width spaces and joiners, direction marks (inputs._EDGES)
-    var text = typed.replace(/^[\s\ufeff\u200b\u200c\u200d\u200e\u200f\u2060]+|[\s\ufeff\u200b\u200c\u200d\u200e\u200f\u2060]+$/g, "");
+    why.problem = "number";
+    var text = typed.replace(EDGES, "");
     if (text === "") {
       return undefined;
     }
     if (text.length > 64) {
+      why.problem = "invalid";
       return null;
     }
     var negative = /^[-\u2212]/.test(text);
@@ -66,18 +101,16 @@
         break;
       }
     }
-    if (!/^[-\u2212]?[0-9., \u00a0\u202f]+$/.test(text)) {
-      if (/\p{Sc}/u.test(text)) {
-        why.problem = "currency"; // "€12" for an amount in dollars
-      }
-      return null; // letters
+    if (namesCurrency(text)) {
+      why.problem = "currency"; // "€12" or "12 EUR" for an amount in dollars
+      return null;
     }
-    if (negative || /^[-\u2212]/.test(text)) {
-      if (/[1-9]/.test(text)) {
-        why.problem = "negative";
-        return null;
-      }
-      text = text.replace(/^[-\u2212]/, "").trim(); // "-0" is zero, as the server reads it
+    if (!negative && /^[-\u2212]/.test(text)) {
+      negative = true; // "$-5"
+      text = text.slice(1).trim();
+    }
+    if (!/^[0-9., \u00a0\u202f]+$/.test(text)) {
+      return null; // letters, "1e3", other digits
     }
     var other = decimal === "," ? "." : ",";
     var hasSpace = /[ \u00a0\u202f]/.test(text);
@@ -126,13 +159,22 @@
         return null; // not groups of three, or two kinds of grouping mark
       }
     }
+    var whole = integer.replace(/[^0-9]/g, "").replace(/^0+/, "");
+    var beyond = whole.length > 16 || (whole.length === 16 && (whole !== TEN_TO_THE_15 || /[1-9]/.test(fraction)));
+    if (beyond) {
+      why.problem = negative ? "invalid" : "large"; // past 10^15, as the server says it
+      return null;
+    }
     if (/[1-9]/.test(fraction.slice(exponent))) {
       why.problem = "decimals"; // more decimals than the currency has
       return null;
     }
-    var whole = integer.replace(/[^0-9]/g, "").replace(/^0+/, "");
+    if (negative && /[1-9]/.test(whole + fraction)) {
+      why.problem = "negative"; // "-0" is zero, as the server reads it
+      return null;
+    }
     if (whole.length > 15) {
-      why.problem = "large"; // beyond what any amount here is (and a safe integer)
+      why.problem = "large"; // 10^15 itself: more than any amount owed (and a safe integer)
       return null;
     }
     return parseInt(whole + (fraction + "0".repeat(exponent)).slice(0, exponent), 10) || 0;
@@ -213,7 +255,10 @@
       if (why.problem === "decimals") {
         return exponent ? fill(messages.decimals || "", { digits: exponent }) : messages.whole || "";
       }
-      return messages.invalid || "";
+      if (why.problem === "invalid") {
+        return messages.invalid || "";
+      }
+      return messages.number || "";
     }
 
     function limits(typed, sum) {
@@ -267,6 +312,9 @@
       var why = {};
       var typed = typedMinor(why);
       var problem = typed === null ? refusal(why, sum) : typed === undefined ? "" : limits(typed, sum);
+      if (problem && !edited) {
+        return; // refused by the server already: its reason is under the field
+      }
       if (problem) {
         // Not an amount that can be paid: the server's reason, as "Continue" would say it.
         var said = document.createElement("p");
@@ -300,8 +348,14 @@
     boxes.forEach(function (box) {
       box.addEventListener("change", render);
     });
+    // After a refused "Continue" the field shows the server's reason; the preview says
+    // it again only once the amount is changed.
+    var edited = !(amountInput && amountInput.getAttribute("aria-invalid") === "true");
     if (amountInput) {
-      amountInput.addEventListener("input", render);
+      amountInput.addEventListener("input", function () {
+        edited = true;
+        render();
+      });
     }
     render();
   }
