@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import BigInteger, DateTime, Integer
 from sqlalchemy.engine import Dialect
@@ -64,6 +64,11 @@ def begin_immediate(flag: bool = True) -> Token[bool]:
 
     No effect on PostgreSQL. Reset with `end_immediate(token)`."""
     return _begin_immediate.set(flag)
+
+
+def writes_immediately() -> bool:
+    """Whether SQLite transactions begun now in this context begin IMMEDIATE."""
+    return _begin_immediate.get()
 
 
 def end_immediate(token: Token[bool]) -> None:
@@ -155,14 +160,32 @@ def _unicode_lower(value: Any) -> Any:
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
+_View = TypeVar("_View", bound=Callable[..., Any])
+
+
+def writes_on_get(view: _View) -> _View:
+    """Mark a view whose GET may write (a card page that makes the customer's Stripe
+    Customer and SetupIntent, a return page that records the payment Stripe reports, an
+    export that audits itself): its transactions begin IMMEDIATE like a POST's, so that
+    on SQLite it waits for the write lock instead of failing with "database is locked"
+    when another request committed after its first read. Put it right under the route
+    decorator: Flask registers the function this returns."""
+    view.writes_on_get = True  # type: ignore[attr-defined]
+    return view
+
+
 def init_write_intent(app: Flask) -> None:
-    """Requests that may write (POST and the like) begin their transactions IMMEDIATE."""
+    """Requests that may write (POST and the like, and GETs of views marked
+    `writes_on_get`) begin their transactions IMMEDIATE."""
     from flask.globals import _cv_app, _cv_request
 
     # The request and `g` from their context variables: these run on every request.
     @app.before_request
     def _declare_write_intent() -> None:
-        if _cv_request.get().request.method not in SAFE_METHODS:
+        request = _cv_request.get().request
+        if request.method not in SAFE_METHODS or getattr(
+            app.view_functions.get(request.endpoint or ""), "writes_on_get", False
+        ):
             _cv_app.get().g._immediate_token = begin_immediate()
 
     @app.teardown_request

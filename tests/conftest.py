@@ -97,9 +97,54 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         _later.stop()
 
 
+_WRITES = ("INSERT", "UPDATE", "DELETE")
+
+
+def _no_deferred_writes_in_a_get(app: Flask) -> None:
+    """Fail any GET that writes in a transaction not begun IMMEDIATE: on SQLite, once
+    another request commits after its first read, such a write fails at once with
+    "database is locked" (a 500 a phone tester met on the plan's card page). Mark the
+    view `portal.db.writes_on_get`, or write in `immediate_transactions()`."""
+    from contextvars import ContextVar
+
+    from flask import request
+
+    from portal.db import SAFE_METHODS, writes_immediately
+
+    with app.app_context():
+        engine = db.engine
+    # Set while the app serves a request (not while a test's own code runs in a
+    # test_request_context, which runs no before_request).
+    serving: ContextVar[bool] = ContextVar("serving", default=False)
+
+    def _serving() -> None:
+        db.session.flush()  # what the test itself left pending is not the request's write
+        serving.set(True)
+
+    app.before_request_funcs.setdefault(None, []).insert(0, _serving)  # before the app's own
+
+    @app.teardown_request
+    def _served(_error: BaseException | None) -> None:
+        serving.set(False)
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def _check(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        if (
+            statement.lstrip()[:6].upper() in _WRITES
+            and serving.get()
+            and request.method in SAFE_METHODS
+            and not writes_immediately()
+        ):
+            raise AssertionError(
+                f"{request.method} {request.path} writes outside an IMMEDIATE transaction "
+                f"({statement.split(None, 3)[:3]}): mark its view portal.db.writes_on_get"
+            )
+
+
 @pytest.fixture(scope="session")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
     app = build_test_app(database_url(tmp_path_factory.mktemp("db")))
+    _no_deferred_writes_in_a_get(app)
     yield app
     with app.app_context():
         db.engine.dispose()

@@ -8,7 +8,7 @@ from flask_babel import gettext as _
 from portal.access.sessions import current_customer, customer_required, customer_session
 from portal.creditor import current_creditor
 from portal.customers.queries import customer_today
-from portal.db import utcnow
+from portal.db import utcnow, writes_on_get
 from portal.errors import DomainError
 from portal.extensions import db, talisman
 from portal.i18n import current_locale
@@ -233,6 +233,7 @@ def start():  # type: ignore[no-untyped-def]
 
 
 @bp.get("/pay/<int:checkout_id>")
+@writes_on_get
 @customer_required
 @limit_card_actions
 @talisman(content_security_policy=CARD_PAGE_CSP, content_security_policy_nonce_in=["script-src"])
@@ -345,6 +346,7 @@ def _next_step(checkout: Checkout):  # type: ignore[no-untyped-def]
 
 
 @bp.get("/pay/<int:checkout_id>/done")
+@writes_on_get
 @customer_required
 def done(checkout_id: int):  # type: ignore[no-untyped-def]
     checkout = _checkout_or_404(checkout_id)

@@ -14,7 +14,7 @@ from portal.audit.actors import Actor
 from portal.creditor import current_creditor
 from portal.customers.models import Customer
 from portal.customers.queries import customer_today
-from portal.db import utcnow
+from portal.db import utcnow, writes_on_get
 from portal.errors import DomainError
 from portal.extensions import db, talisman
 from portal.i18n import current_locale
@@ -346,6 +346,7 @@ def back_to_plan(checkout_id: int) -> ResponseReturnValue:
 
 
 @bp.get("/plans/<int:plan_id>/card")
+@writes_on_get
 @customer_required
 @limit_card_actions
 @talisman(content_security_policy=CARD_PAGE_CSP, content_security_policy_nonce_in=["script-src"])

@@ -31,7 +31,7 @@ from sqlalchemy import select
 from portal.audit.actors import Actor
 from portal.audit.queries import AuditFilter, actor_label, audit_csv, audit_page
 from portal.audit.services import record_event
-from portal.db import utcnow
+from portal.db import utcnow, writes_on_get
 from portal.extensions import db, limiter
 from portal.staff.auth import (
     current_staff,
@@ -193,6 +193,7 @@ def code():  # type: ignore[no-untyped-def]
 
 
 @bp.route("/login/enrol", methods=["GET", "POST"])
+@writes_on_get
 @limiter.limit(_login_limit, methods=["POST"])
 def enrol():  # type: ignore[no-untyped-def]
     now = utcnow()
@@ -390,6 +391,7 @@ def audit_log():  # type: ignore[no-untyped-def]
 
 
 @bp.get("/admin/audit.csv")
+@writes_on_get
 @staff_required(StaffRole.ADMIN)
 def audit_log_csv():  # type: ignore[no-untyped-def]
     _form, chosen = _audit_filter()
