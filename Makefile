@@ -37,7 +37,7 @@ translations: $(STAMP) ## Compile the Babel catalogs (.po -> .mo)
 	$(BIN)/pybabel -q compile -d portal/translations
 
 translations-update: $(STAMP) ## Extract messages.pot from the code and merge it into every catalog
-	$(BIN)/pybabel -q extract -F babel.cfg -k _l -k lazy_gettext --no-location --no-wrap --sort-output \
+	$(BIN)/pybabel -q extract -F babel.cfg -k _l -k lazy_gettext -k lazy_pgettext:1c,2 --no-location --no-wrap --sort-output \
 		--project=portal -o portal/translations/messages.pot .
 	$(BIN)/pybabel -q update -N --no-wrap -i portal/translations/messages.pot -d portal/translations
 

@@ -27,7 +27,7 @@ ERROR_TITLES = {
     404: _l("Page not found"),
     405: _l("This action is not allowed here"),
     410: _l("This link is no longer valid"),
-    413: _l("The upload is too large"),
+    413: _l("What you sent is too large"),
     429: _l("Too many attempts"),
     500: _l("Something went wrong on our side"),
 }
@@ -38,7 +38,7 @@ ERROR_MESSAGES = {
     404: _l("The page you asked for does not exist, or is not part of your account."),
     405: _l("Please go back and try again."),
     410: _l("Please ask for a new link below."),
-    413: _l("Please choose a smaller file."),
+    413: _l("Please choose a smaller file or shorten your text."),
     429: _l("For your security, please wait a minute before trying again."),
     500: _l("Nothing was changed. Please try again in a few minutes."),
 }

@@ -367,7 +367,8 @@ def _promise_context(
     """Open promises, and the open invoices no promise covers yet (the form's choices)."""
     promised = {invoice_id for p in snapshot.promises for invoice_id in p.invoice_ids}
     max_days = promise_max_days("customer")
-    unpromised = [b for b in open_ if b.id not in promised]
+    # nothing to promise on an invoice whose balance is all in a plan or a dispute
+    unpromised = [b for b in open_ if b.id not in promised and b.payable_minor > 0]
     choices = [
         PromiseChoice(
             html(b.number),

@@ -11,6 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from flask_babel import lazy_gettext as _l
+from flask_babel import lazy_pgettext
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -44,7 +45,7 @@ class DisputeStatus(StrEnum):
 
 
 STATUS_LABELS = {
-    DisputeStatus.OPEN: _l("Open"),
+    DisputeStatus.OPEN: lazy_pgettext("dispute status", "Open"),  # not an invoice's "to pay"
     DisputeStatus.WAITING_ON_CUSTOMER: _l("Waiting for your reply"),
     DisputeStatus.ACCEPTED: _l("Accepted"),
     DisputeStatus.PARTLY_ACCEPTED: _l("Partly accepted"),

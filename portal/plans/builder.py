@@ -220,18 +220,29 @@ def plan_summary(proposal: Proposal) -> str:
 
 
 def plan_details(proposal: Proposal) -> str:
-    """The down payment and first date of a plan, in a sentence (translated)."""
+    """The down payment and first date of a plan, in a sentence (translated); and, when
+    the total does not divide evenly, which first payments carry the extra minor units
+    (`plan_summary` gives the regular amount)."""
     if proposal.down_payment.is_positive:
-        return str(
-            _(
-                "%(down)s today, then the first payment on %(date)s.",
-                down=money_filter(proposal.down_payment),
-                date=date_filter(proposal.first_payment_date),
-            )
+        sentence = _(
+            "%(down)s today, then the first payment on %(date)s.",
+            down=money_filter(proposal.down_payment),
+            date=date_filter(proposal.first_payment_date),
         )
-    return str(
-        _(
+    else:
+        sentence = _(
             "No down payment; the first payment on %(date)s.",
             date=date_filter(proposal.first_payment_date),
         )
+    schedule = schedule_for(proposal)
+    regular = regular_amount(schedule)
+    larger = [i for i in schedule if i.amount != regular]
+    if not larger:
+        return str(sentence)
+    more = ngettext(
+        "The first payment is %(amount)s.",
+        "The first %(num)d payments are %(amount)s each.",
+        len(larger),
+        amount=money_filter(larger[0].amount),
     )
+    return f"{sentence} {more}"

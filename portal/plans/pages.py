@@ -143,7 +143,9 @@ def plan_page(plan: PaymentPlan, today: date) -> PlanPage:
                 )
             )
     else:  # not agreed yet: the terms as proposed (or countered)
-        scheduled = _("Proposed")
+        # a proposal withdrawn or declined was never agreed: nothing of it is scheduled
+        proposed = plan.status in (PlanStatus.PENDING, PlanStatus.COUNTERED)
+        scheduled = _("Proposed") if proposed else _("Not agreed")
         if plan.down_payment.is_positive:
             lines.append(
                 PlanLine(0, today, plan.down_payment, zero, scheduled, False, False, False, zero)

@@ -366,9 +366,13 @@ def card(plan_id: int) -> ResponseReturnValue:
     except PaymentsUnavailable as error:
         return render_template("payments/unavailable.html", message=str(error.message)), 503
     db.session.commit()  # the Stripe Customer and SetupIntent, if this visit made them
+    down_payment_due = next(
+        (i.amount for i in plan.installments if i.number == 0 and i.status == "scheduled"), None
+    )
     return render_template(
         "plans/card.html",
         plan=plan,
+        down_payment_due=down_payment_due,
         form=SaveCardForm(),
         setup_secret=setup_secret,
         saved_card=saved_card_for(customer),

@@ -142,7 +142,7 @@ def test_the_builder_previews_as_the_customer_types_and_names_the_broken_limit(
     expect(preview).to_contain_text("12 installments is over the limit of 6.")
     expect(preview.locator("#plan-schedule tbody tr")).to_have_count(13)
     expect(preview.locator("#plan-total")).to_have_text("$314.60")
-    expect(preview.locator("#plan-suggestion")).to_contain_text("would be approved now.")
+    expect(preview.locator("#plan-suggestion")).to_contain_text("This plan would be approved now: ")
     assert_accessible(page)
 
 

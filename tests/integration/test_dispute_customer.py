@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from flask_babel import force_locale
 from sqlalchemy import func, select
 from werkzeug.test import encode_multipart
 
@@ -325,7 +326,7 @@ def test_a_request_larger_than_the_limit_gets_a_friendly_413(
         client, token=token, evidence=[(b"%PDF-" + b"x" * 2 * 1024 * 1024, "a.pdf", "x")]
     )
     assert response.status_code == 413
-    assert "The upload is too large" in response.text
+    assert "What you sent is too large" in response.text
     assert "Traceback" not in response.text
     _nothing_saved(uploads)
 
@@ -613,3 +614,27 @@ def test_several_open_disputes_of_an_invoice_have_links_that_say_which(
         (str(first.id), "See your dispute of $30.00 (Open)"),
         (str(second.id), "See your dispute of $40.00 (Open)"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("locale", "open_dispute", "open_invoice"),
+    [("fr", "En cours", "À régler"), ("es", "Abierta", "Pendiente"), ("de", "Offen", "Offen")],
+)
+def test_an_open_dispute_is_not_called_an_invoice_to_pay(
+    client: FlaskClient, uploads: Path, locale: str, open_dispute: str, open_invoice: str
+) -> None:
+    """A phone tester read « À régler » (to be paid) on an open dispute, beside « vous
+    n'avez pas à le payer »: one "Open" served invoices and disputes alike."""
+    from portal.disputes.models import STATUS_LABELS, DisputeStatus
+    from portal.invoices.models import InvoiceStatus
+
+    customer = make_customer(timezone="UTC", locale=locale)
+    make_invoice(customer, number="INV-3L", issue_date=date(2026, 10, 1), lines=THREE_LINES)
+    db.session.commit()
+    login_as(client, customer)
+    response = _post_dispute(client, lines={2: ""})
+    page = client.get(response.headers["Location"]).text
+    assert f">{open_dispute}<" in page
+    with force_locale(locale):
+        assert str(STATUS_LABELS[DisputeStatus.OPEN]) == open_dispute
+        assert InvoiceStatus.OPEN.label == open_invoice

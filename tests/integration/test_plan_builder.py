@@ -55,7 +55,7 @@ def test_preview_names_the_broken_limit_and_the_nearest_plan_within_policy(
     assert response.status_code == 200
     text = response.text
     assert "12 installments is over the limit of 6." in text
-    assert "6 monthly payments of $312.50 would be approved now." in text
+    assert "This plan would be approved now: 6 monthly payments of $312.50." in text
     assert text.count("$156.25") == 12  # 1,875.00 in 12
     assert "$225.00" in text
     assert '<td data-label="Total" class="num amount" id="plan-total">$2,100.00</td>' in text
@@ -200,3 +200,38 @@ def test_a_down_payment_with_a_decimal_comma_is_read_as_french_and_german_reader
     response = client.post("/plans/new", data={**data, "down_payment": "1,000,00"})
     assert response.status_code == 400
     assert "Please enter the amount as a number, for example 120.50." in response.text
+
+
+@pytest.mark.parametrize(
+    ("total", "said"),
+    [
+        ("100.00", "The first payment is $33.34."),  # 33.34 + 33.33 + 33.33
+        ("100.01", "The first 2 payments are $33.34 each."),  # 33.34 + 33.34 + 33.33
+        ("99.99", None),  # 33.33 three times: nothing to add
+    ],
+)
+def test_the_details_say_which_first_payments_carry_the_cents_that_do_not_divide(
+    app, db_session, total: str, said: str | None
+) -> None:
+    from decimal import Decimal
+
+    from portal.money import Money
+    from portal.plans.builder import plan_details, plan_summary
+    from portal.plans.policy import Frequency, Proposal
+
+    proposal = Proposal(
+        total=Money.from_decimal(Decimal(total), "USD"),
+        down_payment=Money.zero("USD"),
+        frequency=Frequency.MONTHLY,
+        installments=3,
+        first_payment_date=date(2026, 12, 15),
+        today=date(2026, 11, 30),
+    )
+    with app.test_request_context():
+        details = plan_details(proposal)
+        assert plan_summary(proposal) == "3 monthly payments of $33.33"
+    assert details.startswith("No down payment; the first payment on Dec 15, 2026.")
+    if said is None:
+        assert details == "No down payment; the first payment on Dec 15, 2026."
+    else:
+        assert details.endswith(" " + said)

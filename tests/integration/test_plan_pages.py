@@ -175,6 +175,9 @@ def test_autopay_saves_a_card_before_the_down_payment(client: FlaskClient, local
     page = client.get(f"/plans/{plan.id}/card")
     assert page.status_code == 200
     assert "Use this card for my installments" in page.text
+    # and says that the down payment comes next, not that nothing is charged at all
+    assert "Saving it charges nothing; next you pay your down payment of $300.00." in page.text
+    assert "Nothing is charged now." not in page.text
     setup = localstripe.set_up_card(SETUP_SECRET.search(page.text).group(1), CARD_OK)
     saved = client.post(
         f"/plans/{plan.id}/card",
@@ -285,6 +288,10 @@ def test_a_pending_proposal_can_be_withdrawn(client: FlaskClient) -> None:
     page = client.get(f"/plans/{plan.id}").text
     client.post(f"/plans/{plan.id}/cancel", data={"csrf_token": csrf_token_from(page)})
     assert _plan(customer).status == PlanStatus.CANCELLED
+    # its schedule is no longer shown as proposed: it was never agreed
+    withdrawn = client.get(f"/plans/{plan.id}").text
+    assert "Not agreed" in withdrawn
+    assert "Proposed" not in withdrawn
 
 
 def test_the_agreement_pdf_is_there_once_agreed(client: FlaskClient) -> None:
@@ -462,3 +469,20 @@ def test_after_a_credit_note_an_installment_asks_only_what_the_invoices_still_ow
     assert [(a.invoice_id, a.amount_minor) for a in payment.allocations] == [(invoice.id, 15_000)]
     plan = _plan(customer)
     assert plan.status == PlanStatus.COMPLETED
+
+
+def test_an_invoice_all_in_a_plan_says_so_where_it_cannot_be_disputed_or_promised(
+    client: FlaskClient,
+) -> None:
+    # given an invoice whose whole balance an agreed plan covers
+    customer, invoice = _signed_in(client)
+    _accept(client, invoice)
+    assert _plan(customer).status == PlanStatus.ACTIVE
+    # then its dispute form says why nothing can be disputed (not "paid or credited")
+    page = client.get(f"/invoices/{invoice.number}/dispute").text
+    assert "what is left of it is in your payment plan" in page
+    assert "it is paid, credited or already in dispute" not in page
+    # and the account page offers no promise on it (it would be refused as $0.00)
+    account = client.get("/account").text
+    assert f'value="{invoice.number}"' not in account
+    assert "$0.00" not in account
