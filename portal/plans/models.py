@@ -253,6 +253,19 @@ class PaymentPlan(db.Model):
         return Money(sum(i.amount_minor - i.paid_minor for i in self.installments), self.currency)
 
     @property
+    def scheduled_down_payment(self) -> PlanInstallment | None:
+        """The down payment's installment (number 0) while it is still to be paid; None
+        when the plan has none or it was paid or cancelled."""
+        return next(
+            (
+                i
+                for i in self.installments
+                if i.number == 0 and i.status == InstallmentStatus.SCHEDULED
+            ),
+            None,
+        )
+
+    @property
     def next_installment(self) -> PlanInstallment | None:
         return next((i for i in self.installments if not i.is_settled), None)
 

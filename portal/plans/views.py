@@ -46,7 +46,7 @@ from portal.plans.forms import (
 )
 from portal.plans.models import PaymentPlan, PlanStatus
 from portal.plans.pages import agreement_terms, plan_page, plan_reference
-from portal.plans.payments import checkout_installment, use_card_for_plan
+from portal.plans.payments import checkout_installment, installment_owed, use_card_for_plan
 from portal.plans.policy import PlanPolicy, Proposal, offers, schedule_for
 from portal.plans.queries import (
     cooling_off_until,
@@ -243,9 +243,7 @@ def _next_step(plan: PaymentPlan) -> ResponseReturnValue:
 
 def _pay(plan: PaymentPlan, number: int) -> ResponseReturnValue:
     """Open the pay flow for installment `number` (0: the down payment), if it is due."""
-    if number == 0 and not any(
-        i.number == 0 and i.status == "scheduled" for i in plan.installments
-    ):
+    if number == 0 and plan.scheduled_down_payment is None:
         return redirect(url_for("plans.detail", plan_id=plan.id))
     try:
         checkout = start_installment_checkout(current_customer(), plan, number, now=utcnow())
@@ -366,9 +364,9 @@ def card(plan_id: int) -> ResponseReturnValue:
     except PaymentsUnavailable as error:
         return render_template("payments/unavailable.html", message=str(error.message)), 503
     db.session.commit()  # the Stripe Customer and SetupIntent, if this visit made them
-    down_payment_due = next(
-        (i.amount for i in plan.installments if i.number == 0 and i.status == "scheduled"), None
-    )
+    down = plan.scheduled_down_payment  # asked for next, once the card is saved
+    owed = installment_owed(down) if down is not None else None
+    down_payment_due = owed if owed is not None and owed.is_positive else None
     return render_template(
         "plans/card.html",
         plan=plan,
